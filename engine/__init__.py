@@ -1,0 +1,1 @@
+"""nidecode: a Dask-parallel engine for fMRI decoding (MVPA)."""

@@ -1,0 +1,92 @@
+"""Signal cleaning of masked time series: dummy scans, detrending, z-scoring.
+
+Pure array functions, no I/O. Detrending and z-scoring are delegated to
+:func:`nilearn.signal.clean`, so the cleaned signal is bit-identical to what
+nilearn produces for the same settings.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from nilearn import signal
+
+from engine.errors import InputError
+
+STANDARDIZE_MODES = ("run", "global", "none")
+
+
+def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
+    """Boolean index of the scans kept after dropping the first scans of each run.
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int, shape (n_scans,)
+        Run of each scan.
+    n_dummy : int
+        Number of scans dropped at the start of every run.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_scans,)
+    """
+    if n_dummy < 0:
+        raise InputError(f"--drop-scans {n_dummy}: must be zero or a positive number of scans")
+    keep = np.ones(len(runs), dtype=bool)
+    if n_dummy == 0:
+        return keep
+    for run in np.unique(runs):
+        keep[np.flatnonzero(runs == run)[:n_dummy]] = False
+    return keep
+
+
+def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
+                 detrend: bool = False) -> np.ndarray:
+    """Detrend and z-score masked time series the way nilearn does.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n_scans, n_voxels)
+        Masked signal.
+    runs : numpy.ndarray of int, shape (n_scans,)
+        Run of each scan.
+    standardize : {"run", "global", "none"}
+        ``"run"`` z-scores each voxel within each run (and detrends each run);
+        ``"global"`` z-scores over all scans, exactly like
+        ``NiftiMasker(standardize="zscore_sample")`` (detrending, if asked, is
+        then also over all scans, as NiftiMasker does); ``"none"`` leaves the
+        scale alone.
+    detrend : bool
+        Remove a linear trend (per run, except with ``"global"``).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_scans, n_voxels), same dtype as ``X``
+
+    Notes
+    -----
+    A voxel constant over a run (or over all scans) has zero variance;
+    nilearn then divides by one, so it becomes all zeros instead of NaN.
+    """
+    if standardize not in STANDARDIZE_MODES:
+        raise InputError(f"--standardize {standardize}: choose one of "
+                         f"{', '.join(STANDARDIZE_MODES)}")
+    if standardize == "none" and not detrend:
+        return X
+    zscore = None if standardize == "none" else "zscore_sample"
+    per_run = None if standardize == "global" else runs
+    with warnings.catch_warnings():
+        # nilearn warns about constant voxels; ingest reports them itself.
+        warnings.simplefilter("ignore", UserWarning)
+        return signal.clean(X, runs=per_run, detrend=detrend, standardize=zscore,
+                            standardize_confounds=False, ensure_finite=False)
+
+
+def constant_voxels(X: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Boolean index of the voxels that are constant over at least one run."""
+    constant = np.zeros(X.shape[1], dtype=bool)
+    for run in np.unique(runs):
+        block = X[runs == run]
+        constant |= np.all(block == block[:1], axis=0)
+    return constant

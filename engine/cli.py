@@ -1,0 +1,158 @@
+"""The ``nidecode`` command: argument parsing only; the work is in the modules.
+
+Every :class:`~engine.errors.InputError` becomes one line on stderr and
+exit status 2; an interrupt says what was kept and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="nidecode", description="Dask-parallel fMRI decoding: NIfTI -> Zarr -> "
+        "cross-validated linear SVMs -> scores and NIfTI maps.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="mask, clean and store subjects (Haxby layout)")
+    ingest.add_argument("subject_dirs", nargs="+", metavar="SUBJECT_DIR",
+                        help="directory with bold.nii.gz and labels.txt; its name is the id")
+    ingest.add_argument("--store", required=True, help="Zarr store to write (created if missing)")
+    ingest.add_argument("--mask", required=True, metavar="NAME_OR_PATH",
+                        help="mask path, or a mask name in each subject directory (mask4_vt)")
+    ingest.add_argument("--standardize", choices=("run", "global", "none"), default="run",
+                        help="z-score each voxel within each run (default), over all scans "
+                        "(like NiftiMasker(standardize='zscore_sample')), or not at all")
+    ingest.add_argument("--detrend", action="store_true", help="remove a linear trend")
+    ingest.add_argument("--drop-scans", type=int, default=0, metavar="N",
+                        help="drop the first N scans of each run (dummy scans)")
+    _add_quiet(ingest)
+
+    decode = commands.add_parser("decode", help="cross-validated linear SVMs on a cluster")
+    decode.add_argument("store", help="Zarr store written by 'nidecode ingest'")
+    decode.add_argument("--out", required=True, help="output directory")
+    which = decode.add_mutually_exclusive_group()
+    which.add_argument("--categories", metavar="A,B[,...]",
+                       help="decode every pair among these categories, e.g. face,cat")
+    which.add_argument("--pairs", choices=("all",), default="all",
+                       help="decode every pair of categories (default)")
+    decode.add_argument("--cv", default="logo", metavar="logo|kfold:K",
+                        help="leave one run out (default), or K-fold over scans (leaks "
+                        "across neighbouring scans of a run: optimistic)")
+    decode.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
+    decode.add_argument("--overwrite", action="store_true",
+                        help="replace results of other parameters in --out")
+    _add_cluster(decode)
+    _add_quiet(decode)
+
+    demo = commands.add_parser("demo", help="synthetic study end to end: ingest, decode, table")
+    demo.add_argument("--out", default="nidecode-demo", help="directory for data, store and "
+                      "results (default: ./nidecode-demo)")
+    demo.add_argument("--subjects", type=int, default=3, help="synthetic subjects (default 3)")
+    _add_cluster(demo)
+    _add_quiet(demo)
+    return parser
+
+
+def _add_cluster(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="LocalCluster of N single-threaded worker "
+                       "processes (default: the number of cores)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="attach to a running dask scheduler, e.g. tcp://127.0.0.1:8786")
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nidecode`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"nidecode: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nidecode: interrupted; results saved so far are kept: run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from engine.ingest import ingest
+
+    started = time.perf_counter()
+    subjects = ingest(args.subject_dirs, args.store, args.mask, standardize=args.standardize,
+                      detrend=args.detrend, drop_scans=args.drop_scans,
+                      progress=lambda subject: _say(args, f"stored {subject}"))
+    _say(args, f"ingested {len(subjects)} subject(s) into {args.store} in "
+         f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from engine.plan import parse_categories
+
+    summary = _run_decode(args, args.store, args.out, parse_categories(args.categories),
+                          args.cv, args.C, args.overwrite)
+    if not args.quiet:
+        _print_accuracies(summary)
+    return 0
+
+
+def _run_decode(args, store, out, categories, cv, C, overwrite):
+    from engine.cluster import describe, get_client
+    from engine.run import execute_decode, prepare_decode
+
+    run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
+    with get_client(workers=args.workers, scheduler=args.scheduler) as client:
+        info = describe(client)
+        _say(args, f"dask: {info['n_workers']} worker(s) at {info['scheduler']}"
+             + (f", dashboard {info['dashboard']}" if info["dashboard"] else ""))
+        return execute_decode(run, client, progress=not args.quiet)
+
+
+def _print_accuracies(summary) -> None:
+    from engine.results import accuracy_matrix
+
+    print("Mean cross-validated accuracy (chance 0.5):")
+    print(accuracy_matrix(summary).to_string(float_format=lambda value: f"{value:.3f}"))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from engine.ingest import ingest
+    from engine.synth import make_dataset
+
+    out = Path(args.out)
+    if args.subjects < 1:
+        raise InputError(f"--subjects {args.subjects}: give at least one subject")
+    _say(args, f"generating {args.subjects} synthetic subjects in {out / 'data'}")
+    subject_dirs = make_dataset(out / "data", n_subjects=args.subjects)
+    ingest(subject_dirs, out / "store.zarr", "mask4_vt")
+    _say(args, f"ingested into {out / 'store.zarr'}; decoding all category pairs")
+    summary = _run_decode(args, out / "store.zarr", out / "results", None, "logo", 1.0, True)
+    _print_accuracies(summary)
+    _say(args, f"scores, summary and weight maps in {out / 'results'}")
+    return 0
+
+
+COMMANDS = {"ingest": _ingest, "decode": _decode, "demo": _demo}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Getting a Dask client: a LocalCluster, a running scheduler, or the config.
+
+The only module that starts or connects to clusters. Users name their
+cluster once in dask's configuration (``~/.config/dask/nidecode.yaml`` or
+environment variables)::
+
+    nidecode:
+      scheduler: tcp://10.0.0.5:8786   # attach to a running scheduler
+      workers: 8                       # or: size of the LocalCluster
+
+``DASK_NIDECODE__SCHEDULER=tcp://...`` does the same from the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dask.config
+from distributed import Client, LocalCluster
+
+from engine.errors import InputError
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+@contextmanager
+def get_client(workers: int | None = None, scheduler: str | None = None,
+               timeout: float = 10.0) -> Iterator[Client]:
+    """Yield a Dask client, closing what was started on exit.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a LocalCluster of this many single-threaded worker processes
+        on 127.0.0.1. Default: ``nidecode.workers`` from dask's config, else
+        the number of cores.
+    scheduler : str, optional
+        Address of a running ``dask scheduler`` (``tcp://host:port``) to
+        attach to instead. Default: ``nidecode.scheduler`` from the config.
+    timeout : float
+        Seconds to wait for the scheduler to answer.
+
+    Yields
+    ------
+    distributed.Client
+    """
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers and --scheduler: give one of them, not both")
+    if workers is None and scheduler is None:
+        scheduler = dask.config.get("nidecode.scheduler", None)
+        workers = dask.config.get("nidecode.workers", None)
+    if scheduler:
+        with _connect(scheduler, timeout) as client:
+            yield client
+        return
+    workers = int(workers or default_workers())
+    if workers < 1:
+        raise InputError(f"--workers {workers}: give at least one worker")
+    dashboard = "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=dashboard,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def _connect(address: str, timeout: float) -> Iterator[Client]:
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as error:
+        raise InputError(f"--scheduler {address}: no Dask scheduler answered within "
+                         f"{timeout:g} s ({type(error).__name__}); start one with 'dask "
+                         f"scheduler' or check the address") from None
+    with client:
+        yield client
+
+
+def describe(client: Client) -> dict:
+    """Scheduler address, dashboard link and worker count, for logs and run.json."""
+    info = client.scheduler_info()
+    dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else None
+    return {"scheduler": client.scheduler.address, "dashboard": dashboard,
+            "n_workers": len(info.get("workers", {}))}

@@ -1,0 +1,62 @@
+"""Cross-validation splits, exactly as scikit-learn makes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import KFold, LeaveOneGroupOut
+
+from engine.errors import InputError
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split: its id (the held-out run for leave-one-run-out) and indices."""
+
+    fold: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def parse_cv(text: str) -> str:
+    """Check a ``--cv`` value (``logo`` or ``kfold:K``) and return it normalised."""
+    text = text.strip().lower()
+    if text == "logo":
+        return text
+    name, _, k = text.partition(":")
+    if name == "kfold" and k.isdigit() and int(k) >= 2:
+        return f"kfold:{int(k)}"
+    raise InputError(f"--cv {text}: choose 'logo' (leave one run out) or 'kfold:K' with K >= 2")
+
+
+def make_folds(runs: np.ndarray, cv: str) -> list[Fold]:
+    """Split samples into folds.
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int, shape (n_samples,)
+        Run of each sample.
+    cv : str
+        ``"logo"``: leave one run out, as ``LeaveOneGroupOut`` (folds in the
+        order of the sorted runs, ``fold`` = the held-out run). ``"kfold:K"``:
+        ``KFold(n_splits=K)`` without shuffling (``fold`` = 0..K-1); it
+        ignores runs, so neighbouring scans of one run fall on both sides and
+        the accuracy is optimistic.
+
+    Returns
+    -------
+    list of Fold
+    """
+    cv = parse_cv(cv)
+    dummy = np.zeros((len(runs), 1))
+    if cv == "logo":
+        held_out = np.unique(runs)
+        splits = LeaveOneGroupOut().split(dummy, groups=runs)
+        return [Fold(int(run), train, test) for run, (train, test) in zip(held_out, splits,
+                                                                         strict=True)]
+    n_splits = int(cv.split(":")[1])
+    if n_splits > len(runs):
+        raise InputError(f"--cv {cv}: {n_splits} folds for {len(runs)} samples; use fewer folds")
+    splits = KFold(n_splits=n_splits).split(dummy)
+    return [Fold(index, train, test) for index, (train, test) in enumerate(splits)]

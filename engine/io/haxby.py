@@ -1,0 +1,190 @@
+"""Read one subject directory in the Haxby 2001 layout.
+
+A subject directory holds ``bold.nii.gz`` (4D), ``labels.txt`` (header
+``labels chunks``: the category shown at each scan and the run it belongs to)
+and one or more masks such as ``mask4_vt.nii.gz``. Everything here checks its
+input and raises :class:`~engine.errors.InputError` with a one-line message
+naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from engine.errors import InputError
+
+BOLD_NAME = "bold.nii.gz"
+LABELS_NAME = "labels.txt"
+LABELS_HEADER = ("labels", "chunks")
+
+
+@dataclass(frozen=True)
+class SubjectFiles:
+    """The files of one subject: its id (the directory name) and paths."""
+
+    subject: str
+    bold: Path
+    labels: Path
+    mask: Path
+
+
+def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFiles:
+    """Locate the BOLD, labels and mask files of one subject directory.
+
+    Parameters
+    ----------
+    subject_dir : str or Path
+        Directory in the Haxby layout; its name becomes the subject id.
+    mask : str or Path
+        Either a path to a mask image (used for every subject) or the name
+        of a mask inside the subject directory, with or without the
+        ``.nii.gz`` suffix (``mask4_vt`` finds ``mask4_vt.nii.gz``).
+
+    Returns
+    -------
+    SubjectFiles
+    """
+    directory = Path(subject_dir)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: no such subject directory; give a directory "
+                         f"holding {BOLD_NAME} and {LABELS_NAME}")
+    bold = directory / BOLD_NAME
+    labels = directory / LABELS_NAME
+    for path in (bold, labels):
+        if not path.is_file():
+            raise InputError(f"{path}: file not found; each subject directory needs "
+                             f"{BOLD_NAME} and {LABELS_NAME}")
+    return SubjectFiles(directory.resolve().name, bold, labels,
+                        _resolve_mask(directory, mask))
+
+
+def _resolve_mask(directory: Path, mask: str | Path) -> Path:
+    mask = Path(mask)
+    candidates = [mask] if mask.is_absolute() or mask.exists() else []
+    candidates += [directory / mask, directory / f"{mask}.nii.gz", directory / f"{mask}.nii"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{directory / mask}: mask not found; give a mask path or the name "
+                     f"of a mask file in the subject directory (e.g. mask4_vt)")
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """Read a Haxby ``labels.txt``: columns ``labels`` (str) and ``chunks`` (int).
+
+    Parameters
+    ----------
+    path : str or Path
+        Space- or tab-separated file with the header ``labels chunks``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scan.
+    """
+    try:
+        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as error:
+        raise InputError(f"{path}: cannot read labels ({_first_line(error)}); expected a "
+                         f"space-separated table with header 'labels chunks'") from None
+    missing = [column for column in LABELS_HEADER if column not in table.columns]
+    if missing:
+        raise InputError(f"{path}: header is {' '.join(map(str, table.columns))!r}, missing "
+                         f"column {missing[0]!r}; the first line must be 'labels chunks'")
+    if len(table) == 0:
+        raise InputError(f"{path}: no rows after the header; give one row per scan")
+    runs = pd.to_numeric(table["chunks"], errors="coerce")
+    bad = np.flatnonzero(runs.isna() | (runs != runs.round()))
+    if bad.size:
+        row = bad[0]
+        raise InputError(f"{path}: row {row + 2} has run {table['chunks'].iloc[row]!r}; "
+                         f"the chunks column must hold integer run numbers")
+    return pd.DataFrame({"labels": table["labels"].astype(str).to_numpy(),
+                         "chunks": runs.astype(np.int64).to_numpy()})
+
+
+def load_bold(path: str | Path) -> nib.Nifti1Image:
+    """Open a 4D BOLD image lazily (no data read) and check it is 4D."""
+    image = _load_nifti(path)
+    if image.ndim != 4:
+        raise InputError(f"{path}: image is {image.ndim}D with shape {image.shape}; "
+                         f"a BOLD series must be 4D (x, y, z, scans)")
+    return image
+
+
+def load_mask(path: str | Path, bold: nib.Nifti1Image, bold_path: str | Path) -> np.ndarray:
+    """Read a mask as a 3D boolean array and check it matches the BOLD grid.
+
+    Parameters
+    ----------
+    path : str or Path
+        The mask image; non-zero voxels are in the mask.
+    bold : nibabel.Nifti1Image
+        The subject's BOLD image, whose shape and affine the mask must share.
+    bold_path : str or Path
+        Path of the BOLD image, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray of bool, 3D
+    """
+    image = _load_nifti(path)
+    data = np.asarray(image.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.shape != bold.shape[:3]:
+        raise InputError(f"{path}: mask shape {data.shape} differs from the BOLD shape "
+                         f"{bold.shape[:3]} of {bold_path}; resample the mask to the BOLD grid")
+    if not np.allclose(image.affine, bold.affine, atol=1e-3):
+        raise InputError(f"{path}: mask affine {_affine_text(image.affine)} differs from the "
+                         f"BOLD affine {_affine_text(bold.affine)} of {bold_path}; resample "
+                         f"the mask to the BOLD grid")
+    mask = np.nan_to_num(data) != 0
+    if not mask.any():
+        raise InputError(f"{path}: the mask is empty (no non-zero voxel); give a mask that "
+                         f"covers the region to decode")
+    return mask
+
+
+def iter_masked_blocks(bold: nib.Nifti1Image, mask: np.ndarray,
+                       block_size: int = 64) -> Iterator[np.ndarray]:
+    """Yield the masked BOLD signal block by block of scans, as float32.
+
+    Only ``block_size`` volumes are in memory at once, so memory is bounded
+    by the block size, not by the file size.
+
+    Yields
+    ------
+    numpy.ndarray, shape (n_block_scans, n_mask_voxels), float32
+    """
+    n_scans = bold.shape[3]
+    for start in range(0, n_scans, block_size):
+        volumes = np.asarray(bold.dataobj[..., start:start + block_size])
+        yield volumes[mask].T.astype(np.float32)
+
+
+def _load_nifti(path: str | Path) -> nib.Nifti1Image:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return nib.load(path)
+    except Exception as error:  # nibabel raises many types for foreign files
+        raise InputError(f"{path}: not a readable NIfTI image ({_first_line(error)}); "
+                         f"give a .nii or .nii.gz file") from None
+
+
+def _affine_text(affine: np.ndarray) -> str:
+    return np.array2string(np.asarray(affine)[:3], precision=2, separator=",").replace("\n", "")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,89 @@
+"""Results: per-pair fold scores, the scores and summary tables, weight maps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Cross-validated scores of one subject x pair (class_a < class_b)."""
+
+    subject: str
+    class_a: str
+    class_b: str
+    folds: np.ndarray  # fold ids (held-out runs for leave-one-run-out)
+    accuracy: np.ndarray
+    n_train: np.ndarray
+    n_test: np.ndarray
+    coef: np.ndarray  # (n_folds, n_voxels); positive favours class_b
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.subject, self.class_a, self.class_b)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The result as named arrays (for ``numpy.savez``)."""
+        names = np.array([self.subject, self.class_a, self.class_b])
+        return {"names": names, "folds": self.folds, "accuracy": self.accuracy,
+                "n_train": self.n_train, "n_test": self.n_test, "coef": self.coef}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> PairResult:
+        """Inverse of :meth:`to_arrays`."""
+        subject, class_a, class_b = (str(name) for name in arrays["names"])
+        return cls(subject, class_a, class_b, *(np.asarray(arrays[name]) for name in
+                                                ("folds", "accuracy", "n_train", "n_test",
+                                                 "coef")))
+
+
+def scores_table(results: Iterable[PairResult]) -> pd.DataFrame:
+    """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`."""
+    frames = [pd.DataFrame({"subject": result.subject, "class_a": result.class_a,
+                            "class_b": result.class_b, "fold": result.folds,
+                            "accuracy": result.accuracy, "n_train": result.n_train,
+                            "n_test": result.n_test}) for result in results]
+    if not frames:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    table = pd.concat(frames, ignore_index=True)
+    return table.sort_values(["subject", "class_a", "class_b", "fold"], ignore_index=True)
+
+
+def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of the fold accuracies per subject and pair."""
+    grouped = scores.groupby(["subject", "class_a", "class_b"], sort=True)["accuracy"]
+    summary = grouped.agg(mean_accuracy="mean", std_accuracy="std", n_folds="count")
+    return summary.reset_index()
+
+
+def accuracy_matrix(summary: pd.DataFrame) -> pd.DataFrame:
+    """Pairs as rows, subjects as columns (and their mean): a table to print."""
+    table = summary.assign(pair=summary["class_a"] + " vs " + summary["class_b"])
+    matrix = table.pivot(index="pair", columns="subject", values="mean_accuracy")
+    if matrix.shape[1] > 1:
+        matrix["mean"] = matrix.mean(axis=1)
+    matrix.columns.name = None
+    return matrix
+
+
+def to_nifti(values: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """Put one value per mask voxel back on the subject's grid (zero outside).
+
+    Equivalent to ``NiftiMasker(mask_img).inverse_transform(values)``: mask
+    voxels are in C order, the columns of the stored time series.
+    """
+    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume[mask] = values
+    return nib.Nifti1Image(volume, affine)
+
+
+def weight_map(result: PairResult, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """The fold-mean SVM weights of one pair as a NIfTI image."""
+    return to_nifti(result.coef.mean(axis=0), mask, affine)

@@ -1,0 +1,226 @@
+"""The Zarr store: the only module that knows its layout.
+
+Layout (Zarr v3)::
+
+    STORE/                      root group, attrs {"nidecode_format": 1}
+      {subject}/                one group per subject, attrs below
+        X        float32 (scans x voxels), chunked along voxels
+        labels   int16 (scans,), codes into attrs["categories"]
+        runs     int32 (scans,)
+        mask     bool (x, y, z)
+
+Subject attributes: ``affine`` (4 x 4), ``categories``, ``cleaning`` (the
+settings used), ``source`` (input files), ``checksum`` (SHA-256 of X) and
+``complete`` (written last). A subject is written into a staging directory
+and renamed into place, so a reader sees either the previous complete
+subject or the new one, never a half-written group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from engine.errors import InputError
+
+FORMAT_VERSION = 1
+VOXEL_CHUNK = 256
+_STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class Design:
+    """What the plan needs of a subject, without its data."""
+
+    subject: str
+    labels: np.ndarray  # str, (n_scans,)
+    runs: np.ndarray  # int, (n_scans,)
+    n_voxels: int
+    checksum: str
+
+
+def checksum(X: np.ndarray) -> str:
+    """SHA-256 of the stored time series (float32, C order)."""
+    return hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()
+
+
+def create_store(path: str | Path) -> zarr.Group:
+    """Open a store for writing, creating it if needed, and check its format."""
+    path = Path(path)
+    if path.exists() and not (path / "zarr.json").exists():
+        raise InputError(f"{path}: exists but is not a nidecode store; give a new or "
+                         f"an existing store path")
+    root = zarr.open_group(str(path), mode="a")
+    if "nidecode_format" not in root.attrs:
+        root.attrs["nidecode_format"] = FORMAT_VERSION
+    _check_format(root, path)
+    _recover_interrupted_replace(path)
+    return root
+
+
+def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndarray,
+                  runs: np.ndarray, mask: np.ndarray, affine: np.ndarray,
+                  cleaning: dict, source: dict) -> None:
+    """Write (or atomically replace) one subject's group.
+
+    Parameters
+    ----------
+    path : str or Path
+        Local store path (created if missing).
+    subject : str
+        Subject id; its group name.
+    X : numpy.ndarray, shape (n_scans, n_voxels)
+        Cleaned masked time series, stored as float32.
+    labels : numpy.ndarray of str, shape (n_scans,)
+    runs : numpy.ndarray of int, shape (n_scans,)
+    mask : numpy.ndarray of bool, 3D
+        The mask whose voxels (in C order) are the columns of ``X``.
+    affine : numpy.ndarray, shape (4, 4)
+    cleaning, source : dict
+        JSON-serialisable settings and input file names, kept as attributes.
+    """
+    path = Path(path)
+    create_store(path)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    categories, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    staging = path / _STAGING / f"{subject}-{uuid.uuid4().hex}"
+    group = zarr.open_group(str(staging), mode="w")
+    group.create_array("X", data=X, chunks=(X.shape[0], min(VOXEL_CHUNK, X.shape[1])))
+    group.create_array("labels", data=codes.astype(np.int16))
+    group.create_array("runs", data=np.asarray(runs, dtype=np.int32))
+    group.create_array("mask", data=np.asarray(mask, dtype=bool))
+    group.attrs.update({
+        "subject": subject,
+        "affine": np.asarray(affine, dtype=float).tolist(),
+        "categories": categories.tolist(),
+        "cleaning": cleaning,
+        "source": source,
+        "checksum": checksum(X),
+        "nidecode_format": FORMAT_VERSION,
+        "complete": True,
+    })
+    _replace_directory(staging, path / subject)
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    # Two renames: a crash in between leaves the old copy under .staging,
+    # which _recover_interrupted_replace puts back on the next open.
+    old = None
+    if target.exists():
+        old = new.parent / f"{target.name}.old-{uuid.uuid4().hex}"
+        os.rename(target, old)
+    os.rename(new, target)
+    if old is not None:
+        shutil.rmtree(old)
+    with contextlib.suppress(OSError):
+        new.parent.rmdir()  # only if empty: another ingest may be staging
+
+
+def _recover_interrupted_replace(path: Path) -> None:
+    staging = path / _STAGING
+    if not staging.is_dir():
+        return
+    for leftover in staging.iterdir():
+        subject, _, kind = leftover.name.rpartition(".old-")
+        if kind and subject and not (path / subject).exists():
+            os.rename(leftover, path / subject)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _check_format(root: zarr.Group, path: str | Path) -> None:
+    version = root.attrs.get("nidecode_format")
+    if version != FORMAT_VERSION:
+        raise InputError(f"{path}: store format {version!r}, this nidecode reads format "
+                         f"{FORMAT_VERSION}; ingest the subjects again into a new store")
+
+
+def open_store(path: str | Path) -> zarr.Group:
+    """Open an existing store read-only (a local path or an fsspec URL)."""
+    text = str(path)
+    if "://" not in text and not (Path(text) / "zarr.json").is_file():
+        raise InputError(f"{path}: not a nidecode store; create one with 'nidecode ingest'")
+    try:
+        root = zarr.open_group(text, mode="r")
+    except Exception as error:  # zarr raises several types for foreign data
+        raise InputError(f"{path}: cannot open the store ({error}); create one with "
+                         f"'nidecode ingest'") from None
+    _check_format(root, path)
+    return root
+
+
+def list_subjects(path: str | Path) -> list[str]:
+    """Ids of the complete subjects in a store, sorted."""
+    root = open_store(path)
+    with warnings.catch_warnings():
+        # the staging directory of an ingest in progress is not a zarr node
+        warnings.simplefilter("ignore", UserWarning)
+        groups = list(root.groups())
+    return sorted(name for name, group in groups if group.attrs.get("complete") is True)
+
+
+def read_design(path: str | Path, subject: str) -> Design:
+    """Labels, runs and sizes of one subject (no time series read)."""
+    group = _subject_group(path, subject)
+    categories = np.asarray(group.attrs["categories"], dtype=str)
+    return Design(subject=subject,
+                  labels=categories[group["labels"][:]],
+                  runs=group["runs"][:].astype(np.int64),
+                  n_voxels=group["X"].shape[1],
+                  checksum=group.attrs["checksum"])
+
+
+def read_timeseries(path: str | Path, subject: str, voxels: slice | np.ndarray | None = None,
+                    verify: str | None = None) -> np.ndarray:
+    """Read a subject's time series, all scans, optionally a block of voxels.
+
+    Parameters
+    ----------
+    path : str or Path
+    subject : str
+    voxels : slice or array of int, optional
+        Columns to read; all by default.
+    verify : str, optional
+        Expected checksum; checked when the whole array is read.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_scans, n_selected_voxels), float32
+    """
+    X = _subject_group(path, subject)["X"]
+    data = X[:] if voxels is None else X.oindex[:, voxels]
+    if verify is not None and voxels is None and checksum(data) != verify:
+        raise InputError(f"{path}/{subject}: time series changed after ingest (checksum "
+                         f"mismatch); ingest the subject again")
+    return data
+
+
+def read_geometry(path: str | Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's mask (3D bool) and affine (4 x 4)."""
+    group = _subject_group(path, subject)
+    return group["mask"][:].astype(bool), np.asarray(group.attrs["affine"], dtype=float)
+
+
+def read_attributes(path: str | Path, subject: str) -> dict:
+    """All attributes of a subject group (cleaning settings, source files, ...)."""
+    return dict(_subject_group(path, subject).attrs)
+
+
+def _subject_group(path: str | Path, subject: str) -> zarr.Group:
+    root = open_store(path)
+    try:
+        group = root[subject]
+    except KeyError:
+        group = None
+    if not isinstance(group, zarr.Group) or group.attrs.get("complete") is not True:
+        raise InputError(f"{path}: no complete subject {subject!r}; ingest it first")
+    return group
