@@ -77,8 +77,10 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
     zscore = None if standardize == "none" else "zscore_sample"
     per_run = None if standardize == "global" else runs
     with warnings.catch_warnings():
-        # nilearn warns about constant voxels; ingest reports them itself.
+        # nilearn warns about constant voxels (and divides by their zero
+        # mean in a check); ingest reports them itself.
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         return signal.clean(X, runs=per_run, detrend=detrend, standardize=zscore,
                             standardize_confounds=False, ensure_finite=False)
 

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--detrend", action="store_true", help="remove a linear trend")
     ingest.add_argument("--drop-scans", type=int, default=0, metavar="N",
                         help="drop the first N scans of each run (dummy scans)")
+    _add_cluster(ingest, "several subjects are ingested in parallel, one task each, on a "
+                 "LocalCluster of N workers (default: cores, at most one per subject) or ")
     _add_quiet(ingest)
 
     decode = commands.add_parser("decode", help="cross-validated linear SVMs on a cluster")
@@ -62,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_cluster(parser: argparse.ArgumentParser) -> None:
+def _add_cluster(parser: argparse.ArgumentParser, what: str = "") -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, help="LocalCluster of N single-threaded worker "
-                       "processes (default: the number of cores)")
+    where.add_argument("--workers", type=int, help=what or "LocalCluster of N single-threaded "
+                       "worker processes (default: the number of cores)")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="attach to a running dask scheduler, e.g. tcp://127.0.0.1:8786")
 
@@ -94,12 +96,21 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from engine.cluster import default_workers, get_client
     from engine.ingest import ingest
+    from engine.run import ingest_on_cluster
 
     started = time.perf_counter()
-    subjects = ingest(args.subject_dirs, args.store, args.mask, standardize=args.standardize,
-                      detrend=args.detrend, drop_scans=args.drop_scans,
-                      progress=lambda subject: _say(args, f"stored {subject}"))
+    settings = {"standardize": args.standardize, "detrend": args.detrend,
+                "drop_scans": args.drop_scans}
+    if len(args.subject_dirs) == 1 and args.workers is None and args.scheduler is None:
+        subjects = ingest(args.subject_dirs, args.store, args.mask, **settings)
+    else:
+        workers = args.workers or (None if args.scheduler else
+                                   min(default_workers(), len(args.subject_dirs)))
+        with get_client(workers=workers, scheduler=args.scheduler) as client:
+            subjects = ingest_on_cluster(args.subject_dirs, args.store, args.mask, client,
+                                         progress=not args.quiet, **settings)
     _say(args, f"ingested {len(subjects)} subject(s) into {args.store} in "
          f"{time.perf_counter() - started:.1f} s")
     return 0

@@ -22,7 +22,7 @@ from engine.io.haxby import (
 
 def ingest(subject_dirs: Sequence[str | Path], store_path: str | Path,
            mask: str | Path, *, standardize: str = "run", detrend: bool = False,
-           drop_scans: int = 0, block_size: int = 64, progress=None) -> list[str]:
+           drop_scans: int = 0, block_size: int = 64) -> list[str]:
     """Mask, clean and store subjects given in the Haxby layout.
 
     Parameters
@@ -42,21 +42,16 @@ def ingest(subject_dirs: Sequence[str | Path], store_path: str | Path,
         Dummy scans dropped at the start of every run.
     block_size : int
         Volumes read at once; bounds the memory used for reading.
-    progress : callable, optional
-        Called with each subject id once it is stored.
 
     Returns
     -------
     list of str
         The ids of the subjects written.
     """
-    files = [find_subject_files(directory, mask) for directory in subject_dirs]
-    _check_unique_ids(files)
+    files = find_subjects(subject_dirs, mask)
     for subject_files in files:
         ingest_subject(subject_files, store_path, standardize=standardize, detrend=detrend,
                        drop_scans=drop_scans, block_size=block_size)
-        if progress is not None:
-            progress(subject_files.subject)
     return [subject_files.subject for subject_files in files]
 
 
@@ -87,7 +82,9 @@ def ingest_subject(files: SubjectFiles, store_path: str | Path, *, standardize: 
             "n_constant_voxels": n_constant}
 
 
-def _check_unique_ids(files: list[SubjectFiles]) -> None:
+def find_subjects(subject_dirs: Sequence[str | Path], mask: str | Path) -> list[SubjectFiles]:
+    """Locate every subject's files and check the subject ids are unique."""
+    files = [find_subject_files(directory, mask) for directory in subject_dirs]
     seen: dict[str, Path] = {}
     for subject_files in files:
         first = seen.setdefault(subject_files.subject, subject_files.bold.parent)
@@ -95,3 +92,4 @@ def _check_unique_ids(files: list[SubjectFiles]) -> None:
             raise InputError(f"{subject_files.bold.parent}: subject id "
                              f"{subject_files.subject!r} already used by {first}; "
                              f"rename one of the directories")
+    return files

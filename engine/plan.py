@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import dask.config
 import numpy as np
 
 from engine.cv import make_folds
@@ -101,8 +102,14 @@ def _check_pair_folds(design: Design, class_a: str, class_b: str, cv: str) -> in
 
 
 def batch_jobs(jobs: Sequence[PairJob],
-               fits_per_task: int = FITS_PER_TASK) -> list[tuple[PairJob, ...]]:
-    """Group consecutive jobs of the same subject into tasks of about ``fits_per_task`` fits."""
+               fits_per_task: int | None = None) -> list[tuple[PairJob, ...]]:
+    """Group consecutive jobs of the same subject into tasks of about ``fits_per_task`` fits.
+
+    The default is ``nidecode.fits-per-task`` from dask's config, else
+    :data:`FITS_PER_TASK`.
+    """
+    if fits_per_task is None:
+        fits_per_task = int(dask.config.get("nidecode.fits-per-task", FITS_PER_TASK))
     batches: list[tuple[PairJob, ...]] = []
     for _, subject_jobs in itertools.groupby(jobs, key=lambda job: job.subject):
         batch: list[PairJob] = []

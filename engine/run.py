@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -21,8 +22,9 @@ from engine import store
 from engine.cluster import describe
 from engine.cv import parse_cv
 from engine.errors import InputError
+from engine.ingest import find_subjects, ingest_subject
 from engine.outdir import OutputDir
-from engine.plan import FITS_PER_TASK, PairJob, batch_jobs, plan_decode
+from engine.plan import PairJob, batch_jobs, plan_decode
 from engine.results import PairResult, scores_table, summary_table, weight_map
 from engine.tasks import decode_pairs
 
@@ -70,7 +72,7 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
 
 
 def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
-                   fits_per_task: int = FITS_PER_TASK) -> pd.DataFrame:
+                   fits_per_task: int | None = None) -> pd.DataFrame:
     """Compute what the output directory lacks, then write the final files.
 
     Returns
@@ -116,7 +118,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
 def decode(store_path: str | Path, out: str | Path, client: Client, *,
            categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
            overwrite: bool = False, progress: bool = True,
-           fits_per_task: int = FITS_PER_TASK) -> pd.DataFrame:
+           fits_per_task: int | None = None) -> pd.DataFrame:
     """Cross-validate linear SVMs for every subject x category pair of a store.
 
     Parameters
@@ -142,7 +144,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     progress : bool
         Show a progress bar of the fits.
     fits_per_task : int
-        About how many SVM fits one Dask task does.
+        About how many SVM fits one Dask task does (default: the config's
+        ``nidecode.fits-per-task``, else 96).
 
     Returns
     -------
@@ -158,6 +161,31 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C,
                          overwrite=overwrite)
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
+
+
+def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path,
+                      mask: str | Path, client: Client, *, progress: bool = True,
+                      **settings) -> list[str]:
+    """Ingest subjects in parallel, one Dask task per subject.
+
+    Each worker reads its subject's BOLD block by block (memory bounded by
+    the block size and the masked output, not the file) and writes its
+    group into the store, which must be a path all workers can write.
+    Parameters are those of :func:`engine.ingest.ingest`.
+
+    Returns
+    -------
+    list of str
+        The ids of the subjects written.
+    """
+    files = find_subjects(subject_dirs, mask)
+    store.create_store(store_path)
+    futures = [client.submit(ingest_subject, subject_files, _normalise_store_path(store_path),
+                             key=f"ingest-{subject_files.subject}-{uuid.uuid4().hex[:8]}",
+                             **settings) for subject_files in files]
+    run_tasks(client, futures, on_result=lambda report: None, count=lambda report: 1,
+              total=len(files), progress=progress, unit="subject")
+    return [subject_files.subject for subject_files in files]
 
 
 def run_tasks(client: Client, futures: list, *, on_result: Callable, count: Callable,

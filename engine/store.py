@@ -11,17 +11,18 @@ Layout (Zarr v3)::
 
 Subject attributes: ``affine`` (4 x 4), ``categories``, ``cleaning`` (the
 settings used), ``source`` (input files), ``checksum`` (SHA-256 of X) and
-``complete`` (written last). A subject is written into a staging directory
-and renamed into place, so a reader sees either the previous complete
-subject or the new one, never a half-written group.
+``complete`` (written last). A subject is written as a new version under
+``.versions/`` and published by atomically swapping the symlink
+``{subject}`` to it, so a reader sees either the previous complete subject
+or the new one, never a half-written group.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ from engine.errors import InputError
 
 FORMAT_VERSION = 1
 VOXEL_CHUNK = 256
-_STAGING = ".staging"
+_VERSIONS = ".versions"
+ORPHAN_AGE_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def create_store(path: str | Path) -> zarr.Group:
     if "nidecode_format" not in root.attrs:
         root.attrs["nidecode_format"] = FORMAT_VERSION
     _check_format(root, path)
-    _recover_interrupted_replace(path)
+    _sweep_orphans(path)
     return root
 
 
@@ -92,8 +94,8 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     create_store(path)
     X = np.ascontiguousarray(X, dtype=np.float32)
     categories, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-    staging = path / _STAGING / f"{subject}-{uuid.uuid4().hex}"
-    group = zarr.open_group(str(staging), mode="w")
+    version = path / _VERSIONS / f"{subject}-{uuid.uuid4().hex}"
+    group = zarr.open_group(str(version), mode="w")
     group.create_array("X", data=X, chunks=(X.shape[0], min(VOXEL_CHUNK, X.shape[1])))
     group.create_array("labels", data=codes.astype(np.int16))
     group.create_array("runs", data=np.asarray(runs, dtype=np.int32))
@@ -108,33 +110,32 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
         "nidecode_format": FORMAT_VERSION,
         "complete": True,
     })
-    _replace_directory(staging, path / subject)
+    _publish(version, path / subject)
 
 
-def _replace_directory(new: Path, target: Path) -> None:
-    # Two renames: a crash in between leaves the old copy under .staging,
-    # which _recover_interrupted_replace puts back on the next open.
-    old = None
-    if target.exists():
-        old = new.parent / f"{target.name}.old-{uuid.uuid4().hex}"
-        os.rename(target, old)
-    os.rename(new, target)
-    if old is not None:
-        shutil.rmtree(old)
-    with contextlib.suppress(OSError):
-        new.parent.rmdir()  # only if empty: another ingest may be staging
+def _publish(version: Path, target: Path) -> None:
+    # The subject's group is a relative symlink to a complete version;
+    # os.replace swaps the link atomically, so readers (and ingests of other
+    # subjects running in parallel) never see a half-written group.
+    link = target.with_name(f".link-{uuid.uuid4().hex}")
+    os.symlink(os.path.join(_VERSIONS, version.name), link)
+    previous = os.readlink(target) if target.is_symlink() else None
+    os.replace(link, target)
+    if previous is not None:
+        shutil.rmtree(target.parent / previous, ignore_errors=True)
 
 
-def _recover_interrupted_replace(path: Path) -> None:
-    staging = path / _STAGING
-    if not staging.is_dir():
+def _sweep_orphans(path: Path) -> None:
+    # Versions left by killed ingests are never linked; remove them once
+    # they are old enough not to belong to an ingest still running.
+    versions = path / _VERSIONS
+    if not versions.is_dir():
         return
-    for leftover in staging.iterdir():
-        subject, _, kind = leftover.name.rpartition(".old-")
-        if kind and subject and not (path / subject).exists():
-            os.rename(leftover, path / subject)
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
+    linked = {os.readlink(entry) for entry in path.iterdir() if entry.is_symlink()}
+    for entry in versions.iterdir():
+        stale = time.time() - entry.stat().st_mtime > ORPHAN_AGE_S
+        if stale and os.path.join(_VERSIONS, entry.name) not in linked:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _check_format(root: zarr.Group, path: str | Path) -> None:
@@ -162,7 +163,7 @@ def list_subjects(path: str | Path) -> list[str]:
     """Ids of the complete subjects in a store, sorted."""
     root = open_store(path)
     with warnings.catch_warnings():
-        # the staging directory of an ingest in progress is not a zarr node
+        # the directory of versions is not a zarr node
         warnings.simplefilter("ignore", UserWarning)
         groups = list(root.groups())
     return sorted(name for name, group in groups if group.attrs.get("complete") is True)

@@ -416,9 +416,7 @@ def make_subject(
         raise ValueError(f"ar_coef must be in [0, 1), got {ar_coef}")
 
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    labels = make_labels(
-        rng, n_runs=n_runs, scans_per_run=scans_per_run, block_length=block_length
-    )
+    labels = make_labels(rng, n_runs=n_runs, scans_per_run=scans_per_run, block_length=block_length)
     affine = make_affine(shape, voxel_size, flip_x=flip_x)
     brain, vt, sig = make_masks(shape, voxel_size)
     n_brain = int(brain.sum())
@@ -426,9 +424,7 @@ def make_subject(
     # Per-voxel baseline ~ 800 +- 100 a.u., spatially smooth, and noise level.
     base_field = _smooth_fields(rng, 1, shape, 2.0)[0][brain]
     base_field = (base_field - base_field.mean()) / (base_field.std() or 1.0)
-    baseline = (800.0 + 90.0 * base_field + 40.0 * rng.standard_normal(n_brain)).astype(
-        np.float32
-    )
+    baseline = (800.0 + 90.0 * base_field + 40.0 * rng.standard_normal(n_brain)).astype(np.float32)
     sigma = (noise * baseline).astype(np.float32)
 
     # Amplitudes (n_categories, n_roi) of the ROI response to each category.

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,3 +39,21 @@ def haxby_store(haxby_slice_dir, tmp_path_factory):
         ingest([haxby_slice_dir], path, "mask", standardize=standardize)
         stores[standardize] = path
     return stores
+
+
+def tiny_subject(directory, n_runs=3, scans_per_run=6, shape=(4, 3, 2), seed=0):
+    """A tiny subject in the Haxby layout, int16 BOLD with a flipped affine."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True)
+    affine = np.array([[-3.5, 0, 0, 60], [0, 3.75, 0, -90], [0, 0, 3.75, -20], [0, 0, 0, 1]])
+    n_scans = n_runs * scans_per_run
+    bold = rng.normal(800, 50, size=(*shape, n_scans)).round().astype(np.int16)
+    nib.save(nib.Nifti1Image(bold, affine), directory / "bold.nii.gz")
+    mask = np.zeros(shape, np.uint8)
+    mask[1:3, :, :] = 1
+    nib.save(nib.Nifti1Image(mask, affine), directory / "mask4_vt.nii.gz")
+    labels = np.tile(["rest", "face", "face", "cat", "cat", "rest"], n_runs)[:n_scans]
+    runs = np.repeat(np.arange(n_runs), scans_per_run)
+    pd.DataFrame({"labels": labels, "chunks": runs}).to_csv(directory / "labels.txt", sep=" ",
+                                                            index=False)
+    return directory

@@ -9,6 +9,7 @@ naming the file and the fix.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,9 @@ def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFile
         if not path.is_file():
             raise InputError(f"{path}: file not found; each subject directory needs "
                              f"{BOLD_NAME} and {LABELS_NAME}")
-    return SubjectFiles(directory.resolve().name, bold, labels,
-                        _resolve_mask(directory, mask))
+    # abspath, not resolve: a symlinked directory keeps its own name as id.
+    subject = Path(os.path.abspath(directory)).name
+    return SubjectFiles(subject, bold, labels, _resolve_mask(directory, mask))
 
 
 def _resolve_mask(directory: Path, mask: str | Path) -> Path:

@@ -1,0 +1,801 @@
+"""Many small linear SVMs at once: the searchlight's inner engine.
+
+Every sphere of a batch is cross-validated with the same C-SVC that
+``sklearn.svm.SVC(kernel="linear", C=C)`` fits (libsvm: hinge loss, L2 penalty,
+unpenalized intercept). Per sphere the linear Gram matrix of its voxels over all
+scans is computed once and every fold takes its training block from it; the dual is
+solved by an SMO in numba that mirrors libsvm's ``Solver`` step for step:
+
+* training samples grouped by class as ``svm_group_classes`` does (classes sorted,
+  ``classes_[0]`` first with label +1, ``classes_[1]`` second with label -1);
+* kernel values stored as float32 (libsvm's ``Qfloat``), gradients in float64;
+* second-order working-set selection (WSS2, Fan et al. 2005), stopping tolerance
+  ``tol`` on the maximal violation, shrinking with the same schedule and the same
+  index swaps, ``rho`` as the mean of ``y_i G_i`` over free SVs or the midpoint of the
+  bounds;
+* prediction ``classes_[0]`` if ``sum_i alpha_i y_i K(x_i, x) - rho > 0`` else
+  ``classes_[1]`` (ties go to ``classes_[1]``, as in libsvm's vote).
+
+Following libsvm's path makes the iterates identical up to the last bits of the
+Gram matrix, so accuracies match SVC's almost always, not just within ``tol``.
+
+Pure functions on arrays: no Dask, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+from engine.errors import InputError
+
+__all__ = [
+    "decision_function_gram",
+    "fit_linear_svm_gram",
+    "searchlight_accuracies",
+    "searchlight_accuracies_sklearn",
+]
+
+# libsvm's alpha_status values.
+_LOWER = 0
+_UPPER = 1
+_FREE = 2
+_TAU = 1e-12  # libsvm's TAU: stands in for a non-positive curvature
+
+# Rows of the float64 / int64 / int8 workspaces of one fit (see _alloc_workspace).
+_WF_F, _WF_FBAR, _WF_ALPHA, _WF_QD, _WF_OUT, _N_WF = 0, 1, 2, 3, 4, 5
+_WI_GIDX, _WI_ASET, _N_WI = 0, 1, 2
+_WB_Y, _WB_ST, _WB_UP, _WB_LOW, _N_WB = 0, 1, 2, 3, 4
+
+# --------------------------------------------------------------------------------------
+# numba kernels
+#
+# The solver is libsvm's Solver::Solve for C-SVC rewritten on F_k = -y_k G_k (and
+# Fbar_k = -y_k G_bar_k) with the unsigned float32 kernel Kf instead of
+# Q_ab = y_a y_b Kf_ab. Multiplying by y = +-1 is exact in IEEE arithmetic, so every
+# quantity equals libsvm's bit for bit while the loops lose their branches on y:
+#   I_up  = {y=+1, alpha<C} u {y=-1, alpha>0}:  Gmax  = max F over I_up
+#   I_low = {y=+1, alpha>0} u {y=-1, alpha<C}:  Gmax2 = max -F over I_low
+#   grad_diff = Gmax - F_j,  quad_coef = QD_i + QD_j - 2 Kf_ij,
+#   F_k -= Kf_ik y_i dalpha_i + Kf_jk y_j dalpha_j.
+# Variables keep libsvm's positions (shrinking swaps them exactly as libsvm does) so
+# ties break the same way. The kernel rows of the active set are kept in a compact
+# position-ordered copy, rebuilt after each shrinking, so the hot loops are contiguous.
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _status(a, c):
+    if a >= c:
+        return _UPPER
+    if a <= 0.0:
+        return _LOWER
+    return _FREE
+
+
+@njit(cache=True, inline="always")
+def _set_status(wb, p, a, c):
+    st = _status(a, c)
+    wb[_WB_ST, p] = st
+    if wb[_WB_Y, p] == 1:
+        wb[_WB_UP, p] = st != _UPPER
+        wb[_WB_LOW, p] = st != _LOWER
+    else:
+        wb[_WB_UP, p] = st != _LOWER
+        wb[_WB_LOW, p] = st != _UPPER
+
+
+@njit(cache=True)
+def _get_row(Kf, gidx, qa, ac, p, length, buf):
+    """Kernel row of position ``p`` over positions ``0..length-1`` (libsvm's get_Q)."""
+    if p < ac and length <= ac:
+        return qa[p * ac : p * ac + length]
+    g = gidx[p]
+    for k in range(length):
+        buf[k] = Kf[g, gidx[k]]
+    return buf[:length]
+
+
+@njit(cache=True)
+def _build_compact(Kf, gidx, qa, a):
+    """qa[p, q] = Kf[gidx[p], gidx[q]] for the first ``a`` positions."""
+    for p in range(a):
+        g = gidx[p]
+        base = p * a
+        for q in range(a):
+            qa[base + q] = Kf[g, gidx[q]]
+
+
+@njit(cache=True)
+def _swap_index(wf, wi, wb, i, j):
+    """libsvm ``Solver::swap_index`` on the per-position arrays."""
+    for r in range(wf.shape[0]):
+        if r != _WF_OUT:
+            wf[r, i], wf[r, j] = wf[r, j], wf[r, i]
+    for r in range(wi.shape[0]):
+        wi[r, i], wi[r, j] = wi[r, j], wi[r, i]
+    for r in range(wb.shape[0]):
+        wb[r, i], wb[r, j] = wb[r, j], wb[r, i]
+
+
+@njit(cache=True)
+def _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf):
+    """libsvm ``Solver::reconstruct_gradient`` (p_i = -1 for C-SVC)."""
+    if active_size == n_tr:
+        return
+    F = wf[_WF_F]
+    Fbar = wf[_WF_FBAR]
+    alpha = wf[_WF_ALPHA]
+    y = wb[_WB_Y]
+    st = wb[_WB_ST]
+    gidx = wi[_WI_GIDX]
+    for j in range(active_size, n_tr):
+        F[j] = Fbar[j] + y[j]
+    nr_free = 0
+    for j in range(active_size):
+        if st[j] == _FREE:
+            nr_free += 1
+    if nr_free * n_tr > 2 * active_size * (n_tr - active_size):
+        for i in range(active_size, n_tr):
+            row = _get_row(Kf, gidx, qa, ac, i, active_size, buf)
+            acc = F[i]
+            for j in range(active_size):
+                if st[j] == _FREE:
+                    acc = acc - alpha[j] * y[j] * row[j]
+            F[i] = acc
+    else:
+        for i in range(active_size):
+            if st[i] == _FREE:
+                row = _get_row(Kf, gidx, qa, ac, i, n_tr, buf)
+                ay = alpha[i] * y[i]
+                for j in range(active_size, n_tr):
+                    F[j] = F[j] - ay * row[j]
+
+
+@njit(cache=True)
+def _do_shrinking(Kf, wf, wi, wb, n_tr, active_size, eps, unshrink, qa, ac, buf):
+    """libsvm ``Solver::do_shrinking``; returns (active_size, unshrink, changed)."""
+    F = wf[_WF_F]
+    up = wb[_WB_UP]
+    low = wb[_WB_LOW]
+    gmax1 = -math.inf  # max { -y_i grad_i | i in I_up }
+    gmax2 = -math.inf  # max { y_i grad_i | i in I_low }
+    for i in range(active_size):
+        f = F[i]
+        if up[i] and f >= gmax1:
+            gmax1 = f
+        if low[i] and -f >= gmax2:
+            gmax2 = -f
+    changed = False
+    if (not unshrink) and gmax1 + gmax2 <= eps * 10.0:
+        unshrink = True
+        _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf)
+        changed = active_size != n_tr
+        active_size = n_tr
+
+    i = 0
+    while i < active_size:
+        if _be_shrunk(F, up, low, i, gmax1, gmax2):
+            changed = True
+            active_size -= 1
+            while active_size > i:
+                if not _be_shrunk(F, up, low, active_size, gmax1, gmax2):
+                    _swap_index(wf, wi, wb, i, active_size)
+                    break
+                active_size -= 1
+        i += 1
+    return active_size, unshrink, changed
+
+
+@njit(cache=True, inline="always")
+def _be_shrunk(F, up, low, i, gmax1, gmax2):
+    if up[i] and not low[i]:  # at a bound, can only move up
+        return -F[i] > gmax2
+    if low[i] and not up[i]:  # at a bound, can only move down
+        return F[i] > gmax1
+    return False
+
+
+@njit(cache=True)
+def _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf):
+    """libsvm ``Solver::select_working_set`` (WSS2); returns (i, j), i = -1 if optimal."""
+    F = wf[_WF_F]
+    QD = wf[_WF_QD]
+    up = wb[_WB_UP]
+    low = wb[_WB_LOW]
+    gmax = -math.inf
+    gmax_idx = -1
+    for t in range(active_size):
+        f = F[t]
+        if up[t] and f >= gmax:
+            gmax = f
+            gmax_idx = t
+    if gmax_idx == -1:
+        return -1, -1
+    row = _get_row(Kf, wi[_WI_GIDX], qa, ac, gmax_idx, active_size, buf)
+    qd_i = QD[gmax_idx]
+    gmax2 = -math.inf
+    gmin_idx = -1
+    obj_diff_min = math.inf
+    for j in range(active_size):
+        f = F[j]
+        lj = low[j]
+        mf = -f
+        if lj and mf >= gmax2:
+            gmax2 = mf
+        grad_diff = gmax - f
+        quad_coef = qd_i + QD[j] - 2.0 * row[j]
+        if not quad_coef > 0.0:
+            quad_coef = _TAU
+        obj_diff = -(grad_diff * grad_diff) / quad_coef
+        if lj and grad_diff > 0.0 and obj_diff <= obj_diff_min:
+            gmin_idx = j
+            obj_diff_min = obj_diff
+    if gmax + gmax2 < eps or gmin_idx == -1:
+        return -1, -1
+    return gmax_idx, gmin_idx
+
+
+@njit(cache=True)
+def _calculate_rho(wf, wb, active_size):
+    """libsvm ``Solver::calculate_rho`` (y_i G_i = -F_i)."""
+    F = wf[_WF_F]
+    up = wb[_WB_UP]
+    low = wb[_WB_LOW]
+    nr_free = 0
+    ub = math.inf
+    lb = -math.inf
+    sum_free = 0.0
+    for i in range(active_size):
+        yg = -F[i]
+        if up[i] and low[i]:
+            nr_free += 1
+            sum_free += yg
+        elif up[i]:
+            ub = min(ub, yg)
+        else:
+            lb = max(lb, yg)
+    if nr_free > 0:
+        return sum_free / nr_free
+    return (ub + lb) / 2.0
+
+
+@njit(cache=True)
+def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, buf_j):
+    """libsvm ``Solver::Solve`` for C-SVC (alpha = 0 start, p = -1, C_i = C).
+
+    ``Kf`` / ``Kd``: float32 / float64 kernel over all scans; ``tr``: training scans
+    in libsvm's order; ``ysign``: their +-1 labels. Leaves alpha_a y_a, in ``tr``
+    order, in ``wf[_WF_OUT]`` and returns ``(rho, n_iter)``, ``n_iter < 0`` if
+    ``max_iter`` stopped the solver.
+    """
+    n_tr = tr.shape[0]
+    F = wf[_WF_F]
+    Fbar = wf[_WF_FBAR]
+    alpha = wf[_WF_ALPHA]
+    QD = wf[_WF_QD]
+    gidx = wi[_WI_GIDX]
+    aset = wi[_WI_ASET]
+    y = wb[_WB_Y]
+    st = wb[_WB_ST]
+    for k in range(n_tr):
+        g = tr[k]
+        gidx[k] = g
+        aset[k] = k
+        y[k] = ysign[k]
+        QD[k] = Kd[g, g]
+        alpha[k] = 0.0
+        F[k] = ysign[k]  # G = p = -1
+        Fbar[k] = 0.0
+        _set_status(wb, k, 0.0, C)
+    ac = n_tr
+    _build_compact(Kf, gidx, qa, ac)
+
+    active_size = n_tr
+    unshrink = False
+    it = 0
+    counter = min(n_tr, 1000) + 1
+    timed_out = False
+    while True:
+        if max_iter != -1 and it >= max_iter:
+            timed_out = True
+            break
+        counter -= 1
+        if counter == 0:
+            counter = min(n_tr, 1000)
+            if shrinking:
+                active_size, unshrink, changed = _do_shrinking(
+                    Kf, wf, wi, wb, n_tr, active_size, eps, unshrink, qa, ac, buf_i
+                )
+                if changed or active_size > ac:
+                    ac = active_size
+                    _build_compact(Kf, gidx, qa, ac)
+        i, j = _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf_i)
+        if i == -1:
+            _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf_i)
+            active_size = n_tr
+            i, j = _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf_i)
+            if i == -1:
+                break
+            counter = 1  # shrink at the next iteration
+        it += 1
+
+        row_i = _get_row(Kf, gidx, qa, ac, i, active_size, buf_i)
+        row_j = _get_row(Kf, gidx, qa, ac, j, active_size, buf_j)
+        yi = y[i]
+        yj = y[j]
+        g_i = -yi * F[i]
+        g_j = -yj * F[j]
+        old_alpha_i = alpha[i]
+        old_alpha_j = alpha[j]
+        # libsvm: QD_i + QD_j +- 2 Q_ij with Q_ij = y_i y_j Kf_ij, i.e. always - 2 Kf_ij.
+        quad_coef = QD[i] + QD[j] - 2.0 * row_i[j]
+        if quad_coef <= 0.0:
+            quad_coef = _TAU
+        a_i = alpha[i]
+        a_j = alpha[j]
+        if yi != yj:
+            delta = (-g_i - g_j) / quad_coef
+            diff = a_i - a_j
+            a_i += delta
+            a_j += delta
+            if diff > 0.0:
+                if a_j < 0.0:
+                    a_j = 0.0
+                    a_i = diff
+            else:
+                if a_i < 0.0:
+                    a_i = 0.0
+                    a_j = -diff
+            if diff > C - C:
+                if a_i > C:
+                    a_i = C
+                    a_j = C - diff
+            else:
+                if a_j > C:
+                    a_j = C
+                    a_i = C + diff
+        else:
+            delta = (g_i - g_j) / quad_coef
+            total = a_i + a_j
+            a_i -= delta
+            a_j += delta
+            if total > C:
+                if a_i > C:
+                    a_i = C
+                    a_j = total - C
+            else:
+                if a_j < 0.0:
+                    a_j = 0.0
+                    a_i = total
+            if total > C:
+                if a_j > C:
+                    a_j = C
+                    a_i = total - C
+            else:
+                if a_i < 0.0:
+                    a_i = 0.0
+                    a_j = total
+        alpha[i] = a_i
+        alpha[j] = a_j
+
+        e_i = yi * (a_i - old_alpha_i)
+        e_j = yj * (a_j - old_alpha_j)
+        for k in range(active_size):
+            F[k] = F[k] - (row_i[k] * e_i + row_j[k] * e_j)
+
+        ui = st[i] == _UPPER
+        uj = st[j] == _UPPER
+        _set_status(wb, i, a_i, C)
+        _set_status(wb, j, a_j, C)
+        # G_bar_k -+= C Q_ik  <=>  Fbar_k +-= C y_i Kf_ik
+        if ui != (st[i] == _UPPER):
+            full = _get_row(Kf, gidx, qa, ac, i, n_tr, buf_i)
+            cy = C * yi if ui else -C * yi
+            for k in range(n_tr):
+                Fbar[k] = Fbar[k] + cy * full[k]
+        if uj != (st[j] == _UPPER):
+            full = _get_row(Kf, gidx, qa, ac, j, n_tr, buf_j)
+            cy = C * yj if uj else -C * yj
+            for k in range(n_tr):
+                Fbar[k] = Fbar[k] + cy * full[k]
+
+    if timed_out and active_size < n_tr:
+        _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf_i)
+        active_size = n_tr
+    rho = _calculate_rho(wf, wb, active_size)
+    out = wf[_WF_OUT]
+    for k in range(n_tr):
+        out[aset[k]] = alpha[k] * y[k]
+    return rho, (-it if timed_out else it)
+
+
+@njit(cache=True)
+def _gram(Xt, cols, K):
+    """K = Xs @ Xs.T for Xs = X[:, cols] (``Xt`` is X transposed), float64.
+
+    Sums over voxels in order, like libsvm's dense dot.
+    """
+    n = Xt.shape[1]
+    for a in range(n):
+        for b in range(a + 1):
+            K[a, b] = 0.0
+    for k in range(cols.shape[0]):
+        row = Xt[cols[k]]
+        for a in range(n):
+            xa = row[a]
+            for b in range(a + 1):
+                K[a, b] += xa * row[b]
+    for a in range(n):
+        for b in range(a):
+            K[b, a] = K[a, b]
+
+
+@njit(cache=True)
+def _alloc_workspace(lmax):
+    wf = np.empty((_N_WF, lmax), dtype=np.float64)
+    wi = np.empty((_N_WI, lmax), dtype=np.int64)
+    wb = np.empty((_N_WB, lmax), dtype=np.int8)
+    qa = np.empty(lmax * lmax, dtype=np.float32)
+    buf_i = np.empty(lmax, dtype=np.float32)
+    buf_j = np.empty(lmax, dtype=np.float32)
+    return wf, wi, wb, qa, buf_i, buf_j
+
+
+@njit(cache=True)
+def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
+    """One fit from a float64 Gram matrix; returns (alpha*y in tr order, rho, n_iter)."""
+    n = Kd.shape[0]
+    Kf = np.empty((n, n), dtype=np.float32)
+    for a in range(n):
+        for b in range(n):
+            Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
+    wf, wi, wb, qa, buf_i, buf_j = _alloc_workspace(tr.shape[0])
+    rho, it = _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, buf_j)
+    return wf[_WF_OUT].copy(), rho, it
+
+
+@njit(cache=True)
+def _searchlight_kernel(
+    Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx, C, eps, shrinking, max_iter
+):
+    n = Xt.shape[1]
+    n_spheres = sph_ptr.shape[0] - 1
+    n_folds = tr_ptr.shape[0] - 1
+    out = np.empty((n_spheres, n_folds), dtype=np.float64)
+    iters = np.zeros((n_spheres, n_folds), dtype=np.int64)
+    Kd = np.empty((n, n), dtype=np.float64)
+    Kf = np.empty((n, n), dtype=np.float32)
+    lmax = 0
+    for f in range(n_folds):
+        lmax = max(lmax, tr_ptr[f + 1] - tr_ptr[f])
+    wf, wi, wb, qa, buf_i, buf_j = _alloc_workspace(lmax)
+    coef = wf[_WF_OUT]
+    for s in range(n_spheres):
+        _gram(Xt, sph_idx[sph_ptr[s] : sph_ptr[s + 1]], Kd)
+        for a in range(n):
+            for b in range(n):
+                Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
+        for f in range(n_folds):
+            tr = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
+            ys = tr_sign[tr_ptr[f] : tr_ptr[f + 1]]
+            rho, it = _smo(
+                Kf, Kd, tr, ys, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, buf_j
+            )
+            iters[s, f] = it
+            te = te_idx[te_ptr[f] : te_ptr[f + 1]]
+            correct = 0
+            for t in range(te.shape[0]):
+                krow = Kd[te[t]]
+                dec = 0.0
+                # Sum over support vectors in libsvm's order (class +1 first).
+                for a in range(tr.shape[0]):
+                    if coef[a] != 0.0:
+                        dec += coef[a] * krow[tr[a]]
+                dec -= rho
+                pred = 0 if dec > 0.0 else 1
+                if pred == y[te[t]]:
+                    correct += 1
+            out[s, f] = correct / te.shape[0]
+    return out, iters
+
+
+# --------------------------------------------------------------------------------------
+# Python API
+# --------------------------------------------------------------------------------------
+
+
+def _encode_binary(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Classes (sorted, as SVC's ``classes_``) and y as 0/1 indices into them."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise InputError(f"y must be 1D, got shape {y.shape}")
+    classes, y01 = np.unique(y, return_inverse=True)
+    if len(classes) != 2:
+        raise InputError(
+            f"y must have exactly 2 classes for a binary SVM, got {len(classes)}: {classes[:5]}"
+        )
+    return classes, y01.astype(np.int64)
+
+
+def _group_train(train: np.ndarray, y01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training indices in libsvm's order (classes_[0] first) and their ±1 labels."""
+    yt = y01[train]
+    if yt.min() == yt.max():
+        raise InputError(
+            "a training fold contains a single class; SVC needs both classes in every "
+            "training set (choose folds that keep both, e.g. leave-one-run-out)"
+        )
+    order = np.concatenate([train[yt == 0], train[yt == 1]])
+    sign = np.where(y01[order] == 0, 1, -1).astype(np.int8)
+    return order.astype(np.int64), sign
+
+
+def _check_c_tol(C: float, tol: float) -> tuple[float, float]:
+    C = float(C)
+    tol = float(tol)
+    if not (np.isfinite(C) and C > 0):
+        raise InputError(f"C must be a positive number, got {C}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise InputError(f"tol must be a positive number, got {tol}")
+    return C, tol
+
+
+def fit_linear_svm_gram(
+    K_train: np.ndarray,
+    y_train: np.ndarray,
+    C: float = 1.0,
+    tol: float = 1e-3,
+    *,
+    shrinking: bool = True,
+    max_iter: int = -1,
+    return_n_iter: bool = False,
+) -> tuple[np.ndarray, float] | tuple[np.ndarray, float, int]:
+    """Fit one C-SVC from its Gram matrix, as ``SVC(kernel="precomputed")`` does.
+
+    Parameters
+    ----------
+    K_train : numpy.ndarray of shape (n, n)
+        Kernel (for a linear SVM: ``X @ X.T``) between the training samples.
+    y_train : numpy.ndarray of shape (n,)
+        Binary labels (any two values; sorted like ``SVC.classes_``).
+    C : float, default=1.0
+        Penalty parameter.
+    tol : float, default=1e-3
+        Stopping tolerance on the maximal KKT violation (libsvm's ``eps``).
+    shrinking : bool, default=True
+        Use libsvm's shrinking heuristic (SVC's default). Changes the path, not the
+        stopping criterion.
+    max_iter : int, default=-1
+        Iteration limit, -1 for none (SVC's default).
+    return_n_iter : bool, default=False
+        Also return the number of SMO iterations.
+
+    Returns
+    -------
+    dual_coef : numpy.ndarray of shape (n,)
+        In scikit-learn's convention: ``dual_coef[SVC.support_] == SVC.dual_coef_[0]``
+        and zero for non-support vectors.
+    intercept : float
+        ``SVC.intercept_[0]`` (libsvm's ``rho``). The decision function is
+        ``K_test_train @ dual_coef + intercept``; positive means ``classes_[1]``.
+    n_iter : int
+        Only if ``return_n_iter``; negative if ``max_iter`` stopped the solver.
+    """
+    C, tol = _check_c_tol(C, tol)
+    K = np.ascontiguousarray(K_train, dtype=np.float64)
+    n = K.shape[0]
+    if K.ndim != 2 or K.shape[1] != n:
+        raise InputError(f"K_train must be square, got shape {K.shape}")
+    _, y01 = _encode_binary(y_train)
+    if len(y01) != n:
+        raise InputError(f"y_train has {len(y01)} labels for a {n}x{n} Gram matrix")
+    order, sign = _group_train(np.arange(n), y01)
+    coef, rho, it = _fit_gram(K, order, sign, C, tol, bool(shrinking), int(max_iter))
+    if it < 0:
+        warnings.warn("SMO stopped at max_iter before convergence", stacklevel=2)
+    dual_coef = np.zeros(n)
+    # libsvm's class +1 is classes_[0]; scikit-learn flips signs for binary problems.
+    dual_coef[order] = -coef
+    if return_n_iter:
+        return dual_coef, float(rho), abs(int(it))
+    return dual_coef, float(rho)
+
+
+def decision_function_gram(
+    K_test_train: np.ndarray, dual_coef: np.ndarray, intercept: float
+) -> np.ndarray:
+    """Decision values of a model from :func:`fit_linear_svm_gram` (SVC's sign).
+
+    Parameters
+    ----------
+    K_test_train : numpy.ndarray of shape (n_test, n_train)
+        Kernel between test and training samples.
+    dual_coef : numpy.ndarray of shape (n_train,)
+        Dual coefficients in scikit-learn's convention.
+    intercept : float
+        Intercept (``SVC.intercept_[0]``).
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_test,)
+        Positive values predict ``classes_[1]``, others ``classes_[0]``.
+    """
+    return np.asarray(K_test_train, dtype=np.float64) @ np.asarray(dual_coef) + intercept
+
+
+def _prepare(
+    X: np.ndarray, y: np.ndarray, spheres: sp.spmatrix, folds
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, list[tuple[np.ndarray, np.ndarray]]]:
+    """Validate inputs; keep only the scans used by some fold (reindexed)."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InputError(f"X must be 2D (n_scans, n_voxels), got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise InputError("X contains NaN or infinite values; clean or mask them first")
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise InputError(f"y has shape {y.shape}; expected ({X.shape[0]},) like X's rows")
+    spheres = sp.csr_matrix(spheres)
+    if spheres.shape[1] != X.shape[1]:
+        raise InputError(
+            f"spheres has {spheres.shape[1]} voxel columns but X has {X.shape[1]} voxels"
+        )
+    if np.any(np.diff(spheres.indptr) == 0):
+        raise InputError("some spheres are empty; every sphere needs at least one voxel")
+    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in folds]
+    if not folds:
+        raise InputError("folds is empty; give at least one (train, test) pair")
+    for k, (tr, te) in enumerate(folds):
+        for name, idx in (("train", tr), ("test", te)):
+            if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= X.shape[0])):
+                raise InputError(f"fold {k}: {name} indices must be 1D in [0, {X.shape[0]})")
+        if tr.size == 0 or te.size == 0:
+            raise InputError(f"fold {k} has an empty train or test set")
+    return X, y, spheres, folds
+
+
+def searchlight_accuracies(
+    X: np.ndarray,
+    y: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    C: float = 1.0,
+    tol: float = 1e-3,
+    *,
+    shrinking: bool = True,
+    max_iter: int = -1,
+    return_n_iter: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Cross-validated accuracy of a linear C-SVC in every sphere, all folds at once.
+
+    Equivalent to ``cross_val_score(SVC(kernel="linear", C=C, tol=tol),
+    X[:, sphere], y, cv=folds)`` for each sphere, but one Gram matrix per sphere
+    serves all folds and the SMO runs compiled.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_scans, n_voxels)
+        Masked data (float32 or float64; computations are in float64).
+    y : numpy.ndarray of shape (n_scans,)
+        Binary labels (e.g. 0/1); classes are sorted as in ``SVC.classes_``.
+    spheres : scipy.sparse matrix of shape (n_spheres, n_voxels)
+        Row ``i`` marks the voxels (columns of ``X``) of sphere ``i``.
+    folds : list of (numpy.ndarray, numpy.ndarray)
+        ``(train_indices, test_indices)`` into the scans, as from ``cv.split``.
+    C : float, default=1.0
+        Penalty parameter.
+    tol : float, default=1e-3
+        SMO stopping tolerance (SVC's ``tol``).
+    shrinking : bool, default=True
+        libsvm's shrinking heuristic (SVC's default).
+    max_iter : int, default=-1
+        Iteration limit per fit, -1 for none.
+    return_n_iter : bool, default=False
+        Also return the SMO iteration count of every fit.
+
+    Returns
+    -------
+    accuracies : numpy.ndarray of shape (n_spheres, n_folds)
+        Fraction of test scans classified correctly, per sphere and fold. The mean
+        over folds is nilearn's searchlight score.
+    n_iter : numpy.ndarray of shape (n_spheres, n_folds), int64
+        Only if ``return_n_iter``; negative where ``max_iter`` stopped the solver.
+    """
+    C, tol = _check_c_tol(C, tol)
+    X, y, spheres, folds = _prepare(X, y, spheres, folds)
+    _, y01 = _encode_binary(y)
+    # Only scans used by some fold enter the Gram matrices.
+    used = np.unique(np.concatenate([np.concatenate(f) for f in folds]))
+    remap = np.full(X.shape[0], -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    tr_parts, sign_parts, te_parts = [], [], []
+    for tr, te in folds:
+        order, sign = _group_train(tr, y01)
+        tr_parts.append(remap[order])
+        sign_parts.append(sign)
+        te_parts.append(remap[te])
+    tr_ptr = np.concatenate([[0], np.cumsum([len(p) for p in tr_parts])]).astype(np.int64)
+    te_ptr = np.concatenate([[0], np.cumsum([len(p) for p in te_parts])]).astype(np.int64)
+    # Transposed (voxel-major) so a sphere's voxel rows are contiguous for the Gram.
+    Xt = np.ascontiguousarray(X[used].T, dtype=np.float64)
+    acc, iters = _searchlight_kernel(
+        Xt,
+        y01[used],
+        spheres.indptr.astype(np.int64),
+        spheres.indices.astype(np.int64),
+        tr_ptr,
+        np.concatenate(tr_parts),
+        np.concatenate(sign_parts),
+        te_ptr,
+        np.concatenate(te_parts),
+        C,
+        tol,
+        bool(shrinking),
+        int(max_iter),
+    )
+    if np.any(iters < 0):
+        warnings.warn(
+            f"SMO stopped at max_iter={max_iter} before convergence in "
+            f"{int(np.count_nonzero(iters < 0))} fits",
+            stacklevel=2,
+        )
+    if return_n_iter:
+        return acc, iters
+    return acc
+
+
+def searchlight_accuracies_sklearn(
+    X: np.ndarray,
+    y: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    C: float = 1.0,
+    tol: float = 1e-3,
+) -> np.ndarray:
+    """Reference path: ``SVC(kernel="linear")`` fitted per sphere and fold.
+
+    Same parameters and result as :func:`searchlight_accuracies`; slow, exact
+    scikit-learn. Used to verify the batched solver (``--solver sklearn``).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_scans, n_voxels)
+        Masked data.
+    y : numpy.ndarray of shape (n_scans,)
+        Binary labels.
+    spheres : scipy.sparse matrix of shape (n_spheres, n_voxels)
+        Sphere membership.
+    folds : list of (numpy.ndarray, numpy.ndarray)
+        ``(train_indices, test_indices)`` pairs.
+    C : float, default=1.0
+        Penalty parameter.
+    tol : float, default=1e-3
+        SVC's stopping tolerance.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_spheres, n_folds)
+        Test accuracy per sphere and fold.
+    """
+    from sklearn.svm import SVC
+
+    C, tol = _check_c_tol(C, tol)
+    X, y, spheres, folds = _prepare(X, y, spheres, folds)
+    _, y01 = _encode_binary(y)
+    for tr, _te in folds:
+        _group_train(tr, y01)  # same error as the batched path for one-class folds
+    out = np.empty((spheres.shape[0], len(folds)))
+    for s in range(spheres.shape[0]):
+        cols = spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]]
+        Xs = X[:, np.sort(cols)]
+        for f, (tr, te) in enumerate(folds):
+            clf = SVC(kernel="linear", C=C, tol=tol).fit(Xs[tr], y[tr])
+            out[s, f] = np.mean(clf.predict(Xs[te]) == y[te])
+    return out

@@ -1,0 +1,144 @@
+"""The command line: bad input gives one line naming the file, exit status 2."""
+
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from engine.cli import main
+from tests.conftest import tiny_subject
+
+
+def _break_bold_missing(d):
+    (d / "bold.nii.gz").unlink()
+
+
+def _break_bold_text(d):
+    (d / "bold.nii.gz").write_text("not an image")
+
+
+def _break_bold_3d(d):
+    image = nib.load(d / "bold.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[..., 0], image.affine), d / "bold.nii.gz")
+
+
+def _break_bold_nan(d):
+    image = nib.load(d / "bold.nii.gz")
+    data = np.asarray(image.dataobj).astype(np.float32)
+    data[1, 1, 1, 3] = np.nan
+    nib.save(nib.Nifti1Image(data, image.affine), d / "bold.nii.gz")
+
+
+def _break_labels_rows(d):
+    lines = (d / "labels.txt").read_text().splitlines()
+    (d / "labels.txt").write_text("\n".join(lines[:-2]) + "\n")
+
+
+def _break_labels_header(d):
+    lines = (d / "labels.txt").read_text().splitlines()
+    (d / "labels.txt").write_text("\n".join(["labels runs", *lines[1:]]) + "\n")
+
+
+def _break_labels_runs(d):
+    lines = (d / "labels.txt").read_text().splitlines()
+    lines[3] = "face one"
+    (d / "labels.txt").write_text("\n".join(lines) + "\n")
+
+
+def _break_mask_shape(d):
+    nib.save(nib.Nifti1Image(np.ones((5, 3, 2), np.uint8), nib.load(d / "bold.nii.gz").affine),
+             d / "mask4_vt.nii.gz")
+
+
+def _break_mask_affine(d):
+    nib.save(nib.Nifti1Image(np.ones((4, 3, 2), np.uint8), np.eye(4)), d / "mask4_vt.nii.gz")
+
+
+def _break_mask_empty(d):
+    nib.save(nib.Nifti1Image(np.zeros((4, 3, 2), np.uint8), nib.load(d / "bold.nii.gz").affine),
+             d / "mask4_vt.nii.gz")
+
+
+def _break_mask_missing(d):
+    (d / "mask4_vt.nii.gz").unlink()
+
+
+BAD_SUBJECTS = [
+    (_break_bold_missing, "bold.nii.gz: file not found"),
+    (_break_bold_text, "bold.nii.gz: not a readable NIfTI image"),
+    (_break_bold_3d, "bold.nii.gz: image is 3D"),
+    (_break_bold_nan, "bold.nii.gz: NaN or infinite values"),
+    (_break_labels_rows, "labels.txt: 16 rows but .*bold.nii.gz has 18 scans"),
+    (_break_labels_header, "labels.txt: header is 'labels runs', missing column 'chunks'"),
+    (_break_labels_runs, "labels.txt: row 4 has run 'one'"),
+    (_break_mask_shape, r"mask4_vt.nii.gz: mask shape \(5, 3, 2\) differs from the BOLD shape"),
+    (_break_mask_affine, "mask4_vt.nii.gz: mask affine .* differs from the BOLD affine"),
+    (_break_mask_empty, "mask4_vt.nii.gz: the mask is empty"),
+    (_break_mask_missing, "mask4_vt: mask not found"),
+]
+
+
+def _one_line_error(capsys, status, pattern):
+    import re
+
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nidecode: error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(("breaker", "message"), BAD_SUBJECTS,
+                         ids=[breaker.__name__[7:] for breaker, _ in BAD_SUBJECTS])
+def test_bad_subject_input(tmp_path, capsys, breaker, message):
+    directory = tiny_subject(tmp_path / "sub01")
+    breaker(directory)
+    status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
+                   "--mask", "mask4_vt", "--quiet"])
+    _one_line_error(capsys, status, message)
+    assert not (tmp_path / "s.zarr" / "sub01").exists()
+
+
+@pytest.fixture
+def tiny_store(tmp_path):
+    directory = tiny_subject(tmp_path / "sub01")
+    assert main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
+                 "--mask", "mask4_vt", "--quiet"]) == 0
+    return tmp_path / "s.zarr"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--categories", "face,chair"], "subject sub01: no scans labelled 'chair'"),
+    (["--cv", "loso"], "--cv loso: choose 'logo'"),
+    (["--C", "-1"], "--C -1: the SVM penalty must be positive"),
+])
+def test_bad_decode_arguments(tiny_store, tmp_path, capsys, arguments, message):
+    status = main(["decode", str(tiny_store), "--out", str(tmp_path / "out"), "--quiet",
+                   *arguments])
+    _one_line_error(capsys, status, message)
+
+
+def test_decode_of_a_missing_store(tmp_path, capsys):
+    status = main(["decode", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "o")])
+    _one_line_error(capsys, status, "nope.zarr: not a nidecode store")
+
+
+def test_scheduler_that_does_not_answer_fails_fast(tiny_store, tmp_path, capsys):
+    started = time.perf_counter()
+    status = main(["decode", str(tiny_store), "--out", str(tmp_path / "out"), "--quiet",
+                   "--scheduler", "tcp://127.0.0.1:9"])
+    _one_line_error(capsys, status, "--scheduler tcp://127.0.0.1:9: no Dask scheduler answered")
+    assert time.perf_counter() - started < 30
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "engine.cli", "decode",
+                                str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "o")],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.count("\n") == 1
