@@ -1,0 +1,101 @@
+"""All 28 pairs x 12 folds for 3 subjects of the real slice: engine vs the serial loop.
+
+The baseline is the seed tutorial's loop, ``cross_val_score(SVC(kernel="linear"),
+...)`` per subject and pair, in this process; the engine runs on a LocalCluster
+of 2 single-threaded workers. Both in the same run, on the same stored data;
+the accuracies must be identical. Run::
+
+    python benchmarks/bench_decode.py [--repeats 3] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process, like the workers
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from distributed import get_task_stream  # noqa: E402
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_score  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+
+from _common import machine, save, spread, symlinked_subjects, timed  # noqa: E402
+from engine import store  # noqa: E402
+from engine.cluster import get_client  # noqa: E402
+from engine.ingest import ingest  # noqa: E402
+from engine.plan import category_pairs  # noqa: E402
+from engine.run import decode  # noqa: E402
+
+
+def serial_loop(store_path: Path) -> pd.DataFrame:
+    """The seed's loop: one cross_val_score per subject and pair."""
+    rows = []
+    for subject in store.list_subjects(store_path):
+        design = store.read_design(store_path, subject)
+        X = store.read_timeseries(store_path, subject)
+        for class_a, class_b in category_pairs(set(design.labels) - {"rest"}):
+            keep = np.isin(design.labels, [class_a, class_b])
+            scores = cross_val_score(SVC(kernel="linear"), X[keep], design.labels[keep],
+                                     cv=LeaveOneGroupOut(), groups=design.runs[keep])
+            rows += [(subject, class_a, class_b, fold, accuracy)
+                     for fold, accuracy in zip(np.unique(design.runs[keep]), scores,
+                                               strict=True)]
+    return pd.DataFrame(rows, columns=["subject", "class_a", "class_b", "fold", "accuracy"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--subjects", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="nidecode-bench-"))
+    store_path = work / "store.zarr"
+    ingest(symlinked_subjects(work / "data", args.subjects), store_path, "mask")
+
+    serial_times, serial = timed(lambda: serial_loop(store_path), args.repeats)
+    started = time.perf_counter()
+    with get_client(workers=args.workers) as client:
+        startup = time.perf_counter() - started
+        client.run(lambda: __import__("engine.tasks"))  # imports, as a warm cluster has them
+        runs = iter(range(args.repeats))
+        with get_task_stream(client) as stream:
+            engine_times, _ = timed(lambda: decode(store_path, work / f"out{next(runs)}", client,
+                                                   progress=False), args.repeats)
+    scores = pd.read_csv(work / "out0" / "scores.csv")
+    identical = bool(np.array_equal(scores["accuracy"].to_numpy(),
+                                    serial.sort_values(["subject", "class_a", "class_b",
+                                                        "fold"])["accuracy"].to_numpy()))
+    busy = sum(task["startstops"][-1]["stop"] - task["startstops"][-1]["start"]
+               for task in stream.data if task["startstops"][-1]["action"] == "compute")
+    n_tasks = sum(1 for task in stream.data if task["startstops"][-1]["action"] == "compute")
+    engine_total = sum(engine_times)
+    manifest = json.loads((work / "out0" / "run.json").read_text())
+    figures = {
+        "benchmark": "decode: 3 subjects x 28 pairs x 12 folds, real Haxby slice (530 voxels)",
+        "machine": machine(),
+        "fits": len(serial),
+        "workers": args.workers,
+        "serial_loop_s": spread(serial_times),
+        "engine_s": spread(engine_times),
+        "cluster_startup_s": startup,
+        "speedup_vs_serial": spread(serial_times)["median"] / spread(engine_times)["median"],
+        "identical_accuracies": identical,
+        "tasks_per_run": n_tasks // args.repeats,
+        "worker_busy_share": busy / (engine_total * args.workers),
+        "overhead_share": 1 - busy / (engine_total * args.workers),
+        "engine_breakdown_s": manifest["timings"],
+    }
+    print(json.dumps({key: value for key, value in figures.items() if key != "machine"},
+                     indent=2))
+    print(f"saved {save('decode', figures)}")
+
+
+if __name__ == "__main__":
+    main()
