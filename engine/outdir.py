@@ -57,6 +57,8 @@ class OutputDir:
             self.clear()
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / PARTS).mkdir(exist_ok=True)
+        for leftover in self.path.rglob(".*"):  # temporary files of a killed write
+            leftover.unlink()
         self.write_manifest({**manifest, "status": "running", "identity": identity})
 
     def clear(self) -> None:

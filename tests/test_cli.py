@@ -73,7 +73,7 @@ BAD_SUBJECTS = [
     (_break_bold_nan, "bold.nii.gz: NaN or infinite values"),
     (_break_labels_rows, "labels.txt: 16 rows but .*bold.nii.gz has 18 scans"),
     (_break_labels_header, "labels.txt: header is 'labels runs', missing column 'chunks'"),
-    (_break_labels_runs, "labels.txt: row 4 has run 'one'"),
+    (_break_labels_runs, "labels.txt: line 4 has run 'one'"),
     (_break_mask_shape, r"mask4_vt.nii.gz: mask shape \(5, 3, 2\) differs from the BOLD shape"),
     (_break_mask_affine, "mask4_vt.nii.gz: mask affine .* differs from the BOLD affine"),
     (_break_mask_empty, "mask4_vt.nii.gz: the mask is empty"),

@@ -83,7 +83,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
-        Space- or tab-separated file with the header ``labels chunks``.
+        Whitespace-separated file with the header ``labels chunks`` (other
+        columns are allowed and ignored), then one row per scan.
 
     Returns
     -------
@@ -91,25 +92,34 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         One row per scan.
     """
     try:
-        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
-            pd.errors.EmptyDataError) as error:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read labels ({_first_line(error)}); expected a "
-                         f"space-separated table with header 'labels chunks'") from None
-    missing = [column for column in LABELS_HEADER if column not in table.columns]
+                         f"UTF-8 text table with header 'labels chunks'") from None
+    rows = [(number, line.split()) for number, line in enumerate(lines, 1) if line.strip()]
+    if not rows:
+        raise InputError(f"{path}: empty; expected a header 'labels chunks' and one row per scan")
+    (_, header), rows = rows[0], rows[1:]
+    missing = [column for column in LABELS_HEADER if column not in header]
     if missing:
-        raise InputError(f"{path}: header is {' '.join(map(str, table.columns))!r}, missing "
-                         f"column {missing[0]!r}; the first line must be 'labels chunks'")
-    if len(table) == 0:
+        raise InputError(f"{path}: header is {' '.join(header)!r}, missing column "
+                         f"{missing[0]!r}; the first line must be 'labels chunks'")
+    if not rows:
         raise InputError(f"{path}: no rows after the header; give one row per scan")
-    runs = pd.to_numeric(table["chunks"], errors="coerce")
-    bad = np.flatnonzero(runs.isna() | (runs != runs.round()))
-    if bad.size:
-        row = bad[0]
-        raise InputError(f"{path}: row {row + 2} has run {table['chunks'].iloc[row]!r}; "
-                         f"the chunks column must hold integer run numbers")
-    return pd.DataFrame({"labels": table["labels"].astype(str).to_numpy(),
-                         "chunks": runs.astype(np.int64).to_numpy()})
+    for number, fields in rows:
+        if len(fields) != len(header):
+            raise InputError(f"{path}: line {number} has {len(fields)} fields, the header "
+                             f"{len(header)}; give one label and one run per line")
+    labels_at, chunks_at = header.index("labels"), header.index("chunks")
+    runs = []
+    for number, fields in rows:
+        try:
+            runs.append(int(fields[chunks_at]))
+        except ValueError:
+            raise InputError(f"{path}: line {number} has run {fields[chunks_at]!r}; the "
+                             f"chunks column must hold integer run numbers") from None
+    return pd.DataFrame({"labels": [fields[labels_at] for _, fields in rows],
+                         "chunks": np.array(runs, dtype=np.int64)})
 
 
 def load_bold(path: str | Path) -> nib.Nifti1Image:

@@ -1,0 +1,489 @@
+"""Statistics on decoding results: permutation schemes, p-values, group tests, votes.
+
+Pure numpy / scipy functions on arrays; the distributed permutation runs
+(:mod:`engine.run`) call them and the report reads what they produce.
+
+Conventions
+-----------
+A p-value is ``(1 + #(null >= observed)) / (1 + N)`` for ``N`` null
+statistics: the observed labelling counts as one of the permutations, so a
+p-value is never 0 and the smallest one is ``1 / (1 + N)``. Null values
+within a rounding error of the observed one (``1e-9`` relative, ``1e-12``
+absolute) count as ties, i.e. as extreme as the observed: accuracies are
+discrete, and the same exact value computed in another order must not look
+smaller by one unit in the last place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from engine.errors import InputError
+
+__all__ = ["confusion_matrix_table", "count_distinct_permutations", "group_test",
+           "label_blocks", "max_statistic_p_values", "multiclass_vote",
+           "permutation_p_value", "permutation_p_values", "permute_within_runs",
+           "sign_flip_test"]
+
+_RTOL, _ATOL = 1e-9, 1e-12
+# Sign-flipped t values are computed this many (permutation x voxel) values at a time.
+_CHUNK_VALUES = 4_000_000
+
+
+# --- permutation schemes ------------------------------------------------------------------
+
+
+def label_blocks(labels: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Number the blocks of a design: maximal stretches of one label in one run.
+
+    A sample starts a new block when its label or its run differs from the
+    previous sample's. Two blocks of the same label that touch once the
+    samples between them are left out (e.g. rest scans) are one block.
+
+    Parameters
+    ----------
+    labels, runs : numpy.ndarray, shape (n_samples,)
+        Label and run of each sample, in acquisition order.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_samples,)
+        Block index of each sample, 0, 1, 2, ... in order of appearance.
+
+    Examples
+    --------
+    >>> label_blocks(np.array(["a", "a", "b", "b", "a"]), np.array([0, 0, 0, 1, 1]))
+    array([0, 0, 1, 2, 3])
+    """
+    labels, runs = _check_design(labels, runs)
+    starts = np.ones(len(labels), dtype=bool)
+    starts[1:] = (labels[1:] != labels[:-1]) | (runs[1:] != runs[:-1])
+    return np.cumsum(starts) - 1
+
+
+def permute_within_runs(labels: np.ndarray, runs: np.ndarray,
+                        rng: np.random.Generator | int | None = None, *,
+                        blocks: bool = True) -> np.ndarray:
+    """A random relabelling of the samples in which labels move only within their run.
+
+    Parameters
+    ----------
+    labels, runs : numpy.ndarray, shape (n_samples,)
+        Label and run of each sample, in acquisition order.
+    rng : numpy.random.Generator or int, optional
+        Source of randomness (a seed is passed to ``numpy.random.default_rng``).
+    blocks : bool
+        ``False``: shuffle the labels of the samples of each run. ``True``
+        (for blocked designs): the samples of a block (see
+        :func:`label_blocks`) keep one label together, and blocks exchange
+        labels only with blocks *of the same length in the same run*. Every
+        block therefore stays single-labelled and the label counts of every
+        run are kept, whatever the block lengths; a block whose length no
+        other block of its run shares keeps its label.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_samples,)
+        The permuted labels (same dtype as ``labels``). Each relabelling
+        allowed by the scheme is equally likely.
+
+    See Also
+    --------
+    count_distinct_permutations : how many different relabellings the scheme allows.
+
+    Examples
+    --------
+    >>> labels = np.array(["a", "a", "b", "b", "a", "a", "b", "b"])
+    >>> runs = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    >>> permuted = permute_within_runs(labels, runs, rng=0)
+    >>> sorted(permuted[:4]) == ["a", "a", "b", "b"]
+    True
+    """
+    labels, runs = _check_design(labels, runs)
+    rng = np.random.default_rng(rng)
+    if not blocks:
+        return labels[_shuffle_within_groups(_codes(runs), rng)]
+    block = label_blocks(labels, runs)
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
+    lengths = np.diff(np.r_[starts, len(labels)])
+    block_labels = labels[starts]
+    shuffled = block_labels[_shuffle_within_groups(_exchangeable_groups(runs[starts], lengths),
+                                                   rng)]
+    return shuffled[block]
+
+
+def count_distinct_permutations(labels: np.ndarray, runs: np.ndarray,
+                                blocks: bool = True) -> int:
+    """The exact number of distinct relabellings :func:`permute_within_runs` can draw.
+
+    It includes the observed labelling. A permutation test with ``N``
+    random permutations cannot resolve p-values finer than about
+    ``1 / min(N, count)``: a blocked design with two blocks of a pair per
+    run and 12 runs allows only ``2 ** 12 = 4096`` relabellings.
+
+    Parameters
+    ----------
+    labels, runs : numpy.ndarray, shape (n_samples,)
+    blocks : bool
+        As in :func:`permute_within_runs`.
+
+    Returns
+    -------
+    int
+        A Python int (it can be far larger than 2 ** 64): the product, over
+        the groups of exchangeable units (runs, or blocks of one length in a
+        run), of the multinomial coefficient of the label counts.
+
+    Examples
+    --------
+    >>> labels = np.tile(["a", "a", "b", "b"], 12)
+    >>> runs = np.repeat(np.arange(12), 4)
+    >>> count_distinct_permutations(labels, runs, blocks=True)
+    4096
+    >>> count_distinct_permutations(labels, runs, blocks=False) == 6 ** 12
+    True
+    """
+    labels, runs = _check_design(labels, runs)
+    if blocks:
+        block = label_blocks(labels, runs)
+        starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
+        lengths = np.diff(np.r_[starts, len(labels)])
+        groups, units = _exchangeable_groups(runs[starts], lengths), labels[starts]
+    else:
+        groups, units = _codes(runs), labels
+    total = 1
+    for group in np.unique(groups):
+        counts = np.unique(units[groups == group], return_counts=True)[1]
+        total *= math.factorial(int(counts.sum())) // math.prod(
+            math.factorial(int(count)) for count in counts)
+    return total
+
+
+def _check_design(labels, runs) -> tuple[np.ndarray, np.ndarray]:
+    labels, runs = np.asarray(labels), np.asarray(runs)
+    if labels.ndim != 1 or labels.shape != runs.shape:
+        raise ValueError(f"labels and runs must be 1-D of one length, got shapes "
+                         f"{labels.shape} and {runs.shape}")
+    return labels, runs
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    return np.unique(values, return_inverse=True)[1].ravel()
+
+
+def _exchangeable_groups(block_runs: np.ndarray, block_lengths: np.ndarray) -> np.ndarray:
+    # Blocks exchange labels within (run, length) groups.
+    keys = np.stack([_codes(block_runs), block_lengths], axis=1)
+    return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+
+
+def _shuffle_within_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    # An index array that maps every position to a uniformly random position of its group:
+    # positions sorted by group (stable) receive the group's positions in random order.
+    by_group = np.argsort(groups, kind="stable")
+    shuffled = np.lexsort((rng.random(len(groups)), groups))
+    index = np.empty(len(groups), dtype=np.intp)
+    index[by_group] = shuffled
+    return index
+
+
+# --- p-values ------------------------------------------------------------------------------
+
+
+def permutation_p_value(observed: float, null: np.ndarray) -> float:
+    """The permutation p-value ``(1 + #(null >= observed)) / (1 + N)``.
+
+    Parameters
+    ----------
+    observed : float
+        The statistic on the true labels (e.g. an accuracy).
+    null : numpy.ndarray, shape (N,)
+        The statistic on ``N`` permuted labellings.
+
+    Returns
+    -------
+    float
+        In ``(0, 1]``; at least ``1 / (1 + N)``. Ties count as extreme (see
+        the module notes).
+
+    Examples
+    --------
+    >>> permutation_p_value(0.9, np.array([0.5, 0.6, 0.9, 0.4]))
+    0.4
+    """
+    null = np.asarray(null, dtype=float).ravel()
+    return float(permutation_p_values(np.array([observed], dtype=float), null[:, None])[0])
+
+
+def permutation_p_values(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Voxel-wise (uncorrected) permutation p-values of a map.
+
+    Parameters
+    ----------
+    observed : numpy.ndarray, shape (n_voxels,)
+    null : numpy.ndarray, shape (N, n_voxels)
+        The map computed on ``N`` permuted labellings.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_voxels,)
+        ``(1 + #(null[:, v] >= observed[v])) / (1 + N)``.
+    """
+    observed, null = _check_null(observed, null)
+    extreme = (null >= _tie_floor(observed)).sum(axis=0)
+    return (1.0 + extreme) / (1.0 + null.shape[0])
+
+
+def max_statistic_p_values(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Family-wise error corrected p-values by the maximum statistic over voxels.
+
+    Parameters
+    ----------
+    observed : numpy.ndarray, shape (n_voxels,)
+    null : numpy.ndarray, shape (N, n_voxels)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_voxels,)
+        ``(1 + #(max_w null[:, w] >= observed[v])) / (1 + N)``: never smaller
+        than the uncorrected p-value; thresholding it at ``alpha`` controls the
+        probability of any false positive in the map at ``alpha``.
+    """
+    observed, null = _check_null(observed, null)
+    return _max_p_values(observed, null.max(axis=1), null.shape[0])
+
+
+def _max_p_values(observed: np.ndarray, null_maxima: np.ndarray, n: int) -> np.ndarray:
+    maxima = np.sort(null_maxima)
+    extreme = n - np.searchsorted(maxima, _tie_floor(observed), side="left")
+    return (1.0 + extreme) / (1.0 + n)
+
+
+def _tie_floor(observed: np.ndarray) -> np.ndarray:
+    return observed - (_RTOL * np.abs(observed) + _ATOL)
+
+
+def _check_null(observed, null) -> tuple[np.ndarray, np.ndarray]:
+    observed, null = np.asarray(observed, dtype=float), np.asarray(null, dtype=float)
+    if observed.ndim != 1 or null.ndim != 2 or null.shape[1] != observed.shape[0]:
+        raise ValueError(f"expected observed (n_voxels,) and null (N, n_voxels), got shapes "
+                         f"{observed.shape} and {null.shape}")
+    if null.shape[0] == 0:
+        raise ValueError("the null distribution is empty: run at least one permutation")
+    if np.isnan(observed).any() or np.isnan(null).any():
+        raise ValueError("NaN in the observed or null statistics")
+    return observed, null
+
+
+# --- group level ---------------------------------------------------------------------------
+
+
+def group_test(accuracies: np.ndarray, chance: float = 0.5) -> dict:
+    """One-sided one-sample t-test of subjects' accuracies against chance.
+
+    Parameters
+    ----------
+    accuracies : numpy.ndarray, shape (n_subjects,)
+        One accuracy per subject (e.g. the mean over folds).
+    chance : float
+        The accuracy expected without information (0.5 for a pair).
+
+    Returns
+    -------
+    dict
+        ``mean`` (of the accuracies), ``t``, ``p_value`` (alternative:
+        mean > chance, ``scipy.stats.ttest_1samp``) and ``n`` (subjects).
+        If all accuracies are equal, ``t`` and ``p_value`` are NaN.
+
+    Examples
+    --------
+    >>> result = group_test(np.array([0.6, 0.7, 0.8]))
+    >>> round(result["t"], 4), round(result["p_value"], 4)
+    (3.4641, 0.0371)
+    """
+    accuracies = np.asarray(accuracies, dtype=float).ravel()
+    if len(accuracies) < 2:
+        raise InputError(f"group test: {len(accuracies)} subject(s); a t-test across "
+                         f"subjects needs at least 2")
+    test = stats.ttest_1samp(accuracies, chance, alternative="greater")
+    return {"mean": float(accuracies.mean()), "t": float(test.statistic),
+            "p_value": float(test.pvalue), "n": len(accuracies)}
+
+
+def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 10000,
+                   rng: np.random.Generator | int | None = None, *,
+                   return_uncorrected: bool = False) -> tuple[np.ndarray, ...]:
+    """Second-level permutation test of accuracy maps by sign flipping.
+
+    Under the null hypothesis each subject's ``accuracy - chance`` is
+    symmetric around 0, so its sign can be flipped. The statistic is the
+    one-sample t of ``accuracy - chance`` across subjects in every voxel;
+    each of ``n_permutations`` random sign flips (one sign per subject,
+    shared by all voxels) gives a null map, and the maximum over voxels of
+    each null map gives family-wise error corrected p-values. This is what
+    ``nilearn.glm.second_level.non_parametric_inference`` does with an
+    intercept-only design and ``two_sided_test=False`` (its
+    ``logp_max_t`` is ``-log10`` of our ``p_fwe``; tested to agree within
+    Monte-Carlo error). Here it works on arrays (no images, no masker), takes
+    a ``numpy.random.Generator`` and can return the uncorrected p-values too.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray, shape (n_subjects, n_voxels)
+        Each subject's accuracy map (voxels in the mask only), on a common grid.
+    chance : float
+        Chance accuracy.
+    n_permutations : int
+        Random sign flips.
+    rng : numpy.random.Generator or int, optional
+    return_uncorrected : bool
+        Also return the voxel-wise uncorrected p-values.
+
+    Returns
+    -------
+    t_map : numpy.ndarray, shape (n_voxels,)
+        One-sample t of ``maps - chance`` (``+inf`` where every subject has
+        the same accuracy above chance, 0 where all are at chance).
+    p_fwe_map : numpy.ndarray, shape (n_voxels,)
+        FWE-corrected p-values, ``(1 + #(max null t >= t)) / (1 + n_permutations)``.
+    p_uncorrected_map : numpy.ndarray, shape (n_voxels,)
+        Only with ``return_uncorrected``.
+    """
+    maps = np.asarray(maps, dtype=float)
+    if maps.ndim != 2:
+        raise ValueError(f"maps must be (n_subjects, n_voxels), got shape {maps.shape}")
+    if maps.shape[0] < 2:
+        raise InputError(f"sign-flip test: {maps.shape[0]} subject(s); a group test needs at "
+                         f"least 2")
+    if n_permutations < 1:
+        raise InputError(f"sign-flip test: {n_permutations} permutations; ask for at least 1 "
+                         f"(1000 or more for p-values near 0.05)")
+    if np.isnan(maps).any():
+        raise ValueError("NaN in the accuracy maps")
+    rng = np.random.default_rng(rng)
+    effects = maps - chance
+    n_subjects, n_voxels = effects.shape
+    sum_squares = np.einsum("sv,sv->v", effects, effects)
+    t_map = _flipped_t(np.ones((1, n_subjects)), effects, sum_squares)[0]
+    floor = _tie_floor(t_map)
+    maxima = np.empty(n_permutations)
+    extreme = np.zeros(n_voxels, dtype=np.int64)
+    chunk = max(1, _CHUNK_VALUES // n_voxels)
+    for start in range(0, n_permutations, chunk):
+        size = min(chunk, n_permutations - start)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(size, n_subjects))
+        null = _flipped_t(signs, effects, sum_squares)
+        maxima[start:start + size] = null.max(axis=1)
+        if return_uncorrected:
+            extreme += (null >= floor).sum(axis=0)
+    p_fwe = _max_p_values(t_map, maxima, n_permutations)
+    if return_uncorrected:
+        return t_map, p_fwe, (1.0 + extreme) / (1.0 + n_permutations)
+    return t_map, p_fwe
+
+
+def _flipped_t(signs: np.ndarray, effects: np.ndarray, sum_squares: np.ndarray) -> np.ndarray:
+    # One-sample t of each sign-flipped sample; flipping signs keeps the sum of squares.
+    n = effects.shape[0]
+    mean = signs @ effects / n
+    variance = np.maximum(sum_squares - n * mean**2, 0.0) / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mean / np.sqrt(variance / n)
+    t[np.isnan(t)] = 0.0  # no variance and no effect
+    return t
+
+
+# --- multiclass ----------------------------------------------------------------------------
+
+
+def multiclass_vote(decisions: Mapping[tuple[str, str], np.ndarray],
+                    classes: Sequence[str]) -> np.ndarray:
+    """One-vs-one voting, exactly as libsvm (scikit-learn's ``SVC``) predicts.
+
+    Parameters
+    ----------
+    decisions : mapping of (class_a, class_b) to numpy.ndarray, shape (n_samples,)
+        The decision value of the binary classifier of every pair, with
+        ``class_a < class_b`` and nidecode's sign: positive favours
+        ``class_b`` (scikit-learn's binary ``SVC.decision_function``).
+    classes : sequence of str
+        The classes; they are sorted, as ``SVC.classes_`` is.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_samples,)
+        The predicted class of every sample. Each pair gives one vote:
+        ``class_b`` when its decision is ``>= 0``, else ``class_a`` (libsvm
+        votes for its first class when its own decision value, our
+        negative, is ``> 0``). The most voted class wins; ties go to the
+        first of the tied classes in sorted order, as libsvm's ``argmax``.
+
+    Examples
+    --------
+    >>> decisions = {("cat", "face"): np.array([1.0, -1.0]),
+    ...              ("cat", "house"): np.array([1.0, -2.0]),
+    ...              ("face", "house"): np.array([-0.5, -3.0])}
+    >>> multiclass_vote(decisions, ["face", "cat", "house"]).tolist()
+    ['face', 'cat']
+    """
+    classes = sorted(set(classes))
+    index = {name: position for position, name in enumerate(classes)}
+    missing = [(a, b) for a in classes for b in classes if a < b and (a, b) not in decisions]
+    if len(classes) < 2 or missing:
+        raise ValueError(f"decisions must hold every pair (class_a, class_b) with "
+                         f"class_a < class_b of {classes}; missing {missing}")
+    votes = None
+    for (class_a, class_b), decision in decisions.items():
+        if class_a not in index or class_b not in index or class_a >= class_b:
+            raise ValueError(f"decision key {(class_a, class_b)!r}: expected a pair of "
+                             f"{classes} in sorted order")
+        decision = np.asarray(decision, dtype=float).ravel()
+        if votes is None:
+            votes = np.zeros((len(decision), len(classes)), dtype=np.int64)
+        winner = np.where(decision >= 0, index[class_b], index[class_a])
+        votes[np.arange(len(decision)), winner] += 1
+    return np.asarray(classes)[np.argmax(votes, axis=1)]
+
+
+def confusion_matrix_table(true: np.ndarray, predicted: np.ndarray,
+                           classes: Sequence[str]) -> pd.DataFrame:
+    """Counts of true (rows) against predicted (columns) classes.
+
+    Parameters
+    ----------
+    true, predicted : numpy.ndarray, shape (n_samples,)
+    classes : sequence of str
+        Row and column order; every class appears, even with no sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Square, integer counts; index named ``"true"``, columns
+        ``"predicted"``. Written with ``to_csv()`` it is the
+        ``multiclass/confusion_{subject}.csv`` format the report reads.
+
+    Examples
+    --------
+    >>> confusion_matrix_table(np.array(["a", "a", "b"]), np.array(["a", "b", "b"]),
+    ...                        ["a", "b"]).to_numpy().tolist()
+    [[1, 1], [0, 1]]
+    """
+    true, predicted = np.asarray(true).ravel(), np.asarray(predicted).ravel()
+    classes = list(classes)
+    if true.shape != predicted.shape:
+        raise ValueError(f"true and predicted differ in length: {len(true)} and "
+                         f"{len(predicted)}")
+    unknown = sorted((set(true.tolist()) | set(predicted.tolist())) - set(classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {classes}")
+    position = {name: index for index, name in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, ([position[name] for name in true.tolist()],
+                       [position[name] for name in predicted.tolist()]), 1)
+    return pd.DataFrame(counts, index=pd.Index(classes, name="true"),
+                        columns=pd.Index(classes, name="predicted"))
