@@ -42,7 +42,7 @@ def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
 
 
 def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
-                 detrend: bool = False) -> np.ndarray:
+                 detrend: bool = False, confounds: np.ndarray | None = None) -> np.ndarray:
     """Detrend and z-score masked time series the way nilearn does.
 
     Parameters
@@ -59,6 +59,11 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
         scale alone.
     detrend : bool
         Remove a linear trend (per run, except with ``"global"``).
+    confounds : numpy.ndarray, shape (n_scans, n_confounds), optional
+        Nuisance regressors (e.g. fMRIPrep's motion parameters), regressed
+        out within each run by ``nilearn.signal.clean(X, runs=runs,
+        confounds=confounds)``, whatever ``standardize`` is; with
+        ``"global"``, the z-scoring over all scans follows.
 
     Returns
     -------
@@ -72,6 +77,8 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
     if standardize not in STANDARDIZE_MODES:
         raise InputError(f"--standardize {standardize}: choose one of "
                          f"{', '.join(STANDARDIZE_MODES)}")
+    if confounds is not None:
+        return _clean_with_confounds(X, runs, standardize, detrend, confounds)
     if standardize == "none" and not detrend:
         return X
     zscore = None if standardize == "none" else "zscore_sample"
@@ -83,6 +90,26 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
         warnings.simplefilter("ignore", RuntimeWarning)
         return signal.clean(X, runs=per_run, detrend=detrend, standardize=zscore,
                             standardize_confounds=False, ensure_finite=False)
+
+
+def _clean_with_confounds(X: np.ndarray, runs: np.ndarray, standardize: str, detrend: bool,
+                          confounds: np.ndarray) -> np.ndarray:
+    confounds = np.asarray(confounds, dtype=float)
+    if confounds.shape[0] != len(X):
+        raise InputError(f"confounds: {confounds.shape[0]} rows for {len(X)} scans; give one "
+                         f"row of confounds per scan")
+    per_run = standardize != "global"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # standardize_confounds (nilearn's default) centres the confounds, so
+        # the regression keeps each run's mean and the fit has an intercept.
+        X = signal.clean(X, runs=runs, detrend=detrend and per_run,
+                         standardize="zscore_sample" if standardize == "run" else None,
+                         confounds=confounds, standardize_confounds=True, ensure_finite=False)
+    if per_run:
+        return X
+    return clean_signal(X, runs, standardize="global", detrend=detrend)
 
 
 def constant_voxels(X: np.ndarray, runs: np.ndarray) -> np.ndarray:

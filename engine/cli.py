@@ -55,6 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(decode)
     _add_quiet(decode)
 
+    light = commands.add_parser("searchlight", help="accuracy maps of spheres around every voxel")
+    light.add_argument("store", help="Zarr store written by 'nidecode ingest'")
+    light.add_argument("--out", required=True, help="output directory")
+    which = light.add_mutually_exclusive_group()
+    which.add_argument("--categories", metavar="A,B[,...]",
+                       help="every pair among these categories, e.g. face,cat")
+    which.add_argument("--pairs", choices=("all",), default="all",
+                       help="every pair of categories (default)")
+    light.add_argument("--radius", type=float, required=True, metavar="MM",
+                       help="sphere radius in millimetres (world space, through the affine)")
+    light.add_argument("--process-mask", metavar="PATH",
+                       help="NIfTI on the subjects' grid: sphere centres (default: the mask)")
+    light.add_argument("--cv", default="logo", metavar="logo|kfold:K",
+                       help="leave one run out (default), or K-fold over scans")
+    light.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
+    light.add_argument("--solver", choices=("batched", "sklearn"), default="batched",
+                       help="compiled batched SVM (default) or scikit-learn's SVC one sphere "
+                       "at a time (exact, slow: for verification)")
+    light.add_argument("--overwrite", action="store_true",
+                       help="replace results of other parameters in --out")
+    _add_cluster(light)
+    _add_quiet(light)
+
     demo = commands.add_parser("demo", help="synthetic study end to end: ingest, decode, table")
     demo.add_argument("--out", default="nidecode-demo", help="directory for data, store and "
                       "results (default: ./nidecode-demo)")
@@ -127,15 +150,37 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _run_decode(args, store, out, categories, cv, C, overwrite):
-    from engine.cluster import describe, get_client
     from engine.run import execute_decode, prepare_decode
 
     run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
+    return _with_client(args, lambda client: execute_decode(run, client,
+                                                            progress=not args.quiet))
+
+
+def _with_client(args: argparse.Namespace, work):
+    """Run ``work(client)`` on the cluster the arguments (or the config) name."""
+    from engine.cluster import describe, get_client
+
     with get_client(workers=args.workers, scheduler=args.scheduler) as client:
         info = describe(client)
         _say(args, f"dask: {info['n_workers']} worker(s) at {info['scheduler']}"
              + (f", dashboard {info['dashboard']}" if info["dashboard"] else ""))
-        return execute_decode(run, client, progress=not args.quiet)
+        return work(client)
+
+
+def _searchlight(args: argparse.Namespace) -> int:
+    from engine.plan import parse_categories
+    from engine.searchlight import execute_searchlight, prepare_searchlight
+
+    run = prepare_searchlight(args.store, args.out, radius=args.radius,
+                              categories=parse_categories(args.categories),
+                              process_mask=args.process_mask, cv=args.cv, C=args.C,
+                              solver=args.solver, overwrite=args.overwrite)
+    table = _with_client(args, lambda client: execute_searchlight(run, client,
+                                                                  progress=not args.quiet))
+    if not args.quiet:
+        print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    return 0
 
 
 def _print_accuracies(summary) -> None:
@@ -162,7 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": _ingest, "decode": _decode, "demo": _demo}
+COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight, "demo": _demo}
 
 
 if __name__ == "__main__":

@@ -16,15 +16,29 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from engine.errors import InputError
-from engine.results import PairResult
 
 MANIFEST = "run.json"
 PARTS = "parts"
+
+
+class Part(Protocol):
+    """A result saved on its own: a key of strings and named arrays."""
+
+    key: tuple[str, ...]
+
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
+
+    @classmethod
+    def from_arrays(cls, key: tuple[str, ...], arrays) -> Part: ...
+
+
+P = TypeVar("P", bound=Part)
 
 
 class OutputDir:
@@ -85,19 +99,20 @@ class OutputDir:
         self._write_atomic(MANIFEST, lambda path: path.write_text(
             json.dumps(manifest, indent=2, default=_json_default) + "\n"))
 
-    def save_part(self, result: PairResult) -> None:
-        """Save one pair's result (atomic)."""
-        self._write_atomic(f"{PARTS}/{_part_name(result.key)}",
-                           lambda path: np.savez(path, **result.to_arrays()))
+    def save_part(self, part: Part) -> None:
+        """Save one result as it arrives (atomic)."""
+        arrays = {"key": np.array(part.key), **part.to_arrays()}
+        self._write_atomic(f"{PARTS}/{_part_name(part.key)}",
+                           lambda path: np.savez(path, **arrays))
 
-    def load_parts(self) -> dict[tuple[str, str, str], PairResult]:
-        """Every saved result, by (subject, class_a, class_b)."""
-        results = {}
+    def load_parts(self, part_type: type[P]) -> dict[tuple[str, ...], P]:
+        """Every saved result, by key."""
+        parts = {}
         for path in sorted((self.path / PARTS).glob("[!.]*.npz")):
             with np.load(path) as arrays:
-                result = PairResult.from_arrays(arrays)
-            results[result.key] = result
-        return results
+                key = tuple(str(name) for name in arrays["key"])
+                parts[key] = part_type.from_arrays(key, arrays)
+        return parts
 
     def write_table(self, name: str, table: pd.DataFrame) -> None:
         """Write a CSV table (atomic)."""

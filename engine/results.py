@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+_PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef")
 SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]
 
 
@@ -31,17 +32,33 @@ class PairResult:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The result as named arrays (for ``numpy.savez``)."""
-        names = np.array([self.subject, self.class_a, self.class_b])
-        return {"names": names, "folds": self.folds, "accuracy": self.accuracy,
-                "n_train": self.n_train, "n_test": self.n_test, "coef": self.coef}
+        return {name: getattr(self, name) for name in _PAIR_ARRAYS}
 
     @classmethod
-    def from_arrays(cls, arrays) -> PairResult:
+    def from_arrays(cls, key: tuple[str, ...], arrays) -> PairResult:
         """Inverse of :meth:`to_arrays`."""
-        subject, class_a, class_b = (str(name) for name in arrays["names"])
-        return cls(subject, class_a, class_b, *(np.asarray(arrays[name]) for name in
-                                                ("folds", "accuracy", "n_train", "n_test",
-                                                 "coef")))
+        return cls(*key, *(np.asarray(arrays[name]) for name in _PAIR_ARRAYS))
+
+
+@dataclass(frozen=True)
+class SphereScores:
+    """Searchlight accuracies of a batch of spheres, per fold.
+
+    ``key`` is (subject, class_a, class_b, batch number).
+    """
+
+    key: tuple[str, ...]
+    accuracy: np.ndarray  # (n_spheres, n_folds)
+    folds: np.ndarray
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The result as named arrays (for ``numpy.savez``)."""
+        return {"accuracy": self.accuracy, "folds": self.folds}
+
+    @classmethod
+    def from_arrays(cls, key: tuple[str, ...], arrays) -> SphereScores:
+        """Inverse of :meth:`to_arrays`."""
+        return cls(key, np.asarray(arrays["accuracy"]), np.asarray(arrays["folds"]))
 
 
 def scores_table(results: Iterable[PairResult]) -> pd.DataFrame:

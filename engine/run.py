@@ -22,7 +22,12 @@ from engine import store
 from engine.cluster import describe
 from engine.cv import parse_cv
 from engine.errors import InputError
-from engine.ingest import find_subjects, ingest_subject
+from engine.ingest import (
+    SubjectSource,
+    estimate_run_betas,
+    find_subjects,
+    ingest_subject,
+)
 from engine.outdir import OutputDir
 from engine.plan import PairJob, batch_jobs, plan_decode
 from engine.results import PairResult, scores_table, summary_table, weight_map
@@ -57,7 +62,7 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     cv = parse_cv(cv)
     if C <= 0:
         raise InputError(f"--C {C:g}: the SVM penalty must be positive")
-    store_path = _normalise_store_path(store_path)
+    store_path = normalise_store_path(store_path)
     subjects = store.list_subjects(store_path)
     if not subjects:
         raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
@@ -80,7 +85,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     pandas.DataFrame
         The summary table (see :func:`decode`).
     """
-    saved = run.output.load_parts()
+    saved = run.output.load_parts(PairResult)
     todo = [job for job in run.jobs if job.key not in saved]
     cv, C = run.identity["cv"], run.identity["C"]
     submitted = time.perf_counter()
@@ -88,7 +93,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     def submit(batch: tuple[PairJob, ...]):
         checksum = run.designs[batch[0].subject].checksum
         return client.submit(decode_pairs, run.store_path, batch, checksum, cv, C,
-                             key=_task_key("decode", run.identity, batch))
+                             key=task_key("decode", run.identity, batch))
 
     n_fits = sum(job.n_folds for job in run.jobs)
     done_fits = n_fits - sum(job.n_folds for job in todo)
@@ -99,7 +104,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
               total=n_fits, initial=done_fits, progress=progress, unit="fit")
     computed = time.perf_counter()
 
-    saved = run.output.load_parts()
+    saved = run.output.load_parts(PairResult)
     summary = _write_decode_outputs(run.output, run.store_path,
                                     [saved[job.key] for job in run.jobs])
     run.output.write_manifest({
@@ -178,14 +183,35 @@ def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path
     list of str
         The ids of the subjects written.
     """
-    files = find_subjects(subject_dirs, mask)
+    return ingest_sources_on_cluster(find_subjects(subject_dirs, mask), store_path, client,
+                                     progress=progress, **settings)
+
+
+def ingest_sources_on_cluster(sources: Sequence[SubjectSource], store_path: str | Path,
+                              client: Client, *, progress: bool = True,
+                              **settings) -> list[str]:
+    """Ingest subject sources (:func:`engine.ingest.find_bids_subjects`, ...), one task each.
+
+    With ``betas``, each run's GLM is a task of its own, and the subject's
+    task gathers them. Parameters are those of :func:`engine.ingest.ingest_subject`.
+    """
     store.create_store(store_path)
-    futures = [client.submit(ingest_subject, subject_files, _normalise_store_path(store_path),
-                             key=f"ingest-{subject_files.subject}-{uuid.uuid4().hex[:8]}",
-                             **settings) for subject_files in files]
+    path = normalise_store_path(store_path)
+    futures = []
+    for source in sources:
+        tag = f"{source.subject}-{uuid.uuid4().hex[:8]}"
+        run_betas = None
+        if settings.get("betas"):
+            run_betas = [client.submit(estimate_run_betas, source, run, settings["betas"],
+                                       drop_scans=settings.get("drop_scans", 0),
+                                       block_size=settings.get("block_size", 64),
+                                       key=f"betas-{tag}-{run}")
+                         for run in range(len(source.images))]
+        futures.append(client.submit(ingest_subject, source, path, run_betas=run_betas,
+                                     key=f"ingest-{tag}", **settings))
     run_tasks(client, futures, on_result=lambda report: None, count=lambda report: 1,
-              total=len(files), progress=progress, unit="subject")
-    return [subject_files.subject for subject_files in files]
+              total=len(sources), progress=progress, unit="subject")
+    return [source.subject for source in sources]
 
 
 def run_tasks(client: Client, futures: list, *, on_result: Callable, count: Callable,
@@ -225,16 +251,17 @@ def _write_decode_outputs(output: OutputDir, store_path: str,
     return summary
 
 
-def _normalise_store_path(store_path: str | Path) -> str:
+def normalise_store_path(store_path: str | Path) -> str:
+    """An absolute local path (workers may run elsewhere), or the URL unchanged."""
     text = str(store_path)
     return text if "://" in text else str(Path(text).resolve())
 
 
-def _task_key(kind: str, identity: dict, batch: Sequence) -> str:
-    # Deterministic keys: the same work gets the same key, whatever the order.
+def task_key(kind: str, identity: dict, batch: Sequence) -> str:
+    """A deterministic Dask key: the same work gets the same key, whatever the order."""
     digest = hashlib.sha1(repr((sorted(identity.items()), [job.key for job in batch]))
                           .encode()).hexdigest()[:16]
-    return f"{kind}-{batch[0].subject}-{digest}"
+    return f"{kind}-{batch[0].key[0]}-{digest}"
 
 
 def versions() -> dict[str, str]:

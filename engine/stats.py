@@ -265,7 +265,10 @@ def _max_p_values(observed: np.ndarray, null_maxima: np.ndarray, n: int) -> np.n
 
 
 def _tie_floor(observed: np.ndarray) -> np.ndarray:
-    return observed - (_RTOL * np.abs(observed) + _ATOL)
+    # The smallest value that still counts as a tie (infinite values tie only themselves).
+    with np.errstate(invalid="ignore"):
+        floor = observed - (_RTOL * np.abs(observed) + _ATOL)
+    return np.where(np.isfinite(observed), floor, observed)
 
 
 def _check_null(observed, null) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +301,8 @@ def group_test(accuracies: np.ndarray, chance: float = 0.5) -> dict:
     dict
         ``mean`` (of the accuracies), ``t``, ``p_value`` (alternative:
         mean > chance, ``scipy.stats.ttest_1samp``) and ``n`` (subjects).
-        If all accuracies are equal, ``t`` and ``p_value`` are NaN.
+        If all accuracies are equal the t-test is undefined: ``t`` and
+        ``p_value`` are NaN (scipy would divide by a rounding error).
 
     Examples
     --------
@@ -310,9 +314,13 @@ def group_test(accuracies: np.ndarray, chance: float = 0.5) -> dict:
     if len(accuracies) < 2:
         raise InputError(f"group test: {len(accuracies)} subject(s); a t-test across "
                          f"subjects needs at least 2")
-    test = stats.ttest_1samp(accuracies, chance, alternative="greater")
-    return {"mean": float(accuracies.mean()), "t": float(test.statistic),
-            "p_value": float(test.pvalue), "n": len(accuracies)}
+    if np.all(accuracies == accuracies[0]):
+        t, p_value = np.nan, np.nan
+    else:
+        test = stats.ttest_1samp(accuracies, chance, alternative="greater")
+        t, p_value = float(test.statistic), float(test.pvalue)
+    return {"mean": float(accuracies.mean()), "t": t, "p_value": p_value,
+            "n": len(accuracies)}
 
 
 def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 10000,

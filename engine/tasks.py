@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+import scipy.sparse as sp
 
 from engine import store
 from engine.cv import make_folds
 from engine.plan import PairJob
-from engine.results import PairResult
+from engine.results import PairResult, SphereScores
+from engine.solvers.batched import searchlight_accuracies, searchlight_accuracies_sklearn
 from engine.solvers.exact import cross_validate_svc
 
 
@@ -64,3 +66,43 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
             n_train=np.array([len(fold.train) for fold in folds]),
             n_test=np.array([len(fold.test) for fold in folds]), coef=scores.coef))
     return results
+
+
+def searchlight_spheres(store_path: str, key: tuple[str, ...], checksum: str,
+                        voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
+                        solver: str) -> SphereScores:
+    """Cross-validated accuracy of every sphere of a batch.
+
+    Parameters
+    ----------
+    store_path : str
+    key : tuple of str
+        (subject, class_a, class_b, batch number).
+    checksum : str
+        The subject's checksum (part of the cache key of its design).
+    voxels : numpy.ndarray of int
+        The voxel block the spheres need (columns of the stored time series).
+    spheres : scipy.sparse.csr_matrix, shape (n_spheres, len(voxels))
+        Sphere membership within that block.
+    cv : str
+    C : float
+    solver : {"batched", "sklearn"}
+
+    Returns
+    -------
+    SphereScores
+    """
+    subject, class_a, class_b = key[:3]
+    design = _read_design(store_path, subject, checksum)
+    selected = np.flatnonzero(np.isin(design.labels, (class_a, class_b)))
+    X = store.read_timeseries(store_path, subject, voxels=voxels)[selected]
+    folds = make_folds(design.runs[selected], cv)
+    splits = [(fold.train, fold.test) for fold in folds]
+    fit = searchlight_accuracies if solver == "batched" else searchlight_accuracies_sklearn
+    accuracy = fit(X, design.labels[selected], spheres, splits, C=C)
+    return SphereScores(key, accuracy, np.array([fold.fold for fold in folds]))
+
+
+@lru_cache(maxsize=8)
+def _read_design(store_path: str, subject: str, checksum: str) -> store.Design:
+    return store.read_design(store_path, subject)

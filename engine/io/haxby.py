@@ -147,17 +147,39 @@ def load_mask(path: str | Path, bold: nib.Nifti1Image, bold_path: str | Path) ->
     -------
     numpy.ndarray of bool, 3D
     """
+    return load_mask_like(path, bold.shape[:3], bold.affine, f"BOLD {{what}} of {bold_path}")
+
+
+def load_mask_like(path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
+                   grid: str) -> np.ndarray:
+    """Read a non-empty mask and check it lies on a given grid (shape and affine).
+
+    Parameters
+    ----------
+    path : str or Path
+        The mask image; non-zero voxels are in the mask.
+    shape, affine
+        The grid the mask must be on.
+    grid : str
+        Names the grid in messages; ``{what}`` is replaced by "shape" or
+        "affine" (e.g. ``"BOLD {what} of sub01/bold.nii.gz"``).
+
+    Returns
+    -------
+    numpy.ndarray of bool, 3D
+    """
     image = _load_nifti(path)
     data = np.asarray(image.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
-    if data.shape != bold.shape[:3]:
-        raise InputError(f"{path}: mask shape {data.shape} differs from the BOLD shape "
-                         f"{bold.shape[:3]} of {bold_path}; resample the mask to the BOLD grid")
-    if not np.allclose(image.affine, bold.affine, atol=1e-3):
+    if data.shape != tuple(shape[:3]):
+        raise InputError(f"{path}: mask shape {data.shape} differs from the "
+                         f"{grid.format(what=f'shape {tuple(shape[:3])}')}; resample the mask "
+                         f"to that grid")
+    if not np.allclose(image.affine, affine, atol=1e-3):
         raise InputError(f"{path}: mask affine {_affine_text(image.affine)} differs from the "
-                         f"BOLD affine {_affine_text(bold.affine)} of {bold_path}; resample "
-                         f"the mask to the BOLD grid")
+                         f"{grid.format(what=f'affine {_affine_text(affine)}')}; resample the "
+                         f"mask to that grid")
     mask = np.nan_to_num(data) != 0
     if not mask.any():
         raise InputError(f"{path}: the mask is empty (no non-zero voxel); give a mask that "

@@ -46,11 +46,6 @@ _UPPER = 1
 _FREE = 2
 _TAU = 1e-12  # libsvm's TAU: stands in for a non-positive curvature
 
-# Rows of the float64 / int64 / int8 workspaces of one fit (see _alloc_workspace).
-_WF_F, _WF_FBAR, _WF_ALPHA, _WF_QD, _WF_OUT, _N_WF = 0, 1, 2, 3, 4, 5
-_WI_GIDX, _WI_ASET, _N_WI = 0, 1, 2
-_WB_Y, _WB_ST, _WB_UP, _WB_LOW, _N_WB = 0, 1, 2, 3, 4
-
 # --------------------------------------------------------------------------------------
 # numba kernels
 #
@@ -63,8 +58,10 @@ _WB_Y, _WB_ST, _WB_UP, _WB_LOW, _N_WB = 0, 1, 2, 3, 4
 #   grad_diff = Gmax - F_j,  quad_coef = QD_i + QD_j - 2 Kf_ij,
 #   F_k -= Kf_ik y_i dalpha_i + Kf_jk y_j dalpha_j.
 # Variables keep libsvm's positions (shrinking swaps them exactly as libsvm does) so
-# ties break the same way. The kernel rows of the active set are kept in a compact
-# position-ordered copy, rebuilt after each shrinking, so the hot loops are contiguous.
+# ties break the same way. The kernel block of the active set is kept in a compact
+# position-ordered copy ``qa`` (rebuilt after each shrinking) and rows are copied into
+# scratch buffers, so the hot loops are contiguous. Helpers take and never return
+# arrays: returning views costs atomic reference counting in every iteration.
 # --------------------------------------------------------------------------------------
 
 
@@ -78,31 +75,33 @@ def _status(a, c):
 
 
 @njit(cache=True, inline="always")
-def _set_status(wb, p, a, c):
-    st = _status(a, c)
-    wb[_WB_ST, p] = st
-    if wb[_WB_Y, p] == 1:
-        wb[_WB_UP, p] = st != _UPPER
-        wb[_WB_LOW, p] = st != _LOWER
+def _set_status(y, st, up, low, p, a, c):
+    s = _status(a, c)
+    st[p] = s
+    if y[p] == 1:
+        up[p] = s != _UPPER
+        low[p] = s != _LOWER
     else:
-        wb[_WB_UP, p] = st != _LOWER
-        wb[_WB_LOW, p] = st != _UPPER
+        up[p] = s != _LOWER
+        low[p] = s != _UPPER
 
 
 @njit(cache=True)
-def _get_row(Kf, gidx, qa, ac, p, length, buf):
-    """Kernel row of position ``p`` over positions ``0..length-1`` (libsvm's get_Q)."""
+def _load_row(Kf, gidx, qa, ac, p, length, buf):
+    """buf[:length] = kernel row of position ``p`` over positions (libsvm's get_Q)."""
     if p < ac and length <= ac:
-        return qa[p * ac : p * ac + length]
-    g = gidx[p]
-    for k in range(length):
-        buf[k] = Kf[g, gidx[k]]
-    return buf[:length]
+        base = p * ac
+        for k in range(length):
+            buf[k] = qa[base + k]
+    else:
+        g = gidx[p]
+        for k in range(length):
+            buf[k] = Kf[g, gidx[k]]
 
 
 @njit(cache=True)
 def _build_compact(Kf, gidx, qa, a):
-    """qa[p, q] = Kf[gidx[p], gidx[q]] for the first ``a`` positions."""
+    """qa[p * a + q] = Kf[gidx[p], gidx[q]] for the first ``a`` positions."""
     for p in range(a):
         g = gidx[p]
         base = p * a
@@ -111,28 +110,25 @@ def _build_compact(Kf, gidx, qa, a):
 
 
 @njit(cache=True)
-def _swap_index(wf, wi, wb, i, j):
+def _swap_index(F, Fbar, alpha, QD, gidx, aset, y, st, up, low, i, j):
     """libsvm ``Solver::swap_index`` on the per-position arrays."""
-    for r in range(wf.shape[0]):
-        if r != _WF_OUT:
-            wf[r, i], wf[r, j] = wf[r, j], wf[r, i]
-    for r in range(wi.shape[0]):
-        wi[r, i], wi[r, j] = wi[r, j], wi[r, i]
-    for r in range(wb.shape[0]):
-        wb[r, i], wb[r, j] = wb[r, j], wb[r, i]
+    F[i], F[j] = F[j], F[i]
+    Fbar[i], Fbar[j] = Fbar[j], Fbar[i]
+    alpha[i], alpha[j] = alpha[j], alpha[i]
+    QD[i], QD[j] = QD[j], QD[i]
+    gidx[i], gidx[j] = gidx[j], gidx[i]
+    aset[i], aset[j] = aset[j], aset[i]
+    y[i], y[j] = y[j], y[i]
+    st[i], st[j] = st[j], st[i]
+    up[i], up[j] = up[j], up[i]
+    low[i], low[j] = low[j], low[i]
 
 
 @njit(cache=True)
-def _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf):
+def _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf):
     """libsvm ``Solver::reconstruct_gradient`` (p_i = -1 for C-SVC)."""
     if active_size == n_tr:
         return
-    F = wf[_WF_F]
-    Fbar = wf[_WF_FBAR]
-    alpha = wf[_WF_ALPHA]
-    y = wb[_WB_Y]
-    st = wb[_WB_ST]
-    gidx = wi[_WI_GIDX]
     for j in range(active_size, n_tr):
         F[j] = Fbar[j] + y[j]
     nr_free = 0
@@ -141,54 +137,19 @@ def _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf):
             nr_free += 1
     if nr_free * n_tr > 2 * active_size * (n_tr - active_size):
         for i in range(active_size, n_tr):
-            row = _get_row(Kf, gidx, qa, ac, i, active_size, buf)
+            _load_row(Kf, gidx, qa, ac, i, active_size, buf)
             acc = F[i]
             for j in range(active_size):
                 if st[j] == _FREE:
-                    acc = acc - alpha[j] * y[j] * row[j]
+                    acc = acc - alpha[j] * y[j] * buf[j]
             F[i] = acc
     else:
         for i in range(active_size):
             if st[i] == _FREE:
-                row = _get_row(Kf, gidx, qa, ac, i, n_tr, buf)
+                _load_row(Kf, gidx, qa, ac, i, n_tr, buf)
                 ay = alpha[i] * y[i]
                 for j in range(active_size, n_tr):
-                    F[j] = F[j] - ay * row[j]
-
-
-@njit(cache=True)
-def _do_shrinking(Kf, wf, wi, wb, n_tr, active_size, eps, unshrink, qa, ac, buf):
-    """libsvm ``Solver::do_shrinking``; returns (active_size, unshrink, changed)."""
-    F = wf[_WF_F]
-    up = wb[_WB_UP]
-    low = wb[_WB_LOW]
-    gmax1 = -math.inf  # max { -y_i grad_i | i in I_up }
-    gmax2 = -math.inf  # max { y_i grad_i | i in I_low }
-    for i in range(active_size):
-        f = F[i]
-        if up[i] and f >= gmax1:
-            gmax1 = f
-        if low[i] and -f >= gmax2:
-            gmax2 = -f
-    changed = False
-    if (not unshrink) and gmax1 + gmax2 <= eps * 10.0:
-        unshrink = True
-        _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf)
-        changed = active_size != n_tr
-        active_size = n_tr
-
-    i = 0
-    while i < active_size:
-        if _be_shrunk(F, up, low, i, gmax1, gmax2):
-            changed = True
-            active_size -= 1
-            while active_size > i:
-                if not _be_shrunk(F, up, low, active_size, gmax1, gmax2):
-                    _swap_index(wf, wi, wb, i, active_size)
-                    break
-                active_size -= 1
-        i += 1
-    return active_size, unshrink, changed
+                    F[j] = F[j] - ay * buf[j]
 
 
 @njit(cache=True, inline="always")
@@ -201,38 +162,77 @@ def _be_shrunk(F, up, low, i, gmax1, gmax2):
 
 
 @njit(cache=True)
-def _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf):
-    """libsvm ``Solver::select_working_set`` (WSS2); returns (i, j), i = -1 if optimal."""
-    F = wf[_WF_F]
-    QD = wf[_WF_QD]
-    up = wb[_WB_UP]
-    low = wb[_WB_LOW]
+def _do_shrinking(
+    F, Fbar, alpha, QD, gidx, aset, y, st, up, low, n_tr, active_size, eps, unshrink,
+    Kf, qa, ac, buf,
+):  # fmt: skip
+    """libsvm ``Solver::do_shrinking``; returns (active_size, unshrink, changed)."""
+    gmax1 = -math.inf  # max { -y_i grad_i | i in I_up }
+    gmax2 = -math.inf  # max { y_i grad_i | i in I_low }
+    for i in range(active_size):
+        f = F[i]
+        if up[i] and f >= gmax1:
+            gmax1 = f
+        if low[i] and -f >= gmax2:
+            gmax2 = -f
+    changed = False
+    if (not unshrink) and gmax1 + gmax2 <= eps * 10.0:
+        unshrink = True
+        _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf)
+        changed = active_size != n_tr
+        active_size = n_tr
+
+    i = 0
+    while i < active_size:
+        if _be_shrunk(F, up, low, i, gmax1, gmax2):
+            changed = True
+            active_size -= 1
+            while active_size > i:
+                if not _be_shrunk(F, up, low, active_size, gmax1, gmax2):
+                    _swap_index(F, Fbar, alpha, QD, gidx, aset, y, st, up, low, i, active_size)
+                    break
+                active_size -= 1
+        i += 1
+    return active_size, unshrink, changed
+
+
+@njit(cache=True)
+def _select_working_set(F, QD, up, low, active_size, eps, Kf, gidx, qa, ac, buf):
+    """libsvm ``Solver::select_working_set`` (WSS2); returns (i, j), i = -1 if optimal.
+
+    Leaves the kernel row of ``i`` over the active set in ``buf``.
+    """
+    # Branch-free loops (selects instead of jumps): the up/low pattern is random, so
+    # branches on it mispredict. Excluded entries get -inf or NaN, which never win a
+    # ">=" / "<=" comparison (-inf only while nothing has been found yet).
     gmax = -math.inf
     gmax_idx = -1
     for t in range(active_size):
-        f = F[t]
-        if up[t] and f >= gmax:
-            gmax = f
+        v = F[t] if up[t] else -math.inf
+        if v >= gmax:
+            gmax = v
             gmax_idx = t
-    if gmax_idx == -1:
+    if gmax == -math.inf:  # I_up is empty
         return -1, -1
-    row = _get_row(Kf, wi[_WI_GIDX], qa, ac, gmax_idx, active_size, buf)
+    _load_row(Kf, gidx, qa, ac, gmax_idx, active_size, buf)
     qd_i = QD[gmax_idx]
     gmax2 = -math.inf
     gmin_idx = -1
     obj_diff_min = math.inf
     for j in range(active_size):
         f = F[j]
-        lj = low[j]
-        mf = -f
-        if lj and mf >= gmax2:
+        lj = low[j] != 0
+        mf = -f if lj else -math.inf
+        if mf >= gmax2:
             gmax2 = mf
         grad_diff = gmax - f
-        quad_coef = qd_i + QD[j] - 2.0 * row[j]
+        quad_coef = qd_i + QD[j] - 2.0 * buf[j]
         if not quad_coef > 0.0:
             quad_coef = _TAU
         obj_diff = -(grad_diff * grad_diff) / quad_coef
-        if lj and grad_diff > 0.0 and obj_diff <= obj_diff_min:
+        if not (lj & (grad_diff > 0.0)):
+            obj_diff = math.nan
+        if obj_diff <= obj_diff_min:
             gmin_idx = j
             obj_diff_min = obj_diff
     if gmax + gmax2 < eps or gmin_idx == -1:
@@ -241,11 +241,8 @@ def _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf):
 
 
 @njit(cache=True)
-def _calculate_rho(wf, wb, active_size):
+def _calculate_rho(F, up, low, active_size):
     """libsvm ``Solver::calculate_rho`` (y_i G_i = -F_i)."""
-    F = wf[_WF_F]
-    up = wb[_WB_UP]
-    low = wb[_WB_LOW]
     nr_free = 0
     ub = math.inf
     lb = -math.inf
@@ -265,23 +262,19 @@ def _calculate_rho(wf, wb, active_size):
 
 
 @njit(cache=True)
-def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, buf_j):
+def _smo(
+    Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
+    F, Fbar, alpha, QD, out, gidx, aset, y, st, up, low, qa, buf_i, buf_j,
+):  # fmt: skip
     """libsvm ``Solver::Solve`` for C-SVC (alpha = 0 start, p = -1, C_i = C).
 
     ``Kf`` / ``Kd``: float32 / float64 kernel over all scans; ``tr``: training scans
-    in libsvm's order; ``ysign``: their +-1 labels. Leaves alpha_a y_a, in ``tr``
-    order, in ``wf[_WF_OUT]`` and returns ``(rho, n_iter)``, ``n_iter < 0`` if
-    ``max_iter`` stopped the solver.
+    in libsvm's order; ``ysign``: their +-1 labels. The other arrays are scratch of
+    length >= len(tr) (``qa``: >= len(tr)**2). Leaves alpha_a y_a, in ``tr`` order,
+    in ``out`` and returns ``(rho, n_iter)``; ``n_iter < 0`` if ``max_iter`` stopped
+    the solver.
     """
     n_tr = tr.shape[0]
-    F = wf[_WF_F]
-    Fbar = wf[_WF_FBAR]
-    alpha = wf[_WF_ALPHA]
-    QD = wf[_WF_QD]
-    gidx = wi[_WI_GIDX]
-    aset = wi[_WI_ASET]
-    y = wb[_WB_Y]
-    st = wb[_WB_ST]
     for k in range(n_tr):
         g = tr[k]
         gidx[k] = g
@@ -291,7 +284,7 @@ def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, 
         alpha[k] = 0.0
         F[k] = ysign[k]  # G = p = -1
         Fbar[k] = 0.0
-        _set_status(wb, k, 0.0, C)
+        _set_status(y, st, up, low, k, 0.0, C)
     ac = n_tr
     _build_compact(Kf, gidx, qa, ac)
 
@@ -309,23 +302,26 @@ def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, 
             counter = min(n_tr, 1000)
             if shrinking:
                 active_size, unshrink, changed = _do_shrinking(
-                    Kf, wf, wi, wb, n_tr, active_size, eps, unshrink, qa, ac, buf_i
-                )
+                    F, Fbar, alpha, QD, gidx, aset, y, st, up, low, n_tr, active_size, eps,
+                    unshrink, Kf, qa, ac, buf_i,
+                )  # fmt: skip
                 if changed or active_size > ac:
                     ac = active_size
                     _build_compact(Kf, gidx, qa, ac)
-        i, j = _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf_i)
+        i, j = _select_working_set(F, QD, up, low, active_size, eps, Kf, gidx, qa, ac, buf_i)
         if i == -1:
-            _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf_i)
+            _reconstruct_gradient(
+                F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_i
+            )
             active_size = n_tr
-            i, j = _select_working_set(Kf, wf, wi, wb, active_size, eps, qa, ac, buf_i)
+            i, j = _select_working_set(F, QD, up, low, active_size, eps, Kf, gidx, qa, ac, buf_i)
             if i == -1:
                 break
             counter = 1  # shrink at the next iteration
         it += 1
 
-        row_i = _get_row(Kf, gidx, qa, ac, i, active_size, buf_i)
-        row_j = _get_row(Kf, gidx, qa, ac, j, active_size, buf_j)
+        # buf_i holds row i over the active set (left by _select_working_set).
+        _load_row(Kf, gidx, qa, ac, j, active_size, buf_j)
         yi = y[i]
         yj = y[j]
         g_i = -yi * F[i]
@@ -333,11 +329,11 @@ def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, 
         old_alpha_i = alpha[i]
         old_alpha_j = alpha[j]
         # libsvm: QD_i + QD_j +- 2 Q_ij with Q_ij = y_i y_j Kf_ij, i.e. always - 2 Kf_ij.
-        quad_coef = QD[i] + QD[j] - 2.0 * row_i[j]
+        quad_coef = QD[i] + QD[j] - 2.0 * buf_i[j]
         if quad_coef <= 0.0:
             quad_coef = _TAU
-        a_i = alpha[i]
-        a_j = alpha[j]
+        a_i = old_alpha_i
+        a_j = old_alpha_j
         if yi != yj:
             delta = (-g_i - g_j) / quad_coef
             diff = a_i - a_j
@@ -351,7 +347,7 @@ def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, 
                 if a_i < 0.0:
                     a_i = 0.0
                     a_j = -diff
-            if diff > C - C:
+            if diff > 0.0:  # libsvm: diff > C_i - C_j, and C_i = C_j here
                 if a_i > C:
                     a_i = C
                     a_j = C - diff
@@ -386,29 +382,28 @@ def _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, 
         e_i = yi * (a_i - old_alpha_i)
         e_j = yj * (a_j - old_alpha_j)
         for k in range(active_size):
-            F[k] = F[k] - (row_i[k] * e_i + row_j[k] * e_j)
+            F[k] = F[k] - (buf_i[k] * e_i + buf_j[k] * e_j)
 
         ui = st[i] == _UPPER
         uj = st[j] == _UPPER
-        _set_status(wb, i, a_i, C)
-        _set_status(wb, j, a_j, C)
+        _set_status(y, st, up, low, i, a_i, C)
+        _set_status(y, st, up, low, j, a_j, C)
         # G_bar_k -+= C Q_ik  <=>  Fbar_k +-= C y_i Kf_ik
         if ui != (st[i] == _UPPER):
-            full = _get_row(Kf, gidx, qa, ac, i, n_tr, buf_i)
+            _load_row(Kf, gidx, qa, ac, i, n_tr, buf_i)
             cy = C * yi if ui else -C * yi
             for k in range(n_tr):
-                Fbar[k] = Fbar[k] + cy * full[k]
+                Fbar[k] = Fbar[k] + cy * buf_i[k]
         if uj != (st[j] == _UPPER):
-            full = _get_row(Kf, gidx, qa, ac, j, n_tr, buf_j)
+            _load_row(Kf, gidx, qa, ac, j, n_tr, buf_j)
             cy = C * yj if uj else -C * yj
             for k in range(n_tr):
-                Fbar[k] = Fbar[k] + cy * full[k]
+                Fbar[k] = Fbar[k] + cy * buf_j[k]
 
     if timed_out and active_size < n_tr:
-        _reconstruct_gradient(Kf, wf, wi, wb, n_tr, active_size, qa, ac, buf_i)
+        _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_i)
         active_size = n_tr
-    rho = _calculate_rho(wf, wb, active_size)
-    out = wf[_WF_OUT]
+    rho = _calculate_rho(F, up, low, active_size)
     for k in range(n_tr):
         out[aset[k]] = alpha[k] * y[k]
     return rho, (-it if timed_out else it)
@@ -437,13 +432,26 @@ def _gram(Xt, cols, K):
 
 @njit(cache=True)
 def _alloc_workspace(lmax):
-    wf = np.empty((_N_WF, lmax), dtype=np.float64)
-    wi = np.empty((_N_WI, lmax), dtype=np.int64)
-    wb = np.empty((_N_WB, lmax), dtype=np.int8)
-    qa = np.empty(lmax * lmax, dtype=np.float32)
-    buf_i = np.empty(lmax, dtype=np.float32)
-    buf_j = np.empty(lmax, dtype=np.float32)
-    return wf, wi, wb, qa, buf_i, buf_j
+    """Scratch arrays for fits of up to ``lmax`` training samples (see ``_fit``)."""
+    f64 = np.empty((5, lmax), dtype=np.float64)
+    i64 = np.empty((2, lmax), dtype=np.int64)
+    i8 = np.empty((4, lmax), dtype=np.int8)
+    return (
+        f64[0], f64[1], f64[2], f64[3], f64[4], i64[0], i64[1], i8[0], i8[1], i8[2], i8[3],
+        np.empty(lmax * lmax, dtype=np.float32),
+        np.empty(lmax, dtype=np.float32),
+        np.empty(lmax, dtype=np.float32),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws):
+    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[4]``."""
+    F, Fbar, alpha, QD, out, gidx, aset, y, st, up, low, qa, buf_i, buf_j = ws
+    return _smo(
+        Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
+        F, Fbar, alpha, QD, out, gidx, aset, y, st, up, low, qa, buf_i, buf_j,
+    )  # fmt: skip
 
 
 @njit(cache=True)
@@ -454,9 +462,9 @@ def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
     for a in range(n):
         for b in range(n):
             Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
-    wf, wi, wb, qa, buf_i, buf_j = _alloc_workspace(tr.shape[0])
-    rho, it = _smo(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, buf_j)
-    return wf[_WF_OUT].copy(), rho, it
+    ws = _alloc_workspace(tr.shape[0])
+    rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws)
+    return ws[4][: tr.shape[0]].copy(), rho, it
 
 
 @njit(cache=True)
@@ -473,8 +481,8 @@ def _searchlight_kernel(
     lmax = 0
     for f in range(n_folds):
         lmax = max(lmax, tr_ptr[f + 1] - tr_ptr[f])
-    wf, wi, wb, qa, buf_i, buf_j = _alloc_workspace(lmax)
-    coef = wf[_WF_OUT]
+    ws = _alloc_workspace(lmax)
+    coef = ws[4]
     for s in range(n_spheres):
         _gram(Xt, sph_idx[sph_ptr[s] : sph_ptr[s + 1]], Kd)
         for a in range(n):
@@ -483,9 +491,7 @@ def _searchlight_kernel(
         for f in range(n_folds):
             tr = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
             ys = tr_sign[tr_ptr[f] : tr_ptr[f + 1]]
-            rho, it = _smo(
-                Kf, Kd, tr, ys, C, eps, shrinking, max_iter, wf, wi, wb, qa, buf_i, buf_j
-            )
+            rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws)
             iters[s, f] = it
             te = te_idx[te_ptr[f] : te_ptr[f + 1]]
             correct = 0

@@ -1,0 +1,378 @@
+"""Assembling the report: one section per kind of result found in the output directory."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from engine import store
+from engine.errors import InputError
+from engine.report import figures
+from engine.report.html import (
+    Html,
+    escape,
+    figure,
+    format_p,
+    format_value,
+    key_values,
+    page,
+    table,
+    tag,
+)
+from engine.report.inputs import RunResults, read_bench, read_results
+
+REPORT = "report.html"
+CHANCE = 0.5
+ALPHA = 0.05
+
+
+def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
+                 mask: str | Path | None = None, bench_dir: str | Path | None = None,
+                 max_figures: int = 12) -> Path:
+    """Write ``out_dir/report.html``: a self-contained page of a run's results.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The output directory of ``nidecode decode``; it must hold ``run.json``
+        and ``summary.csv``. Shown when present: ``permutations/pvalues.csv``
+        (``subject,class_a,class_b,accuracy,p_value,n_permutations``),
+        ``group.csv`` (``class_a,class_b,mean_accuracy,t,p_value,n_subjects``),
+        ``multiclass/confusion_{subject}.csv`` (square counts, rows true,
+        columns predicted, the first column the category names),
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and
+        ``searchlight/*.nii.gz``.
+    anat : str or Path, optional
+        Background of the brain maps. Default: the NIfTI named by
+        ``"background"`` in ``run.json`` if any (e.g. a mean EPI), else the maps
+        are drawn alone.
+    mask : str or Path, optional
+        A mask image drawn with ``plot_roi``. Default: the first subject's
+        mask read from the run's store, if that store is a local path that
+        still exists.
+    bench_dir : str or Path, optional
+        A benchmark directory: its ``*.png`` scaling figures and a table of
+        its ``bench.json`` are added.
+    max_figures : int
+        At most this many brain maps per kind (weights of the first subject,
+        searchlight maps) and confusion matrices; the page says what is
+        shown and where the rest is.
+
+    Returns
+    -------
+    Path
+        The report, written atomically (a reader never sees half a page).
+
+    Examples
+    --------
+    >>> write_report("results", anat="mean_epi.nii.gz")  # doctest: +SKIP
+    PosixPath('results/report.html')
+    """
+    if max_figures < 1:
+        raise InputError(f"max_figures={max_figures}: show at least one figure per section")
+    results = read_results(out_dir)
+    background, background_note = _background(anat, results.manifest)
+    sections = [("parameters", "Parameters", _parameters(results.manifest)),
+                ("accuracy", "Accuracy", _accuracy(results))]
+    if results.pvalues is not None:
+        sections.append(("permutations", "Permutation tests", _permutations(results.pvalues)))
+    if results.group is not None:
+        sections.append(("group", "Group results", _group(results.group)))
+    if results.confusions:
+        sections.append(("confusion", "Confusion matrices",
+                         _confusions(results.confusions, max_figures)))
+    if results.weight_maps:
+        sections.append(("weights", "Weight maps",
+                         _weights(results, background, background_note, max_figures)))
+    if results.searchlight_maps:
+        sections.append(("searchlight", "Searchlight maps",
+                         _searchlight(results, background, background_note, max_figures)))
+    mask_section = _mask(mask, results, background)
+    if mask_section is not None:
+        sections.append(("mask", "Mask", mask_section))
+    if bench_dir is not None:
+        sections.append(("scaling", "Scaling", _scaling(bench_dir)))
+    text = page(f"nidecode report: {results.path.resolve().name}", _header(results), sections,
+                footer=f"Written by nidecode {_version()} on "
+                       f"{datetime.datetime.now():%Y-%m-%d %H:%M} from "
+                       f"{results.path.resolve()}.")
+    return _write_atomic(results.path / REPORT, text)
+
+
+# --- header and parameters ------------------------------------------------------------------
+
+
+def _header(results: RunResults) -> list[Html]:
+    summary, manifest = results.summary, results.manifest
+    parameters = manifest.get("parameters", manifest.get("identity", {}))
+    categories = sorted(set(summary["class_a"]) | set(summary["class_b"]))
+    pairs = summary.groupby(["class_a", "class_b"])["mean_accuracy"].mean()
+    best, worst = pairs.idxmax(), pairs.idxmin()
+    lines = [tag("h1", "nidecode report"),
+             tag("p", f"{results.path.resolve()}: {summary['subject'].nunique()} subject(s), "
+                      f"{len(categories)} categories ({', '.join(categories)}), "
+                      f"{len(pairs)} pair(s), {_cv_text(parameters.get('cv'))}, "
+                      f"C = {format_value(parameters.get('C', ''))}."),
+             tag("p", f"Mean accuracy {summary['mean_accuracy'].mean():.3f} over subjects and "
+                      f"pairs (chance {CHANCE:g})"
+                      + (f"; highest {best[0]} vs {best[1]} ({pairs[best]:.3f}), lowest "
+                         f"{worst[0]} vs {worst[1]} ({pairs[worst]:.3f})."
+                         if round(pairs[best], 3) != round(pairs[worst], 3) else "."))]
+    counts, timings = manifest.get("counts", {}), manifest.get("timings", {})
+    cluster = manifest.get("cluster", {})
+    if counts.get("fits") is not None and timings.get("total_s") is not None:
+        lines.append(tag("p", f"{counts['fits']} SVM fits in {timings['total_s']:.1f} s on "
+                              f"{cluster.get('n_workers', '?')} Dask worker(s)."))
+    if manifest.get("status") != "complete":
+        lines.append(tag("p", f"Run status: {manifest.get('status', 'unknown')}: the results "
+                              f"may be incomplete.", class_="warning"))
+    return lines
+
+
+def _cv_text(cv: object) -> str:
+    if cv == "logo":
+        return "leave-one-run-out cross-validation"
+    if isinstance(cv, str) and cv.startswith("kfold:"):
+        return f"{cv.split(':')[1]}-fold cross-validation (no shuffling)"
+    return f"cross-validation {cv}"
+
+
+def _parameters(manifest: dict) -> Html:
+    parameters = dict(manifest.get("parameters", manifest.get("identity", {})))
+    if isinstance(parameters.get("subjects"), dict):  # subject -> checksum: names suffice
+        parameters["subjects"] = list(parameters["subjects"])
+    tables = [key_values(parameters, "Run parameters")]
+    for key, caption in [("counts", "Counts"), ("timings", "Timings (s)"),
+                         ("cluster", "Cluster"), ("versions", "Versions")]:
+        if isinstance(manifest.get(key), dict):
+            tables.append(key_values(manifest[key], caption))
+    shown = {"parameters", "identity", "counts", "timings", "cluster", "versions", "status"}
+    others = {key: value for key, value in manifest.items() if key not in shown}
+    if others:
+        tables.append(key_values(others, "Other"))
+    status = tag("p", f"Status: {manifest.get('status', 'unknown')} (from run.json).",
+                 class_="note")
+    return Html(status + tag("div", *tables, class_="grid"))
+
+
+# --- accuracy, permutations, group ----------------------------------------------------------
+
+
+def _accuracy(results: RunResults) -> Html:
+    summary = results.summary
+    merged = summary
+    if results.pvalues is not None:
+        merged = summary.merge(results.pvalues[["subject", "class_a", "class_b", "p_value",
+                                                "n_permutations"]],
+                               on=["subject", "class_a", "class_b"], how="left")
+    n_subjects = summary["subject"].nunique()
+    bars = figure(figures.accuracy_bars(summary, CHANCE),
+                  "Cross-validated accuracy per pair: bars are the mean "
+                  + ("over subjects, error bars the SD across subjects, dots the subjects"
+                     if n_subjects > 1 else "over folds, error bars the SD across folds")
+                  + f"; dashed line: chance ({CHANCE:g}).", alt="accuracy per pair")
+    note = tag("p", "Each cell: the mean accuracy over folds ± its SD"
+                    + (" and the permutation p-value (not corrected for the number of subjects "
+                       "and pairs)" if results.pvalues is not None else "") + ".",
+               class_="note")
+    long_table = table(merged, formats={"mean_accuracy": _three, "std_accuracy": _three,
+                                        "p_value": format_p})
+    details = tag("details", tag("summary", f"All {len(merged)} rows (summary.csv"
+                                 + (" with permutations/pvalues.csv)"
+                                    if results.pvalues is not None else ")")), long_table)
+    return join_parts(bars, note, _accuracy_matrix(merged), details)
+
+
+def _accuracy_matrix(merged: pd.DataFrame) -> Html:
+    pairs = merged.assign(pair=merged["class_a"] + " vs " + merged["class_b"])
+    subjects = sorted(pairs["subject"].unique())
+    rows = []
+    for pair, rows_of_pair in pairs.groupby("pair", sort=True):
+        by_subject = rows_of_pair.set_index("subject")
+        row: dict[str, object] = {"pair": pair}
+        for subject in subjects:
+            row[subject] = _accuracy_cell(by_subject.loc[subject]) if subject in \
+                by_subject.index else Html("")
+        if len(subjects) > 1:
+            row["mean"] = Html(f"<b>{rows_of_pair['mean_accuracy'].mean():.3f}</b>")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return table(frame, caption="Accuracy per pair (rows) and subject (columns)",
+                 formats={column: escape for column in frame.columns}, right=frame.columns[1:])
+
+
+def _accuracy_cell(row: pd.Series) -> Html:
+    text = f"{row['mean_accuracy']:.3f} <small>± {row['std_accuracy']:.3f}</small>"
+    if "p_value" in row and not pd.isna(row["p_value"]):
+        text += f"<br><small>p = {format_p(row['p_value'])}</small>"
+    return Html(text)
+
+
+def _permutations(pvalues: pd.DataFrame) -> Html:
+    counts = sorted(pvalues["n_permutations"].unique())
+    smallest = 1 / (1 + max(counts))
+    n_significant = int((pvalues["p_value"] <= ALPHA).sum())
+    note = tag("p", f"Accuracy against {', '.join(str(int(n)) for n in counts)} relabellings "
+                    f"permuted within runs: p = (1 + #(null ≥ observed)) / (1 + N), at least "
+                    f"{format_p(smallest)}. {n_significant} of {len(pvalues)} subject × pair "
+                    f"accuracies have p ≤ {ALPHA:g} (uncorrected).", class_="note")
+    frame = pvalues[["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]]
+    return join_parts(note, table(frame, formats={"accuracy": _three, "p_value": format_p},
+                                  row_class=_significant))
+
+
+def _group(group: pd.DataFrame) -> Html:
+    note = tag("p", f"One-sided one-sample t-test of the subjects' accuracies against chance "
+                    f"({CHANCE:g}); highlighted: p ≤ {ALPHA:g}.", class_="note")
+    frame = group[["class_a", "class_b", "mean_accuracy", "t", "p_value", "n_subjects"]]
+    return join_parts(note, table(frame, formats={"mean_accuracy": _three, "p_value": format_p,
+                                                  "t": lambda t: f"{t:.2f}"},
+                                  row_class=_significant))
+
+
+def _significant(row: pd.Series) -> str | None:
+    return "significant" if row["p_value"] <= ALPHA else None
+
+
+def _three(value: object) -> str:
+    return "" if pd.isna(value) else f"{value:.3f}"
+
+
+# --- figures of matrices and maps -----------------------------------------------------------
+
+
+def _confusions(confusions: dict[str, pd.DataFrame], max_figures: int) -> Html:
+    shown = list(confusions)[:max_figures]
+    parts = [tag("p", f"Multiclass predictions (one-vs-one votes) against the true category, "
+                      f"rows true, columns predicted; colour: share of the true category. "
+                      f"Shown: {len(shown)} of {len(confusions)} subject(s) "
+                      f"(all in multiclass/).", class_="note")]
+    matrices = []
+    for subject in shown:
+        counts = confusions[subject]
+        accuracy = np.trace(counts.to_numpy()) / max(counts.to_numpy().sum(), 1)
+        title = f"{subject}: accuracy {accuracy:.3f} (chance {1 / len(counts):.3f})"
+        matrices.append(figure(figures.confusion_matrix(counts, title), title))
+    return join_parts(*parts, tag("div", *matrices, class_="grid"))
+
+
+def _weights(results: RunResults, background, background_note: str, max_figures: int) -> Html:
+    subject = sorted({key[0] for key in results.weight_maps})[0]
+    keys = [key for key in results.weight_maps if key[0] == subject]
+    shown = keys[:max_figures]
+    n_subjects = len({key[0] for key in results.weight_maps})
+    parts = [tag("p", f"Fold-mean linear SVM weights of {subject}, {len(shown)} of its "
+                      f"{len(keys)} pairs (all {len(results.weight_maps)} maps of "
+                      f"{n_subjects} subject(s) are in weights/). Positive weights (red) "
+                      f"favour the second category of the pair, negative ones (blue) the "
+                      f"first. {background_note}", class_="note")]
+    maps = []
+    for key in shown:
+        _, class_a, class_b = key
+        title = f"{subject}: {class_a} vs {class_b}"
+        caption = f"{title} (red: {class_b}, blue: {class_a})"
+        maps.append(figure(figures.brain_map(results.weight_maps[key], title, background),
+                           caption))
+    return join_parts(*parts, tag("div", *maps, class_="grid maps"))
+
+
+def _searchlight(results: RunResults, background, background_note: str,
+                 max_figures: int) -> Html:
+    maps = results.searchlight_maps
+    shown = maps[:max_figures]
+    parts = [tag("p", f"Shown: {len(shown)} of {len(maps)} map(s) of searchlight/, in name "
+                      f"order. Maps of accuracies (values in [0, 1]) show the voxels above "
+                      f"chance ({CHANCE:g}); other maps all values. {background_note}",
+                 class_="note")]
+    images = []
+    for path in shown:
+        accuracy = figures.is_accuracy_map(path)
+        png = figures.brain_map(path, path.name.removesuffix(".nii.gz"), background,
+                                above=CHANCE if accuracy else None)
+        images.append(figure(png, f"searchlight/{path.name}"
+                             + (f" (accuracy above {CHANCE:g})" if accuracy else "")))
+    return join_parts(*parts, tag("div", *images, class_="grid maps"))
+
+
+def _mask(mask: str | Path | None, results: RunResults, background) -> Html | None:
+    if mask is not None:
+        if not Path(mask).exists():
+            raise InputError(f"{mask}: mask image not found; give an existing NIfTI file")
+        image, source = mask, f"{mask}"
+    else:
+        store_path = str(results.manifest.get("identity", {}).get("store", ""))
+        subject = sorted(results.summary["subject"].unique())[0]
+        if ("://" in store_path or not store_path or not Path(store_path).exists()
+                or subject not in store.list_subjects(store_path)):
+            return None
+        voxels, affine = store.read_geometry(store_path, subject)
+        image = nib.Nifti1Image(voxels.astype(np.uint8), affine)
+        source = f"the mask of {subject} in the store {store_path} ({int(voxels.sum())} voxels)"
+    return figure(figures.mask_map(image, "mask", background), f"Mask: {source}.")
+
+
+def _background(anat: str | Path | None, manifest: dict) -> tuple[str | None, str]:
+    if anat is not None:
+        if not Path(anat).exists():
+            raise InputError(f"{anat}: background image not found; give an existing NIfTI "
+                             f"file (e.g. a mean EPI) or no anat")
+        return str(anat), f"Background: {anat}."
+    named = manifest.get("background")
+    if named:
+        if Path(named).exists():
+            return str(named), f"Background: {named} (from run.json)."
+        return None, f"run.json names the background {named}, which is not found: maps are " \
+                     f"drawn without background."
+    return None, "No background image given: maps are drawn alone."
+
+
+# --- benchmark ------------------------------------------------------------------------------
+
+
+def _scaling(bench_dir: str | Path) -> Html:
+    pngs, numbers = read_bench(bench_dir)
+    parts = [tag("p", f"From {bench_dir}.", class_="note")]
+    parts += [figure(png.read_bytes(), png.name) for png in pngs]
+    if isinstance(numbers, list) and all(isinstance(row, dict) for row in numbers):
+        parts.append(table(pd.DataFrame(numbers), caption="bench.json"))
+    elif isinstance(numbers, dict):
+        parts.append(key_values(numbers, "bench.json"))
+    if not pngs and numbers is None:
+        parts.append(tag("p", "The directory holds no figure and no bench.json.",
+                         class_="warning"))
+    return join_parts(*parts)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def join_parts(*parts: Html) -> Html:
+    """Concatenate HTML parts."""
+    return Html("".join(escape(part) for part in parts))
+
+
+def _write_atomic(target: Path, text: str) -> Path:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".html")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return target
+
+
+def _version() -> str:
+    try:
+        return version("nidecode")
+    except PackageNotFoundError:
+        return "(not installed)"

@@ -1,0 +1,139 @@
+"""The report's figures, each returned as PNG bytes.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
+canvas, never through pyplot: no display is needed, the user's backend is
+left alone and no figure stays open after it is saved.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on an Agg canvas (inches)."""
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def to_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def accuracy_bars(summary: pd.DataFrame, chance: float = 0.5) -> bytes:
+    """Accuracy per pair: mean over subjects, error bars, one dot per subject.
+
+    The error bars are the standard deviation across subjects when there
+    are several, else the subject's standard deviation across folds.
+    """
+    table = summary.assign(pair=summary["class_a"] + " vs " + summary["class_b"])
+    pairs = list(dict.fromkeys(table.sort_values(["class_a", "class_b"])["pair"]))
+    by_pair = table.groupby("pair")
+    n_subjects = table["subject"].nunique()
+    means = by_pair["mean_accuracy"].mean().reindex(pairs)
+    if n_subjects > 1:
+        errors = by_pair["mean_accuracy"].std().reindex(pairs)
+        error_label = f"SD across {n_subjects} subjects"
+    else:
+        errors = by_pair["std_accuracy"].mean().reindex(pairs)
+        error_label = "SD across folds"
+
+    figure = new_figure(8.0, 1.6 + 0.32 * len(pairs))
+    axes = figure.add_subplot()
+    positions = np.arange(len(pairs))
+    axes.barh(positions, means.to_numpy(), xerr=errors.fillna(0).to_numpy(), color="#8fb3de",
+              edgecolor="#23395d", error_kw={"ecolor": "#23395d", "capsize": 3},
+              label=f"mean accuracy ± {error_label}")
+    if n_subjects > 1:
+        jitter = np.linspace(-0.25, 0.25, n_subjects)
+        for offset, (_, rows) in zip(jitter, table.groupby("subject"), strict=True):
+            rows = rows.set_index("pair").reindex(pairs)
+            axes.plot(rows["mean_accuracy"], positions + offset, "o", markersize=3.5,
+                      color="#333", alpha=0.6, label="subjects" if offset == jitter[0] else None)
+    axes.axvline(chance, color="#c0392b", linestyle="--", linewidth=1.2,
+                 label=f"chance ({chance:g})")
+    axes.set_yticks(positions, pairs)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("accuracy")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8,
+                frameon=False)
+    figure.tight_layout()
+    return to_png(figure)
+
+
+def confusion_matrix(counts: pd.DataFrame, title: str) -> bytes:
+    """A confusion matrix: colour by the share of each true class, counts written in cells."""
+    values = counts.to_numpy()
+    shares = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    size = 1.6 + 0.55 * len(counts)
+    figure = new_figure(size + 1.2, size)
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(values):
+        axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if shares[row, column] > 0.6 else "black")
+    axes.set_xticks(range(len(counts.columns)), counts.columns, rotation=45, ha="right")
+    axes.set_yticks(range(len(counts.index)), counts.index)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of true class")
+    figure.tight_layout()
+    return to_png(figure)
+
+
+def brain_map(image: str | Path | nib.Nifti1Image, title: str,
+              background: str | Path | nib.Nifti1Image | None = None, *,
+              above: float | None = None) -> bytes:
+    """A statistical map in three orthogonal cuts (``nilearn.plotting.plot_stat_map``).
+
+    Drawn over ``background`` if given, else alone on white. With
+    ``above``, only values above it are drawn, on a one-sided colour scale
+    starting there (e.g. accuracies above chance); otherwise positive and
+    negative values share a symmetric scale.
+    """
+    from nilearn import plotting
+
+    figure = new_figure(8.0, 3.0)
+    options = {}
+    if above is not None:
+        top = float(np.nanmax(nib.load(image).get_fdata() if isinstance(image, str | Path)
+                              else image.get_fdata()))
+        options = {"threshold": above, "vmin": above, "vmax": max(top, above + 1e-6),
+                   "cmap": "hot", "symmetric_cbar": False}
+    plotting.plot_stat_map(image, bg_img=background, figure=figure, title=title,
+                           draw_cross=False, black_bg=False, annotate=True, **options)
+    return to_png(figure)
+
+
+def is_accuracy_map(image: str | Path | nib.Nifti1Image) -> bool:
+    """Whether every value of the map lies in [0, 1] (accuracies, with 0 outside the mask)."""
+    values = (nib.load(image) if isinstance(image, str | Path) else image).get_fdata()
+    finite = values[np.isfinite(values)]
+    return finite.size > 0 and finite.min() >= 0 and finite.max() <= 1
+
+
+def mask_map(mask: str | Path | nib.Nifti1Image, title: str,
+             background: str | Path | nib.Nifti1Image | None = None) -> bytes:
+    """A mask outlined in three orthogonal cuts (``nilearn.plotting.plot_roi``)."""
+    from nilearn import plotting
+
+    figure = new_figure(8.0, 3.0)
+    plotting.plot_roi(mask, bg_img=background, figure=figure, title=title, draw_cross=False,
+                      black_bg=False, alpha=0.6, cmap="autumn")
+    return to_png(figure)

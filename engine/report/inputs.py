@@ -1,0 +1,132 @@
+"""Reading what a run left in its output directory, for the report.
+
+The files and their columns are documented here and in the report's
+docstring; a file that exists but does not match its format stops the
+report with an :class:`~engine.errors.InputError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from engine.errors import InputError
+
+SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
+PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
+GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "t", "p_value", "n_subjects"]
+_NAMES = {"subject": str, "class_a": str, "class_b": str}
+
+
+@dataclass
+class RunResults:
+    """The contents of a run's output directory that the report shows."""
+
+    path: Path
+    manifest: dict
+    summary: pd.DataFrame
+    pvalues: pd.DataFrame | None = None
+    group: pd.DataFrame | None = None
+    confusions: dict[str, pd.DataFrame] = field(default_factory=dict)
+    weight_maps: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    searchlight_maps: list[Path] = field(default_factory=list)
+
+
+def read_results(out_dir: str | Path) -> RunResults:
+    """Read ``run.json``, ``summary.csv`` and the optional results of a run.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The ``--out`` directory of ``nidecode decode``.
+
+    Returns
+    -------
+    RunResults
+        Optional parts are ``None`` or empty when their files are absent:
+        ``permutations/pvalues.csv``, ``group.csv``,
+        ``multiclass/confusion_{subject}.csv``,
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (for the pairs of
+        the summary) and ``searchlight/*.nii.gz``.
+    """
+    path = Path(out_dir)
+    manifest_path, summary_path = path / "run.json", path / "summary.csv"
+    if not manifest_path.exists() or not summary_path.exists():
+        missing = manifest_path if not manifest_path.exists() else summary_path
+        raise InputError(f"{missing}: not found; give the output directory of a completed "
+                         f"'nidecode decode' run")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{manifest_path}: not valid JSON ({error}); run the decode "
+                         f"again") from None
+    summary = read_table(summary_path, SUMMARY_COLUMNS)
+    results = RunResults(path, manifest, summary)
+    if (path / "permutations" / "pvalues.csv").exists():
+        results.pvalues = read_table(path / "permutations" / "pvalues.csv", PVALUE_COLUMNS)
+    if (path / "group.csv").exists():
+        results.group = read_table(path / "group.csv", GROUP_COLUMNS)
+    for confusion in sorted((path / "multiclass").glob("confusion_*.csv")):
+        results.confusions[confusion.stem.removeprefix("confusion_")] = read_confusion(confusion)
+    for row in summary.itertuples():
+        weights = path / "weights" / f"{row.subject}_{row.class_a}_vs_{row.class_b}.nii.gz"
+        if weights.exists():
+            results.weight_maps[(row.subject, row.class_a, row.class_b)] = weights
+    results.searchlight_maps = sorted((path / "searchlight").glob("[!.]*.nii.gz"))
+    return results
+
+
+def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV table with at least ``columns`` (names kept as text, e.g. subject ``01``)."""
+    try:
+        frame = pd.read_csv(path, dtype={name: kind for name, kind in _NAMES.items()
+                                         if name in columns})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV table ({error}); expected the columns "
+                         f"{','.join(columns)}") from None
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected the "
+                         f"columns {','.join(columns)}")
+    numeric = [column for column in columns if column not in _NAMES]
+    bad = [column for column in numeric if not pd.api.types.is_numeric_dtype(frame[column])]
+    if bad:
+        raise InputError(f"{path}: column(s) {', '.join(bad)} hold non-numeric values; "
+                         f"write numbers there")
+    return frame
+
+
+def read_confusion(path: Path) -> pd.DataFrame:
+    """A confusion matrix: first column the true categories, then one column per prediction."""
+    try:
+        frame = pd.read_csv(path, index_col=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV table ({error})") from None
+    frame.index = frame.index.astype(str)
+    if list(frame.index) != list(frame.columns) or frame.empty:
+        raise InputError(f"{path}: not a square confusion matrix (rows {list(frame.index)}, "
+                         f"columns {list(frame.columns)}); write the categories as the first "
+                         f"column and as the header, in the same order")
+    if not all(pd.api.types.is_integer_dtype(frame[column]) for column in frame.columns):
+        raise InputError(f"{path}: the confusion matrix must hold integer counts")
+    return frame
+
+
+def read_bench(bench_dir: str | Path) -> tuple[list[Path], object]:
+    """The figures (``*.png``) and the parsed ``bench.json`` (or ``None``) of a benchmark."""
+    path = Path(bench_dir)
+    if not path.is_dir():
+        raise InputError(f"{path}: benchmark directory not found; give the directory holding "
+                         f"bench.json and the scaling figures")
+    figures = sorted(path.glob("[!.]*.png"))
+    numbers = None
+    if (path / "bench.json").exists():
+        try:
+            numbers = json.loads((path / "bench.json").read_text())
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path / 'bench.json'}: not valid JSON ({error}); run the "
+                             f"benchmark again") from None
+    return figures, numbers

@@ -1,0 +1,284 @@
+"""Searchlight on a Dask cluster: sphere batches per subject x pair, accuracy maps.
+
+Spheres are defined as nilearn's ``SearchLight`` defines them (mask voxels
+within ``radius`` mm of the centre, through the affine; see
+:mod:`engine.spheres`). Every subject x pair is cut into batches of
+``spheres_per_task`` centres; a task reads from the store only the voxel
+block its spheres need and fits every sphere x fold at once with the
+batched solver (or one by one with scikit-learn's ``SVC``, to verify).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.config
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from distributed import Client
+
+from engine import store
+from engine.cluster import describe
+from engine.cv import parse_cv
+from engine.errors import InputError
+from engine.io.haxby import load_mask_like
+from engine.outdir import OutputDir
+from engine.plan import PairJob, plan_decode
+from engine.results import SphereScores, to_nifti
+from engine.run import normalise_store_path, run_tasks, task_key, versions
+from engine.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
+from engine.tasks import searchlight_spheres
+
+SOLVERS = ("batched", "sklearn")
+SPHERES_PER_TASK = 2000
+
+
+@dataclass(frozen=True)
+class SphereBatch:
+    """One task's work: a run of consecutive sphere centres of one subject x pair."""
+
+    job: PairJob
+    index: int
+    centres: slice
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (*self.job.key, f"{self.index:06d}")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A subject's grid and its searchlight spheres."""
+
+    mask: np.ndarray
+    affine: np.ndarray
+    centres: np.ndarray  # indices among the mask voxels
+    spheres: sp.csr_matrix
+
+
+@dataclass(frozen=True)
+class SearchlightRun:
+    """A checked, planned searchlight whose output directory is claimed."""
+
+    store_path: str
+    output: OutputDir
+    checksums: dict[str, str]
+    geometry: dict[str, Geometry]
+    batches: list[SphereBatch]
+    identity: dict
+    started: float
+
+
+def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: float,
+                        categories: Sequence[str] | None = None,
+                        process_mask: str | Path | None = None, cv: str = "logo",
+                        C: float = 1.0, solver: str = "batched", overwrite: bool = False,
+                        spheres_per_task: int | None = None) -> SearchlightRun:
+    """Check the inputs, build the spheres, plan the batches, claim the output.
+
+    Parameters are those of :func:`searchlight`; every problem is raised
+    here as :class:`~engine.errors.InputError`, before any cluster starts.
+    """
+    started = time.perf_counter()
+    cv = parse_cv(cv)
+    if solver not in SOLVERS:
+        raise InputError(f"--solver {solver}: choose one of {', '.join(SOLVERS)}")
+    if not np.isfinite(radius) or radius <= 0:
+        raise InputError(f"--radius {radius:g}: give a positive radius in millimetres")
+    if C <= 0:
+        raise InputError(f"--C {C:g}: the SVM penalty must be positive")
+    if spheres_per_task is None:
+        spheres_per_task = int(dask.config.get("nidecode.spheres-per-task", SPHERES_PER_TASK))
+    store_path = normalise_store_path(store_path)
+    subjects = store.list_subjects(store_path)
+    if not subjects:
+        raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
+    designs = [store.read_design(store_path, subject) for subject in subjects]
+    jobs = plan_decode(designs, cv, categories)
+    geometry = {subject: _geometry(store_path, subject, radius, process_mask)
+                for subject in subjects}
+    batches = [SphereBatch(job, index, centres) for job in jobs
+               for index, centres in enumerate(batch_centres(len(geometry[job.subject].centres),
+                                                             spheres_per_task))]
+    identity = {"command": "searchlight", "store": store_path,
+                "subjects": {design.subject: design.checksum for design in designs},
+                "categories": sorted(categories) if categories else "all", "cv": cv, "C": C,
+                "radius": radius, "solver": solver, "spheres_per_task": spheres_per_task,
+                "process_mask": _mask_digest(geometry) if process_mask else None}
+    output = OutputDir(out)
+    output.start(identity, overwrite=overwrite, versions=versions())
+    return SearchlightRun(store_path, output, {d.subject: d.checksum for d in designs},
+                          geometry, batches, identity, started)
+
+
+def _geometry(store_path: str, subject: str, radius: float,
+              process_mask: str | Path | None) -> Geometry:
+    mask, affine = store.read_geometry(store_path, subject)
+    centres_mask = None
+    if process_mask is not None:
+        centres_mask = load_mask_like(process_mask, mask.shape, affine,
+                                      f"{{what}} of subject {subject}'s grid") & mask
+        if not centres_mask.any():
+            raise InputError(f"{process_mask}: no voxel of the process mask lies in the mask "
+                             f"of subject {subject}; give a process mask inside the brain")
+    centres, spheres = sphere_neighbourhoods(mask, affine, radius, centres_mask)
+    return Geometry(mask, affine, centres, spheres)
+
+
+def _mask_digest(geometry: dict[str, Geometry]) -> str:
+    digest = hashlib.sha1()
+    for subject in sorted(geometry):
+        digest.update(geometry[subject].centres.tobytes())
+    return digest.hexdigest()
+
+
+def execute_searchlight(run: SearchlightRun, client: Client, *,
+                        progress: bool = True) -> pd.DataFrame:
+    """Compute the sphere batches the output lacks, then write the maps.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject x pair: spheres, mean and peak accuracy, and the
+        peak's world coordinates (mm).
+    """
+    saved = run.output.load_parts(SphereScores)
+    todo = [batch for batch in run.batches if batch.key not in saved]
+    identity = run.identity
+    submitted = time.perf_counter()
+
+    def submit(batch: SphereBatch):
+        # The task gets only the voxel block its spheres need, re-indexed.
+        voxels, local_spheres = batch_voxel_block(run.geometry[batch.job.subject].spheres,
+                                                  batch.centres)
+        return client.submit(searchlight_spheres, run.store_path, batch.key,
+                             run.checksums[batch.job.subject], voxels, local_spheres,
+                             identity["cv"], identity["C"], identity["solver"],
+                             key=task_key("searchlight", identity, [batch]))
+
+    total = sum(_size(batch) for batch in run.batches)
+    run_tasks(client, [submit(batch) for batch in todo], on_result=run.output.save_part,
+              count=lambda scores: len(scores.accuracy), total=total,
+              initial=total - sum(_size(batch) for batch in todo), progress=progress,
+              unit="sphere")
+    computed = time.perf_counter()
+
+    saved = run.output.load_parts(SphereScores)
+    table = _write_maps(run, saved)
+    run.output.write_manifest({
+        "status": "complete", "identity": identity, "versions": versions(),
+        "counts": {"subjects": len(run.geometry), "batches": len(run.batches),
+                   "spheres": total, "spheres_computed": sum(_size(b) for b in todo),
+                   "fits": total * _n_folds(run)},
+        "timings": {"prepare_s": submitted - run.started, "compute_s": computed - submitted,
+                    "write_s": time.perf_counter() - computed,
+                    "total_s": time.perf_counter() - run.started},
+        "cluster": describe(client),
+    })
+    return table
+
+
+def _size(batch: SphereBatch) -> int:
+    return batch.centres.stop - batch.centres.start
+
+
+def _n_folds(run: SearchlightRun) -> int:
+    return run.batches[0].job.n_folds if run.batches else 0
+
+
+def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
+    rows, maps = [], {}
+    by_pair: dict[tuple[str, str, str], list[SphereBatch]] = {}
+    for batch in run.batches:
+        by_pair.setdefault(batch.job.key, []).append(batch)
+    for (subject, class_a, class_b), batches in by_pair.items():
+        geometry = run.geometry[subject]
+        accuracy = np.concatenate([saved[batch.key].accuracy for batch in batches])
+        values = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
+        values[geometry.centres] = accuracy.mean(axis=1)
+        image = to_nifti(values, geometry.mask, geometry.affine)
+        run.output.write_image(f"searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz", image)
+        maps.setdefault((class_a, class_b), []).append(image)
+        peak = int(np.argmax(accuracy.mean(axis=1)))
+        ijk = np.argwhere(geometry.mask)[geometry.centres[peak]]
+        rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
+                     "n_spheres": len(accuracy), "mean_accuracy": accuracy.mean(),
+                     "peak_accuracy": accuracy.mean(axis=1)[peak],
+                     **dict(zip(("peak_x_mm", "peak_y_mm", "peak_z_mm"),
+                                nib.affines.apply_affine(geometry.affine, ijk), strict=True))})
+    for subject, geometry in run.geometry.items():
+        sizes = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
+        sizes[geometry.centres] = np.diff(geometry.spheres.indptr)
+        run.output.write_image(f"searchlight/{subject}_sphere_size.nii.gz",
+                               to_nifti(sizes, geometry.mask, geometry.affine))
+    for (class_a, class_b), images in maps.items():
+        if len(images) > 1 and _same_grid(images):
+            mean = np.mean([image.get_fdata() for image in images], axis=0)
+            run.output.write_image(f"searchlight/mean_{class_a}_vs_{class_b}.nii.gz",
+                                   nib.Nifti1Image(mean.astype(np.float32), images[0].affine))
+    table = pd.DataFrame(rows)
+    run.output.write_table("searchlight.csv", table)
+    return table
+
+
+def _same_grid(images: list[nib.Nifti1Image]) -> bool:
+    first = images[0]
+    return all(image.shape == first.shape and np.allclose(image.affine, first.affine)
+               for image in images)
+
+
+def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radius: float,
+                categories: Sequence[str] | None = None,
+                process_mask: str | Path | None = None, cv: str = "logo", C: float = 1.0,
+                solver: str = "batched", overwrite: bool = False, progress: bool = True,
+                spheres_per_task: int | None = None) -> pd.DataFrame:
+    """Searchlight accuracy maps for every subject x category pair of a store.
+
+    Parameters
+    ----------
+    store_path : str or Path
+        The Zarr store; a path or URL that every worker can read.
+    out : str or Path
+        Output directory: ``searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz``
+        (mean cross-validated accuracy of the sphere centred at each voxel,
+        zero elsewhere), ``searchlight/mean_{class_a}_vs_{class_b}.nii.gz``
+        (across subjects on one grid), ``searchlight/{subject}_sphere_size.nii.gz``
+        (voxels per sphere), ``searchlight.csv`` and ``run.json``.
+    client : distributed.Client
+    radius : float
+        Sphere radius in millimetres.
+    categories : sequence of str, optional
+        Every pair among these; default: all pairs.
+    process_mask : str or Path, optional
+        NIfTI image on the subjects' grid: the sphere centres (default: the
+        whole stored mask). Spheres still take voxels from the whole mask.
+    cv : str
+        ``"logo"`` or ``"kfold:K"``.
+    C : float
+        SVM penalty, as ``SVC(kernel="linear", C=C)``.
+    solver : {"batched", "sklearn"}
+        The compiled batched SVM (fast; agrees with SVC within its own
+        tolerance) or scikit-learn's SVC one fit at a time (exact, slow).
+    overwrite : bool
+        Replace results of other parameters in ``out``.
+    progress : bool
+        Progress bar of the spheres.
+    spheres_per_task : int, optional
+        Centres per Dask task (default: ``nidecode.spheres-per-task``, 2000).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject x pair with the number of spheres, the mean and
+        peak accuracy and the peak's coordinates in mm.
+    """
+    run = prepare_searchlight(store_path, out, radius=radius, categories=categories,
+                              process_mask=process_mask, cv=cv, C=C, solver=solver,
+                              overwrite=overwrite, spheres_per_task=spheres_per_task)
+    return execute_searchlight(run, client, progress=progress)
