@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process, like the workers
+import numpy as np
+import pandas as pd
+from distributed import get_task_stream
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+from sklearn.svm import SVC
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from distributed import get_task_stream  # noqa: E402
-from sklearn.model_selection import LeaveOneGroupOut, cross_val_score  # noqa: E402
-from sklearn.svm import SVC  # noqa: E402
+from engine import store
+from engine.cluster import get_client
+from engine.ingest import ingest
+from engine.plan import category_pairs
+from engine.run import decode
 
-from _common import machine, save, spread, symlinked_subjects, timed  # noqa: E402
-from engine import store  # noqa: E402
-from engine.cluster import get_client  # noqa: E402
-from engine.ingest import ingest  # noqa: E402
-from engine.plan import category_pairs  # noqa: E402
-from engine.run import decode  # noqa: E402
+from _common import machine, save, spread, symlinked_subjects, timed
 
 
 def serial_loop(store_path: Path) -> pd.DataFrame:

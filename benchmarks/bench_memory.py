@@ -18,11 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, save
 from engine import store
 from engine.cluster import get_client
 from engine.run import decode, ingest_on_cluster
 from engine.synth import make_dataset
+
+from _common import machine, save
 
 
 def peak_rss_mib() -> float:
