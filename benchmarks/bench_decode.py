@@ -24,9 +24,9 @@ from sklearn.svm import SVC
 
 from engine import store
 from engine.cluster import get_client
+from engine.decode import decode
 from engine.ingest import ingest
 from engine.plan import category_pairs
-from engine.run import decode
 
 from _common import machine, save, spread, symlinked_subjects, timed
 

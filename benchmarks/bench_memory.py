@@ -20,7 +20,8 @@ from pathlib import Path
 
 from engine import store
 from engine.cluster import get_client
-from engine.run import decode, ingest_on_cluster
+from engine.decode import decode
+from engine.run import ingest_on_cluster
 from engine.synth import make_dataset
 
 from _common import machine, save

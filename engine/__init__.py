@@ -6,9 +6,9 @@ cluster -> scores tables and NIfTI weight maps.
 """
 
 from engine.cluster import get_client
+from engine.decode import decode
 from engine.errors import InputError
 from engine.ingest import ingest
-from engine.run import decode
 from engine.store import list_subjects, open_store, read_design, read_timeseries
 
 __all__ = ["InputError", "decode", "get_client", "ingest", "list_subjects", "open_store",

@@ -22,9 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
         "cross-validated linear SVMs -> scores and NIfTI maps.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", help="mask, clean and store subjects (Haxby layout)")
-    ingest.add_argument("subject_dirs", nargs="+", metavar="SUBJECT_DIR",
-                        help="directory with bold.nii.gz and labels.txt; its name is the id")
+    ingest = commands.add_parser("ingest", help="mask, clean and store subjects (Haxby or BIDS)")
+    ingest.add_argument("subject_dirs", nargs="+", metavar="SUBJECT_DIR|BIDS_ROOT",
+                        help="directories with bold.nii.gz and labels.txt (the name is the "
+                        "id), or one BIDS dataset (with dataset_description.json)")
     ingest.add_argument("--store", required=True, help="Zarr store to write (created if missing)")
     ingest.add_argument("--mask", required=True, metavar="NAME_OR_PATH",
                         help="mask path, or a mask name in each subject directory (mask4_vt)")
@@ -34,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--detrend", action="store_true", help="remove a linear trend")
     ingest.add_argument("--drop-scans", type=int, default=0, metavar="N",
                         help="drop the first N scans of each run (dummy scans)")
+    bids = ingest.add_argument_group("BIDS datasets")
+    bids.add_argument("--task", help="the task whose runs are ingested (required for BIDS)")
+    bids.add_argument("--subjects", metavar="01,02", help="subject labels (default: all)")
+    bids.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym: read "
+                      "derivatives/fmriprep's preprocessed BOLD")
+    bids.add_argument("--derivatives", metavar="PATH", help="fMRIPrep derivatives directory "
+                      "(default: BIDS_ROOT/derivatives/fmriprep)")
+    bids.add_argument("--confounds", metavar="motion,wm_csf",
+                      help="fMRIPrep confounds regressed out (nilearn load_confounds strategies)")
+    bids.add_argument("--hrf-shift", type=float, default=0.0, metavar="SECONDS",
+                      help="label each scan with the event HRF-SHIFT seconds earlier")
+    bids.add_argument("--betas", choices=("lsa", "lss"),
+                      help="store one GLM beta map per trial (least squares all / separate)")
     _add_cluster(ingest, "several subjects are ingested in parallel, one task each, on a "
                  "LocalCluster of N workers (default: cores, at most one per subject) or ")
     _add_quiet(ingest)
@@ -78,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(light)
     _add_quiet(light)
 
+    report = commands.add_parser("report", help="a self-contained HTML page of a run's results")
+    report.add_argument("out", help="output directory of decode, searchlight or permute")
+    report.add_argument("--anat", metavar="PATH", help="background image of the brain maps "
+                        "(default: the run's mean EPI when known)")
+    report.add_argument("--mask", metavar="PATH", help="mask drawn as a region of interest "
+                        "(default: the first subject's stored mask)")
+    report.add_argument("--bench", metavar="DIR", help="a 'nidecode bench' directory whose "
+                        "scaling figures are added")
+    _add_quiet(report)
+
     demo = commands.add_parser("demo", help="synthetic study end to end: ingest, decode, table")
     demo.add_argument("--out", default="nidecode-demo", help="directory for data, store and "
                       "results (default: ./nidecode-demo)")
@@ -120,23 +144,49 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     from engine.cluster import default_workers, get_client
-    from engine.ingest import ingest
-    from engine.run import ingest_on_cluster
+    from engine.ingest import ingest_subject
+    from engine.run import ingest_sources_on_cluster
 
     started = time.perf_counter()
+    sources = _ingest_sources(args)  # every input checked before a cluster starts
     settings = {"standardize": args.standardize, "detrend": args.detrend,
-                "drop_scans": args.drop_scans}
-    if len(args.subject_dirs) == 1 and args.workers is None and args.scheduler is None:
-        subjects = ingest(args.subject_dirs, args.store, args.mask, **settings)
+                "drop_scans": args.drop_scans, "betas": args.betas}
+    if len(sources) == 1 and args.workers is None and args.scheduler is None:
+        ingest_subject(sources[0], args.store, **settings)
     else:
         workers = args.workers or (None if args.scheduler else
-                                   min(default_workers(), len(args.subject_dirs)))
+                                   min(default_workers(), len(sources)))
         with get_client(workers=workers, scheduler=args.scheduler) as client:
-            subjects = ingest_on_cluster(args.subject_dirs, args.store, args.mask, client,
-                                         progress=not args.quiet, **settings)
-    _say(args, f"ingested {len(subjects)} subject(s) into {args.store} in "
+            ingest_sources_on_cluster(sources, args.store, client, progress=not args.quiet,
+                                      **settings)
+    _say(args, f"ingested {len(sources)} subject(s) into {args.store} in "
          f"{time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _ingest_sources(args: argparse.Namespace) -> list:
+    from engine.ingest import find_bids_subjects, find_subjects
+
+    roots = [Path(path) for path in args.subject_dirs]
+    if len(roots) == 1 and (roots[0] / "dataset_description.json").is_file():
+        if not args.task:
+            raise InputError(f"{roots[0]}: a BIDS dataset; give --task TASK (the task whose "
+                             f"runs to ingest)")
+        return find_bids_subjects(roots[0], args.task, args.mask,
+                                  subjects=_split(args.subjects), space=args.space,
+                                  confounds=_split(args.confounds), hrf_shift=args.hrf_shift,
+                                  derivatives=args.derivatives, betas=args.betas)
+    bids_only = [name for name in ("task", "subjects", "space", "derivatives", "confounds",
+                                   "betas") if getattr(args, name)]
+    if bids_only or args.hrf_shift:
+        raise InputError(f"--{(bids_only or ['hrf-shift'])[0]}: only for a BIDS dataset (a "
+                         f"directory with dataset_description.json); drop it for the Haxby "
+                         f"layout")
+    return find_subjects(roots, args.mask)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -150,7 +200,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _run_decode(args, store, out, categories, cv, C, overwrite):
-    from engine.run import execute_decode, prepare_decode
+    from engine.decode import execute_decode, prepare_decode
 
     run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
     return _with_client(args, lambda client: execute_decode(run, client,
@@ -183,6 +233,14 @@ def _searchlight(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from engine.report import write_report
+
+    path = write_report(args.out, anat=args.anat, mask=args.mask, bench_dir=args.bench)
+    _say(args, f"report written to {path}")
+    return 0
+
+
 def _print_accuracies(summary) -> None:
     from engine.results import accuracy_matrix
 
@@ -203,11 +261,15 @@ def _demo(args: argparse.Namespace) -> int:
     _say(args, f"ingested into {out / 'store.zarr'}; decoding all category pairs")
     summary = _run_decode(args, out / "store.zarr", out / "results", None, "logo", 1.0, True)
     _print_accuracies(summary)
-    _say(args, f"scores, summary and weight maps in {out / 'results'}")
+    from engine.report import write_report
+
+    report = write_report(out / "results")
+    _say(args, f"scores, summary and weight maps in {out / 'results'}; open {report}")
     return 0
 
 
-COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight, "demo": _demo}
+COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight,
+            "report": _report, "demo": _demo}
 
 
 if __name__ == "__main__":

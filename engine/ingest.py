@@ -303,8 +303,10 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
         raise InputError(f"{source.labels_file}: {len(source.scans)} rows but "
                          f"{source.images[0]} has {n_scans} scans; give one label row per scan")
     mask = _load_mask(source, images)
-    X = np.concatenate([_read_masked(path, image, mask, block_size)
-                        for path, image in zip(source.images, images, strict=True)])
+    blocks = [_read_masked(path, image, mask, block_size)
+              for path, image in zip(source.images, images, strict=True)]
+    X = np.concatenate([masked for masked, _ in blocks])
+    mean_volume = sum(volume_sum for _, volume_sum in blocks) / n_scans
     runs = source.scans["chunks"].to_numpy()
     keep = drop_dummy_scans(runs, drop_scans)
     if source.keep is not None:
@@ -316,7 +318,7 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
     cleaning = {"standardize": standardize, "detrend": detrend, "drop_scans": drop_scans,
                 **source.settings}
     store.write_subject(store_path, source.subject, X, names, runs, mask, images[0].affine,
-                        cleaning, source.files)
+                        cleaning, source.files, mean_volume=mean_volume)
     return {"subject": source.subject, "n_scans": X.shape[0], "n_voxels": X.shape[1],
             "n_constant_voxels": n_constant}
 
@@ -336,7 +338,7 @@ def estimate_run_betas(source: SubjectSource, run: int, method: str, *, drop_sca
                          f"durations); ingest a BIDS dataset, or drop --betas")
     image = load_bold(source.images[run])
     mask = load_mask(source.mask, image, source.images[run])
-    signal = _read_masked(source.images[run], image, mask, block_size)
+    signal, _ = _read_masked(source.images[run], image, mask, block_size)
     rows = np.flatnonzero(source.scans["chunks"].to_numpy() == run)
     keep = drop_dummy_scans(np.zeros(len(rows), int), drop_scans)
     if source.keep is not None:
@@ -380,9 +382,12 @@ def _load_mask(source: SubjectSource, images: list) -> np.ndarray:
     return mask
 
 
-def _read_masked(path: Path, image, mask: np.ndarray, block_size: int) -> np.ndarray:
-    X = np.concatenate(list(iter_masked_blocks(image, mask, block_size)))
+def _read_masked(path: Path, image, mask: np.ndarray,
+                 block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The masked signal (scans x voxels) of one image and its volumes summed over scans."""
+    blocks = list(iter_masked_blocks(image, mask, block_size))
+    X = np.concatenate([masked for masked, _ in blocks])
     if not np.isfinite(X).all():
         raise InputError(f"{path}: NaN or infinite values inside the mask; fix the "
                          f"image or exclude those voxels from the mask")
-    return X
+    return X, sum(volume_sum for _, volume_sum in blocks)

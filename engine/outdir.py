@@ -18,12 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from engine import store
 from engine.errors import InputError
 
 MANIFEST = "run.json"
+BACKGROUND = "background.nii.gz"
 PARTS = "parts"
 
 
@@ -121,6 +124,19 @@ class OutputDir:
     def write_image(self, name: str, image) -> None:
         """Write a NIfTI image (atomic); ``name`` may hold sub-directories."""
         self._write_atomic(name, image.to_filename)
+
+    def write_background(self, store_path: str, subject: str) -> str | None:
+        """Write the subject's mean EPI as ``background.nii.gz`` (for the report's maps).
+
+        Returns the name to record as ``"background"`` in ``run.json``, or
+        ``None`` when the store has no mean EPI (trial betas).
+        """
+        mean = store.read_mean_volume(store_path, subject)
+        if mean is None:
+            return None
+        _, affine = store.read_geometry(store_path, subject)
+        self.write_image(BACKGROUND, nib.Nifti1Image(mean, affine))
+        return BACKGROUND
 
     def _write_atomic(self, name: str, write: Callable[[Path], object]) -> None:
         # The temporary file keeps the target's suffixes (numpy and nibabel

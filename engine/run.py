@@ -1,171 +1,31 @@
-"""Running a decode on a Dask cluster: plan, submit, save as results arrive, assemble.
+"""Running work on a Dask cluster: submit, wait, hand results over as they arrive.
 
-A run resumes by default: results already saved in the output directory by
-an earlier run with the same parameters are not computed again.
+The commands (:mod:`engine.decode`, :mod:`engine.searchlight`, ...) plan
+their tasks and save what :func:`run_tasks` hands them; ingest of many
+subjects runs here too, one task per subject.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pandas as pd
 from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
 from engine import store
-from engine.cluster import describe
-from engine.cv import parse_cv
-from engine.errors import InputError
 from engine.ingest import (
     SubjectSource,
     estimate_run_betas,
     find_subjects,
     ingest_subject,
 )
-from engine.outdir import OutputDir
-from engine.plan import PairJob, batch_jobs, plan_decode
-from engine.results import PairResult, scores_table, summary_table, weight_map
-from engine.tasks import decode_pairs
 
 VERSIONED = ("nidecode", "scikit-learn", "nilearn", "nibabel", "numpy", "zarr", "dask",
              "distributed", "pandas")
-
-
-@dataclass(frozen=True)
-class DecodeRun:
-    """A checked, planned decode whose output directory is claimed: ready to execute."""
-
-    store_path: str
-    output: OutputDir
-    designs: dict[str, store.Design]
-    jobs: list[PairJob]
-    identity: dict
-    started: float
-
-
-def prepare_decode(store_path: str | Path, out: str | Path, *,
-                   categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
-                   overwrite: bool = False) -> DecodeRun:
-    """Check the inputs, plan the jobs and claim the output directory (no cluster needed).
-
-    Parameters are those of :func:`decode`. Every problem with the store,
-    the categories, the cross-validation or the output directory is raised
-    here, as :class:`~engine.errors.InputError`, before any cluster starts.
-    """
-    started = time.perf_counter()
-    cv = parse_cv(cv)
-    if C <= 0:
-        raise InputError(f"--C {C:g}: the SVM penalty must be positive")
-    store_path = normalise_store_path(store_path)
-    subjects = store.list_subjects(store_path)
-    if not subjects:
-        raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
-    designs = {subject: store.read_design(store_path, subject) for subject in subjects}
-    jobs = plan_decode(list(designs.values()), cv, categories)
-    identity = {"command": "decode", "store": store_path,
-                "subjects": {subject: design.checksum for subject, design in designs.items()},
-                "categories": sorted(categories) if categories else "all", "cv": cv, "C": C}
-    output = OutputDir(out)
-    output.start(identity, overwrite=overwrite, versions=versions())
-    return DecodeRun(store_path, output, designs, jobs, identity, started)
-
-
-def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
-                   fits_per_task: int | None = None) -> pd.DataFrame:
-    """Compute what the output directory lacks, then write the final files.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The summary table (see :func:`decode`).
-    """
-    saved = run.output.load_parts(PairResult)
-    todo = [job for job in run.jobs if job.key not in saved]
-    cv, C = run.identity["cv"], run.identity["C"]
-    submitted = time.perf_counter()
-
-    def submit(batch: tuple[PairJob, ...]):
-        checksum = run.designs[batch[0].subject].checksum
-        return client.submit(decode_pairs, run.store_path, batch, checksum, cv, C,
-                             key=task_key("decode", run.identity, batch))
-
-    n_fits = sum(job.n_folds for job in run.jobs)
-    done_fits = n_fits - sum(job.n_folds for job in todo)
-    batches = batch_jobs(todo, fits_per_task)
-    run_tasks(client, [submit(batch) for batch in batches],
-              on_result=lambda results: [run.output.save_part(result) for result in results],
-              count=lambda results: sum(len(result.folds) for result in results),
-              total=n_fits, initial=done_fits, progress=progress, unit="fit")
-    computed = time.perf_counter()
-
-    saved = run.output.load_parts(PairResult)
-    summary = _write_decode_outputs(run.output, run.store_path,
-                                    [saved[job.key] for job in run.jobs])
-    run.output.write_manifest({
-        "status": "complete", "identity": run.identity, "versions": versions(),
-        "parameters": {**run.identity, "fits_per_task": fits_per_task},
-        "counts": {"subjects": len(run.designs), "pairs": len(run.jobs), "fits": n_fits,
-                   "fits_computed": n_fits - done_fits, "tasks": len(batches)},
-        "timings": {"prepare_s": submitted - run.started, "compute_s": computed - submitted,
-                    "write_s": time.perf_counter() - computed,
-                    "total_s": time.perf_counter() - run.started},
-        "cluster": describe(client),
-    })
-    return summary
-
-
-def decode(store_path: str | Path, out: str | Path, client: Client, *,
-           categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
-           overwrite: bool = False, progress: bool = True,
-           fits_per_task: int | None = None) -> pd.DataFrame:
-    """Cross-validate linear SVMs for every subject x category pair of a store.
-
-    Parameters
-    ----------
-    store_path : str or Path
-        The Zarr store written by :func:`engine.ingest.ingest`; a path or URL
-        that every worker can read.
-    out : str or Path
-        Output directory: ``scores.csv``, ``summary.csv``,
-        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and ``run.json``.
-        Results already saved there by a run of the same parameters are
-        reused (resume).
-    client : distributed.Client
-        Where the fits run (see :func:`engine.cluster.get_client`).
-    categories : sequence of str, optional
-        Decode every pair among these categories; default: all pairs.
-    cv : str
-        ``"logo"`` (leave one run out) or ``"kfold:K"``.
-    C : float
-        SVM penalty of ``SVC(kernel="linear", C=C)``.
-    overwrite : bool
-        Replace the results of a run with other parameters in ``out``.
-    progress : bool
-        Show a progress bar of the fits.
-    fits_per_task : int
-        About how many SVM fits one Dask task does (default: the config's
-        ``nidecode.fits-per-task``, else 96).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The summary table: mean and std of the accuracy per subject and pair.
-
-    Examples
-    --------
-    >>> from engine.cluster import get_client
-    >>> with get_client(workers=2) as client:  # doctest: +SKIP
-    ...     summary = decode("study.zarr", "results", client, categories=["face", "cat"])
-    """
-    run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C,
-                         overwrite=overwrite)
-    return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 
 def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path,
@@ -234,21 +94,6 @@ def run_tasks(client: Client, futures: list, *, on_result: Callable, count: Call
         raise
     finally:
         bar.close()
-
-
-def _write_decode_outputs(output: OutputDir, store_path: str,
-                          results: list[PairResult]) -> pd.DataFrame:
-    scores = scores_table(results)
-    summary = summary_table(scores)
-    geometry = {}
-    for result in results:
-        if result.subject not in geometry:
-            geometry[result.subject] = store.read_geometry(store_path, result.subject)
-        name = f"weights/{result.subject}_{result.class_a}_vs_{result.class_b}.nii.gz"
-        output.write_image(name, weight_map(result, *geometry[result.subject]))
-    output.write_table("scores.csv", scores)
-    output.write_table("summary.csv", summary)
-    return summary
 
 
 def normalise_store_path(store_path: str | Path) -> str:

@@ -180,6 +180,7 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
                     "write_s": time.perf_counter() - computed,
                     "total_s": time.perf_counter() - run.started},
         "cluster": describe(client),
+        "background": run.output.write_background(run.store_path, next(iter(run.geometry))),
     })
     return table
 

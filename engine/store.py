@@ -8,6 +8,7 @@ Layout (Zarr v3)::
         labels   int16 (scans,), codes into attrs["categories"]
         runs     int32 (scans,)
         mask     bool (x, y, z)
+        mean     float32 (x, y, z), the mean EPI (absent for trial betas)
 
 Subject attributes: ``affine`` (4 x 4), ``categories``, ``cleaning`` (the
 settings used), ``source`` (input files), ``checksum`` (SHA-256 of X) and
@@ -71,7 +72,7 @@ def create_store(path: str | Path) -> zarr.Group:
 
 def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndarray,
                   runs: np.ndarray, mask: np.ndarray, affine: np.ndarray,
-                  cleaning: dict, source: dict) -> None:
+                  cleaning: dict, source: dict, mean_volume: np.ndarray | None = None) -> None:
     """Write (or atomically replace) one subject's group.
 
     Parameters
@@ -89,6 +90,8 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     affine : numpy.ndarray, shape (4, 4)
     cleaning, source : dict
         JSON-serialisable settings and input file names, kept as attributes.
+    mean_volume : numpy.ndarray, 3D, optional
+        The mean EPI (the raw BOLD averaged over scans), a background for maps.
     """
     path = Path(path)
     create_store(path)
@@ -100,6 +103,8 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     group.create_array("labels", data=codes.astype(np.int16))
     group.create_array("runs", data=np.asarray(runs, dtype=np.int32))
     group.create_array("mask", data=np.asarray(mask, dtype=bool))
+    if mean_volume is not None:
+        group.create_array("mean", data=np.asarray(mean_volume, dtype=np.float32))
     group.attrs.update({
         "subject": subject,
         "affine": np.asarray(affine, dtype=float).tolist(),
@@ -209,6 +214,12 @@ def read_geometry(path: str | Path, subject: str) -> tuple[np.ndarray, np.ndarra
     """The subject's mask (3D bool) and affine (4 x 4)."""
     group = _subject_group(path, subject)
     return group["mask"][:].astype(bool), np.asarray(group.attrs["affine"], dtype=float)
+
+
+def read_mean_volume(path: str | Path, subject: str) -> np.ndarray | None:
+    """The subject's mean EPI (3D), or ``None`` if it was not stored (trial betas)."""
+    group = _subject_group(path, subject)
+    return group["mean"][:] if "mean" in group else None
 
 
 def read_attributes(path: str | Path, subject: str) -> dict:

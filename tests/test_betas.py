@@ -10,9 +10,10 @@ from nilearn.glm.first_level import FirstLevelModel
 
 from engine import store
 from engine.betas import estimate_betas, lsa_events, lss_events
+from engine.decode import decode
 from engine.errors import InputError
 from engine.ingest import find_bids_subjects, haxby_source, ingest_bids, ingest_subject
-from engine.run import decode, ingest_sources_on_cluster
+from engine.run import ingest_sources_on_cluster
 from engine.synth import make_subject
 from tests.conftest import tiny_subject
 from tests.test_bids import write_bids

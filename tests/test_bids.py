@@ -14,10 +14,10 @@ from nilearn import signal
 from nilearn.interfaces.fmriprep import load_confounds
 
 from engine import store
+from engine.decode import decode
 from engine.errors import InputError
 from engine.ingest import find_bids_subjects, ingest_bids
 from engine.io.bids import events_to_labels, find_runs, read_events, read_repetition_time
-from engine.run import decode
 from tests.test_decode_real import README_FOLDS
 
 TASK = "objectviewing"
@@ -354,3 +354,20 @@ def test_confounds_are_regressed_within_each_run(standardize):
     if standardize == "none":
         np.testing.assert_allclose(cleaned[runs == 1].mean(axis=0), X[runs == 1].mean(axis=0),
                                    rtol=1e-5)
+
+
+def test_command_line_ingests_a_bids_dataset(bids_slice, haxby_slice_dir, haxby_store,
+                                             tmp_path, capsys):
+    from engine.cli import main
+
+    path = tmp_path / "cli.zarr"
+    arguments = ["ingest", str(bids_slice), "--store", str(path), "--mask",
+                 str(haxby_slice_dir / "mask.nii.gz"), "--quiet"]
+    assert main(arguments[:-1] + ["--quiet"]) == 2  # --task is required for BIDS
+    assert "give --task TASK" in capsys.readouterr().err
+    assert main([*arguments, "--task", TASK]) == 0
+    assert store.read_design(path, "sub-01").checksum == store.read_design(
+        haxby_store["run"], "haxby2001-slice").checksum
+    assert main(["ingest", str(haxby_slice_dir), "--store", str(path), "--mask", "mask",
+                 "--task", TASK, "--quiet"]) == 2
+    assert "--task: only for a BIDS dataset" in capsys.readouterr().err

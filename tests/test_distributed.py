@@ -25,7 +25,8 @@ from sklearn.svm import SVC
 from engine import store
 from engine.cli import main
 from engine.cluster import get_client
-from engine.run import decode, ingest_on_cluster
+from engine.decode import decode
+from engine.run import ingest_on_cluster
 
 pytestmark = pytest.mark.cluster
 DASK = str(Path(sys.executable).with_name("dask"))

@@ -92,8 +92,8 @@ def decoded_study(tmp_path_factory, client):
     """A real decode of 2 synthetic subjects x 3 pairs, plus hand-made extra results."""
     from nilearn.image import mean_img
 
+    from engine.decode import decode
     from engine.ingest import ingest
-    from engine.run import decode
     from engine.synth import make_dataset
 
     root = tmp_path_factory.mktemp("report")
@@ -160,7 +160,7 @@ def test_report_limits_the_brain_figures_and_says_so(decoded_study, tmp_path):
     page = parse(write_report(out, max_figures=1))
     text = " ".join(page.text)
     assert "Fold-mean linear SVM weights of subj1, 1 of its 3 pairs" in text
-    assert "No background image given" in text
+    assert "Background: background.nii.gz (the first subject's mean EPI" in text
     assert len(page.attributes("img", "src")) == EXPECTED_IMAGES - 2 - 1  # 1 weight, no bench
 
 

@@ -188,20 +188,22 @@ def load_mask_like(path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
 
 
 def iter_masked_blocks(bold: nib.Nifti1Image, mask: np.ndarray,
-                       block_size: int = 64) -> Iterator[np.ndarray]:
-    """Yield the masked BOLD signal block by block of scans, as float32.
+                       block_size: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield the masked BOLD signal block by block of scans, and each block's sum.
 
     Only ``block_size`` volumes are in memory at once, so memory is bounded
     by the block size, not by the file size.
 
     Yields
     ------
-    numpy.ndarray, shape (n_block_scans, n_mask_voxels), float32
+    masked : numpy.ndarray, shape (n_block_scans, n_mask_voxels), float32
+    volume_sum : numpy.ndarray, 3D, float64
+        The block's volumes summed over scans (for the mean EPI).
     """
     n_scans = bold.shape[3]
     for start in range(0, n_scans, block_size):
         volumes = np.asarray(bold.dataobj[..., start:start + block_size])
-        yield volumes[mask].T.astype(np.float32)
+        yield volumes[mask].T.astype(np.float32), volumes.sum(axis=3, dtype=np.float64)
 
 
 def _load_nifti(path: str | Path) -> nib.Nifti1Image:

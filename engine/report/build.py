@@ -78,7 +78,7 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     if max_figures < 1:
         raise InputError(f"max_figures={max_figures}: show at least one figure per section")
     results = read_results(out_dir)
-    background, background_note = _background(anat, results.manifest)
+    background, background_note = _background(anat, results.manifest, Path(out_dir))
     sections = [("parameters", "Parameters", _parameters(results.manifest)),
                 ("accuracy", "Accuracy", _accuracy(results))]
     if results.pvalues is not None:
@@ -318,7 +318,8 @@ def _mask(mask: str | Path | None, results: RunResults, background) -> Html | No
     return figure(figures.mask_map(image, "mask", background), f"Mask: {source}.")
 
 
-def _background(anat: str | Path | None, manifest: dict) -> tuple[str | None, str]:
+def _background(anat: str | Path | None, manifest: dict,
+                out_dir: Path) -> tuple[str | None, str]:
     if anat is not None:
         if not Path(anat).exists():
             raise InputError(f"{anat}: background image not found; give an existing NIfTI "
@@ -326,8 +327,10 @@ def _background(anat: str | Path | None, manifest: dict) -> tuple[str | None, st
         return str(anat), f"Background: {anat}."
     named = manifest.get("background")
     if named:
-        if Path(named).exists():
-            return str(named), f"Background: {named} (from run.json)."
+        path = out_dir / named  # a relative name is inside the output directory
+        if path.exists():
+            return str(path), f"Background: {named} (the first subject's mean EPI, from " \
+                              f"run.json)."
         return None, f"run.json names the background {named}, which is not found: maps are " \
                      f"drawn without background."
     return None, "No background image given: maps are drawn alone."

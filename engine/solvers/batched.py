@@ -75,15 +75,11 @@ def _status(a, c):
 
 
 @njit(cache=True, inline="always")
-def _set_status(y, st, up, low, p, a, c):
-    s = _status(a, c)
-    st[p] = s
-    if y[p] == 1:
-        up[p] = s != _UPPER
-        low[p] = s != _LOWER
-    else:
-        up[p] = s != _LOWER
-        low[p] = s != _UPPER
+def _up_low(yp, s):
+    """Membership of a variable with label ``yp`` and status ``s`` in I_up and I_low."""
+    if yp == 1:
+        return s != _UPPER, s != _LOWER
+    return s != _LOWER, s != _UPPER
 
 
 @njit(cache=True)
@@ -197,50 +193,6 @@ def _do_shrinking(
 
 
 @njit(cache=True)
-def _select_working_set(F, QD, up, low, active_size, eps, Kf, gidx, qa, ac, buf):
-    """libsvm ``Solver::select_working_set`` (WSS2); returns (i, j), i = -1 if optimal.
-
-    Leaves the kernel row of ``i`` over the active set in ``buf``.
-    """
-    # Branch-free loops (selects instead of jumps): the up/low pattern is random, so
-    # branches on it mispredict. Excluded entries get -inf or NaN, which never win a
-    # ">=" / "<=" comparison (-inf only while nothing has been found yet).
-    gmax = -math.inf
-    gmax_idx = -1
-    for t in range(active_size):
-        v = F[t] if up[t] else -math.inf
-        if v >= gmax:
-            gmax = v
-            gmax_idx = t
-    if gmax == -math.inf:  # I_up is empty
-        return -1, -1
-    _load_row(Kf, gidx, qa, ac, gmax_idx, active_size, buf)
-    qd_i = QD[gmax_idx]
-    gmax2 = -math.inf
-    gmin_idx = -1
-    obj_diff_min = math.inf
-    for j in range(active_size):
-        f = F[j]
-        lj = low[j] != 0
-        mf = -f if lj else -math.inf
-        if mf >= gmax2:
-            gmax2 = mf
-        grad_diff = gmax - f
-        quad_coef = qd_i + QD[j] - 2.0 * buf[j]
-        if not quad_coef > 0.0:
-            quad_coef = _TAU
-        obj_diff = -(grad_diff * grad_diff) / quad_coef
-        if not (lj & (grad_diff > 0.0)):
-            obj_diff = math.nan
-        if obj_diff <= obj_diff_min:
-            gmin_idx = j
-            obj_diff_min = obj_diff
-    if gmax + gmax2 < eps or gmin_idx == -1:
-        return -1, -1
-    return gmax_idx, gmin_idx
-
-
-@njit(cache=True)
 def _calculate_rho(F, up, low, active_size):
     """libsvm ``Solver::calculate_rho`` (y_i G_i = -F_i)."""
     nr_free = 0
@@ -284,10 +236,13 @@ def _smo(
         alpha[k] = 0.0
         F[k] = ysign[k]  # G = p = -1
         Fbar[k] = 0.0
-        _set_status(y, st, up, low, k, 0.0, C)
+        st[k] = _LOWER
+        up[k], low[k] = _up_low(y[k], _LOWER)
     ac = n_tr
     _build_compact(Kf, gidx, qa, ac)
 
+    # Everything executed per iteration is written inline below: calling a function
+    # with array arguments costs atomic reference counts that dominated the run time.
     active_size = n_tr
     unshrink = False
     it = 0
@@ -308,20 +263,75 @@ def _smo(
                 if changed or active_size > ac:
                     ac = active_size
                     _build_compact(Kf, gidx, qa, ac)
-        i, j = _select_working_set(F, QD, up, low, active_size, eps, Kf, gidx, qa, ac, buf_i)
-        if i == -1:
+
+        # ---- libsvm select_working_set (WSS2); on "optimal", reconstruct the
+        # gradient, reactivate everything and select once more.
+        recheck = False
+        while True:
+            # Branch-free loops (selects, not jumps): the up/low pattern is random, so
+            # branches on it mispredict. Excluded entries get -inf or NaN, which never
+            # win a ">=" / "<=" comparison (-inf only while nothing has been found).
+            gmax = -math.inf
+            i = -1
+            for t in range(active_size):
+                v = F[t] if up[t] else -math.inf
+                if v >= gmax:
+                    gmax = v
+                    i = t
+            j = -1
+            if gmax > -math.inf:
+                # Kernel row of i over the active set (libsvm's get_Q) into buf_i.
+                if i < ac and active_size <= ac:
+                    base = i * ac
+                    for k in range(active_size):
+                        buf_i[k] = qa[base + k]
+                else:
+                    g = gidx[i]
+                    for k in range(active_size):
+                        buf_i[k] = Kf[g, gidx[k]]
+                qd_i = QD[i]
+                gmax2 = -math.inf
+                obj_diff_min = math.inf
+                for t in range(active_size):
+                    f = F[t]
+                    lt = low[t] != 0
+                    mf = -f if lt else -math.inf
+                    if mf >= gmax2:
+                        gmax2 = mf
+                    grad_diff = gmax - f
+                    quad_coef = qd_i + QD[t] - 2.0 * buf_i[t]
+                    if not quad_coef > 0.0:
+                        quad_coef = _TAU
+                    obj_diff = -(grad_diff * grad_diff) / quad_coef
+                    if not (lt & (grad_diff > 0.0)):
+                        obj_diff = math.nan
+                    if obj_diff <= obj_diff_min:
+                        j = t
+                        obj_diff_min = obj_diff
+                if gmax + gmax2 < eps:
+                    j = -1
+            if j != -1 or recheck:
+                break
             _reconstruct_gradient(
-                F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_i
+                F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_j
             )
             active_size = n_tr
-            i, j = _select_working_set(F, QD, up, low, active_size, eps, Kf, gidx, qa, ac, buf_i)
-            if i == -1:
-                break
+            recheck = True
+        if j == -1:
+            break
+        if recheck:
             counter = 1  # shrink at the next iteration
         it += 1
 
-        # buf_i holds row i over the active set (left by _select_working_set).
-        _load_row(Kf, gidx, qa, ac, j, active_size, buf_j)
+        # ---- update alpha_i, alpha_j (libsvm, bounds handled the same way)
+        if j < ac and active_size <= ac:
+            base = j * ac
+            for k in range(active_size):
+                buf_j[k] = qa[base + k]
+        else:
+            g = gidx[j]
+            for k in range(active_size):
+                buf_j[k] = Kf[g, gidx[k]]
         yi = y[i]
         yj = y[j]
         g_i = -yi * F[i]
@@ -379,26 +389,28 @@ def _smo(
         alpha[i] = a_i
         alpha[j] = a_j
 
+        # ---- gradient: G_k += Q_ik da_i + Q_jk da_j  <=>  F_k -= Kf_ik e_i + Kf_jk e_j
         e_i = yi * (a_i - old_alpha_i)
         e_j = yj * (a_j - old_alpha_j)
         for k in range(active_size):
             F[k] = F[k] - (buf_i[k] * e_i + buf_j[k] * e_j)
 
-        ui = st[i] == _UPPER
-        uj = st[j] == _UPPER
-        _set_status(y, st, up, low, i, a_i, C)
-        _set_status(y, st, up, low, j, a_j, C)
-        # G_bar_k -+= C Q_ik  <=>  Fbar_k +-= C y_i Kf_ik
-        if ui != (st[i] == _UPPER):
-            _load_row(Kf, gidx, qa, ac, i, n_tr, buf_i)
-            cy = C * yi if ui else -C * yi
-            for k in range(n_tr):
-                Fbar[k] = Fbar[k] + cy * buf_i[k]
-        if uj != (st[j] == _UPPER):
-            _load_row(Kf, gidx, qa, ac, j, n_tr, buf_j)
-            cy = C * yj if uj else -C * yj
-            for k in range(n_tr):
-                Fbar[k] = Fbar[k] + cy * buf_j[k]
+        # ---- alpha_status and G_bar (G_bar_k -+= C Q_ik  <=>  Fbar_k +-= C y_i Kf_ik)
+        for p in (i, j):
+            was_upper = st[p] == _UPPER
+            s_new = _status(alpha[p], C)
+            st[p] = s_new
+            up[p], low[p] = _up_low(y[p], s_new)
+            if was_upper != (s_new == _UPPER):
+                cy = C * y[p] if was_upper else -C * y[p]
+                if p < ac and n_tr <= ac:
+                    base = p * ac
+                    for k in range(n_tr):
+                        Fbar[k] = Fbar[k] + cy * qa[base + k]
+                else:
+                    g = gidx[p]
+                    for k in range(n_tr):
+                        Fbar[k] = Fbar[k] + cy * Kf[g, gidx[k]]
 
     if timed_out and active_size < n_tr:
         _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_i)
