@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from distributed import Client
 
@@ -20,8 +21,16 @@ from engine.cv import parse_cv
 from engine.errors import InputError
 from engine.outdir import OutputDir
 from engine.plan import PairJob, batch_jobs, plan_decode
-from engine.results import PairResult, scores_table, summary_table, weight_map
+from engine.results import (
+    PairResult,
+    group_table,
+    multiclass_predictions,
+    scores_table,
+    summary_table,
+    weight_map,
+)
 from engine.run import normalise_store_path, run_tasks, task_key, versions
+from engine.stats import confusion_matrix_table
 from engine.tasks import decode_pairs
 
 
@@ -93,8 +102,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     computed = time.perf_counter()
 
     saved = run.output.load_parts(PairResult)
-    summary = _write_decode_outputs(run.output, run.store_path,
-                                    [saved[job.key] for job in run.jobs])
+    summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs])
     run.output.write_manifest({
         "status": "complete", "identity": run.identity, "versions": versions(),
         "parameters": {**run.identity, "fits_per_task": fits_per_task},
@@ -157,16 +165,39 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 
-def _write_decode_outputs(output: OutputDir, store_path: str,
-                          results: list[PairResult]) -> pd.DataFrame:
+def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataFrame:
     scores = scores_table(results)
     summary = summary_table(scores)
     geometry = {}
     for result in results:
         if result.subject not in geometry:
-            geometry[result.subject] = store.read_geometry(store_path, result.subject)
+            geometry[result.subject] = store.read_geometry(run.store_path, result.subject)
         name = f"weights/{result.subject}_{result.class_a}_vs_{result.class_b}.nii.gz"
-        output.write_image(name, weight_map(result, *geometry[result.subject]))
-    output.write_table("scores.csv", scores)
-    output.write_table("summary.csv", summary)
+        run.output.write_image(name, weight_map(result, *geometry[result.subject]))
+    if run.identity["cv"] == "logo":
+        _write_multiclass(run, results)
+    if len(run.designs) > 1:
+        run.output.write_table("group.csv", group_table(summary))
+    run.output.write_table("scores.csv", scores)
+    run.output.write_table("summary.csv", summary)
     return summary
+
+
+def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
+    """One-vs-one multiclass accuracy and confusion matrix per subject (3+ categories)."""
+    rows = []
+    for subject, design in run.designs.items():
+        pairs = [result for result in results if result.subject == subject]
+        classes = sorted({name for result in pairs for name in (result.class_a, result.class_b)})
+        if len(classes) < 3 or len(pairs) != len(classes) * (len(classes) - 1) // 2:
+            continue
+        scans, predicted = multiclass_predictions(pairs, len(design.labels), classes)
+        true = design.labels[scans]
+        keep = np.isin(true, classes)  # scans of categories outside the pairs are left out
+        table = confusion_matrix_table(true[keep], predicted[keep], classes)
+        run.output.write_table(f"multiclass/confusion_{subject}.csv", table.reset_index())
+        rows.append({"subject": subject, "accuracy": float(np.mean(true[keep] == predicted[keep])),
+                     "n_scans": int(keep.sum()), "n_classes": len(classes),
+                     "chance": 1 / len(classes)})
+    if rows:
+        run.output.write_table("multiclass/accuracy.csv", pd.DataFrame(rows))

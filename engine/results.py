@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-_PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef")
+from engine.stats import group_test, multiclass_vote
+
+_PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef", "test_scans", "decision")
 SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]
 
 
@@ -25,6 +27,10 @@ class PairResult:
     n_train: np.ndarray
     n_test: np.ndarray
     coef: np.ndarray  # (n_folds, n_voxels); positive favours class_b
+    # Leave-one-run-out only: decision values of every categorised scan of
+    # the held-out runs (indices into the subject's scans), for multiclass.
+    test_scans: np.ndarray
+    decision: np.ndarray
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -88,6 +94,50 @@ def accuracy_matrix(summary: pd.DataFrame) -> pd.DataFrame:
         matrix["mean"] = matrix.mean(axis=1)
     matrix.columns.name = None
     return matrix
+
+
+def multiclass_predictions(results: Sequence[PairResult], n_scans: int,
+                           classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One-vs-one multiclass predictions of one subject from its pairwise results.
+
+    Every scan held out under leave-one-run-out gets a decision value from
+    the classifier of every pair; their votes (as scikit-learn's ``SVC``
+    counts them) predict its category.
+
+    Parameters
+    ----------
+    results : sequence of PairResult
+        Every pair of ``classes``, of one subject.
+    n_scans : int
+        Scans of the subject.
+    classes : sequence of str
+
+    Returns
+    -------
+    scans : numpy.ndarray of int
+        The scans predicted (every categorised scan).
+    predicted : numpy.ndarray of str
+    """
+    decisions = {}
+    for result in results:
+        values = np.full(n_scans, np.nan)
+        values[result.test_scans] = result.decision
+        decisions[(result.class_a, result.class_b)] = values
+    scans = np.flatnonzero(np.all([~np.isnan(values) for values in decisions.values()],
+                                  axis=0))
+    predicted = multiclass_vote({pair: values[scans] for pair, values in decisions.items()},
+                                classes)
+    return scans, predicted
+
+
+def group_table(summary: pd.DataFrame, chance: float = 0.5) -> pd.DataFrame:
+    """Per pair, the mean accuracy over subjects and a one-sided t-test against chance."""
+    rows = []
+    for (class_a, class_b), pair in summary.groupby(["class_a", "class_b"], sort=True):
+        test = group_test(pair["mean_accuracy"].to_numpy(), chance)
+        rows.append({"class_a": class_a, "class_b": class_b, "mean_accuracy": test["mean"],
+                     "t": test["t"], "p_value": test["p_value"], "n_subjects": test["n"]})
+    return pd.DataFrame(rows)
 
 
 def to_nifti(values: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from engine import store
 from engine.cv import make_folds
-from engine.plan import PairJob
+from engine.plan import REST, PairJob
 from engine.results import PairResult, SphereScores
 from engine.solvers.batched import searchlight_accuracies, searchlight_accuracies_sklearn
 from engine.solvers.exact import cross_validate_svc
@@ -59,12 +59,18 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
         selected = np.flatnonzero(np.isin(design.labels, (job.class_a, job.class_b)))
         runs = design.runs[selected]
         folds = make_folds(runs, cv)
-        scores = cross_validate_svc(X[selected], design.labels[selected], folds, C)
+        # Leave-one-run-out: also score every categorised scan of the held-out
+        # run, so that the pairs' votes give one-vs-one multiclass predictions.
+        extra = ([np.flatnonzero((design.runs == fold.fold) & (design.labels != REST))
+                  for fold in folds] if cv == "logo" else [np.empty(0, int) for _ in folds])
+        scores = cross_validate_svc(X[selected], design.labels[selected], folds, C,
+                                    extra=[X[scans] for scans in extra])
         results.append(PairResult(
             subject=job.subject, class_a=job.class_a, class_b=job.class_b,
             folds=np.array([fold.fold for fold in folds]), accuracy=scores.accuracy,
             n_train=np.array([len(fold.train) for fold in folds]),
-            n_test=np.array([len(fold.test) for fold in folds]), coef=scores.coef))
+            n_test=np.array([len(fold.test) for fold in folds]), coef=scores.coef,
+            test_scans=np.concatenate(extra), decision=np.concatenate(scores.decision)))
     return results
 
 

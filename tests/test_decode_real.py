@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from nilearn import signal
 from nilearn.maskers import NiftiMasker
-from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict, cross_val_score
 from sklearn.svm import SVC
 
 from engine.decode import decode
@@ -74,6 +74,20 @@ def test_all_pairs_mean_equals_readme(haxby_slice_dir, haxby_store, client, tmp_
         expected = cross_val_score(SVC(kernel="linear"), X[keep], labels[keep],
                                    cv=LeaveOneGroupOut(), groups=runs[keep])
         assert row.mean_accuracy == pytest.approx(expected.mean(), abs=1e-12)
+
+    # One-vs-one multiclass from the pairwise fits equals SVC's own multiclass.
+    keep = labels != "rest"
+    predicted = cross_val_predict(SVC(kernel="linear"), X[keep], labels[keep],
+                                  cv=LeaveOneGroupOut(), groups=runs[keep])
+    confusion = pd.read_csv(tmp_path / "multiclass" / "confusion_haxby2001-slice.csv",
+                            index_col=0)
+    expected = pd.crosstab(pd.Series(labels[keep], name="true"),
+                           pd.Series(predicted, name="predicted")).reindex(
+                               index=confusion.index, columns=confusion.columns, fill_value=0)
+    np.testing.assert_array_equal(confusion.to_numpy(), expected.to_numpy())
+    accuracy = pd.read_csv(tmp_path / "multiclass" / "accuracy.csv")
+    assert accuracy["accuracy"].item() == pytest.approx(np.mean(predicted == labels[keep]))
+    assert accuracy["n_scans"].item() == 864 and accuracy["chance"].item() == 0.125
 
 
 def test_kfold_reproduces_the_seed(haxby_slice_dir, haxby_store, client, tmp_path):

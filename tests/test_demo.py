@@ -20,6 +20,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert by_pair["face", "house"] > 0.75
     assert by_pair["bottle", "shoe"] < 0.65  # the planted null pair
     assert json.loads((tmp_path / "results" / "run.json").read_text())["status"] == "complete"
+    group = pd.read_csv(tmp_path / "results" / "group.csv").set_index(["class_a", "class_b"])
+    assert group.loc[("face", "house"), "p_value"] < 0.05
+    assert group.loc[("face", "house"), "n_subjects"] == 3
+    multiclass = pd.read_csv(tmp_path / "results" / "multiclass" / "accuracy.csv")
+    assert (multiclass["accuracy"] > 0.4).all() and (multiclass["chance"] == 0.125).all()
+    assert (tmp_path / "results" / "report.html").stat().st_size > 10_000
     weights = nib.load(tmp_path / "results" / "weights" / "subj1_face_vs_house.nii.gz")
     assert weights.shape == nib.load(tmp_path / "data" / "subj1" / "bold.nii.gz").shape[:3]
     assert weights.affine[0, 0] < 0  # the generator's flipped x axis is kept

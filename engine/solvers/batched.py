@@ -270,14 +270,40 @@ def _smo(
         while True:
             # Branch-free loops (selects, not jumps): the up/low pattern is random, so
             # branches on it mispredict. Excluded entries get -inf or NaN, which never
-            # win a ">=" / "<=" comparison (-inf only while nothing has been found).
-            gmax = -math.inf
-            i = -1
-            for t in range(active_size):
-                v = F[t] if up[t] else -math.inf
-                if v >= gmax:
-                    gmax = v
-                    i = t
+            # win a ">=" / "<=" comparison. Four interleaved running extrema break the
+            # loop-carried dependency chain; libsvm's tie rule (the last index wins)
+            # is kept by taking the largest index among the lanes that reach the
+            # extremum.
+            n4 = active_size - active_size % 4
+            m0 = m1 = m2 = m3 = -math.inf
+            i0 = i1 = i2 = i3 = -1
+            for t in range(0, n4, 4):
+                v0 = F[t] if up[t] else -math.inf
+                v1 = F[t + 1] if up[t + 1] else -math.inf
+                v2 = F[t + 2] if up[t + 2] else -math.inf
+                v3 = F[t + 3] if up[t + 3] else -math.inf
+                if v0 >= m0:
+                    m0 = v0
+                    i0 = t
+                if v1 >= m1:
+                    m1 = v1
+                    i1 = t + 1
+                if v2 >= m2:
+                    m2 = v2
+                    i2 = t + 2
+                if v3 >= m3:
+                    m3 = v3
+                    i3 = t + 3
+            for t in range(n4, active_size):
+                v0 = F[t] if up[t] else -math.inf
+                if v0 >= m0:
+                    m0 = v0
+                    i0 = t
+            gmax = max(max(m0, m1), max(m2, m3))
+            i = max(
+                max(i0 if m0 == gmax else -1, i1 if m1 == gmax else -1),
+                max(i2 if m2 == gmax else -1, i3 if m3 == gmax else -1),
+            )
             j = -1
             if gmax > -math.inf:
                 # Kernel row of i over the active set (libsvm's get_Q) into buf_i.
@@ -290,24 +316,66 @@ def _smo(
                     for k in range(active_size):
                         buf_i[k] = Kf[g, gidx[k]]
                 qd_i = QD[i]
-                gmax2 = -math.inf
-                obj_diff_min = math.inf
-                for t in range(active_size):
-                    f = F[t]
-                    lt = low[t] != 0
+                # od(t) = -(grad_diff^2) / quad_coef for t in I_low with grad_diff > 0;
+                # Gmax2 = max -F over I_low.
+                g0 = g1 = g2 = g3 = -math.inf
+                o0 = o1 = o2 = o3 = math.inf
+                j0 = j1 = j2 = j3 = -1
+                for t in range(0, n4, 4):
+                    for lane in range(4):
+                        tt = t + lane
+                        f = F[tt]
+                        lt = low[tt] != 0
+                        mf = -f if lt else -math.inf
+                        grad_diff = gmax - f
+                        quad_coef = qd_i + QD[tt] - 2.0 * buf_i[tt]
+                        if not quad_coef > 0.0:
+                            quad_coef = _TAU
+                        od = -(grad_diff * grad_diff) / quad_coef
+                        if not (lt & (grad_diff > 0.0)):
+                            od = math.nan
+                        if lane == 0:
+                            g0 = max(g0, mf)
+                            if od <= o0:
+                                o0 = od
+                                j0 = tt
+                        elif lane == 1:
+                            g1 = max(g1, mf)
+                            if od <= o1:
+                                o1 = od
+                                j1 = tt
+                        elif lane == 2:
+                            g2 = max(g2, mf)
+                            if od <= o2:
+                                o2 = od
+                                j2 = tt
+                        else:
+                            g3 = max(g3, mf)
+                            if od <= o3:
+                                o3 = od
+                                j3 = tt
+                for tt in range(n4, active_size):
+                    f = F[tt]
+                    lt = low[tt] != 0
                     mf = -f if lt else -math.inf
-                    if mf >= gmax2:
-                        gmax2 = mf
                     grad_diff = gmax - f
-                    quad_coef = qd_i + QD[t] - 2.0 * buf_i[t]
+                    quad_coef = qd_i + QD[tt] - 2.0 * buf_i[tt]
                     if not quad_coef > 0.0:
                         quad_coef = _TAU
-                    obj_diff = -(grad_diff * grad_diff) / quad_coef
+                    od = -(grad_diff * grad_diff) / quad_coef
                     if not (lt & (grad_diff > 0.0)):
-                        obj_diff = math.nan
-                    if obj_diff <= obj_diff_min:
-                        j = t
-                        obj_diff_min = obj_diff
+                        od = math.nan
+                    g0 = max(g0, mf)
+                    if od <= o0:
+                        o0 = od
+                        j0 = tt
+                gmax2 = max(max(g0, g1), max(g2, g3))
+                omin = min(min(o0, o1), min(o2, o3))
+                if omin < math.inf:
+                    j = max(
+                        max(j0 if o0 == omin else -1, j1 if o1 == omin else -1),
+                        max(j2 if o2 == omin else -1, j3 if o3 == omin else -1),
+                    )
                 if gmax + gmax2 < eps:
                     j = -1
             if j != -1 or recheck:

@@ -18,10 +18,12 @@ class FoldScores:
     accuracy: np.ndarray  # (n_folds,)
     coef: np.ndarray  # (n_folds, n_features); positive favours the second class
     intercept: np.ndarray  # (n_folds,)
+    decision: list[np.ndarray]  # per fold, decision values of the ``extra`` samples
 
 
 def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
-                       C: float = 1.0) -> FoldScores:
+                       C: float = 1.0,
+                       extra: Sequence[np.ndarray] | None = None) -> FoldScores:
     """Fit ``SVC(kernel="linear", C=C)`` on each training fold, score the test fold.
 
     The accuracies equal ``cross_val_score(SVC(kernel="linear", C=C), X, y,
@@ -35,6 +37,10 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     folds : sequence of Fold
     C : float
         Penalty parameter.
+    extra : sequence of numpy.ndarray, optional
+        Per fold, more samples (rows of features) to take decision values
+        of, e.g. the held-out run's scans of other categories (one-vs-one
+        multiclass votes).
 
     Returns
     -------
@@ -43,9 +49,13 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     accuracy = np.empty(len(folds))
     coef = np.empty((len(folds), X.shape[1]))
     intercept = np.empty(len(folds))
+    decision = []
     for index, fold in enumerate(folds):
         svc = SVC(kernel="linear", C=C).fit(X[fold.train], y[fold.train])
         accuracy[index] = np.mean(svc.predict(X[fold.test]) == y[fold.test])
         coef[index] = svc.coef_[0]
         intercept[index] = svc.intercept_[0]
-    return FoldScores(accuracy, coef, intercept)
+        if extra is not None:
+            decision.append(svc.decision_function(extra[index]) if len(extra[index])
+                            else np.empty(0))
+    return FoldScores(accuracy, coef, intercept, decision)
