@@ -92,6 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(light)
     _add_quiet(light)
 
+    permute = commands.add_parser("permute", help="permutation tests: p-values of accuracies")
+    permute.add_argument("store", help="Zarr store written by 'nidecode ingest'")
+    permute.add_argument("--out", required=True, help="output directory")
+    permute.add_argument("--n-permutations", type=int, required=True, metavar="N",
+                         help="label permutations within runs (blocks kept whole) per pair")
+    which = permute.add_mutually_exclusive_group()
+    which.add_argument("--categories", metavar="A,B[,...]",
+                       help="every pair among these categories, e.g. face,cat")
+    which.add_argument("--pairs", choices=("all",), default="all",
+                       help="every pair of categories (default)")
+    permute.add_argument("--searchlight", action="store_true",
+                         help="permute searchlight maps (needs --radius): voxel-wise p-values, "
+                         "corrected with the maximum statistic")
+    permute.add_argument("--radius", type=float, metavar="MM", help="searchlight radius (mm)")
+    permute.add_argument("--cv", default="logo", metavar="logo|kfold:K",
+                         help="leave one run out (default), or K-fold over scans")
+    permute.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
+    permute.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    permute.add_argument("--solver", choices=("batched", "sklearn"), default="batched",
+                         help="Gram matrix reused by every permutation (default) or SVC refitted")
+    permute.add_argument("--overwrite", action="store_true",
+                         help="replace results of other parameters in --out")
+    _add_cluster(permute)
+    _add_quiet(permute)
+
     report = commands.add_parser("report", help="a self-contained HTML page of a run's results")
     report.add_argument("out", help="output directory of decode, searchlight or permute")
     report.add_argument("--anat", metavar="PATH", help="background image of the brain maps "
@@ -233,6 +258,24 @@ def _searchlight(args: argparse.Namespace) -> int:
     return 0
 
 
+def _permute(args: argparse.Namespace) -> int:
+    from engine.permute import execute_permute, prepare_permute
+    from engine.plan import parse_categories
+
+    if args.searchlight != (args.radius is not None):
+        raise InputError("--searchlight and --radius: give both for searchlight permutations, "
+                         "or neither for ROI decoding")
+    run = prepare_permute(args.store, args.out, n_permutations=args.n_permutations,
+                          categories=parse_categories(args.categories), cv=args.cv, C=args.C,
+                          seed=args.seed, solver=args.solver, radius=args.radius,
+                          overwrite=args.overwrite)
+    table = _with_client(args, lambda client: execute_permute(run, client,
+                                                              progress=not args.quiet))
+    if not args.quiet:
+        print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from engine.report import write_report
 
@@ -269,7 +312,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight,
-            "report": _report, "demo": _demo}
+            "permute": _permute, "report": _report, "demo": _demo}
 
 
 if __name__ == "__main__":

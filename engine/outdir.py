@@ -121,6 +121,10 @@ class OutputDir:
         """Write a CSV table (atomic)."""
         self._write_atomic(name, lambda path: table.to_csv(path, index=False))
 
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        """Write a ``.npy`` array (atomic)."""
+        self._write_atomic(name, lambda path: np.save(path, array))
+
     def write_image(self, name: str, image) -> None:
         """Write a NIfTI image (atomic); ``name`` may hold sub-directories."""
         self._write_atomic(name, image.to_filename)

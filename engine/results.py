@@ -67,6 +67,29 @@ class SphereScores:
         return cls(key, np.asarray(arrays["accuracy"]), np.asarray(arrays["folds"]))
 
 
+@dataclass(frozen=True)
+class PermutationScores:
+    """Accuracies of one subject x pair under relabellings of its scans.
+
+    ``key`` is (subject, class_a, class_b, chunk number); ``indices`` the
+    relabellings (-1: the true labels); ``accuracy`` has one row per index:
+    the fold accuracies (ROI) or the sphere accuracies (searchlight).
+    """
+
+    key: tuple[str, ...]
+    indices: np.ndarray
+    accuracy: np.ndarray
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The result as named arrays (for ``numpy.savez``)."""
+        return {"indices": self.indices, "accuracy": self.accuracy}
+
+    @classmethod
+    def from_arrays(cls, key: tuple[str, ...], arrays) -> PermutationScores:
+        """Inverse of :meth:`to_arrays`."""
+        return cls(key, np.asarray(arrays["indices"]), np.asarray(arrays["accuracy"]))
+
+
 def scores_table(results: Iterable[PairResult]) -> pd.DataFrame:
     """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`."""
     frames = [pd.DataFrame({"subject": result.subject, "class_a": result.class_a,

@@ -101,7 +101,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
         raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
     designs = [store.read_design(store_path, subject) for subject in subjects]
     jobs = plan_decode(designs, cv, categories)
-    geometry = {subject: _geometry(store_path, subject, radius, process_mask)
+    geometry = {subject: subject_geometry(store_path, subject, radius, process_mask)
                 for subject in subjects}
     batches = [SphereBatch(job, index, centres) for job in jobs
                for index, centres in enumerate(batch_centres(len(geometry[job.subject].centres),
@@ -117,7 +117,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
                           geometry, batches, identity, started)
 
 
-def _geometry(store_path: str, subject: str, radius: float,
+def subject_geometry(store_path: str, subject: str, radius: float,
               process_mask: str | Path | None) -> Geometry:
     mask, affine = store.read_geometry(store_path, subject)
     centres_mask = None

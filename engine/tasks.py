@@ -8,6 +8,7 @@ its worker can be recomputed elsewhere with the same result.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -17,9 +18,15 @@ import scipy.sparse as sp
 from engine import store
 from engine.cv import make_folds
 from engine.plan import REST, PairJob
-from engine.results import PairResult, SphereScores
-from engine.solvers.batched import searchlight_accuracies, searchlight_accuracies_sklearn
+from engine.results import PairResult, PermutationScores, SphereScores
+from engine.solvers.batched import (
+    decision_function_gram,
+    fit_linear_svm_gram,
+    searchlight_accuracies,
+    searchlight_accuracies_sklearn,
+)
 from engine.solvers.exact import cross_validate_svc
+from engine.stats import permute_within_runs
 
 
 @lru_cache(maxsize=2)
@@ -112,3 +119,91 @@ def searchlight_spheres(store_path: str, key: tuple[str, ...], checksum: str,
 @lru_cache(maxsize=8)
 def _read_design(store_path: str, subject: str, checksum: str) -> store.Design:
     return store.read_design(store_path, subject)
+
+
+def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str, cv: str,
+                           C: float, seed: int, indices: Sequence[int],
+                           solver: str) -> PermutationScores:
+    """Fold accuracies of one pair under label permutations (ROI decoding).
+
+    Parameters
+    ----------
+    store_path, checksum, cv, C
+        As for :func:`decode_pairs`.
+    key : tuple of str
+        (subject, class_a, class_b, chunk number).
+    seed : int
+        The run's seed; permutation ``i`` is drawn from it, the subject, the
+        pair and ``i`` alone, so any split of the work gives the same null.
+    indices : sequence of int
+        Permutations to score; -1 is the true labelling.
+    solver : {"batched", "sklearn"}
+        The Gram matrix is computed once and reused by every permutation
+        and fold (batched), or ``SVC`` is refitted on the data (sklearn).
+
+    Returns
+    -------
+    PermutationScores
+        ``accuracy`` of shape (len(indices), n_folds).
+    """
+    X, design = _load_subject(store_path, key[0], checksum)
+    selected, labels, runs, folds = _pair_design(design, key, cv)
+    X = X[selected]
+    gram = X.astype(np.float64) @ X.T.astype(np.float64) if solver == "batched" else None
+    accuracy = np.empty((len(indices), len(folds)))
+    for row, index in enumerate(indices):
+        y = relabel(labels, runs, key, seed, index)
+        if gram is None:
+            accuracy[row] = cross_validate_svc(X, y, folds, C).accuracy
+            continue
+        classes = np.unique(y)
+        for column, fold in enumerate(folds):
+            train, test = fold.train, fold.test
+            dual_coef, intercept = fit_linear_svm_gram(gram[np.ix_(train, train)], y[train], C)
+            decision = decision_function_gram(gram[np.ix_(test, train)], dual_coef, intercept)
+            accuracy[row, column] = np.mean(classes[(decision > 0).astype(int)] == y[test])
+    return PermutationScores(key, np.asarray(indices), accuracy)
+
+
+def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
+                                  voxels: np.ndarray, spheres: sp.csr_matrix, cv: str,
+                                  C: float, seed: int, indices: Sequence[int],
+                                  solver: str) -> PermutationScores:
+    """Sphere accuracies (mean over folds) of a batch of spheres under label permutations.
+
+    ``key`` is (subject, class_a, class_b, sphere batch, chunk number); the
+    other parameters are those of :func:`searchlight_spheres` and
+    :func:`permutation_accuracies`.
+
+    Returns
+    -------
+    PermutationScores
+        ``accuracy`` of shape (len(indices), n_spheres).
+    """
+    design = _read_design(store_path, key[0], checksum)
+    selected, labels, runs, folds = _pair_design(design, key, cv)
+    X = store.read_timeseries(store_path, key[0], voxels=voxels)[selected]
+    splits = [(fold.train, fold.test) for fold in folds]
+    fit = searchlight_accuracies if solver == "batched" else searchlight_accuracies_sklearn
+    accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres, splits,
+                             C=C).mean(axis=1) for index in indices])
+    return PermutationScores(key, np.asarray(indices), accuracy)
+
+
+def relabel(labels: np.ndarray, runs: np.ndarray, key: tuple[str, ...], seed: int,
+            index: int) -> np.ndarray:
+    """The labels of permutation ``index`` (-1: unchanged) of a subject x pair.
+
+    Blocks of one label within a run move together (a blocked design's
+    scans are not independent), and labels stay within their run.
+    """
+    if index < 0:
+        return labels
+    entropy = [seed, *(zlib.crc32(name.encode()) for name in key[:3]), index]
+    return permute_within_runs(labels, runs, np.random.default_rng(entropy), blocks=True)
+
+
+def _pair_design(design: store.Design, key: tuple[str, ...], cv: str):
+    selected = np.flatnonzero(np.isin(design.labels, key[1:3]))
+    runs = design.runs[selected]
+    return selected, design.labels[selected], runs, make_folds(runs, cv)
