@@ -177,14 +177,19 @@ def _ingest(args: argparse.Namespace) -> int:
     settings = {"standardize": args.standardize, "detrend": args.detrend,
                 "drop_scans": args.drop_scans, "betas": args.betas}
     if len(sources) == 1 and args.workers is None and args.scheduler is None:
-        ingest_subject(sources[0], args.store, **settings)
+        reports = [ingest_subject(sources[0], args.store, **settings)]
     else:
         workers = args.workers or (None if args.scheduler else
                                    min(default_workers(), len(sources)))
         with get_client(workers=workers, scheduler=args.scheduler) as client:
-            ingest_sources_on_cluster(sources, args.store, client, progress=not args.quiet,
-                                      **settings)
-    _say(args, f"ingested {len(sources)} subject(s) into {args.store} in "
+            reports = ingest_sources_on_cluster(sources, args.store, client,
+                                                progress=not args.quiet, **settings)
+    for report in reports:
+        if report["n_constant_voxels"]:
+            _say(args, f"note: {report['subject']}: {report['n_constant_voxels']} of "
+                 f"{report['n_voxels']} voxels are constant within a run; they are zero "
+                 f"there after z-scoring (no NaN)")
+    _say(args, f"ingested {len(reports)} subject(s) into {args.store} in "
          f"{time.perf_counter() - started:.1f} s")
     return 0
 

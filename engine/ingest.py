@@ -316,7 +316,7 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
     n_constant = int(constant_voxels(X, runs).sum())
     X = clean_signal(X, runs, standardize=standardize, detrend=detrend, confounds=confounds)
     cleaning = {"standardize": standardize, "detrend": detrend, "drop_scans": drop_scans,
-                **source.settings}
+                "n_constant_voxels": n_constant, **source.settings}
     store.write_subject(store_path, source.subject, X, names, runs, mask, images[0].affine,
                         cleaning, source.files, mean_volume=mean_volume)
     return {"subject": source.subject, "n_scans": X.shape[0], "n_voxels": X.shape[1],
@@ -367,7 +367,7 @@ def _ingest_betas(source: SubjectSource, store_path: str | Path, method: str,
     n_constant = int(constant_voxels(X, runs).sum())
     X = clean_signal(X, runs, standardize=standardize, detrend=detrend)
     cleaning = {"standardize": standardize, "detrend": detrend, "drop_scans": drop_scans,
-                **source.settings, "betas": method}
+                "n_constant_voxels": n_constant, **source.settings, "betas": method}
     store.write_subject(store_path, source.subject, X, names, runs, mask, first.affine,
                         cleaning, source.files)
     return {"subject": source.subject, "n_scans": X.shape[0], "n_voxels": X.shape[1],

@@ -30,7 +30,7 @@ VERSIONED = ("nidecode", "scikit-learn", "nilearn", "nibabel", "numpy", "zarr", 
 
 def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path,
                       mask: str | Path, client: Client, *, progress: bool = True,
-                      **settings) -> list[str]:
+                      **settings) -> list[dict]:
     """Ingest subjects in parallel, one Dask task per subject.
 
     Each worker reads its subject's BOLD block by block (memory bounded by
@@ -40,8 +40,9 @@ def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path
 
     Returns
     -------
-    list of str
-        The ids of the subjects written.
+    list of dict
+        One report per subject, sorted by id: ``subject``, ``n_scans``,
+        ``n_voxels``, ``n_constant_voxels`` (see :func:`engine.ingest.ingest_subject`).
     """
     return ingest_sources_on_cluster(find_subjects(subject_dirs, mask), store_path, client,
                                      progress=progress, **settings)
@@ -49,11 +50,12 @@ def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path
 
 def ingest_sources_on_cluster(sources: Sequence[SubjectSource], store_path: str | Path,
                               client: Client, *, progress: bool = True,
-                              **settings) -> list[str]:
+                              **settings) -> list[dict]:
     """Ingest subject sources (:func:`engine.ingest.find_bids_subjects`, ...), one task each.
 
     With ``betas``, each run's GLM is a task of its own, and the subject's
-    task gathers them. Parameters are those of :func:`engine.ingest.ingest_subject`.
+    task gathers them. Parameters are those of :func:`engine.ingest.ingest_subject`;
+    returns the subjects' reports, as :func:`ingest_on_cluster`.
     """
     store.create_store(store_path)
     path = normalise_store_path(store_path)
@@ -69,9 +71,10 @@ def ingest_sources_on_cluster(sources: Sequence[SubjectSource], store_path: str 
                          for run in range(len(source.images))]
         futures.append(client.submit(ingest_subject, source, path, run_betas=run_betas,
                                      key=f"ingest-{tag}", **settings))
-    run_tasks(client, futures, on_result=lambda report: None, count=lambda report: 1,
+    reports: list[dict] = []
+    run_tasks(client, futures, on_result=reports.append, count=lambda report: 1,
               total=len(sources), progress=progress, unit="subject")
-    return [source.subject for source in sources]
+    return sorted(reports, key=lambda report: report["subject"])
 
 
 def run_tasks(client: Client, futures: list, *, on_result: Callable, count: Callable,

@@ -105,19 +105,20 @@ def searchlight_spheres(store_path: str, key: tuple[str, ...], checksum: str,
     -------
     SphereScores
     """
-    subject, class_a, class_b = key[:3]
-    design = _read_design(store_path, subject, checksum)
-    selected = np.flatnonzero(np.isin(design.labels, (class_a, class_b)))
-    X = store.read_timeseries(store_path, subject, voxels=voxels)[selected]
-    folds = make_folds(design.runs[selected], cv)
+    design = _verified_design(store_path, key[0], checksum)
+    selected, labels, _, folds = _pair_design(design, key, cv)
+    X = store.read_timeseries(store_path, key[0], voxels=voxels)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
     fit = searchlight_accuracies if solver == "batched" else searchlight_accuracies_sklearn
-    accuracy = fit(X, design.labels[selected], spheres, splits, C=C)
+    accuracy = fit(X, labels, spheres, splits, C=C)
     return SphereScores(key, accuracy, np.array([fold.fold for fold in folds]))
 
 
 @lru_cache(maxsize=8)
-def _read_design(store_path: str, subject: str, checksum: str) -> store.Design:
+def _verified_design(store_path: str, subject: str, checksum: str) -> store.Design:
+    # Tasks that read voxel blocks check the whole subject against its
+    # checksum once per worker, then keep only its (small) design.
+    store.read_timeseries(store_path, subject, verify=checksum)
     return store.read_design(store_path, subject)
 
 
@@ -180,7 +181,7 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     PermutationScores
         ``accuracy`` of shape (len(indices), n_spheres).
     """
-    design = _read_design(store_path, key[0], checksum)
+    design = _verified_design(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = store.read_timeseries(store_path, key[0], voxels=voxels)[selected]
     splits = [(fold.train, fold.test) for fold in folds]

@@ -123,8 +123,9 @@ def test_betas_on_a_cluster_one_task_per_run_equal_local(synthetic_bids, client,
     mask = synthetic_bids / "mask_vt.nii.gz"
     ingest_bids(synthetic_bids, tmp_path / "local.zarr", "synth", mask, betas="lsa")
     sources = find_bids_subjects(synthetic_bids, "synth", mask, betas="lsa")
-    assert ingest_sources_on_cluster(sources, tmp_path / "cluster.zarr", client, betas="lsa",
-                                     progress=False) == ["sub-01"]
+    reports = ingest_sources_on_cluster(sources, tmp_path / "cluster.zarr", client,
+                                        betas="lsa", progress=False)
+    assert [report["subject"] for report in reports] == ["sub-01"]
     np.testing.assert_allclose(store.read_timeseries(tmp_path / "cluster.zarr", "sub-01"),
                                store.read_timeseries(tmp_path / "local.zarr", "sub-01"),
                                rtol=1e-6, atol=1e-6)

@@ -103,6 +103,24 @@ def test_bad_subject_input(tmp_path, capsys, breaker, message):
     assert not (tmp_path / "s.zarr" / "sub01").exists()
 
 
+def test_constant_voxels_are_reported_and_stored_as_zeros(tmp_path, capsys):
+    from engine import store
+
+    directory = tiny_subject(tmp_path / "sub01")
+    image = nib.load(directory / "bold.nii.gz")
+    data = np.asarray(image.dataobj).copy()
+    data[1, 0, 0, 6:12] = 700  # constant over the second run
+    nib.save(nib.Nifti1Image(data, image.affine), directory / "bold.nii.gz")
+    assert main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
+                 "--mask", "mask4_vt"]) == 0
+    assert "sub01: 1 of 12 voxels are constant within a run" in capsys.readouterr().err
+    X = store.read_timeseries(tmp_path / "s.zarr", "sub01")
+    assert np.isfinite(X).all()
+    assert (X[6:12] == 0).any(axis=0).sum() == 1
+    assert store.read_attributes(tmp_path / "s.zarr", "sub01")["cleaning"][
+        "n_constant_voxels"] == 1
+
+
 @pytest.fixture
 def tiny_store(tmp_path):
     directory = tiny_subject(tmp_path / "sub01")
@@ -115,6 +133,7 @@ def tiny_store(tmp_path):
     (["--categories", "face,chair"], "subject sub01: no scans labelled 'chair'"),
     (["--cv", "loso"], "--cv loso: choose 'logo'"),
     (["--C", "-1"], "--C -1: the SVM penalty must be positive"),
+    (["--categories", "face,cat", "--cv", "kfold:40"], "--cv kfold:40: 40 folds for 12 samples"),
 ])
 def test_bad_decode_arguments(tiny_store, tmp_path, capsys, arguments, message):
     status = main(["decode", str(tiny_store), "--out", str(tmp_path / "out"), "--quiet",

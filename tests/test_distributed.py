@@ -87,8 +87,9 @@ def test_killed_worker_does_not_change_the_results(haxby_slice_dir, dask_process
     store_path = tmp_path / "store.zarr"
     out = tmp_path / "out"
     with Client(address, timeout=30) as client:
-        assert ingest_on_cluster(subjects, store_path, "mask", client, progress=False) == [
-            "sub-01", "sub-02", "sub-03"]
+        reports = ingest_on_cluster(subjects, store_path, "mask", client, progress=False)
+        assert [report["subject"] for report in reports] == ["sub-01", "sub-02", "sub-03"]
+        assert [report["n_voxels"] for report in reports] == [530] * 3
         failure = []
 
         def run():
