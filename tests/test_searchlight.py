@@ -13,6 +13,7 @@ from sklearn.svm import SVC
 
 from engine.errors import InputError
 from engine.ingest import ingest
+from engine.report import write_report
 from engine.searchlight import searchlight
 from engine.synth import make_dataset
 
@@ -111,6 +112,8 @@ def test_peak_lands_on_the_planted_region(synthetic_store, client, tmp_path):
                 categories=["face", "house"], progress=False, spheres_per_task=500)
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["counts"]["spheres_computed"] == 0
+    page = write_report(tmp_path).read_text()
+    assert "Searchlight maps" in page and "searchlight of 2 subject(s), radius 6 mm" in page
 
 
 def test_bad_searchlight_arguments(haxby_store, tmp_path, haxby_slice_dir):

@@ -79,8 +79,9 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
         raise InputError(f"max_figures={max_figures}: show at least one figure per section")
     results = read_results(out_dir)
     background, background_note = _background(anat, results.manifest, Path(out_dir))
-    sections = [("parameters", "Parameters", _parameters(results.manifest)),
-                ("accuracy", "Accuracy", _accuracy(results))]
+    sections = [("parameters", "Parameters", _parameters(results.manifest))]
+    if results.summary is not None:
+        sections.append(("accuracy", "Accuracy", _accuracy(results)))
     if results.pvalues is not None:
         sections.append(("permutations", "Permutation tests", _permutations(results.pvalues)))
     if results.group is not None:
@@ -112,6 +113,13 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
 def _header(results: RunResults) -> list[Html]:
     summary, manifest = results.summary, results.manifest
     parameters = manifest.get("parameters", manifest.get("identity", {}))
+    if summary is None:  # a searchlight run: its maps are the results
+        subjects = manifest.get("identity", {}).get("subjects", {})
+        return [tag("h1", "nidecode report"),
+                tag("p", f"{results.path.resolve()}: searchlight of {len(subjects)} "
+                         f"subject(s), radius {format_value(parameters.get('radius', ''))} mm, "
+                         f"{_cv_text(parameters.get('cv'))}, "
+                         f"{len(results.searchlight_maps)} map(s).")]
     categories = sorted(set(summary["class_a"]) | set(summary["class_b"]))
     pairs = summary.groupby(["class_a", "class_b"])["mean_accuracy"].mean()
     best, worst = pairs.idxmax(), pairs.idxmin()
@@ -308,7 +316,11 @@ def _mask(mask: str | Path | None, results: RunResults, background) -> Html | No
         image, source = mask, f"{mask}"
     else:
         store_path = str(results.manifest.get("identity", {}).get("store", ""))
-        subject = sorted(results.summary["subject"].unique())[0]
+        subjects = (results.summary["subject"].unique() if results.summary is not None
+                    else list(results.manifest.get("identity", {}).get("subjects", {})))
+        if not len(subjects):
+            return None
+        subject = sorted(subjects)[0]
         if ("://" in store_path or not store_path or not Path(store_path).exists()
                 or subject not in store.list_subjects(store_path)):
             return None

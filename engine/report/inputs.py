@@ -27,7 +27,7 @@ class RunResults:
 
     path: Path
     manifest: dict
-    summary: pd.DataFrame
+    summary: pd.DataFrame | None  # None for a searchlight run
     pvalues: pd.DataFrame | None = None
     group: pd.DataFrame | None = None
     confusions: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -54,28 +54,28 @@ def read_results(out_dir: str | Path) -> RunResults:
     """
     path = Path(out_dir)
     manifest_path, summary_path = path / "run.json", path / "summary.csv"
-    if not manifest_path.exists() or not summary_path.exists():
+    maps = sorted((path / "searchlight").glob("[!.]*.nii.gz"))
+    if not manifest_path.exists() or not (summary_path.exists() or maps):
         missing = manifest_path if not manifest_path.exists() else summary_path
         raise InputError(f"{missing}: not found; give the output directory of a completed "
-                         f"'nidecode decode' run")
+                         f"'nidecode decode', 'searchlight' or 'permute' run")
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
         raise InputError(f"{manifest_path}: not valid JSON ({error}); run the decode "
                          f"again") from None
-    summary = read_table(summary_path, SUMMARY_COLUMNS)
-    results = RunResults(path, manifest, summary)
+    summary = read_table(summary_path, SUMMARY_COLUMNS) if summary_path.exists() else None
+    results = RunResults(path, manifest, summary, searchlight_maps=maps)
     if (path / "permutations" / "pvalues.csv").exists():
         results.pvalues = read_table(path / "permutations" / "pvalues.csv", PVALUE_COLUMNS)
     if (path / "group.csv").exists():
         results.group = read_table(path / "group.csv", GROUP_COLUMNS)
     for confusion in sorted((path / "multiclass").glob("confusion_*.csv")):
         results.confusions[confusion.stem.removeprefix("confusion_")] = read_confusion(confusion)
-    for row in summary.itertuples():
+    for row in summary.itertuples() if summary is not None else ():
         weights = path / "weights" / f"{row.subject}_{row.class_a}_vs_{row.class_b}.nii.gz"
         if weights.exists():
             results.weight_maps[(row.subject, row.class_a, row.class_b)] = weights
-    results.searchlight_maps = sorted((path / "searchlight").glob("[!.]*.nii.gz"))
     return results
 
 
