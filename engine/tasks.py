@@ -162,7 +162,8 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
             train, test = fold.train, fold.test
             dual_coef, intercept = fit_linear_svm_gram(gram[np.ix_(train, train)], y[train], C)
             decision = decision_function_gram(gram[np.ix_(test, train)], dual_coef, intercept)
-            accuracy[row, column] = np.mean(classes[(decision > 0).astype(int)] == y[test])
+            # SVC predicts classes_[1] for a decision of exactly zero too.
+            accuracy[row, column] = np.mean(classes[(decision >= 0).astype(int)] == y[test])
     return PermutationScores(key, np.asarray(indices), accuracy)
 
 

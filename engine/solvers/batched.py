@@ -17,9 +17,20 @@ solved by an SMO in numba that mirrors libsvm's ``Solver`` step for step:
   ``classes_[1]`` (ties go to ``classes_[1]``, as in libsvm's vote).
 
 Following libsvm's path makes the iterates identical up to the last bits of the
-Gram matrix, so accuracies match SVC's almost always, not just within ``tol``.
+Gram matrix (same iteration counts, dual coefficients equal to ~1e-13), so accuracies
+match SVC's exactly in practice, not just within ``tol``. The price is libsvm's
+iteration count (about 1 700 SMO steps per fit on the Haxby slice); the speed comes
+from compiled, vectorised, allocation-free iterations (see the comment above
+``_smo``), about 6x the per-sphere ``SVC`` loop and 7-9x nilearn's ``SearchLight`` on
+one core.
 
-Pure functions on arrays: no Dask, no I/O.
+Note that nilearn's ``SearchLight(estimator="svc")`` uses ``LinearSVC`` (squared
+hinge, penalized intercept), a different model: to reproduce a nilearn map with this
+solver, give nilearn ``estimator=SVC(kernel="linear")``.
+
+Pure functions on arrays: no Dask, no I/O. Numba compiles on first use (about 7 s)
+and caches the machine code next to this file (``cache=True``), so later processes
+load it in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -57,12 +68,23 @@ _TAU = 1e-12  # libsvm's TAU: stands in for a non-positive curvature
 #   I_low = {y=+1, alpha>0} u {y=-1, alpha<C}:  Gmax2 = max -F over I_low
 #   grad_diff = Gmax - F_j,  quad_coef = QD_i + QD_j - 2 Kf_ij,
 #   F_k -= Kf_ik y_i dalpha_i + Kf_jk y_j dalpha_j.
-# Variables keep libsvm's positions (shrinking swaps them exactly as libsvm does) so
-# ties break the same way. The kernel block of the active set is kept in a compact
-# position-ordered copy ``qa`` (rebuilt after each shrinking) and rows are copied into
-# scratch buffers, so the hot loops are contiguous. Helpers take and never return
-# arrays: returning views costs atomic reference counting in every iteration.
+# Membership is stored as additive penalties (0 or -inf: ``pen_up``, ``pen_low``) so
+# the per-iteration loops are branch-free and vectorise; eight interleaved running
+# extrema replace the serial max/min scans. Variables keep libsvm's positions
+# (shrinking swaps them exactly as libsvm does), so ties break the same way (the last
+# index wins). Kernel rows are read in place from one float32 buffer ``qb``: the
+# training block in the original order, a compact position-ordered copy of the
+# active block (rebuilt after each shrinking) and two scratch rows (``_row_offset``).
+# Everything that runs once per iteration is written inline in ``_smo``: a call with
+# array arguments costs atomic reference counting, which dominated the run time.
 # --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _u(k):
+    """Index as uint64: numba then skips the negative-index wraparound, which would
+    otherwise turn contiguous vector loads of ``qb[offset + k]`` into gathers."""
+    return np.uint64(k)
 
 
 @njit(cache=True, inline="always")
@@ -75,117 +97,126 @@ def _status(a, c):
 
 
 @njit(cache=True, inline="always")
-def _up_low(yp, s):
-    """Membership of a variable with label ``yp`` and status ``s`` in I_up and I_low."""
-    if yp == 1:
-        return s != _UPPER, s != _LOWER
-    return s != _LOWER, s != _UPPER
+def _penalties(yp, s):
+    """(pen_up, pen_low) of a variable with label ``yp`` and status ``s``: 0 if it
+    belongs to I_up / I_low, -inf otherwise."""
+    up = (s != _UPPER) if yp == 1 else (s != _LOWER)
+    low = (s != _LOWER) if yp == 1 else (s != _UPPER)
+    return (0.0 if up else -math.inf), (0.0 if low else -math.inf)
 
 
 @njit(cache=True)
-def _load_row(Kf, gidx, qa, ac, p, length, buf):
-    """buf[:length] = kernel row of position ``p`` over positions (libsvm's get_Q)."""
+def _row_offset(qb, n_tr, aset, ident, qa_off, ac, p, length, scratch_off):
+    """Offset in ``qb`` of the kernel row of position ``p`` over positions
+    ``0..length-1`` (libsvm's get_Q).
+
+    ``qb`` holds the training kernel in the original order at offset 0 (row stride
+    ``n_tr``), the compact copy of the first ``ac`` positions at ``qa_off`` (stride
+    ``ac``) and scratch rows; ``ident``: no swap happened yet. Rows that are in
+    neither block are gathered into the scratch row at ``scratch_off``.
+    """
+    if ident:
+        return p * n_tr
     if p < ac and length <= ac:
-        base = p * ac
-        for k in range(length):
-            buf[k] = qa[base + k]
-    else:
-        g = gidx[p]
-        for k in range(length):
-            buf[k] = Kf[g, gidx[k]]
+        return qa_off + p * ac
+    base = aset[p] * n_tr
+    for k in range(length):
+        qb[_u(scratch_off) + _u(k)] = qb[_u(base) + _u(aset[k])]
+    return scratch_off
 
 
 @njit(cache=True)
-def _build_compact(Kf, gidx, qa, a):
-    """qa[p * a + q] = Kf[gidx[p], gidx[q]] for the first ``a`` positions."""
+def _build_compact(qb, n_tr, aset, qa_off, a):
+    """Compact block: qb[qa_off + p * a + q] = kernel between positions p, q < a."""
     for p in range(a):
-        g = gidx[p]
-        base = p * a
+        src = aset[p] * n_tr
+        base = qa_off + p * a
         for q in range(a):
-            qa[base + q] = Kf[g, gidx[q]]
+            qb[_u(base) + _u(q)] = qb[_u(src) + _u(aset[q])]
 
 
 @njit(cache=True)
-def _swap_index(F, Fbar, alpha, QD, gidx, aset, y, st, up, low, i, j):
-    """libsvm ``Solver::swap_index`` on the per-position arrays."""
+def _swap_index(F, alpha, QD, aset, y, st, pen_up, pen_low, i, j):
+    """libsvm ``Solver::swap_index`` on the per-position arrays (``Fbar`` is kept in
+    the original order, indexed through ``aset``)."""
     F[i], F[j] = F[j], F[i]
-    Fbar[i], Fbar[j] = Fbar[j], Fbar[i]
     alpha[i], alpha[j] = alpha[j], alpha[i]
     QD[i], QD[j] = QD[j], QD[i]
-    gidx[i], gidx[j] = gidx[j], gidx[i]
     aset[i], aset[j] = aset[j], aset[i]
     y[i], y[j] = y[j], y[i]
     st[i], st[j] = st[j], st[i]
-    up[i], up[j] = up[j], up[i]
-    low[i], low[j] = low[j], low[i]
+    pen_up[i], pen_up[j] = pen_up[j], pen_up[i]
+    pen_low[i], pen_low[j] = pen_low[j], pen_low[i]
 
 
 @njit(cache=True)
-def _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf):
+def _reconstruct_gradient(
+    F, Fbar, alpha, y, st, n_tr, active_size, qb, aset, ident, qa_off, ac, scratch_off
+):
     """libsvm ``Solver::reconstruct_gradient`` (p_i = -1 for C-SVC)."""
     if active_size == n_tr:
         return
     for j in range(active_size, n_tr):
-        F[j] = Fbar[j] + y[j]
+        F[j] = Fbar[aset[j]] + y[j]
     nr_free = 0
     for j in range(active_size):
         if st[j] == _FREE:
             nr_free += 1
     if nr_free * n_tr > 2 * active_size * (n_tr - active_size):
         for i in range(active_size, n_tr):
-            _load_row(Kf, gidx, qa, ac, i, active_size, buf)
+            off = _row_offset(qb, n_tr, aset, ident, qa_off, ac, i, active_size, scratch_off)
             acc = F[i]
             for j in range(active_size):
                 if st[j] == _FREE:
-                    acc = acc - alpha[j] * y[j] * buf[j]
+                    acc = acc - alpha[j] * y[j] * qb[_u(off) + _u(j)]
             F[i] = acc
     else:
         for i in range(active_size):
             if st[i] == _FREE:
-                _load_row(Kf, gidx, qa, ac, i, n_tr, buf)
+                off = _row_offset(qb, n_tr, aset, ident, qa_off, ac, i, n_tr, scratch_off)
                 ay = alpha[i] * y[i]
                 for j in range(active_size, n_tr):
-                    F[j] = F[j] - ay * buf[j]
+                    F[j] = F[j] - ay * qb[_u(off) + _u(j)]
 
 
 @njit(cache=True, inline="always")
-def _be_shrunk(F, up, low, i, gmax1, gmax2):
-    if up[i] and not low[i]:  # at a bound, can only move up
-        return -F[i] > gmax2
-    if low[i] and not up[i]:  # at a bound, can only move down
-        return F[i] > gmax1
+def _be_shrunk(f, pu, pl, gmax1, gmax2):
+    if pu == 0.0 and pl != 0.0:  # at a bound, can only move up
+        return -f > gmax2
+    if pl == 0.0 and pu != 0.0:  # at a bound, can only move down
+        return f > gmax1
     return False
 
 
 @njit(cache=True)
 def _do_shrinking(
-    F, Fbar, alpha, QD, gidx, aset, y, st, up, low, n_tr, active_size, eps, unshrink,
-    Kf, qa, ac, buf,
+    F, Fbar, alpha, QD, aset, y, st, pen_up, pen_low, n_tr, active_size, eps,
+    unshrink, qb, ident, qa_off, ac, scratch_off,
 ):  # fmt: skip
     """libsvm ``Solver::do_shrinking``; returns (active_size, unshrink, changed)."""
     gmax1 = -math.inf  # max { -y_i grad_i | i in I_up }
     gmax2 = -math.inf  # max { y_i grad_i | i in I_low }
     for i in range(active_size):
-        f = F[i]
-        if up[i] and f >= gmax1:
-            gmax1 = f
-        if low[i] and -f >= gmax2:
-            gmax2 = -f
+        gmax1 = max(gmax1, F[i] + pen_up[i])
+        gmax2 = max(gmax2, pen_low[i] - F[i])
     changed = False
     if (not unshrink) and gmax1 + gmax2 <= eps * 10.0:
         unshrink = True
-        _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf)
+        _reconstruct_gradient(
+            F, Fbar, alpha, y, st, n_tr, active_size, qb, aset, ident, qa_off, ac, scratch_off
+        )
         changed = active_size != n_tr
         active_size = n_tr
 
     i = 0
     while i < active_size:
-        if _be_shrunk(F, up, low, i, gmax1, gmax2):
+        if _be_shrunk(F[i], pen_up[i], pen_low[i], gmax1, gmax2):
             changed = True
             active_size -= 1
             while active_size > i:
-                if not _be_shrunk(F, up, low, active_size, gmax1, gmax2):
-                    _swap_index(F, Fbar, alpha, QD, gidx, aset, y, st, up, low, i, active_size)
+                a = active_size
+                if not _be_shrunk(F[a], pen_up[a], pen_low[a], gmax1, gmax2):
+                    _swap_index(F, alpha, QD, aset, y, st, pen_up, pen_low, i, a)
                     break
                 active_size -= 1
         i += 1
@@ -193,7 +224,7 @@ def _do_shrinking(
 
 
 @njit(cache=True)
-def _calculate_rho(F, up, low, active_size):
+def _calculate_rho(F, pen_up, pen_low, active_size):
     """libsvm ``Solver::calculate_rho`` (y_i G_i = -F_i)."""
     nr_free = 0
     ub = math.inf
@@ -201,10 +232,10 @@ def _calculate_rho(F, up, low, active_size):
     sum_free = 0.0
     for i in range(active_size):
         yg = -F[i]
-        if up[i] and low[i]:
+        if pen_up[i] == 0.0 and pen_low[i] == 0.0:
             nr_free += 1
             sum_free += yg
-        elif up[i]:
+        elif pen_up[i] == 0.0:
             ub = min(ub, yg)
         else:
             lb = max(lb, yg)
@@ -216,38 +247,45 @@ def _calculate_rho(F, up, low, active_size):
 @njit(cache=True)
 def _smo(
     Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
-    F, Fbar, alpha, QD, out, gidx, aset, y, st, up, low, qa, buf_i, buf_j,
+    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
 ):  # fmt: skip
     """libsvm ``Solver::Solve`` for C-SVC (alpha = 0 start, p = -1, C_i = C).
 
     ``Kf`` / ``Kd``: float32 / float64 kernel over all scans; ``tr``: training scans
     in libsvm's order; ``ysign``: their +-1 labels. The other arrays are scratch of
-    length >= len(tr) (``qa``: >= len(tr)**2). Leaves alpha_a y_a, in ``tr`` order,
-    in ``out`` and returns ``(rho, n_iter)``; ``n_iter < 0`` if ``max_iter`` stopped
-    the solver.
+    length L >= len(tr) (``qb``: 2 L**2 + 2 L, see ``_row_offset``). Leaves
+    alpha_a y_a, in ``tr`` order, in ``out`` and returns ``(rho, n_iter)``;
+    ``n_iter < 0`` if ``max_iter`` stopped the solver.
     """
     n_tr = tr.shape[0]
-    for k in range(n_tr):
-        g = tr[k]
-        gidx[k] = g
-        aset[k] = k
-        y[k] = ysign[k]
-        QD[k] = Kd[g, g]
-        alpha[k] = 0.0
-        F[k] = ysign[k]  # G = p = -1
-        Fbar[k] = 0.0
-        st[k] = _LOWER
-        up[k], low[k] = _up_low(y[k], _LOWER)
+    lmax = V.shape[0]
+    qa_off = lmax * lmax
+    ri_off = 2 * lmax * lmax  # scratch rows for i and j
+    rj_off = ri_off + lmax
+    for a in range(n_tr):
+        g = tr[a]
+        base = a * n_tr
+        for b in range(n_tr):
+            qb[_u(base) + _u(b)] = Kf[g, tr[b]]
+        aset[a] = a
+        y[a] = ysign[a]
+        QD[a] = Kd[g, g]
+        alpha[a] = 0.0
+        F[a] = ysign[a]  # G = p = -1
+        Fbar[a] = 0.0
+        st[a] = _LOWER
+        pen_up[a], pen_low[a] = _penalties(y[a], _LOWER)
+    ident = True  # positions are still the original order: rows come from block 0
     ac = n_tr
-    _build_compact(Kf, gidx, qa, ac)
 
-    # Everything executed per iteration is written inline below: calling a function
-    # with array arguments costs atomic reference counts that dominated the run time.
     active_size = n_tr
     unshrink = False
     it = 0
     counter = min(n_tr, 1000) + 1
     timed_out = False
+    # V = F + pen_up (candidates for i), MF = pen_low - F (for Gmax2), over the active
+    # set; kept up to date by the gradient update, recomputed after shrinking.
+    fresh = False
     while True:
         if max_iter != -1 and it >= max_iter:
             timed_out = True
@@ -257,133 +295,152 @@ def _smo(
             counter = min(n_tr, 1000)
             if shrinking:
                 active_size, unshrink, changed = _do_shrinking(
-                    F, Fbar, alpha, QD, gidx, aset, y, st, up, low, n_tr, active_size, eps,
-                    unshrink, Kf, qa, ac, buf_i,
+                    F, Fbar, alpha, QD, aset, y, st, pen_up, pen_low, n_tr, active_size,
+                    eps, unshrink, qb, ident, qa_off, ac, ri_off,
                 )  # fmt: skip
-                if changed or active_size > ac:
+                if changed or (not ident and active_size > ac):
+                    ident = False
                     ac = active_size
-                    _build_compact(Kf, gidx, qa, ac)
+                    _build_compact(qb, n_tr, aset, qa_off, ac)
+                fresh = False
 
-        # ---- libsvm select_working_set (WSS2); on "optimal", reconstruct the
-        # gradient, reactivate everything and select once more.
+        # ---- libsvm select_working_set (WSS2); if optimal on the active set,
+        # reconstruct the gradient, reactivate everything and select once more.
         recheck = False
         while True:
-            # Branch-free loops (selects, not jumps): the up/low pattern is random, so
-            # branches on it mispredict. Excluded entries get -inf or NaN, which never
-            # win a ">=" / "<=" comparison. Four interleaved running extrema break the
-            # loop-carried dependency chain; libsvm's tie rule (the last index wins)
-            # is kept by taking the largest index among the lanes that reach the
-            # extremum.
-            n4 = active_size - active_size % 4
-            m0 = m1 = m2 = m3 = -math.inf
-            i0 = i1 = i2 = i3 = -1
-            for t in range(0, n4, 4):
-                v0 = F[t] if up[t] else -math.inf
-                v1 = F[t + 1] if up[t + 1] else -math.inf
-                v2 = F[t + 2] if up[t + 2] else -math.inf
-                v3 = F[t + 3] if up[t + 3] else -math.inf
-                if v0 >= m0:
-                    m0 = v0
+            if not fresh:
+                for t in range(active_size):
+                    V[t] = F[t] + pen_up[t]
+                    MF[t] = pen_low[t] - F[t]
+                fresh = True
+            # Gmax = max V (i: last index reaching it, libsvm's ">="), Gmax2 = max MF.
+            # Eight interleaved running extrema break the loop-carried dependency;
+            # the last index overall is the largest lane index reaching the maximum.
+            n8 = active_size - active_size % 8
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = -math.inf
+            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = -1
+            b0 = b1 = b2 = b3 = -math.inf
+            for t in range(0, n8, 8):
+                if V[t] >= a0:
+                    a0 = V[t]
                     i0 = t
-                if v1 >= m1:
-                    m1 = v1
+                if V[t + 1] >= a1:
+                    a1 = V[t + 1]
                     i1 = t + 1
-                if v2 >= m2:
-                    m2 = v2
+                if V[t + 2] >= a2:
+                    a2 = V[t + 2]
                     i2 = t + 2
-                if v3 >= m3:
-                    m3 = v3
+                if V[t + 3] >= a3:
+                    a3 = V[t + 3]
                     i3 = t + 3
-            for t in range(n4, active_size):
-                v0 = F[t] if up[t] else -math.inf
-                if v0 >= m0:
-                    m0 = v0
+                if V[t + 4] >= a4:
+                    a4 = V[t + 4]
+                    i4 = t + 4
+                if V[t + 5] >= a5:
+                    a5 = V[t + 5]
+                    i5 = t + 5
+                if V[t + 6] >= a6:
+                    a6 = V[t + 6]
+                    i6 = t + 6
+                if V[t + 7] >= a7:
+                    a7 = V[t + 7]
+                    i7 = t + 7
+                b0 = max(b0, max(MF[t], MF[t + 4]))
+                b1 = max(b1, max(MF[t + 1], MF[t + 5]))
+                b2 = max(b2, max(MF[t + 2], MF[t + 6]))
+                b3 = max(b3, max(MF[t + 3], MF[t + 7]))
+            for t in range(n8, active_size):
+                if V[t] >= a0:
+                    a0 = V[t]
                     i0 = t
-            gmax = max(max(m0, m1), max(m2, m3))
-            i = max(
-                max(i0 if m0 == gmax else -1, i1 if m1 == gmax else -1),
-                max(i2 if m2 == gmax else -1, i3 if m3 == gmax else -1),
-            )
+                b0 = max(b0, MF[t])
+            gmax = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+            gmax2 = max(max(b0, b1), max(b2, b3))
+            i = -1
             j = -1
-            if gmax > -math.inf:
-                # Kernel row of i over the active set (libsvm's get_Q) into buf_i.
-                if i < ac and active_size <= ac:
-                    base = i * ac
-                    for k in range(active_size):
-                        buf_i[k] = qa[base + k]
+            if gmax > -math.inf:  # else I_up is empty
+                i = max(
+                    max(
+                        max(i0 if a0 == gmax else -1, i1 if a1 == gmax else -1),
+                        max(i2 if a2 == gmax else -1, i3 if a3 == gmax else -1),
+                    ),
+                    max(
+                        max(i4 if a4 == gmax else -1, i5 if a5 == gmax else -1),
+                        max(i6 if a6 == gmax else -1, i7 if a7 == gmax else -1),
+                    ),
+                )
+                # Kernel row of i over the active set (libsvm's get_Q): qb[oi + k].
+                if ident:
+                    oi = i * n_tr
+                elif i < ac and active_size <= ac:
+                    oi = qa_off + i * ac
                 else:
-                    g = gidx[i]
+                    oi = ri_off
+                    base = aset[i] * n_tr
                     for k in range(active_size):
-                        buf_i[k] = Kf[g, gidx[k]]
+                        qb[_u(oi) + _u(k)] = qb[_u(base) + _u(aset[k])]
+                # obj_diff for t in I_low with grad_diff > 0, +inf elsewhere.
                 qd_i = QD[i]
-                # od(t) = -(grad_diff^2) / quad_coef for t in I_low with grad_diff > 0;
-                # Gmax2 = max -F over I_low.
-                g0 = g1 = g2 = g3 = -math.inf
-                o0 = o1 = o2 = o3 = math.inf
-                j0 = j1 = j2 = j3 = -1
-                for t in range(0, n4, 4):
-                    for lane in range(4):
-                        tt = t + lane
-                        f = F[tt]
-                        lt = low[tt] != 0
-                        mf = -f if lt else -math.inf
-                        grad_diff = gmax - f
-                        quad_coef = qd_i + QD[tt] - 2.0 * buf_i[tt]
-                        if not quad_coef > 0.0:
-                            quad_coef = _TAU
-                        od = -(grad_diff * grad_diff) / quad_coef
-                        if not (lt & (grad_diff > 0.0)):
-                            od = math.nan
-                        if lane == 0:
-                            g0 = max(g0, mf)
-                            if od <= o0:
-                                o0 = od
-                                j0 = tt
-                        elif lane == 1:
-                            g1 = max(g1, mf)
-                            if od <= o1:
-                                o1 = od
-                                j1 = tt
-                        elif lane == 2:
-                            g2 = max(g2, mf)
-                            if od <= o2:
-                                o2 = od
-                                j2 = tt
-                        else:
-                            g3 = max(g3, mf)
-                            if od <= o3:
-                                o3 = od
-                                j3 = tt
-                for tt in range(n4, active_size):
-                    f = F[tt]
-                    lt = low[tt] != 0
-                    mf = -f if lt else -math.inf
-                    grad_diff = gmax - f
-                    quad_coef = qd_i + QD[tt] - 2.0 * buf_i[tt]
+                for t in range(active_size):
+                    grad_diff = gmax - F[t]
+                    quad_coef = qd_i + QD[t] - 2.0 * qb[_u(oi) + _u(t)]
                     if not quad_coef > 0.0:
                         quad_coef = _TAU
                     od = -(grad_diff * grad_diff) / quad_coef
-                    if not (lt & (grad_diff > 0.0)):
-                        od = math.nan
-                    g0 = max(g0, mf)
-                    if od <= o0:
-                        o0 = od
-                        j0 = tt
-                gmax2 = max(max(g0, g1), max(g2, g3))
-                omin = min(min(o0, o1), min(o2, o3))
-                if omin < math.inf:
+                    if not grad_diff > 0.0:
+                        od = math.inf
+                    OD[t] = od - pen_low[t]
+                # j: last index reaching the minimum (libsvm's "<="), as above.
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = math.inf
+                j0 = j1 = j2 = j3 = j4 = j5 = j6 = j7 = -1
+                for t in range(0, n8, 8):
+                    if OD[t] <= c0:
+                        c0 = OD[t]
+                        j0 = t
+                    if OD[t + 1] <= c1:
+                        c1 = OD[t + 1]
+                        j1 = t + 1
+                    if OD[t + 2] <= c2:
+                        c2 = OD[t + 2]
+                        j2 = t + 2
+                    if OD[t + 3] <= c3:
+                        c3 = OD[t + 3]
+                        j3 = t + 3
+                    if OD[t + 4] <= c4:
+                        c4 = OD[t + 4]
+                        j4 = t + 4
+                    if OD[t + 5] <= c5:
+                        c5 = OD[t + 5]
+                        j5 = t + 5
+                    if OD[t + 6] <= c6:
+                        c6 = OD[t + 6]
+                        j6 = t + 6
+                    if OD[t + 7] <= c7:
+                        c7 = OD[t + 7]
+                        j7 = t + 7
+                for t in range(n8, active_size):
+                    if OD[t] <= c0:
+                        c0 = OD[t]
+                        j0 = t
+                omin = min(min(min(c0, c1), min(c2, c3)), min(min(c4, c5), min(c6, c7)))
+                if omin < math.inf and gmax + gmax2 >= eps:
                     j = max(
-                        max(j0 if o0 == omin else -1, j1 if o1 == omin else -1),
-                        max(j2 if o2 == omin else -1, j3 if o3 == omin else -1),
+                        max(
+                            max(j0 if c0 == omin else -1, j1 if c1 == omin else -1),
+                            max(j2 if c2 == omin else -1, j3 if c3 == omin else -1),
+                        ),
+                        max(
+                            max(j4 if c4 == omin else -1, j5 if c5 == omin else -1),
+                            max(j6 if c6 == omin else -1, j7 if c7 == omin else -1),
+                        ),
                     )
-                if gmax + gmax2 < eps:
-                    j = -1
             if j != -1 or recheck:
                 break
             _reconstruct_gradient(
-                F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_j
+                F, Fbar, alpha, y, st, n_tr, active_size, qb, aset, ident, qa_off, ac, rj_off
             )
             active_size = n_tr
+            fresh = False
             recheck = True
         if j == -1:
             break
@@ -392,14 +449,15 @@ def _smo(
         it += 1
 
         # ---- update alpha_i, alpha_j (libsvm, bounds handled the same way)
-        if j < ac and active_size <= ac:
-            base = j * ac
-            for k in range(active_size):
-                buf_j[k] = qa[base + k]
+        if ident:
+            oj = j * n_tr
+        elif j < ac and active_size <= ac:
+            oj = qa_off + j * ac
         else:
-            g = gidx[j]
+            oj = rj_off
+            base = aset[j] * n_tr
             for k in range(active_size):
-                buf_j[k] = Kf[g, gidx[k]]
+                qb[_u(oj) + _u(k)] = qb[_u(base) + _u(aset[k])]
         yi = y[i]
         yj = y[j]
         g_i = -yi * F[i]
@@ -407,7 +465,7 @@ def _smo(
         old_alpha_i = alpha[i]
         old_alpha_j = alpha[j]
         # libsvm: QD_i + QD_j +- 2 Q_ij with Q_ij = y_i y_j Kf_ij, i.e. always - 2 Kf_ij.
-        quad_coef = QD[i] + QD[j] - 2.0 * buf_i[j]
+        quad_coef = QD[i] + QD[j] - 2.0 * qb[_u(oi) + _u(j)]
         if quad_coef <= 0.0:
             quad_coef = _TAU
         a_i = old_alpha_i
@@ -457,33 +515,35 @@ def _smo(
         alpha[i] = a_i
         alpha[j] = a_j
 
-        # ---- gradient: G_k += Q_ik da_i + Q_jk da_j  <=>  F_k -= Kf_ik e_i + Kf_jk e_j
-        e_i = yi * (a_i - old_alpha_i)
-        e_j = yj * (a_j - old_alpha_j)
-        for k in range(active_size):
-            F[k] = F[k] - (buf_i[k] * e_i + buf_j[k] * e_j)
-
-        # ---- alpha_status and G_bar (G_bar_k -+= C Q_ik  <=>  Fbar_k +-= C y_i Kf_ik)
+        # ---- alpha_status and G_bar (G_bar_k -+= C Q_pk  <=>  Fbar_k +-= C y_p Kf_pk);
+        # Fbar is kept in the original order, so its kernel row (block 0) is contiguous.
         for p in (i, j):
             was_upper = st[p] == _UPPER
             s_new = _status(alpha[p], C)
             st[p] = s_new
-            up[p], low[p] = _up_low(y[p], s_new)
+            pen_up[p], pen_low[p] = _penalties(y[p], s_new)
             if was_upper != (s_new == _UPPER):
                 cy = C * y[p] if was_upper else -C * y[p]
-                if p < ac and n_tr <= ac:
-                    base = p * ac
-                    for k in range(n_tr):
-                        Fbar[k] = Fbar[k] + cy * qa[base + k]
-                else:
-                    g = gidx[p]
-                    for k in range(n_tr):
-                        Fbar[k] = Fbar[k] + cy * Kf[g, gidx[k]]
+                base = aset[p] * n_tr
+                for k in range(n_tr):
+                    Fbar[k] = Fbar[k] + cy * qb[_u(base) + _u(k)]
+
+        # ---- gradient: G_k += Q_ik da_i + Q_jk da_j  <=>  F_k -= Kf_ik e_i + Kf_jk e_j
+        e_i = yi * (a_i - old_alpha_i)
+        e_j = yj * (a_j - old_alpha_j)
+        for k in range(active_size):
+            fk = F[k] - (qb[_u(oi) + _u(k)] * e_i + qb[_u(oj) + _u(k)] * e_j)
+            F[k] = fk
+            V[k] = fk + pen_up[k]
+            MF[k] = pen_low[k] - fk
+        fresh = True
 
     if timed_out and active_size < n_tr:
-        _reconstruct_gradient(F, Fbar, alpha, y, st, n_tr, active_size, Kf, gidx, qa, ac, buf_i)
+        _reconstruct_gradient(
+            F, Fbar, alpha, y, st, n_tr, active_size, qb, aset, ident, qa_off, ac, ri_off
+        )
         active_size = n_tr
-    rho = _calculate_rho(F, up, low, active_size)
+    rho = _calculate_rho(F, pen_up, pen_low, active_size)
     for k in range(n_tr):
         out[aset[k]] = alpha[k] * y[k]
     return rho, (-it if timed_out else it)
@@ -513,24 +573,22 @@ def _gram(Xt, cols, K):
 @njit(cache=True)
 def _alloc_workspace(lmax):
     """Scratch arrays for fits of up to ``lmax`` training samples (see ``_fit``)."""
-    f64 = np.empty((5, lmax), dtype=np.float64)
-    i64 = np.empty((2, lmax), dtype=np.int64)
-    i8 = np.empty((4, lmax), dtype=np.int8)
+    f64 = np.empty((10, lmax), dtype=np.float64)
+    i8 = np.empty((2, lmax), dtype=np.int8)
     return (
-        f64[0], f64[1], f64[2], f64[3], f64[4], i64[0], i64[1], i8[0], i8[1], i8[2], i8[3],
-        np.empty(lmax * lmax, dtype=np.float32),
-        np.empty(lmax, dtype=np.float32),
-        np.empty(lmax, dtype=np.float32),
+        f64[0], f64[1], f64[2], f64[3], f64[4], f64[5], f64[6], f64[7], f64[8], f64[9],
+        np.empty(lmax, dtype=np.int64), i8[0], i8[1],
+        np.empty(2 * lmax * lmax + 2 * lmax, dtype=np.float32),
     )  # fmt: skip
 
 
 @njit(cache=True)
 def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws):
-    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[4]``."""
-    F, Fbar, alpha, QD, out, gidx, aset, y, st, up, low, qa, buf_i, buf_j = ws
+    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[9]``."""
+    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb = ws
     return _smo(
         Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
-        F, Fbar, alpha, QD, out, gidx, aset, y, st, up, low, qa, buf_i, buf_j,
+        F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
     )  # fmt: skip
 
 
@@ -544,7 +602,7 @@ def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
             Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
     ws = _alloc_workspace(tr.shape[0])
     rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws)
-    return ws[4][: tr.shape[0]].copy(), rho, it
+    return ws[9][: tr.shape[0]].copy(), rho, it
 
 
 @njit(cache=True)
@@ -562,7 +620,7 @@ def _searchlight_kernel(
     for f in range(n_folds):
         lmax = max(lmax, tr_ptr[f + 1] - tr_ptr[f])
     ws = _alloc_workspace(lmax)
-    coef = ws[4]
+    coef = ws[9]
     for s in range(n_spheres):
         _gram(Xt, sph_idx[sph_ptr[s] : sph_ptr[s + 1]], Kd)
         for a in range(n):
@@ -670,7 +728,8 @@ def fit_linear_svm_gram(
         ``SVC.intercept_[0]`` (libsvm's ``rho``). The decision function is
         ``K_test_train @ dual_coef + intercept``; positive means ``classes_[1]``.
     n_iter : int
-        Only if ``return_n_iter``; negative if ``max_iter`` stopped the solver.
+        Only if ``return_n_iter``: SMO iterations (a warning says if ``max_iter``
+        stopped the solver).
     """
     C, tol = _check_c_tol(C, tol)
     K = np.ascontiguousarray(K_train, dtype=np.float64)
@@ -728,7 +787,10 @@ def _prepare(
     y = np.asarray(y)
     if y.shape != (X.shape[0],):
         raise InputError(f"y has shape {y.shape}; expected ({X.shape[0]},) like X's rows")
-    spheres = sp.csr_matrix(spheres)
+    # A private canonical copy: sorted voxels fix the Gram's summation order.
+    spheres = sp.csr_matrix(spheres, copy=True)
+    spheres.sum_duplicates()
+    spheres.sort_indices()
     if spheres.shape[1] != X.shape[1]:
         raise InputError(
             f"spheres has {spheres.shape[1]} voxel columns but X has {X.shape[1]} voxels"
