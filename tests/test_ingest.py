@@ -38,7 +38,8 @@ def test_drop_scans_and_detrend(tmp_path):
                             standardize="zscore_sample")
     np.testing.assert_allclose(store.read_timeseries(path, "sub01"), expected, atol=1e-6)
     cleaning = store.read_attributes(path, "sub01")["cleaning"]
-    assert cleaning == {"standardize": "run", "detrend": True, "drop_scans": 2}
+    assert cleaning == {"standardize": "run", "detrend": True, "drop_scans": 2,
+                        "n_constant_voxels": 0}
 
 
 def test_mask_by_path_and_small_blocks_give_the_same_store(tmp_path):

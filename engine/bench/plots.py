@@ -25,7 +25,7 @@ def title(bench: dict) -> str:
     where = (f"cluster at {bench['parameters']['scheduler']}"
              if bench["parameters"].get("scheduler") else f"{machine['cores']}-core machine")
     line = (f"nidecode bench: {bench['workload']['name']}, {bench['workload']['data_kind']} "
-            f"data — {where} ({machine['cpu']}), {bench['parameters']['repeats']} repeats")
+            f"data — {where} ({machine['cpu']}), repeats: {bench['parameters']['repeats']}")
     loads = [entry["external_load"]["median"] for entry in bench["strong"] + bench["weak"]
              if entry["external_load"]]
     if loads:
@@ -64,13 +64,13 @@ def scaling_figure(bench: dict, path: Path) -> Path:
         for count, value in zip(workers, speedup, strict=True):
             speedup_axes.annotate(f"{value:.2f}", (count, value), textcoords="offset points",
                                   xytext=(6, -12))
+        speedup_axes.legend(loc="upper left", fontsize=8)
     else:
         speedup_axes.text(0.5, 0.5, "one cluster size (--scheduler):\nno speed-up without a "
                           "smaller run;\ncompare with a local run", ha="center", va="center",
                           transform=speedup_axes.transAxes)
     speedup_axes.set_ylabel(f"speed-up (fixed problem: {strong[0]['subjects']} subjects)")
     speedup_axes.set_title("strong scaling")
-    speedup_axes.legend(loc="upper left", fontsize=8)
     _workers_axis(speedup_axes, workers)
 
     for kind, entries, style in (("strong", strong, "-o"), ("weak", weak, "--s")):

@@ -133,7 +133,7 @@ def headline(bench: dict) -> list[str]:
     """A few lines that say what was measured, for the terminal."""
     unit = bench["workload"]["unit"]
     lines = [f"{bench['workload']['name']} on {bench['machine']['cores']} cores "
-             f"({bench['machine']['cpu']}), {bench['parameters']['repeats']} repeats, "
+             f"({bench['machine']['cpu']}), repeats: {bench['parameters']['repeats']}, "
              f"{bench['workload']['data']}"]
     if bench["baseline"]:
         load = bench["baseline"]["external_load"]
