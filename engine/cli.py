@@ -55,40 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help="cross-validated linear SVMs on a cluster")
     decode.add_argument("store", help="Zarr store written by 'nidecode ingest'")
     decode.add_argument("--out", required=True, help="output directory")
-    which = decode.add_mutually_exclusive_group()
-    which.add_argument("--categories", metavar="A,B[,...]",
-                       help="decode every pair among these categories, e.g. face,cat")
-    which.add_argument("--pairs", choices=("all",), default="all",
-                       help="decode every pair of categories (default)")
-    decode.add_argument("--cv", default="logo", metavar="logo|kfold:K",
-                        help="leave one run out (default), or K-fold over scans (leaks "
-                        "across neighbouring scans of a run: optimistic)")
-    decode.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
-    decode.add_argument("--overwrite", action="store_true",
-                        help="replace results of other parameters in --out")
+    _add_analysis(decode)
     _add_cluster(decode)
     _add_quiet(decode)
 
     light = commands.add_parser("searchlight", help="accuracy maps of spheres around every voxel")
     light.add_argument("store", help="Zarr store written by 'nidecode ingest'")
     light.add_argument("--out", required=True, help="output directory")
-    which = light.add_mutually_exclusive_group()
-    which.add_argument("--categories", metavar="A,B[,...]",
-                       help="every pair among these categories, e.g. face,cat")
-    which.add_argument("--pairs", choices=("all",), default="all",
-                       help="every pair of categories (default)")
+    _add_analysis(light)
     light.add_argument("--radius", type=float, required=True, metavar="MM",
                        help="sphere radius in millimetres (world space, through the affine)")
     light.add_argument("--process-mask", metavar="PATH",
                        help="NIfTI on the subjects' grid: sphere centres (default: the mask)")
-    light.add_argument("--cv", default="logo", metavar="logo|kfold:K",
-                       help="leave one run out (default), or K-fold over scans")
-    light.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
     light.add_argument("--solver", choices=("batched", "sklearn"), default="batched",
                        help="compiled batched SVM (default) or scikit-learn's SVC one sphere "
                        "at a time (exact, slow: for verification)")
-    light.add_argument("--overwrite", action="store_true",
-                       help="replace results of other parameters in --out")
     _add_cluster(light)
     _add_quiet(light)
 
@@ -97,23 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     permute.add_argument("--out", required=True, help="output directory")
     permute.add_argument("--n-permutations", type=int, required=True, metavar="N",
                          help="label permutations within runs (blocks kept whole) per pair")
-    which = permute.add_mutually_exclusive_group()
-    which.add_argument("--categories", metavar="A,B[,...]",
-                       help="every pair among these categories, e.g. face,cat")
-    which.add_argument("--pairs", choices=("all",), default="all",
-                       help="every pair of categories (default)")
+    _add_analysis(permute)
     permute.add_argument("--searchlight", action="store_true",
                          help="permute searchlight maps (needs --radius): voxel-wise p-values, "
                          "corrected with the maximum statistic")
     permute.add_argument("--radius", type=float, metavar="MM", help="searchlight radius (mm)")
-    permute.add_argument("--cv", default="logo", metavar="logo|kfold:K",
-                         help="leave one run out (default), or K-fold over scans")
-    permute.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
     permute.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     permute.add_argument("--solver", choices=("batched", "sklearn"), default="batched",
                          help="Gram matrix reused by every permutation (default) or SVC refitted")
-    permute.add_argument("--overwrite", action="store_true",
-                         help="replace results of other parameters in --out")
     _add_cluster(permute)
     _add_quiet(permute)
 
@@ -134,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(demo)
     _add_quiet(demo)
     return parser
+
+
+def _add_analysis(parser: argparse.ArgumentParser) -> None:
+    """The options every analysis shares: which pairs, cross-validation, C, --overwrite."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--categories", metavar="A,B[,...]",
+                       help="every pair among these categories, e.g. face,cat")
+    which.add_argument("--pairs", choices=("all",), default="all",
+                       help="every pair of categories (default)")
+    parser.add_argument("--cv", default="logo", metavar="logo|kfold:K",
+                        help="leave one run out (default), or K-fold over scans (leaks "
+                        "across neighbouring scans of a run: optimistic)")
+    parser.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results of other parameters in --out")
 
 
 def _add_cluster(parser: argparse.ArgumentParser, what: str = "") -> None:

@@ -29,7 +29,7 @@ from engine.results import (
     summary_table,
     weight_map,
 )
-from engine.run import normalise_store_path, run_tasks, task_key, versions
+from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from engine.stats import confusion_matrix_table
 from engine.tasks import decode_pairs
 
@@ -60,10 +60,7 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     if C <= 0:
         raise InputError(f"--C {C:g}: the SVM penalty must be positive")
     store_path = normalise_store_path(store_path)
-    subjects = store.list_subjects(store_path)
-    if not subjects:
-        raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
-    designs = {subject: store.read_design(store_path, subject) for subject in subjects}
+    designs = store.read_designs(store_path)
     jobs = plan_decode(list(designs.values()), cv, categories)
     identity = {"command": "decode", "store": store_path,
                 "subjects": {subject: design.checksum for subject, design in designs.items()},
@@ -108,9 +105,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
         "parameters": {**run.identity, "fits_per_task": fits_per_task},
         "counts": {"subjects": len(run.designs), "pairs": len(run.jobs), "fits": n_fits,
                    "fits_computed": n_fits - done_fits, "tasks": len(batches)},
-        "timings": {"prepare_s": submitted - run.started, "compute_s": computed - submitted,
-                    "write_s": time.perf_counter() - computed,
-                    "total_s": time.perf_counter() - run.started},
+        "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, run.jobs[0].subject),
     })

@@ -27,7 +27,7 @@ from engine.errors import InputError
 from engine.outdir import OutputDir
 from engine.plan import PairJob, plan_decode
 from engine.results import PermutationScores, group_table, summary_table, to_nifti
-from engine.run import normalise_store_path, run_tasks, task_key, versions
+from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from engine.searchlight import SOLVERS, Geometry, subject_geometry
 from engine.spheres import batch_centres, batch_voxel_block
 from engine.stats import (
@@ -90,13 +90,10 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
         permutations_per_task = int(dask.config.get(f"nidecode.permutations-per-task.{mode}",
                                                     PERMUTATIONS_PER_TASK[mode]))
     store_path = normalise_store_path(store_path)
-    subjects = store.list_subjects(store_path)
-    if not subjects:
-        raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
-    designs = {subject: store.read_design(store_path, subject) for subject in subjects}
+    designs = store.read_designs(store_path)
     jobs = plan_decode(list(designs.values()), cv, categories)
     geometry = None if radius is None else {
-        subject: subject_geometry(store_path, subject, radius, None) for subject in subjects}
+        subject: subject_geometry(store_path, subject, radius, None) for subject in designs}
     chunks = [tuple(range(start, min(start + permutations_per_task, n_permutations)))
               for start in range(-1, n_permutations, permutations_per_task)]
     tasks = []
@@ -157,9 +154,7 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         "status": "complete", "identity": identity, "versions": versions(),
         "counts": {"subjects": len(run.designs), "tasks": len(run.tasks),
                    "tasks_computed": len(todo)},
-        "timings": {"prepare_s": submitted - run.started, "compute_s": computed - submitted,
-                    "write_s": time.perf_counter() - computed,
-                    "total_s": time.perf_counter() - run.started},
+        "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, next(iter(run.designs))),
     })

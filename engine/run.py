@@ -8,6 +8,7 @@ subjects runs here too, one task per subject.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -110,6 +111,13 @@ def task_key(kind: str, identity: dict, batch: Sequence) -> str:
     digest = hashlib.sha1(repr((sorted(identity.items()), [job.key for job in batch]))
                           .encode()).hexdigest()[:16]
     return f"{kind}-{batch[0].key[0]}-{digest}"
+
+
+def phase_timings(started: float, submitted: float, computed: float) -> dict[str, float]:
+    """Seconds spent preparing, computing and writing a run (``time.perf_counter`` marks)."""
+    now = time.perf_counter()
+    return {"prepare_s": submitted - started, "compute_s": computed - submitted,
+            "write_s": now - computed, "total_s": now - started}
 
 
 def versions() -> dict[str, str]:

@@ -31,7 +31,7 @@ from engine.io.haxby import load_mask_like
 from engine.outdir import OutputDir
 from engine.plan import PairJob, plan_decode
 from engine.results import SphereScores, to_nifti
-from engine.run import normalise_store_path, run_tasks, task_key, versions
+from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from engine.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
 from engine.tasks import searchlight_spheres
 
@@ -96,24 +96,21 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     if spheres_per_task is None:
         spheres_per_task = int(dask.config.get("nidecode.spheres-per-task", SPHERES_PER_TASK))
     store_path = normalise_store_path(store_path)
-    subjects = store.list_subjects(store_path)
-    if not subjects:
-        raise InputError(f"{store_path}: the store holds no subject; run 'nidecode ingest' first")
-    designs = [store.read_design(store_path, subject) for subject in subjects]
-    jobs = plan_decode(designs, cv, categories)
+    designs = store.read_designs(store_path)
+    jobs = plan_decode(list(designs.values()), cv, categories)
     geometry = {subject: subject_geometry(store_path, subject, radius, process_mask)
-                for subject in subjects}
+                for subject in designs}
     batches = [SphereBatch(job, index, centres) for job in jobs
                for index, centres in enumerate(batch_centres(len(geometry[job.subject].centres),
                                                              spheres_per_task))]
     identity = {"command": "searchlight", "store": store_path,
-                "subjects": {design.subject: design.checksum for design in designs},
+                "subjects": {subject: design.checksum for subject, design in designs.items()},
                 "categories": sorted(categories) if categories else "all", "cv": cv, "C": C,
                 "radius": radius, "solver": solver, "spheres_per_task": spheres_per_task,
                 "process_mask": _mask_digest(geometry) if process_mask else None}
     output = OutputDir(out)
     output.start(identity, overwrite=overwrite, versions=versions())
-    return SearchlightRun(store_path, output, {d.subject: d.checksum for d in designs},
+    return SearchlightRun(store_path, output, identity["subjects"],
                           geometry, batches, identity, started)
 
 
@@ -176,9 +173,7 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         "counts": {"subjects": len(run.geometry), "batches": len(run.batches),
                    "spheres": total, "spheres_computed": sum(_size(b) for b in todo),
                    "fits": total * _n_folds(run)},
-        "timings": {"prepare_s": submitted - run.started, "compute_s": computed - submitted,
-                    "write_s": time.perf_counter() - computed,
-                    "total_s": time.perf_counter() - run.started},
+        "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, next(iter(run.geometry))),
     })

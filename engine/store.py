@@ -185,6 +185,14 @@ def read_design(path: str | Path, subject: str) -> Design:
                   checksum=group.attrs["checksum"])
 
 
+def read_designs(path: str | Path) -> dict[str, Design]:
+    """The design of every complete subject, by id; an empty store is an error."""
+    subjects = list_subjects(path)
+    if not subjects:
+        raise InputError(f"{path}: the store holds no subject; run 'nidecode ingest' first")
+    return {subject: read_design(path, subject) for subject in subjects}
+
+
 def read_timeseries(path: str | Path, subject: str, voxels: slice | np.ndarray | None = None,
                     verify: str | None = None) -> np.ndarray:
     """Read a subject's time series, all scans, optionally a block of voxels.
