@@ -33,9 +33,12 @@ from engine.plan import PairJob, plan_decode
 from engine.results import SphereScores, to_nifti
 from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from engine.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
+from engine.stats import sign_flip_test
 from engine.tasks import searchlight_spheres
 
 SOLVERS = ("batched", "sklearn")
+CHANCE = 0.5
+SIGN_FLIPS = 10000
 SPHERES_PER_TASK = 2000
 
 
@@ -200,7 +203,7 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         values[geometry.centres] = accuracy.mean(axis=1)
         image = to_nifti(values, geometry.mask, geometry.affine)
         run.output.write_image(f"searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz", image)
-        maps.setdefault((class_a, class_b), []).append(image)
+        maps.setdefault((class_a, class_b), []).append((subject, image))
         peak = int(np.argmax(accuracy.mean(axis=1)))
         ijk = np.argwhere(geometry.mask)[geometry.centres[peak]]
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
@@ -213,14 +216,44 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         sizes[geometry.centres] = np.diff(geometry.spheres.indptr)
         run.output.write_image(f"searchlight/{subject}_sphere_size.nii.gz",
                                to_nifti(sizes, geometry.mask, geometry.affine))
-    for (class_a, class_b), images in maps.items():
+    for (class_a, class_b), subject_maps in maps.items():
+        images = [image for _, image in subject_maps]
         if len(images) > 1 and _same_grid(images):
-            mean = np.mean([image.get_fdata() for image in images], axis=0)
-            run.output.write_image(f"searchlight/mean_{class_a}_vs_{class_b}.nii.gz",
-                                   nib.Nifti1Image(mean.astype(np.float32), images[0].affine))
+            _write_group_maps(run, f"{class_a}_vs_{class_b}", subject_maps)
     table = pd.DataFrame(rows)
     run.output.write_table("searchlight.csv", table)
     return table
+
+
+def _write_group_maps(run: SearchlightRun, pair: str,
+                      subject_maps: list[tuple[str, nib.Nifti1Image]]) -> None:
+    """Mean map and a second-level sign-flip test across subjects on one grid.
+
+    At the voxels that are sphere centres in every subject: the one-sample t
+    of (accuracy - chance) and its family-wise corrected p-value (maximum
+    statistic over voxels), as nilearn's ``non_parametric_inference`` does.
+    """
+    affine = subject_maps[0][1].affine
+    stack = np.stack([image.get_fdata() for _, image in subject_maps])
+    run.output.write_image(f"searchlight/mean_{pair}.nii.gz",
+                           nib.Nifti1Image(stack.mean(axis=0).astype(np.float32), affine))
+    common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
+                                    for subject, _ in subject_maps])
+    t_map, p_fwe = sign_flip_test(stack[:, common], chance=CHANCE,
+                                  n_permutations=SIGN_FLIPS, rng=0)
+    for name, values in (("t", t_map), ("p_fwe", p_fwe)):
+        volume = np.zeros(common.shape, dtype=np.float32)
+        volume[common] = values
+        run.output.write_image(f"searchlight/group_{pair}_{name}.nii.gz",
+                               nib.Nifti1Image(volume, affine))
+
+
+def _centre_volume(geometry: Geometry) -> np.ndarray:
+    centres = np.zeros(int(geometry.mask.sum()), dtype=bool)
+    centres[geometry.centres] = True
+    volume = np.zeros(geometry.mask.shape, dtype=bool)
+    volume[geometry.mask] = centres
+    return volume
 
 
 def _same_grid(images: list[nib.Nifti1Image]) -> bool:
@@ -244,7 +277,9 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         Output directory: ``searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz``
         (mean cross-validated accuracy of the sphere centred at each voxel,
         zero elsewhere), ``searchlight/mean_{class_a}_vs_{class_b}.nii.gz``
-        (across subjects on one grid), ``searchlight/{subject}_sphere_size.nii.gz``
+        and ``searchlight/group_{class_a}_vs_{class_b}_t.nii.gz`` / ``_p_fwe.nii.gz``
+        (across subjects on one grid: mean, and a second-level sign-flip test
+        against chance, family-wise corrected), ``searchlight/{subject}_sphere_size.nii.gz``
         (voxels per sphere), ``searchlight.csv`` and ``run.json``.
     client : distributed.Client
     radius : float

@@ -107,6 +107,13 @@ def test_peak_lands_on_the_planted_region(synthetic_store, client, tmp_path):
                                    world)
     mean = nib.load(tmp_path / "searchlight" / "mean_face_vs_house.nii.gz").get_fdata()
     assert inside.flat[np.argsort(mean, axis=None)[-10:]].mean() >= 0.6
+    # Second level: with 2 subjects only 4 sign flips exist, so p >= 0.25, and t
+    # is noisy; still, it is higher in the planted region than elsewhere.
+    t_map = nib.load(tmp_path / "searchlight" / "group_face_vs_house_t.nii.gz").get_fdata()
+    p_fwe = nib.load(tmp_path / "searchlight" / "group_face_vs_house_p_fwe.nii.gz").get_fdata()
+    brain = mean > 0
+    assert np.median(t_map[inside]) > np.median(t_map[brain & ~inside]) + 1
+    assert p_fwe[brain].min() >= 0.25 - 1e-9 and p_fwe[brain].max() <= 1
     # Started again: nothing to compute, the same map.
     searchlight(synthetic_store / "store.zarr", tmp_path, client, radius=6.0,
                 categories=["face", "house"], progress=False, spheres_per_task=500)
