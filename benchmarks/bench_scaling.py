@@ -103,6 +103,19 @@ def project(units: float, cost: float, tasks: int, task_bytes: float, overhead: 
             "ideal_seconds": units * cost / cores, **{f"{k}_s": v for k, v in bounds.items()}}
 
 
+def limits(units: float, cost: float, tasks: int, task_bytes: float, overhead: float) -> dict:
+    """Where adding cores stops helping: each floor of the run time, and the cores reaching it.
+
+    The ideal time ``units x cost / cores`` meets a floor at ``cores =
+    units x cost / floor``; beyond that, more cores do not shorten the run.
+    """
+    work = units * cost
+    floors = {"one_task": work / tasks, "scheduler": tasks * overhead,
+              **{f"storage_{name}": tasks * task_bytes / bandwidth
+                 for name, bandwidth in STORAGE_BYTES_PER_S.items()}}
+    return {name: {"floor_s": floor, "cores": work / floor} for name, floor in floors.items()}
+
+
 def cost_model(benches: dict[str, dict]) -> dict:
     """The projection of the full study from the measured figures."""
     decode, searchlight, ingest = benches["decode"], benches["searchlight"], benches["ingest"]
@@ -138,11 +151,17 @@ def cost_model(benches: dict[str, dict]) -> dict:
             "one_task_per_pair": [project(fits, unit_cost(decode),
                                           STUDY["subjects"] * STUDY["pairs"], roi_bytes,
                                           overhead, cores) for cores in CORES],
+            "limits_per_subject": limits(fits, unit_cost(decode), STUDY["subjects"], roi_bytes,
+                                         overhead),
+            "limits_per_pair": limits(fits, unit_cost(decode),
+                                      STUDY["subjects"] * STUDY["pairs"], roi_bytes, overhead),
         },
         "searchlight": {
             "spheres": spheres, "fits": spheres * STUDY["folds"], "tasks": sphere_tasks,
             "projection": [project(spheres, unit_cost(searchlight), sphere_tasks, task_bytes,
                                    overhead, cores) for cores in CORES],
+            "limits": limits(spheres, unit_cost(searchlight), sphere_tasks, task_bytes,
+                             overhead),
             "nilearn_1_core_s": spheres / searchlight["baseline"]["rate"]["median"],
         },
     }
@@ -160,6 +179,13 @@ def print_model(model: dict) -> None:
         for row in rows:
             print(f"{row['cores']:6d} {row['seconds']:10.4g} {row['seconds_on_nfs']:11.4g} "
                   f"{row['ideal_seconds']:10.4g}  {row['limited_by']}")
+    for name, found in (("ROI decode, one task per subject", model["roi_decode"]
+                         ["limits_per_subject"]),
+                        ("ROI decode, one task per pair", model["roi_decode"]["limits_per_pair"]),
+                        ("whole-brain searchlight", model["searchlight"]["limits"])):
+        print(f"\n{name}: stops scaling at " + ", ".join(
+            f"{limit}: {value['cores']:.4g} cores ({value['floor_s']:.3g} s)"
+            for limit, value in found.items()))
 
 
 def main() -> None:

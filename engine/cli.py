@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.bench import cli as bench_cli
 from engine.errors import InputError
 
 
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--subjects", type=int, default=3, help="synthetic subjects (default 3)")
     _add_cluster(demo)
     _add_quiet(demo)
+
+    bench_cli.add_parser(commands)
     return parser
 
 
@@ -304,7 +307,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight,
-            "permute": _permute, "report": _report, "demo": _demo}
+            "permute": _permute, "report": _report, "demo": _demo, "bench": bench_cli.run}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 
 from engine.bench import summary
 from engine.bench.cli import add_parser, run
-from engine.bench.compare import compare, load_bench
+from engine.bench.comparison import compare, load_bench
 from engine.bench.settings import default_workers, make_settings, parse_workers
 from engine.errors import InputError
 
@@ -204,6 +204,7 @@ def test_scaling_figures_from_known_times():
     assert strong[0]["wall_s"] == {"median": 11.0, "min": 10.0, "max": 12.0, "repeats": 3}
     assert strong[1]["speedup"] == pytest.approx(2.0)  # 11 s / 5.5 s
     assert strong[1]["efficiency"] == pytest.approx(1.0)
+    assert strong[1]["cluster_efficiency"] == pytest.approx(11.0 / (2 * 5.0))  # minus 0.5 s
     assert strong[1]["vs_baseline"] == pytest.approx((100 / 5.5) / 5.0)
     assert strong[1]["overhead_share"]["median"] == pytest.approx(1 - 10.0 / 11.0)
     assert strong[1]["read_share"]["median"] == pytest.approx(1.0 / 11.0)

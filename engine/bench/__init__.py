@@ -11,12 +11,19 @@ Modules: :mod:`~engine.bench.settings` (options and defaults),
 and :mod:`~engine.bench.baselines` (what is timed), :mod:`~engine.bench.probes`
 (timers inside the workers), :mod:`~engine.bench.measure` (timing on Dask),
 :mod:`~engine.bench.summary` (figures), :mod:`~engine.bench.plots`,
-:mod:`~engine.bench.runner`, :mod:`~engine.bench.compare`, :mod:`~engine.bench.cli`.
+:mod:`~engine.bench.runner`, :mod:`~engine.bench.comparison`, :mod:`~engine.bench.cli`.
 """
 
-from engine.bench.compare import compare, load_bench
-from engine.bench.runner import run_bench
-from engine.bench.settings import BenchSettings, make_settings, parse_workers
+import importlib
 
-__all__ = ["BenchSettings", "compare", "load_bench", "make_settings", "parse_workers",
-           "run_bench"]
+_PUBLIC = {"BenchSettings": "settings", "make_settings": "settings", "parse_workers": "settings",
+           "run_bench": "runner", "compare": "comparison", "load_bench": "comparison"}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    # Imported on first use: the command line's parser imports engine.bench.cli
+    # without the cluster, plotting and workload modules.
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"engine.bench.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module 'engine.bench' has no attribute {name!r}")

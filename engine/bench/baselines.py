@@ -15,6 +15,7 @@ Each function returns the units of work done (fits, spheres, subjects).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def nilearn_searchlight(store_path: Path, subject: str, pair: Sequence[str], rad
                               process_mask_img=nib.Nifti1Image(process_volume, affine),
                               radius=radius, estimator=SVC(kernel="linear"),
                               cv=LeaveOneGroupOut(), n_jobs=1, verbose=0)
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # nilearn warns about any estimator object; SVC(kernel="linear") is the point here.
+        warnings.filterwarnings("ignore", message="Use a custom estimator", category=UserWarning)
         searchlight.fit(nib.Nifti1Image(data, affine), design.labels[keep],
                         groups=design.runs[keep])
     return int(process.sum())

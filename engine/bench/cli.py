@@ -76,7 +76,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``nidecode bench`` or ``nidecode bench compare``; returns the exit status."""
     if getattr(args, "bench_command", None) == "compare":
-        from engine.bench.compare import compare, format_table
+        from engine.bench.comparison import compare, format_table
 
         table, figure = compare(args.bench_files, args.compare_out)
         print(format_table(table))

@@ -16,6 +16,9 @@ from engine.report.figures import new_figure
 
 COLOURS = {"client": "#b8b8b8", "scheduling": "#e07b39", "reading": "#4c9be8",
            "computing": "#3a7d44", "writing": "#9b59b6", "baseline": "#7f7f7f"}
+PHASE_LABELS = {"client": "client: planning, writing outputs", "scheduling": "scheduling, idle",
+                "reading": "reading data", "computing": "computing", "writing": "writing the store",
+                "baseline": "baseline (serial, 1 core)"}
 RUN_COLOURS = ("#1f5fa8", "#c0392b", "#27ae60", "#8e44ad", "#d68910")
 
 
@@ -29,8 +32,9 @@ def title(bench: dict) -> str:
     loads = [entry["external_load"]["median"] for entry in bench["strong"] + bench["weak"]
              if entry["external_load"]]
     if loads:
-        line += (f"\nother programs used {min(loads):.0%}–{max(loads):.0%} of the machine's "
-                 f"cores during the timed runs")
+        used = f"{min(loads):.0%}" if f"{min(loads):.0%}" == f"{max(loads):.0%}" \
+            else f"{min(loads):.0%}–{max(loads):.0%}"
+        line += f"\nother programs used {used} of the machine's cores during the timed runs"
     return line
 
 
@@ -80,6 +84,11 @@ def scaling_figure(bench: dict, path: Path) -> Path:
             counts, values = zip(*points, strict=True)
             efficiency_axes.plot(counts, values, style, label=f"{kind} scaling"
                                  + (" (subjects grow with workers)" if kind == "weak" else ""))
+    cluster = [(entry["workers"], entry["cluster_efficiency"]) for entry in strong
+               if entry["cluster_efficiency"] is not None]
+    if cluster:
+        efficiency_axes.plot(*zip(*cluster, strict=True), ":^", color=RUN_COLOURS[0], alpha=0.7,
+                             label="strong, without the client's planning and output writing")
     efficiency_axes.axhline(1.0, linestyle="--", color="grey", label="ideal")
     efficiency_axes.set_ylim(0, 1.15)
     efficiency_axes.set_ylabel("parallel efficiency")
@@ -119,7 +128,7 @@ def phases_figure(bench: dict, path: Path) -> Path:
     panels = [("strong scaling: fixed problem", bench["strong"], True)]
     if bench["weak"]:
         panels.append(("weak scaling: subjects grow with workers", bench["weak"], False))
-    figure = new_figure(6.0 * len(panels) + 2.0, 5.0)
+    figure = new_figure(6.0 * len(panels) + 2.6, 5.0)
     axes_list = np.atleast_1d(figure.subplots(1, len(panels)))
     for axes, (name, entries, with_baseline) in zip(axes_list, panels, strict=True):
         labels, stacks = [], []
@@ -138,7 +147,7 @@ def phases_figure(bench: dict, path: Path) -> Path:
             heights = np.array([stack.get(phase, 0.0) for stack in stacks])
             if heights.any():
                 axes.bar(positions, heights, bottom=bottom, color=COLOURS[phase],
-                         label=phase if phase != "baseline" else "baseline (serial, 1 core)")
+                         label=PHASE_LABELS[phase])
             bottom += heights
         for position, total in zip(positions, bottom, strict=True):
             axes.annotate(f"{total:.1f} s", (position, total), ha="center",
@@ -155,7 +164,7 @@ def phases_figure(bench: dict, path: Path) -> Path:
         figure.text(0.01, 0.01, f"baseline bar: the fixed problem at the rate measured on "
                     f"{bench['baseline']['units']} {bench['workload']['unit']}s", fontsize=8)
     figure.suptitle(title(bench), fontsize=10)
-    figure.tight_layout(rect=(0, 0.03, 1 - 1.9 / (6.0 * len(panels) + 2.0), 1))
+    figure.tight_layout(rect=(0, 0.03, 1 - 2.5 / (6.0 * len(panels) + 2.6), 1))
     figure.savefig(path)
     return path
 

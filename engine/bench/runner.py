@@ -82,6 +82,7 @@ def _work_directory(out: Path) -> Iterator[Path]:
     # Inside --out, so that the workers of a --scheduler cluster reach it
     # when --out is on a shared file system.
     work = Path(tempfile.mkdtemp(prefix=".bench-work-", dir=out))
+    (work / ".gitignore").write_text("*\n")  # never committed when --out is in a repository
     try:
         yield work
     finally:

@@ -12,6 +12,9 @@ wall time ``T``:
   against the smallest worker count ``k0`` (1 unless told otherwise),
   ``efficiency`` = ``speedup`` / ``k``;
 * weak scaling (problem growing with ``k``): ``efficiency`` = ``T(k0)`` / ``T(k)``;
+* ``cluster_efficiency``: the same on ``T`` minus the client's own time
+  (planning and writing outputs, which no worker count shortens): how well
+  the parallel part scales, apart from the serial part;
 * ``vs_baseline`` = ``rate`` / the baseline's rate (one core).
 
 Speed-ups and efficiencies use the median times of the repeats; every
@@ -41,6 +44,9 @@ DEFINITIONS = {
                   "checksum verification; NIfTI reading at ingest) / (wall x worker threads)",
     "speedup": "strong scaling: k0 x T(k0) / T(k), median times, k0 the smallest worker count",
     "efficiency": "strong: speedup / k; weak: T(k0) / T(k)",
+    "cluster_efficiency": "efficiency of the wall time minus the client's planning and "
+                          "output writing (the serial part): how the parallel part scales",
+    "client_s": "seconds the client plans and writes outputs while no task runs",
     "vs_baseline": "rate / the baseline's rate (the baseline runs on one core)",
     "cpu_per_busy": "workers' CPU seconds / task compute seconds: about 1 when running tasks "
                     "had a core to themselves, less when they waited for a CPU or for I/O",
@@ -86,6 +92,7 @@ def point(repeats: Sequence[dict], subjects: int) -> dict:
         "workers": first["workers"], "subjects": subjects, "units": first["units"],
         "tasks": first["tasks"],
         "wall_s": spread(each(lambda repeat: repeat["wall_s"])),
+        "client_s": spread(each(lambda repeat: repeat["client_s"])),
         "rate": spread(each(lambda repeat: repeat["units"] / repeat["wall_s"])),
         "busy_share": spread(busy),
         "overhead_share": spread([1 - share for share in busy]),
@@ -111,22 +118,28 @@ def add_scaling(points: list[dict], baseline_rate: float | None, kind: str) -> l
     if not points:
         return points
     reference = points[0]
-    reference_wall = reference["wall_s"]["median"]
     for entry in points:
-        wall = entry["wall_s"]["median"]
-        workers = entry["workers"]
-        if len(points) == 1 and workers > 1:
-            speedup = efficiency = None
-        elif kind == "strong":
-            speedup = reference["workers"] * reference_wall / wall
-            efficiency = speedup / workers
+        if len(points) == 1 and entry["workers"] > 1:
+            entry["speedup"] = entry["efficiency"] = entry["cluster_efficiency"] = None
         else:
-            efficiency = reference_wall / wall
-            speedup = efficiency * workers
-        entry["speedup"], entry["efficiency"] = speedup, efficiency
+            entry["speedup"], entry["efficiency"] = _scaling(reference, entry, kind, "wall_s")
+            entry["cluster_efficiency"] = _scaling(reference, entry, kind, "cluster")[1]
         entry["vs_baseline"] = (entry["rate"]["median"] / baseline_rate
                                 if baseline_rate else None)
     return points
+
+
+def _scaling(reference: dict, entry: dict, kind: str, time: str) -> tuple[float, float]:
+    """Speed-up and efficiency of ``entry`` against ``reference`` on wall or cluster time."""
+    def seconds(point: dict) -> float:
+        wall = point["wall_s"]["median"]
+        return wall if time == "wall_s" else wall - point["client_s"]["median"]
+
+    if kind == "strong":
+        speedup = reference["workers"] * seconds(reference) / seconds(entry)
+        return speedup, speedup / entry["workers"]
+    efficiency = seconds(reference) / seconds(entry)
+    return efficiency * entry["workers"], efficiency
 
 
 def headline(bench: dict) -> list[str]:
@@ -147,7 +160,8 @@ def headline(bench: dict) -> list[str]:
             lines.append(
                 f"{kind:6s} {entry['workers']:3d} workers {entry['subjects']:3d} subjects: "
                 f"{entry['wall_s']['median']:7.2f} s, {entry['rate']['median']:8.4g} {unit}s/s"
-                + (f", efficiency {efficiency:.2f}" if efficiency is not None else "")
+                + (f", efficiency {efficiency:.2f} (without the client's serial part "
+                   f"{entry['cluster_efficiency']:.2f})" if efficiency is not None else "")
                 + (f", x{entry['vs_baseline']:.2f} baseline" if entry["vs_baseline"] else "")
                 + f", overhead {entry['overhead_share']['median']:.1%}"
                 + f", reading {entry['read_share']['median']:.1%}"
