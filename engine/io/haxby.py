@@ -124,7 +124,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
 def load_bold(path: str | Path) -> nib.Nifti1Image:
     """Open a 4D BOLD image lazily (no data read) and check it is 4D."""
-    image = _load_nifti(path)
+    # One open (gzip) stream for all the blocks: each block continues where the
+    # last stopped instead of decompressing the file again from its start.
+    image = _load_nifti(path, keep_file_open=True)
     if image.ndim != 4:
         raise InputError(f"{path}: image is {image.ndim}D with shape {image.shape}; "
                          f"a BOLD series must be 4D (x, y, z, scans)")
@@ -206,12 +208,12 @@ def iter_masked_blocks(bold: nib.Nifti1Image, mask: np.ndarray,
         yield volumes[mask].T.astype(np.float32), volumes.sum(axis=3, dtype=np.float64)
 
 
-def _load_nifti(path: str | Path) -> nib.Nifti1Image:
+def _load_nifti(path: str | Path, keep_file_open: bool = False) -> nib.Nifti1Image:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
-        return nib.load(path)
+        return nib.load(path, keep_file_open=keep_file_open)
     except Exception as error:  # nibabel raises many types for foreign files
         raise InputError(f"{path}: not a readable NIfTI image ({_first_line(error)}); "
                          f"give a .nii or .nii.gz file") from None
