@@ -56,6 +56,8 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
         coef[index] = svc.coef_[0]
         intercept[index] = svc.intercept_[0]
         if extra is not None:
-            decision.append(svc.decision_function(extra[index]) if len(extra[index])
-                            else np.empty(0))
+            # The linear decision function as SVC computes it (coef_ is the
+            # dual coefficients times the support vectors), without the
+            # per-call overhead of SVC.decision_function.
+            decision.append(extra[index] @ coef[index] + intercept[index])
     return FoldScores(accuracy, coef, intercept, decision)
