@@ -223,19 +223,18 @@ def _run_decode(args, store, out, categories, cv, C, overwrite):
     from engine.decode import execute_decode, prepare_decode
 
     run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
-    return _with_client(args, lambda client: execute_decode(run, client,
-                                                            progress=not args.quiet))
+    return _execute(args, execute_decode, run)
 
 
-def _with_client(args: argparse.Namespace, work):
-    """Run ``work(client)`` on the cluster the arguments (or the config) name."""
+def _execute(args: argparse.Namespace, execute, run):
+    """``execute(run, client)`` on the cluster the arguments (or the config) name."""
     from engine.cluster import describe, get_client
 
     with get_client(workers=args.workers, scheduler=args.scheduler) as client:
         info = describe(client)
         _say(args, f"dask: {info['n_workers']} worker(s) at {info['scheduler']}"
              + (f", dashboard {info['dashboard']}" if info["dashboard"] else ""))
-        return work(client)
+        return execute(run, client, progress=not args.quiet)
 
 
 def _searchlight(args: argparse.Namespace) -> int:
@@ -246,8 +245,7 @@ def _searchlight(args: argparse.Namespace) -> int:
                               categories=parse_categories(args.categories),
                               process_mask=args.process_mask, cv=args.cv, C=args.C,
                               solver=args.solver, overwrite=args.overwrite)
-    table = _with_client(args, lambda client: execute_searchlight(run, client,
-                                                                  progress=not args.quiet))
+    table = _execute(args, execute_searchlight, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     return 0
@@ -264,8 +262,7 @@ def _permute(args: argparse.Namespace) -> int:
                           categories=parse_categories(args.categories), cv=args.cv, C=args.C,
                           seed=args.seed, solver=args.solver, radius=args.radius,
                           overwrite=args.overwrite)
-    table = _with_client(args, lambda client: execute_permute(run, client,
-                                                              progress=not args.quiet))
+    table = _execute(args, execute_permute, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))
     return 0
