@@ -1,4 +1,10 @@
-"""The exact path: scikit-learn's ``SVC(kernel="linear")``, one fit per fold."""
+"""The exact path: scikit-learn's ``SVC(kernel="linear")``, one fit per fold.
+
+The fits call the libsvm wrapper that ``SVC.fit`` and ``SVC.predict`` call,
+with the arguments they pass, so the coefficients, intercepts and predictions
+are bit-identical to ``SVC``'s (tested). This skips the estimator's per-call
+input validation, a third of the time of a fit of Haxby's size.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.svm import SVC
+from sklearn.svm import _libsvm
 
 from engine.cv import Fold
+
+# SVC's defaults, as SVC.fit hands them to libsvm (gamma, degree and coef0
+# are unused by the linear kernel; the seed only drives probability estimates).
+_LIBSVM_PARAMETERS = dict(svm_type=0, kernel="linear", degree=3, gamma=0.0, coef0=0.0,
+                          cache_size=200)
+_FIT_PARAMETERS = dict(tol=1e-3, shrinking=1, probability=0, max_iter=-1, nu=0.5,
+                       epsilon=0.0, random_seed=0, class_weight=np.ones(2),
+                       sample_weight=np.empty(0))
+_libsvm.set_verbosity_wrap(0)  # a process-wide switch, set by SVC.fit otherwise
 
 
 @dataclass(frozen=True)
@@ -27,13 +42,13 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     """Fit ``SVC(kernel="linear", C=C)`` on each training fold, score the test fold.
 
     The accuracies equal ``cross_val_score(SVC(kernel="linear", C=C), X, y,
-    cv=folds)`` exactly: same estimator, same data, same splits.
+    cv=folds)`` exactly: same solver, same data, same splits.
 
     Parameters
     ----------
     X : numpy.ndarray, shape (n_samples, n_features)
     y : numpy.ndarray, shape (n_samples,)
-        Two classes.
+        Two classes; the second in sorted order is the positive one.
     folds : sequence of Fold
     C : float
         Penalty parameter.
@@ -46,18 +61,27 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     -------
     FoldScores
     """
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) != 2:
+        raise ValueError(f"two classes are needed, got {list(classes)}")
+    X = np.ascontiguousarray(X, dtype=np.float64)  # SVC.fit's conversion
+    codes = codes.astype(np.float64)
     accuracy = np.empty(len(folds))
     coef = np.empty((len(folds), X.shape[1]))
     intercept = np.empty(len(folds))
     decision = []
     for index, fold in enumerate(folds):
-        svc = SVC(kernel="linear", C=C).fit(X[fold.train], y[fold.train])
-        accuracy[index] = np.mean(svc.predict(X[fold.test]) == y[fold.test])
-        coef[index] = svc.coef_[0]
-        intercept[index] = svc.intercept_[0]
+        (support, vectors, n_support, dual_coef, libsvm_intercept, prob_a, prob_b, _,
+         _) = _libsvm.fit(X[fold.train], codes[fold.train], C=C, **_LIBSVM_PARAMETERS,
+                          **_FIT_PARAMETERS)
+        predicted = _libsvm.predict(X[fold.test], support, vectors, n_support, dual_coef,
+                                    libsvm_intercept, prob_a, prob_b, **_LIBSVM_PARAMETERS)
+        accuracy[index] = np.mean(predicted == codes[fold.test])
+        # SVC flips libsvm's signs for two classes: positive favours classes[1].
+        coef[index] = -(dual_coef @ vectors)[0]
+        intercept[index] = -libsvm_intercept[0]
         if extra is not None:
             # The linear decision function as SVC computes it (coef_ is the
-            # dual coefficients times the support vectors), without the
-            # per-call overhead of SVC.decision_function.
+            # dual coefficients times the support vectors).
             decision.append(extra[index] @ coef[index] + intercept[index])
     return FoldScores(accuracy, coef, intercept, decision)
