@@ -92,13 +92,16 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     n_fits = sum(job.n_folds for job in run.jobs)
     done_fits = n_fits - sum(job.n_folds for job in todo)
     batches = batch_jobs(todo, fits_per_task)
-    run_tasks(client, [submit(batch) for batch in batches],
-              on_result=lambda results: [run.output.save_part(result) for result in results],
+    def save(results: list[PairResult]) -> None:
+        for result in results:
+            run.output.save_part(result)
+            saved[result.key] = result
+
+    run_tasks(client, [submit(batch) for batch in batches], on_result=save,
               count=lambda results: sum(len(result.folds) for result in results),
               total=n_fits, initial=done_fits, progress=progress, unit="fit")
     computed = time.perf_counter()
 
-    saved = run.output.load_parts(PairResult)
     summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs])
     run.output.write_manifest({
         "status": "complete", "identity": run.identity, "versions": versions(),
