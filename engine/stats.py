@@ -16,6 +16,7 @@ smaller by one unit in the last place.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -347,7 +348,9 @@ def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 
     chance : float
         Chance accuracy.
     n_permutations : int
-        Random sign flips.
+        Random sign flips. When there are no more distinct flips than this
+        (``2 ** n_subjects - 1`` besides the observed one), each is used
+        once instead: the exact test, as FSL's randomise does.
     rng : numpy.random.Generator or int, optional
     return_uncorrected : bool
         Also return the voxel-wise uncorrected p-values.
@@ -379,12 +382,18 @@ def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 
     sum_squares = np.einsum("sv,sv->v", effects, effects)
     t_map = _flipped_t(np.ones((1, n_subjects)), effects, sum_squares)[0]
     floor = _tie_floor(t_map)
+    exhaustive = 2**n_subjects - 1 <= n_permutations
+    if exhaustive:
+        # Every sign pattern but the observed (all +1, the last one) once.
+        every = np.array(list(itertools.product([-1.0, 1.0], repeat=n_subjects)))[:-1]
+        n_permutations = len(every)
     maxima = np.empty(n_permutations)
     extreme = np.zeros(n_voxels, dtype=np.int64)
     chunk = max(1, _CHUNK_VALUES // n_voxels)
     for start in range(0, n_permutations, chunk):
         size = min(chunk, n_permutations - start)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(size, n_subjects))
+        signs = (every[start:start + size] if exhaustive
+                 else rng.choice(np.array([-1.0, 1.0]), size=(size, n_subjects)))
         null = _flipped_t(signs, effects, sum_squares)
         maxima[start:start + size] = null.max(axis=1)
         if return_uncorrected:

@@ -317,10 +317,16 @@ def test_sign_flip_p_values_match_the_exact_enumeration():
     t_observed = t_all[-1]  # all signs +1
     exact_uncorrected = (t_all >= t_observed - 1e-12).mean(0)
     exact_fwe = (t_all.max(1)[:, None] >= t_observed - 1e-12).mean(0)
-    t_map, p_fwe, p_uncorrected = sign_flip_test(maps, 0.5, 20000, rng=2,
+    # 63 flips or more asked: every flip once, the exact p-values.
+    t_map, p_fwe, p_uncorrected = sign_flip_test(maps, 0.5, 63, rng=2,
                                                  return_uncorrected=True)
     np.testing.assert_allclose(t_map, t_observed)
-    tolerance = 4.5 * np.sqrt(0.25 / 20000)
+    np.testing.assert_allclose(p_uncorrected, exact_uncorrected)
+    np.testing.assert_allclose(p_fwe, exact_fwe)
+    # Fewer: random flips, within Monte-Carlo error of the exact p-values.
+    _, p_fwe, p_uncorrected = sign_flip_test(maps, 0.5, 62, rng=2, return_uncorrected=True)
+    tolerance = 4.5 * np.sqrt(0.25 / 62)
+    assert not np.allclose(p_fwe, exact_fwe)
     np.testing.assert_allclose(p_uncorrected, exact_uncorrected, atol=tolerance)
     np.testing.assert_allclose(p_fwe, exact_fwe, atol=tolerance)
 
