@@ -1,6 +1,7 @@
 """The HTML report: built from a real decode, self-contained, and rendered by Chromium."""
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -286,3 +287,16 @@ def test_missing_files_are_input_errors(tmp_path):
         write_report(out, anat=tmp_path / "no_anat.nii.gz")
     with pytest.raises(InputError, match="benchmark directory not found"):
         write_report(out, bench_dir=tmp_path / "no_bench")
+
+
+def test_a_single_slice_is_drawn_as_one_plane_not_three_empty_cuts():
+    from engine.report.figures import _cuts, brain_map
+
+    affine = np.diag([-3.5, 3.75, 3.75, 1.0])
+    affine[:3, 3] = [40.0, -60.0, 12.0]
+    one_slice = nib.Nifti1Image(np.random.default_rng(0).random((20, 24, 1)), affine)
+    assert _cuts(one_slice) == {"display_mode": "z", "cut_coords": [12.0]}
+    assert _cuts(nib.Nifti1Image(np.zeros((20, 24, 10)), affine)) == {}
+    png = brain_map(one_slice, "one slice", above=0.5)
+    height, width = matplotlib.image.imread(io.BytesIO(png)).shape[:2]
+    assert width / height < 1.5  # one plane, not a strip of three cuts

@@ -109,7 +109,8 @@ def brain_map(image: str | Path | nib.Nifti1Image, title: str,
     """
     from nilearn import plotting
 
-    figure = new_figure(8.0, 3.0)
+    cuts = _cuts(image)
+    figure = new_figure(*_figure_size(cuts))
     options = {}
     if above is not None:
         top = float(np.nanmax(nib.load(image).get_fdata() if isinstance(image, str | Path)
@@ -117,8 +118,26 @@ def brain_map(image: str | Path | nib.Nifti1Image, title: str,
         options = {"threshold": above, "vmin": above, "vmax": max(top, above + 1e-6),
                    "cmap": "hot", "symmetric_cbar": False}
     plotting.plot_stat_map(image, bg_img=background, figure=figure, title=title,
-                           draw_cross=False, black_bg=False, annotate=True, **options)
+                           draw_cross=False, black_bg=False, annotate=True,
+                           **options, **cuts)
     return to_png(figure)
+
+
+def _figure_size(cuts: dict) -> tuple[float, float]:
+    return (5.0, 4.5) if cuts else (8.0, 3.0)
+
+
+def _cuts(image: str | Path | nib.Nifti1Image) -> dict:
+    """Three orthogonal cuts, or the one plane of an image a voxel thick along
+    an axis (a single acquired slice), where the other two cuts would be empty."""
+    image = nib.load(image) if isinstance(image, str | Path) else image
+    thin = [axis for axis, size in enumerate(image.shape[:3]) if size == 1]
+    if len(thin) != 1:
+        return {}
+    # The world coordinate of the plane along the image's (near-)axis-aligned axis.
+    world = nib.affines.apply_affine(image.affine, np.zeros(3))
+    axis = int(np.argmax(np.abs(image.affine[:3, thin[0]])))
+    return {"display_mode": "xyz"[axis], "cut_coords": [float(world[axis])]}
 
 
 def is_accuracy_map(image: str | Path | nib.Nifti1Image) -> bool:
@@ -133,7 +152,8 @@ def mask_map(mask: str | Path | nib.Nifti1Image, title: str,
     """A mask outlined in three orthogonal cuts (``nilearn.plotting.plot_roi``)."""
     from nilearn import plotting
 
-    figure = new_figure(8.0, 3.0)
+    cuts = _cuts(mask)
+    figure = new_figure(*_figure_size(cuts))
     plotting.plot_roi(mask, bg_img=background, figure=figure, title=title, draw_cross=False,
-                      black_bg=False, alpha=0.6, cmap="autumn")
+                      black_bg=False, alpha=0.6, cmap="autumn", **cuts)
     return to_png(figure)
