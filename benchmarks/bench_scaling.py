@@ -73,11 +73,16 @@ def read_rate(bench: dict) -> float:
                              if repeat["read_s"] > 0)
 
 
+def centres_per_task() -> int:
+    """A task does every pair of its centres: spheres x pairs per task / pairs."""
+    return max(1, STUDY["spheres_per_task"] // STUDY["pairs"])
+
+
 def searchlight_task_bytes() -> float:
     """Bytes one searchlight task reads on the full grid: its voxel block x scans x float32."""
     brain, _, _ = make_masks(STUDY["grid"])
     _, spheres = sphere_neighbourhoods(brain, make_affine(STUDY["grid"]), STUDY["radius_mm"])
-    step = STUDY["spheres_per_task"]
+    step = centres_per_task()
     blocks = [len(batch_voxel_block(spheres, slice(start, start + step))[0])
               for start in range(0, spheres.shape[0], step)]
     return float(np.mean(blocks)) * STUDY["scans"] * 4
@@ -124,8 +129,7 @@ def cost_model(benches: dict[str, dict]) -> dict:
     roi_voxels = decode["problem"]["strong"]["voxels"]
     roi_bytes = STUDY["scans"] * roi_voxels * 4
     spheres = STUDY["subjects"] * STUDY["pairs"] * STUDY["brain_voxels"]
-    sphere_tasks = STUDY["subjects"] * STUDY["pairs"] * math.ceil(
-        STUDY["brain_voxels"] / STUDY["spheres_per_task"])
+    sphere_tasks = STUDY["subjects"] * math.ceil(STUDY["brain_voxels"] / centres_per_task())
     task_bytes = searchlight_task_bytes()
     return {
         "study": STUDY,

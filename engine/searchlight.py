@@ -2,16 +2,19 @@
 
 Spheres are defined as nilearn's ``SearchLight`` defines them (mask voxels
 within ``radius`` mm of the centre, through the affine; see
-:mod:`engine.spheres`). Every subject x pair is cut into batches of
-``spheres_per_task`` centres; a task reads from the store only the voxel
-block its spheres need and fits every sphere x fold at once with the
-batched solver (or one by one with scikit-learn's ``SVC``, to verify).
+:mod:`engine.spheres`). Every subject's centres are cut into batches of
+``spheres_per_task // n_pairs`` centres; a task does one batch for every
+pair: it reads from the store, once, only the voxel block its spheres need
+and fits every sphere x fold of each pair at once with the batched solver
+(or one by one with scikit-learn's ``SVC``, to verify). Results are saved
+per pair and batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +42,16 @@ from engine.tasks import searchlight_spheres
 SOLVERS = ("batched", "sklearn")
 CHANCE = 0.5
 SIGN_FLIPS = 10000
-SPHERES_PER_TASK = 2000
+SPHERES_PER_TASK = 2000  # spheres x pairs: one task does every pair of its centres
 
 
 @dataclass(frozen=True)
 class SphereBatch:
-    """One task's work: a run of consecutive sphere centres of one subject x pair."""
+    """A run of consecutive sphere centres of one subject x pair: the unit saved.
+
+    One task does the batches of every pair with the same subject and index,
+    so each voxel block is read once for all pairs.
+    """
 
     job: PairJob
     index: int
@@ -103,9 +110,11 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     jobs = plan_decode(list(designs.values()), cv, categories)
     geometry = {subject: subject_geometry(store_path, subject, radius, process_mask)
                 for subject in designs}
+    pairs = Counter(job.subject for job in jobs)
     batches = [SphereBatch(job, index, centres) for job in jobs
-               for index, centres in enumerate(batch_centres(len(geometry[job.subject].centres),
-                                                             spheres_per_task))]
+               for index, centres in enumerate(batch_centres(
+                   len(geometry[job.subject].centres),
+                   max(1, spheres_per_task // pairs[job.subject])))]
     identity = {"command": "searchlight", "store": store_path,
                 "subjects": {subject: design.checksum for subject, design in designs.items()},
                 "categories": sorted(categories) if categories else "all", "cv": cv, "C": C,
@@ -153,20 +162,26 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
     identity = run.identity
     submitted = time.perf_counter()
 
-    def submit(batch: SphereBatch):
-        # The task gets only the voxel block its spheres need, re-indexed.
-        voxels, local_spheres = batch_voxel_block(run.geometry[batch.job.subject].spheres,
-                                                  batch.centres)
-        return client.submit(searchlight_spheres, run.store_path, batch.key,
-                             run.checksums[batch.job.subject], voxels, local_spheres,
-                             identity["cv"], identity["C"], identity["solver"],
-                             key=task_key("searchlight", identity, [batch]))
+    def submit(group: list[SphereBatch]):
+        # The task gets only the voxel block its spheres need, re-indexed, and
+        # does every pair of it.
+        first = group[0]
+        voxels, local_spheres = batch_voxel_block(run.geometry[first.job.subject].spheres,
+                                                  first.centres)
+        return client.submit(searchlight_spheres, run.store_path,
+                             [batch.key for batch in group], run.checksums[first.job.subject],
+                             voxels, local_spheres, identity["cv"], identity["C"],
+                             identity["solver"], key=task_key("searchlight", identity, group))
 
+    groups: dict[tuple[str, int], list[SphereBatch]] = {}
+    for batch in todo:
+        groups.setdefault((batch.job.subject, batch.index), []).append(batch)
     total = sum(_size(batch) for batch in run.batches)
-    run_tasks(client, [submit(batch) for batch in todo], on_result=run.output.save_part,
-              count=lambda scores: len(scores.accuracy), total=total,
-              initial=total - sum(_size(batch) for batch in todo), progress=progress,
-              unit="sphere")
+    run_tasks(client, [submit(group) for group in groups.values()],
+              on_result=lambda results: [run.output.save_part(scores) for scores in results],
+              count=lambda results: sum(len(scores.accuracy) for scores in results),
+              total=total, initial=total - sum(_size(batch) for batch in todo),
+              progress=progress, unit="sphere")
     computed = time.perf_counter()
 
     saved = run.output.load_parts(SphereScores)
@@ -174,6 +189,7 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
     run.output.write_manifest({
         "status": "complete", "identity": identity, "versions": versions(),
         "counts": {"subjects": len(run.geometry), "batches": len(run.batches),
+                   "tasks": len(groups),
                    "spheres": total, "spheres_computed": sum(_size(b) for b in todo),
                    "fits": total * _n_folds(run)},
         "timings": phase_timings(run.started, submitted, computed),
@@ -301,7 +317,9 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
     progress : bool
         Progress bar of the spheres.
     spheres_per_task : int, optional
-        Centres per Dask task (default: ``nidecode.spheres-per-task``, 2000).
+        Spheres x pairs per Dask task (default: ``nidecode.spheres-per-task``,
+        2000): a task does every pair of ``spheres_per_task // n_pairs``
+        centres.
 
     Returns
     -------

@@ -81,16 +81,19 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
     return results
 
 
-def searchlight_spheres(store_path: str, key: tuple[str, ...], checksum: str,
+def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
                         voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
-                        solver: str) -> SphereScores:
-    """Cross-validated accuracy of every sphere of a batch.
+                        solver: str) -> list[SphereScores]:
+    """Cross-validated accuracy of every sphere of a batch, for several pairs.
+
+    The voxel block is read once and serves every pair.
 
     Parameters
     ----------
     store_path : str
-    key : tuple of str
-        (subject, class_a, class_b, batch number).
+    keys : sequence of tuple of str
+        (subject, class_a, class_b, batch number) of each pair to score; one
+        subject and one batch of centres.
     checksum : str
         The subject's checksum (part of the cache key of its design).
     voxels : numpy.ndarray of int
@@ -103,15 +106,19 @@ def searchlight_spheres(store_path: str, key: tuple[str, ...], checksum: str,
 
     Returns
     -------
-    SphereScores
+    list of SphereScores
+        One per key, in order.
     """
-    design = _verified_design(store_path, key[0], checksum)
-    selected, labels, _, folds = _pair_design(design, key, cv)
-    X = store.read_timeseries(store_path, key[0], voxels=voxels)[selected]
-    splits = [(fold.train, fold.test) for fold in folds]
+    design = _verified_design(store_path, keys[0][0], checksum)
+    block = store.read_timeseries(store_path, keys[0][0], voxels=voxels)
     fit = searchlight_accuracies if solver == "batched" else searchlight_accuracies_sklearn
-    accuracy = fit(X, labels, spheres, splits, C=C)
-    return SphereScores(key, accuracy, np.array([fold.fold for fold in folds]))
+    results = []
+    for key in keys:
+        selected, labels, _, folds = _pair_design(design, key, cv)
+        accuracy = fit(block[selected], labels, spheres,
+                       [(fold.train, fold.test) for fold in folds], C=C)
+        results.append(SphereScores(key, accuracy, np.array([fold.fold for fold in folds])))
+    return results
 
 
 @lru_cache(maxsize=8)

@@ -72,6 +72,23 @@ def test_real_slice_map_matches_nilearn(haxby_store, client, tmp_path, process_m
     assert sizes.get_fdata()[centres].max() == 9
 
 
+def test_one_task_reads_a_voxel_block_once_for_every_pair(haxby_store, client, tmp_path,
+                                                          process_mask):
+    three = ["face", "cat", "house"]
+    searchlight(haxby_store["global"], tmp_path / "all", client, radius=5.6, categories=three,
+                process_mask=process_mask, progress=False, spheres_per_task=60)
+    counts = json.loads((tmp_path / "all" / "run.json").read_text())["counts"]
+    # 59 centres, 3 pairs, 60 sphere-pairs a task: 20 centres a task, 3 tasks of 3 pairs.
+    assert (counts["batches"], counts["tasks"], counts["spheres"]) == (9, 3, 3 * 59)
+    for pair in (["face", "cat"], ["house", "face"]):
+        alone = tmp_path / "_".join(pair)
+        searchlight(haxby_store["global"], alone, client, radius=5.6, categories=pair,
+                    process_mask=process_mask, progress=False)
+        name = f"searchlight/haxby2001-slice_{'_vs_'.join(sorted(pair))}.nii.gz"
+        np.testing.assert_array_equal(nib.load(tmp_path / "all" / name).get_fdata(),
+                                      nib.load(alone / name).get_fdata())
+
+
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory):
     directory = tmp_path_factory.mktemp("synthetic")

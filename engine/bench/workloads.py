@@ -146,7 +146,7 @@ class Searchlight:
         subject = store.list_subjects(path)[0]
         voxels, spheres = batch_voxel_block(self._geometry().spheres, slice(0, 20))
         key = (subject, *sorted(self.settings.pair), f"warm{index}")
-        return searchlight_spheres, (str(path.resolve()), key,
+        return searchlight_spheres, (str(path.resolve()), [key],
                                      store.read_design(path, subject).checksum, voxels,
                                      spheres, "logo", 1.0, "batched")
 
