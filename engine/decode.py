@@ -92,6 +92,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     n_fits = sum(job.n_folds for job in run.jobs)
     done_fits = n_fits - sum(job.n_folds for job in todo)
     batches = batch_jobs(todo, fits_per_task)
+
     def save(results: list[PairResult]) -> None:
         for result in results:
             run.output.save_part(result)
