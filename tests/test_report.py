@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -300,3 +301,15 @@ def test_a_single_slice_is_drawn_as_one_plane_not_three_empty_cuts():
     png = brain_map(one_slice, "one slice", above=0.5)
     height, width = matplotlib.image.imread(io.BytesIO(png)).shape[:2]
     assert width / height < 1.5  # one plane, not a strip of three cuts
+
+
+def test_infinite_values_are_drawn_at_the_end_of_the_scale_not_as_zeros():
+    from engine.report.figures import _finite, brain_map
+
+    values = np.zeros((6, 6, 6))
+    values[2, 2, 2], values[3, 3, 3], values[1, 1, 1] = np.inf, 4.0, np.nan
+    shown = _finite(nib.Nifti1Image(values, np.eye(4))).get_fdata()
+    assert (shown[2, 2, 2], shown[3, 3, 3], shown[1, 1, 1]) == (4.0, 4.0, 0.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Non-finite values")  # nilearn's
+        brain_map(nib.Nifti1Image(values, np.eye(4)), "t")

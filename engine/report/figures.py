@@ -105,22 +105,35 @@ def brain_map(image: str | Path | nib.Nifti1Image, title: str,
     Drawn over ``background`` if given, else alone on white. With
     ``above``, only values above it are drawn, on a one-sided colour scale
     starting there (e.g. accuracies above chance); otherwise positive and
-    negative values share a symmetric scale.
+    negative values share a symmetric scale. Infinite values (a group t
+    where every subject scored the same) are drawn at the end of the scale,
+    not dropped to zero as nilearn would.
     """
     from nilearn import plotting
 
+    image = _finite(nib.load(image) if isinstance(image, str | Path) else image)
     cuts = _cuts(image)
     figure = new_figure(*_figure_size(cuts))
     options = {}
     if above is not None:
-        top = float(np.nanmax(nib.load(image).get_fdata() if isinstance(image, str | Path)
-                              else image.get_fdata()))
+        top = float(np.nanmax(image.get_fdata()))
         options = {"threshold": above, "vmin": above, "vmax": max(top, above + 1e-6),
                    "cmap": "hot", "symmetric_cbar": False}
     plotting.plot_stat_map(image, bg_img=background, figure=figure, title=title,
                            draw_cross=False, black_bg=False, annotate=True,
                            **options, **cuts)
     return to_png(figure)
+
+
+def _finite(image: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The image with +-inf at the largest finite magnitude and NaN at zero."""
+    values = image.get_fdata()
+    if np.isfinite(values).all():
+        return image
+    finite = values[np.isfinite(values)]
+    end = float(np.abs(finite).max()) if finite.size else 1.0
+    return nib.Nifti1Image(np.nan_to_num(values, nan=0.0, posinf=end, neginf=-end),
+                           image.affine, image.header)
 
 
 def _figure_size(cuts: dict) -> tuple[float, float]:
