@@ -1,6 +1,7 @@
 """Searchlight runs: nilearn's maps on real data, the planted peak on synthetic data."""
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -44,8 +45,10 @@ def nilearn_map(haxby_slice_dir, process_mask):
     light = SearchLight(mask_img=haxby_slice_dir / "mask.nii.gz", process_mask_img=process_mask,
                         radius=5.6, estimator=SVC(kernel="linear"), cv=LeaveOneGroupOut(),
                         n_jobs=1)
-    light.fit(masker.inverse_transform(X[keep]), labels["labels"][keep],
-              groups=labels["chunks"][keep])
+    with warnings.catch_warnings():  # "Use a custom estimator at your own risk": on purpose
+        warnings.filterwarnings("ignore", message="Use a custom estimator")
+        light.fit(masker.inverse_transform(X[keep]), labels["labels"][keep],
+                  groups=labels["chunks"][keep])
     return light.scores_img_.get_fdata()
 
 
