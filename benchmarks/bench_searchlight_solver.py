@@ -1,4 +1,4 @@
-"""Benchmark the batched searchlight SVM solver against nilearn's SearchLight.
+"""Benchmark the batched searchlight SVM solvers against nilearn's SearchLight.
 
 Real Haxby slice, face vs cat (216 scans), data standardized over all scans with
 ``NiftiMasker(standardize="zscore_sample")``, radius 5.6 mm, leave-one-run-out
@@ -7,7 +7,11 @@ Real Haxby slice, face vs cat (216 scans), data standardized over all scans with
 * nilearn ``SearchLight(estimator="svc")`` (nilearn's "svc" is ``LinearSVC``),
 * nilearn ``SearchLight(estimator=SVC(kernel="linear"))``, the model the batched
   solver reproduces,
-* the batched solver (``engine.solvers.batched.searchlight_accuracies``),
+* the default batched solver, warm-started folds finished exactly
+  (``engine.solvers.warm.searchlight_accuracies_warm``), with how its folds
+  were solved,
+* the batched solver on libsvm's own path for every fit
+  (``engine.solvers.batched.searchlight_accuracies``, ``--solver libsvm``),
 * optionally the per-sphere scikit-learn reference path (``--with-sklearn``).
 
 Prints spheres per second (CPU time of this process, so other load on the machine
@@ -48,6 +52,7 @@ from engine.solvers.batched import (  # noqa: E402
     searchlight_accuracies,
     searchlight_accuracies_sklearn,
 )
+from engine.solvers.warm import searchlight_accuracies_warm  # noqa: E402
 from engine.spheres import sphere_neighbourhoods  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "haxby2001-slice"
@@ -56,12 +61,12 @@ _COMPILE_SNIPPET = """
 import time
 t0 = time.perf_counter()
 import numpy as np, scipy.sparse as sp
-from engine.solvers.batched import searchlight_accuracies
+from engine.solvers.warm import searchlight_accuracies_warm
 t1 = time.perf_counter()
 X = np.random.default_rng(0).standard_normal((12, 3))
 y = np.tile([0, 1], 6)
 folds = [(np.arange(6, 12), np.arange(6)), (np.arange(6), np.arange(6, 12))]
-searchlight_accuracies(X, y, sp.csr_matrix(np.ones((1, 3), dtype=bool)), folds)
+searchlight_accuracies_warm(X, y, sp.csr_matrix(np.ones((1, 3), dtype=bool)), folds)
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
@@ -174,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         results["spheres_build_s"] = t_spheres
 
-        searchlight_accuracies(X, y, spheres[:2], folds)  # compile / load from cache
+        searchlight_accuracies_warm(X, y, spheres[:2], folds)  # compile / load from cache
+        searchlight_accuracies(X, y, spheres[:2], folds)
         print("batched solver ...", flush=True)
-        (acc, n_iter), cpu, wall = timed(
-            lambda: searchlight_accuracies(X, y, spheres, folds, return_n_iter=True),
+        (acc, info), cpu, wall = timed(
+            lambda: searchlight_accuracies_warm(X, y, spheres, folds, return_info=True),
             args.repeats,
         )
         batched = acc.mean(1)
@@ -186,12 +192,17 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": wall,
             "spheres_per_s": n / cpu,
             "fits": int(acc.size),
-            "smo_iterations_mean": float(np.abs(n_iter).mean()),
-            "smo_iterations_max": int(np.abs(n_iter).max()),
+            "folds": info,
             "mean_accuracy": float(batched.mean()),
         }
 
-        contenders = {}
+        print("libsvm path ...", flush=True)
+        (libsvm, n_iter), cpu, wall = timed(
+            lambda: searchlight_accuracies(X, y, spheres, folds, return_n_iter=True),
+            args.repeats,
+        )
+        contenders = {"libsvm_path": (libsvm.mean(1), cpu, wall)}
+        results["smo_iterations_mean_libsvm_path"] = float(np.abs(n_iter).mean())
         if not args.skip_nilearn:
             for key, est in (
                 ("nilearn_svc_default_linearsvc", "svc"),

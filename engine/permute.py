@@ -267,10 +267,12 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         SVM penalty.
     seed : int
         Seed of the permutations.
-    solver : {"batched", "sklearn"}
-        ``batched`` (default): SVC's problem solved from a Gram matrix
-        computed once per task and reused by every permutation and fold
-        (accuracies within SVC's own tolerance); ``sklearn``: ``SVC`` refitted.
+    solver : {"batched", "libsvm", "sklearn"}
+        ``batched`` (default) and ``libsvm``: SVC's problem solved from a Gram
+        matrix computed once per task and reused by every permutation and
+        fold, on libsvm's path (ROI) or with the searchlight solver of that
+        name (see :func:`engine.searchlight.searchlight`); ``sklearn``:
+        ``SVC`` refitted.
     radius : float, optional
         Searchlight permutations with spheres of this radius (mm).
     overwrite : bool

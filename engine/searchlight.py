@@ -5,8 +5,9 @@ within ``radius`` mm of the centre, through the affine; see
 :mod:`engine.spheres`). Every subject's centres are cut into batches of
 ``spheres_per_task // n_pairs`` centres; a task does one batch for every
 pair: it reads from the store, once, only the voxel block its spheres need
-and fits every sphere x fold of each pair at once with the batched solver
-(or one by one with scikit-learn's ``SVC``, to verify). Results are saved
+and fits every sphere x fold of each pair at once with a batched solver
+(:data:`engine.tasks.SPHERE_SOLVERS`; or one by one with scikit-learn's
+``SVC``, to verify). Results are saved
 per pair and batch.
 """
 
@@ -37,9 +38,9 @@ from engine.results import SphereScores, to_nifti
 from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from engine.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
 from engine.stats import sign_flip_test
-from engine.tasks import searchlight_spheres
+from engine.tasks import SPHERE_SOLVERS, searchlight_spheres
 
-SOLVERS = ("batched", "sklearn")
+SOLVERS = tuple(SPHERE_SOLVERS)
 CHANCE = 0.5
 SIGN_FLIPS = 10000
 SPHERES_PER_TASK = 2000  # spheres x pairs: one task does every pair of its centres
@@ -309,9 +310,13 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         ``"logo"`` or ``"kfold:K"``.
     C : float
         SVM penalty, as ``SVC(kernel="linear", C=C)``.
-    solver : {"batched", "sklearn"}
-        The compiled batched SVM (fast; agrees with SVC within its own
-        tolerance) or scikit-learn's SVC one fit at a time (exact, slow).
+    solver : {"batched", "libsvm", "sklearn"}
+        ``batched``: every fold warm-started from the all-scans fit and
+        finished at the exact optimum, refitted on libsvm's path where a test
+        decision is a near tie (the same sphere accuracy as SVC on 99.6 % of
+        the Haxby slice's spheres); ``libsvm``: libsvm's path for every fit
+        (SVC's iterates; 1.5-1.8x slower); ``sklearn``: SVC one fit at a time
+        (slow, for verification).
     overwrite : bool
         Replace results of other parameters in ``out``.
     progress : bool

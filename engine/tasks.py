@@ -26,7 +26,14 @@ from engine.solvers.batched import (
     searchlight_accuracies_sklearn,
 )
 from engine.solvers.exact import cross_validate_svc
+from engine.solvers.warm import searchlight_accuracies_warm
 from engine.stats import permute_within_runs
+
+#: Searchlight solvers by name: every fold warm-started from the all-scans fit
+#: and finished exactly, libsvm's path at near ties (batched, the default);
+#: libsvm's path for every fit (libsvm); SVC one sphere at a time (sklearn).
+SPHERE_SOLVERS = {"batched": searchlight_accuracies_warm, "libsvm": searchlight_accuracies,
+                  "sklearn": searchlight_accuracies_sklearn}
 
 
 @lru_cache(maxsize=2)
@@ -102,7 +109,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         Sphere membership within that block.
     cv : str
     C : float
-    solver : {"batched", "sklearn"}
+    solver : {"batched", "libsvm", "sklearn"}
+        See :data:`SPHERE_SOLVERS`.
 
     Returns
     -------
@@ -111,7 +119,7 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
     """
     design = _verified_design(store_path, keys[0][0], checksum)
     block = store.read_timeseries(store_path, keys[0][0], voxels=voxels)
-    fit = searchlight_accuracies if solver == "batched" else searchlight_accuracies_sklearn
+    fit = SPHERE_SOLVERS[solver]
     results = []
     for key in keys:
         selected, labels, _, folds = _pair_design(design, key, cv)
@@ -145,9 +153,10 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
         pair and ``i`` alone, so any split of the work gives the same null.
     indices : sequence of int
         Permutations to score; -1 is the true labelling.
-    solver : {"batched", "sklearn"}
+    solver : {"batched", "libsvm", "sklearn"}
         The Gram matrix is computed once and reused by every permutation
-        and fold (batched), or ``SVC`` is refitted on the data (sklearn).
+        and fold (batched and libsvm: libsvm's path), or ``SVC`` is refitted
+        on the data (sklearn).
 
     Returns
     -------
@@ -157,7 +166,7 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
     X, design = _load_subject(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = X[selected]
-    gram = X.astype(np.float64) @ X.T.astype(np.float64) if solver == "batched" else None
+    gram = X.astype(np.float64) @ X.T.astype(np.float64) if solver != "sklearn" else None
     accuracy = np.empty((len(indices), len(folds)))
     for row, index in enumerate(indices):
         y = relabel(labels, runs, key, seed, index)
@@ -193,7 +202,7 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = store.read_timeseries(store_path, key[0], voxels=voxels)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
-    fit = searchlight_accuracies if solver == "batched" else searchlight_accuracies_sklearn
+    fit = SPHERE_SOLVERS[solver]
     accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres, splits,
                              C=C).mean(axis=1) for index in indices])
     return PermutationScores(key, np.asarray(indices), accuracy)

@@ -247,14 +247,15 @@ def _calculate_rho(F, pen_up, pen_low, active_size):
 @njit(cache=True)
 def _smo(
     Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
-    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
+    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb, alpha0,
 ):  # fmt: skip
-    """libsvm ``Solver::Solve`` for C-SVC (alpha = 0 start, p = -1, C_i = C).
+    """libsvm ``Solver::Solve`` for C-SVC (p = -1, C_i = C).
 
     ``Kf`` / ``Kd``: float32 / float64 kernel over all scans; ``tr``: training scans
-    in libsvm's order; ``ysign``: their +-1 labels. The other arrays are scratch of
-    length L >= len(tr) (``qb``: 2 L**2 + 2 L, see ``_row_offset``). Leaves
-    alpha_a y_a, in ``tr`` order, in ``out`` and returns ``(rho, n_iter)``;
+    in libsvm's order; ``ysign``: their +-1 labels; ``alpha0``: a feasible start
+    (in ``tr`` order), or empty for libsvm's alpha = 0. The other arrays are
+    scratch of length L >= len(tr) (``qb``: 2 L**2 + 2 L, see ``_row_offset``).
+    Leaves alpha_a y_a, in ``tr`` order, in ``out`` and returns ``(rho, n_iter)``;
     ``n_iter < 0`` if ``max_iter`` stopped the solver.
     """
     n_tr = tr.shape[0]
@@ -270,11 +271,23 @@ def _smo(
         aset[a] = a
         y[a] = ysign[a]
         QD[a] = Kd[g, g]
-        alpha[a] = 0.0
+        alpha[a] = alpha0[a] if alpha0.shape[0] > 0 else 0.0
         F[a] = ysign[a]  # G = p = -1
         Fbar[a] = 0.0
-        st[a] = _LOWER
-        pen_up[a], pen_low[a] = _penalties(y[a], _LOWER)
+        st[a] = _status(alpha[a], C)
+        pen_up[a], pen_low[a] = _penalties(y[a], st[a])
+    if alpha0.shape[0] > 0:
+        # libsvm's gradient of a warm start: G = p + Q alpha, G_bar = C Q_{:,upper}.
+        for b in range(n_tr):
+            if alpha[b] > 0.0:
+                base = b * n_tr
+                ya = ysign[b] * alpha[b]
+                for a in range(n_tr):
+                    F[a] -= ya * qb[_u(base) + _u(a)]
+                if st[b] == _UPPER:
+                    yc = ysign[b] * C
+                    for a in range(n_tr):
+                        Fbar[a] -= yc * qb[_u(base) + _u(a)]
     ident = True  # positions are still the original order: rows come from block 0
     ac = n_tr
 
@@ -583,12 +596,13 @@ def _alloc_workspace(lmax):
 
 
 @njit(cache=True)
-def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws):
-    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[9]``."""
+def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws, alpha0):
+    """Run ``_smo`` with workspace ``ws`` from ``alpha0`` (empty: alpha = 0, libsvm's
+    start); alpha_a y_a end up in ``ws[9]``."""
     F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb = ws
     return _smo(
         Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
-        F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
+        F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb, alpha0,
     )  # fmt: skip
 
 
@@ -601,7 +615,7 @@ def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
         for b in range(n):
             Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
     ws = _alloc_workspace(tr.shape[0])
-    rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws)
+    rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws, np.empty(0))
     return ws[9][: tr.shape[0]].copy(), rho, it
 
 
@@ -620,32 +634,36 @@ def _searchlight_kernel(
     for f in range(n_folds):
         lmax = max(lmax, tr_ptr[f + 1] - tr_ptr[f])
     ws = _alloc_workspace(lmax)
-    coef = ws[9]
     for s in range(n_spheres):
         _gram(Xt, sph_idx[sph_ptr[s] : sph_ptr[s + 1]], Kd)
         for a in range(n):
             for b in range(n):
                 Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
         for f in range(n_folds):
-            tr = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
-            ys = tr_sign[tr_ptr[f] : tr_ptr[f + 1]]
-            rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws)
-            iters[s, f] = it
-            te = te_idx[te_ptr[f] : te_ptr[f + 1]]
-            correct = 0
-            for t in range(te.shape[0]):
-                krow = Kd[te[t]]
-                dec = 0.0
-                # Sum over support vectors in libsvm's order (class +1 first).
-                for a in range(tr.shape[0]):
-                    if coef[a] != 0.0:
-                        dec += coef[a] * krow[tr[a]]
-                dec -= rho
-                pred = 0 if dec > 0.0 else 1
-                if pred == y[te[t]]:
-                    correct += 1
-            out[s, f] = correct / te.shape[0]
+            out[s, f], iters[s, f] = _score_fold_libsvm(
+                Kf, Kd, tr_idx[tr_ptr[f] : tr_ptr[f + 1]], tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
+                te_idx[te_ptr[f] : te_ptr[f + 1]], y, C, eps, shrinking, max_iter, ws)
     return out, iters
+
+
+@njit(cache=True)
+def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, C, eps, shrinking, max_iter, ws):
+    """Fit one fold on libsvm's path and score its test scans: (accuracy, n_iter)."""
+    rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws, np.empty(0))
+    coef = ws[9]
+    correct = 0
+    for t in range(te.shape[0]):
+        krow = Kd[te[t]]
+        dec = 0.0
+        # Sum over support vectors in libsvm's order (class +1 first).
+        for a in range(tr.shape[0]):
+            if coef[a] != 0.0:
+                dec += coef[a] * krow[tr[a]]
+        dec -= rho
+        pred = 0 if dec > 0.0 else 1
+        if pred == y[te[t]]:
+            correct += 1
+    return correct / te.shape[0], it
 
 
 # --------------------------------------------------------------------------------------

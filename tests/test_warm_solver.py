@@ -1,0 +1,70 @@
+"""The default searchlight solver: warm starts, an exact finish, libsvm at near ties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.svm import SVC
+
+from engine.solvers.batched import searchlight_accuracies, searchlight_accuracies_sklearn
+from engine.solvers.warm import searchlight_accuracies_warm
+from tests.test_batched_solver import agreement, face_cat, synthetic_searchlight  # noqa: F401
+
+
+def test_real_slice_agrees_with_libsvm_and_finishes_exactly(face_cat):  # noqa: F811
+    d = face_cat
+    ours, info = searchlight_accuracies_warm(d["X"], d["y"], d["spheres"], d["folds"],
+                                             return_info=True)
+    libsvm = searchlight_accuracies(d["X"], d["y"], d["spheres"], d["folds"])
+    equal, mad = agreement(ours.mean(1), libsvm.mean(1))
+    assert equal >= 0.99 and mad <= 1e-4  # the issue asks for 0.90 and 0.001
+    assert info["failed"] == 0 and info["exact"] + info["near_tie"] == 530 * 12
+    assert 0 < info["near_tie"] < 0.1 * 530 * 12 and 1 <= info["mean_steps"] < 20
+
+
+def test_without_refits_the_predictions_are_the_exact_optimum(face_cat):  # noqa: F811
+    d = face_cat
+    rows = d["spheres"][np.arange(0, 530, 53)]
+    np.testing.assert_array_equal(
+        searchlight_accuracies_warm(d["X"], d["y"], rows, d["folds"], tie_margin=0.0),
+        _exact_reference(d["X"], d["y"], rows, d["folds"]))
+
+
+@pytest.mark.parametrize("C", [0.1, 1.0, 5.0])
+def test_synthetic_spheres_and_folds_of_any_kind(C):
+    # GroupKFold folds, spheres of 1 to 15 voxels, several C.
+    X, y, spheres, folds = synthetic_searchlight(1)
+    ours, info = searchlight_accuracies_warm(X, y, spheres, folds, C=C, return_info=True)
+    ref = searchlight_accuracies_sklearn(X, y, spheres, folds, C=C)
+    equal, mad = agreement(ours.mean(1), ref.mean(1))
+    assert equal >= 0.95 and mad <= 0.001 and info["failed"] == 0
+
+
+def _exact_reference(X, y, spheres, folds, C=1.0):
+    """SVC at tol=1e-10: the exact optimum, far below any decision value here."""
+    return np.array([[np.mean(SVC(kernel="linear", C=C, tol=1e-10)
+                              .fit(X[:, cols][train], y[train])
+                              .predict(X[:, cols][test]) == y[test])
+                      for train, test in folds]
+                     for cols in (np.sort(spheres[row].indices)
+                                  for row in range(spheres.shape[0]))])
+
+
+def test_one_voxel_separable_and_overlapping_folds_reach_the_exact_optimum():
+    # One voxel, separable or pure noise: degenerate problems where libsvm's
+    # tol=1e-3 answer can sit visibly off the optimum.
+    X, y, _, folds = synthetic_searchlight(3, separable=True)
+    one_voxel = sp.csr_matrix(np.eye(X.shape[1], dtype=bool)[:8])
+    for C in (1.0, 100.0):
+        np.testing.assert_array_equal(
+            searchlight_accuracies_warm(X, y, one_voxel, folds, C=C, tie_margin=0.0),
+            _exact_reference(X, y, one_voxel, folds, C))
+    # Folds whose test sets overlap and leave scans out: each training set is
+    # still solved from the all-scans fit.
+    train, test = folds[0]
+    odd = [(train[np.arange(len(train)) % 3 != 0], test),
+           (np.concatenate([train[::3], test[:3]]), test[3:])]
+    np.testing.assert_array_equal(
+        searchlight_accuracies_warm(X, y, one_voxel, odd, tie_margin=0.0),
+        _exact_reference(X, y, one_voxel, odd))
