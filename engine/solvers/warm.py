@@ -199,6 +199,7 @@ def _active_set(Kd, Xs, rows, s, alpha, free, C, support, M, r, w, g, delta, A):
     failure."""
     d = Xs.shape[1]
     n = rows.shape[0]
+    b = 0.0
     released = -1
     for step in range(1, _MAX_STEPS + 1):
         p = 0
