@@ -829,6 +829,32 @@ def _prepare(
     return X, y, spheres, folds
 
 
+def _kernel_arrays(X: np.ndarray, y: np.ndarray, spheres: sp.csr_matrix, folds) -> tuple:
+    """The searchlight kernels' arrays: ``Xt, y01, sphere pointers and voxels,
+    then per fold the training scans in libsvm's order, their signs and the
+    test scans`` (pointer + flat index arrays), with scans reindexed to those
+    some fold uses (only they enter the Gram matrices)."""
+    _, y01 = _encode_binary(y)
+    used = np.unique(np.concatenate([np.concatenate(fold) for fold in folds]))
+    remap = np.full(X.shape[0], -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    tr_parts, sign_parts, te_parts = [], [], []
+    for tr, te in folds:
+        order, sign = _group_train(tr, y01)
+        tr_parts.append(remap[order])
+        sign_parts.append(sign)
+        te_parts.append(remap[te])
+
+    def pointers(parts):
+        return np.concatenate([[0], np.cumsum([len(part) for part in parts])]).astype(np.int64)
+
+    # Transposed (voxel-major) so a sphere's voxel rows are contiguous for the Gram.
+    Xt = np.ascontiguousarray(X[used].T, dtype=np.float64)
+    return (Xt, y01[used], spheres.indptr.astype(np.int64), spheres.indices.astype(np.int64),
+            pointers(tr_parts), np.concatenate(tr_parts), np.concatenate(sign_parts),
+            pointers(te_parts), np.concatenate(te_parts))
+
+
 def searchlight_accuracies(
     X: np.ndarray,
     y: np.ndarray,
@@ -878,36 +904,8 @@ def searchlight_accuracies(
     """
     C, tol = _check_c_tol(C, tol)
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
-    _, y01 = _encode_binary(y)
-    # Only scans used by some fold enter the Gram matrices.
-    used = np.unique(np.concatenate([np.concatenate(f) for f in folds]))
-    remap = np.full(X.shape[0], -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    tr_parts, sign_parts, te_parts = [], [], []
-    for tr, te in folds:
-        order, sign = _group_train(tr, y01)
-        tr_parts.append(remap[order])
-        sign_parts.append(sign)
-        te_parts.append(remap[te])
-    tr_ptr = np.concatenate([[0], np.cumsum([len(p) for p in tr_parts])]).astype(np.int64)
-    te_ptr = np.concatenate([[0], np.cumsum([len(p) for p in te_parts])]).astype(np.int64)
-    # Transposed (voxel-major) so a sphere's voxel rows are contiguous for the Gram.
-    Xt = np.ascontiguousarray(X[used].T, dtype=np.float64)
     acc, iters = _searchlight_kernel(
-        Xt,
-        y01[used],
-        spheres.indptr.astype(np.int64),
-        spheres.indices.astype(np.int64),
-        tr_ptr,
-        np.concatenate(tr_parts),
-        np.concatenate(sign_parts),
-        te_ptr,
-        np.concatenate(te_parts),
-        C,
-        tol,
-        bool(shrinking),
-        int(max_iter),
-    )
+        *_kernel_arrays(X, y, spheres, folds), C, tol, bool(shrinking), int(max_iter))
     if np.any(iters < 0):
         warnings.warn(
             f"SMO stopped at max_iter={max_iter} before convergence in "

@@ -34,10 +34,10 @@ from numba import njit
 from engine.solvers.batched import (
     _alloc_workspace,
     _check_c_tol,
-    _encode_binary,
     _fit,
     _gram,
     _group_train,
+    _kernel_arrays,
     _prepare,
     _score_fold_libsvm,
 )
@@ -417,26 +417,12 @@ def searchlight_accuracies_warm(
     C, tol = _check_c_tol(C, tol)
     _, warm_tol = _check_c_tol(C, warm_tol)
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
-    _, y01 = _encode_binary(y)
-    # Only scans used by some fold enter, reindexed (as libsvm's path does).
-    used = np.unique(np.concatenate([np.concatenate(fold) for fold in folds]))
-    remap = np.full(X.shape[0], -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    y_used = y01[used]
-    rows, signs = _group_train(np.arange(len(used)), y_used)
-    tr_parts, sign_parts, te_parts = [], [], []
-    for train, test in folds:
-        order, sign = _group_train(remap[train], y_used)
-        tr_parts.append(order)
-        sign_parts.append(sign)
-        te_parts.append(remap[test])
-    tr_ptr = np.concatenate([[0], np.cumsum([len(part) for part in tr_parts])]).astype(np.int64)
-    te_ptr = np.concatenate([[0], np.cumsum([len(part) for part in te_parts])]).astype(np.int64)
-    accuracy, outcome = _warm_kernel(
-        np.ascontiguousarray(X[used].T, dtype=np.float64), y_used,
-        spheres.indptr.astype(np.int64), spheres.indices.astype(np.int64), rows, signs,
-        tr_ptr, np.concatenate(tr_parts), np.concatenate(sign_parts), te_ptr,
-        np.concatenate(te_parts), C, tol, warm_tol, float(tie_margin))
+    Xt, y_used, *spheres_and_folds = _kernel_arrays(X, y, spheres, folds)
+    # Every used scan in libsvm's order, for the all-scans fit.
+    rows, signs = _group_train(np.arange(len(y_used)), y_used)
+    sph_ptr, sph_idx, *fold_arrays = spheres_and_folds
+    accuracy, outcome = _warm_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs, *fold_arrays,
+                                     C, tol, warm_tol, float(tie_margin))
     if not return_info:
         return accuracy
     exact = outcome > 0
