@@ -1,9 +1,11 @@
 """Searchlight folds from a warm start: the default batched solver.
 
 Leave-one-run-out refits nearly the same SVM twelve times: a fold leaves out 18
-of 216 scans. So each sphere is fitted once on all its scans (libsvm's SMO, from
-alpha = 0) and every fold starts from that solution, restricted to its training
-scans and made feasible again. libsvm's SMO then runs to a loose tolerance
+of 216 scans. So each sphere is fitted once on all its scans (libsvm's SMO to
+``warm_tol``, started from the previous sphere's solution: any coefficients in
+the box that balance the classes are a feasible start, whatever the voxels) and
+every fold starts from that solution, restricted to its training scans and made
+feasible again. libsvm's SMO then runs to a loose tolerance
 (``warm_tol``), and an active-set method takes it to the exact optimum: a Newton
 step on the free coefficients (at most ``d + 1`` of them for ``d`` voxels), a
 ratio test against the bounds, one change of the free set at a time, and a step
@@ -307,6 +309,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
         d_max = max(d_max, sph_ptr[q + 1] - sph_ptr[q])
     X_buffer = np.empty((n, d_max))
     alpha_all, alpha, s, g = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    seed = np.empty(n)
     free = np.empty(n, dtype=np.bool_)
     support = np.empty(n, dtype=np.int64)
     delta = np.empty(n)
@@ -325,7 +328,14 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
         for a in range(n):
             for c in range(n):
                 Kf[a, c] = np.float32(Kd[a, c])  # libsvm's Qfloat
-        _fit(Kf, Kd, rows, signs, C, eps, True, -1, ws, np.empty(0))
+        # The all-scans fit only seeds the folds: loose, and from the previous
+        # sphere's (a feasible start whatever the voxels; neighbours are alike).
+        if q == 0:
+            _fit(Kf, Kd, rows, signs, C, warm_eps, True, -1, ws, np.empty(0))
+        else:
+            for j in range(rows.shape[0]):
+                seed[j] = alpha_all[rows[j]]
+            _fit(Kf, Kd, rows, signs, C, warm_eps, True, -1, ws, seed)
         for j in range(rows.shape[0]):
             alpha_all[rows[j]] = abs(ws[9][j])
         for f in range(n_folds):
@@ -397,9 +407,10 @@ def searchlight_accuracies_warm(
     C : float, default=1.0
         Penalty parameter.
     tol : float, default=1e-3
-        libsvm's tolerance for the all-scans fit and the refits (SVC's ``tol``).
+        libsvm's tolerance for the refits on its path (SVC's ``tol``).
     warm_tol : float, default=0.03
-        Where the warm-started SMO hands over to the exact finish.
+        Tolerance of the all-scans fit and of the warm-started SMO, where it
+        hands over to the exact finish.
     tie_margin : float, default=3e-3
         Refit a fold on libsvm's path when a test decision is closer to zero
         than this (0: never; the exact optimum's predictions).
