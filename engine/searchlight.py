@@ -315,7 +315,7 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         finished at the exact optimum, refitted on libsvm's path where a test
         decision is a near tie (the same sphere accuracy as SVC on 99.6 % of
         the Haxby slice's spheres); ``libsvm``: libsvm's path for every fit
-        (SVC's iterates; 1.5-2.2x slower); ``sklearn``: SVC one fit at a time
+        (SVC's iterates; 1.6-2.5x slower); ``sklearn``: SVC one fit at a time
         (slow, for verification).
     overwrite : bool
         Replace results of other parameters in ``out``.
