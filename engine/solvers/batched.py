@@ -586,6 +586,15 @@ def _gram(Xt, cols, K):
 
 
 @njit(cache=True)
+def _to_qfloat(Kd, Kf):
+    """Kf = float32(Kd): the kernel values as libsvm stores them (``Qfloat``)."""
+    n = Kd.shape[0]
+    for a in range(n):
+        for b in range(n):
+            Kf[a, b] = np.float32(Kd[a, b])
+
+
+@njit(cache=True)
 def _alloc_workspace(lmax):
     """Scratch arrays for fits of up to ``lmax`` training samples (see ``_fit``)."""
     f64 = np.empty((10, lmax), dtype=np.float64)
@@ -613,9 +622,7 @@ def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
     """One fit from a float64 Gram matrix; returns (alpha*y in tr order, rho, n_iter)."""
     n = Kd.shape[0]
     Kf = np.empty((n, n), dtype=np.float32)
-    for a in range(n):
-        for b in range(n):
-            Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
+    _to_qfloat(Kd, Kf)
     ws = _alloc_workspace(tr.shape[0])
     rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws, np.empty(0))
     return ws[9][: tr.shape[0]].copy(), rho, it
@@ -638,9 +645,7 @@ def _searchlight_kernel(
     ws = _alloc_workspace(lmax)
     for s in range(n_spheres):
         _gram(Xt, sph_idx[sph_ptr[s] : sph_ptr[s + 1]], Kd)
-        for a in range(n):
-            for b in range(n):
-                Kf[a, b] = np.float32(Kd[a, b])  # libsvm's Qfloat
+        _to_qfloat(Kd, Kf)
         for f in range(n_folds):
             out[s, f], iters[s, f] = _score_fold_libsvm(
                 Kf, Kd, tr_idx[tr_ptr[f] : tr_ptr[f + 1]], tr_sign[tr_ptr[f] : tr_ptr[f + 1]],

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from engine.errors import InputError
 from engine.solvers.batched import (
     _alloc_workspace,
     _check_c_tol,
@@ -42,6 +43,7 @@ from engine.solvers.batched import (
     _kernel_arrays,
     _prepare,
     _score_fold_libsvm,
+    _to_qfloat,
 )
 
 __all__ = ["searchlight_accuracies_warm"]
@@ -325,9 +327,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             for i in range(n):
                 Xs[i, k] = voxel[i]
         _gram(Xt, cols, Kd)
-        for a in range(n):
-            for c in range(n):
-                Kf[a, c] = np.float32(Kd[a, c])  # libsvm's Qfloat
+        _to_qfloat(Kd, Kf)
         # The all-scans fit only seeds the folds: loose, and from the previous
         # sphere's (a feasible start whatever the voxels; neighbours are alike).
         if q == 0:
@@ -426,7 +426,8 @@ def searchlight_accuracies_warm(
         ``"mean_steps"`` (active-set steps per exact fold).
     """
     C, tol = _check_c_tol(C, tol)
-    _, warm_tol = _check_c_tol(C, warm_tol)
+    if not (np.isfinite(warm_tol) and warm_tol > 0):
+        raise InputError(f"warm_tol must be a positive number, got {warm_tol}")
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     Xt, y_used, *spheres_and_folds = _kernel_arrays(X, y, spheres, folds)
     # Every used scan in libsvm's order, for the all-scans fit.
