@@ -1,4 +1,4 @@
-"""The default searchlight solver: warm starts, an exact finish, libsvm at near ties."""
+"""The default searchlight solver: exact folds from the all-scans solution, libsvm at near ties."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_real_slice_agrees_with_libsvm_and_finishes_exactly(face_cat):  # noqa: 
     equal, mad = agreement(ours.mean(1), libsvm.mean(1))
     assert equal >= 0.99 and mad <= 1e-4  # the issue asks for 0.90 and 0.001
     assert info["failed"] == 0 and info["exact"] + info["near_tie"] == 530 * 12
-    assert 0 < info["near_tie"] < 0.1 * 530 * 12 and 1 <= info["mean_steps"] < 20
+    assert 0 < info["near_tie"] < 0.1 * 530 * 12 and 1 <= info["mean_steps"] < 60
 
 
 def test_without_refits_the_predictions_are_the_exact_optimum(face_cat):  # noqa: F811

@@ -1,27 +1,39 @@
-"""Searchlight folds from a warm start: the default batched solver.
+"""Searchlight folds from the all-scans solution: the default batched solver.
 
 Leave-one-run-out refits nearly the same SVM twelve times: a fold leaves out 18
-of 216 scans. So each sphere is fitted once on all its scans (libsvm's SMO to
-``warm_tol``, started from the previous sphere's solution: any coefficients in
-the box that balance the classes are a feasible start, whatever the voxels) and
-every fold starts from that solution, restricted to its training scans and made
-feasible again. libsvm's SMO then runs to a loose tolerance
-(``warm_tol``), and an active-set method takes it to the exact optimum: a Newton
-step on the free coefficients (at most ``d + 1`` of them for ``d`` voxels), a
-ratio test against the bounds, one change of the free set at a time, and a step
-along a direction of linear descent when the free set outgrows ``d + 1``. Every
-step lowers the objective, so nothing cycles; a fold whose finish fails (never
-seen on the Haxby data) is refitted on libsvm's own path.
+of 216 scans. So each sphere is solved exactly once on all its scans, and every
+fold starts from that solution. Both solvers below are active-set methods that
+use the small number of voxels ``d``: at most ``d + 1`` scans lie on the margin,
+so each step solves a ``(d + 2)``-square system instead of touching a kernel
+matrix, and a whole sphere costs a few hundred microseconds.
+
+* The all-scans fit starts from the previous sphere's dual coefficients (any
+  coefficients in the box that balance the classes are a feasible start,
+  whatever the voxels, and neighbouring spheres are alike) and runs a primal
+  active-set method on the dual (:func:`_dual_active_set`): a Newton step on the
+  free coefficients, a ratio test against the bounds, one change of the free set
+  per step, a step of linear descent when the free set outgrows ``d + 1``.
+* A fold starts from the all-scans weights and intercept, which are a valid
+  point of its primal problem whatever scans it leaves out, with the all-scans
+  margin scans as its equality set. :func:`_primal_active_set` then minimises
+  the primal objective ``|w|^2 / 2 + C sum hinge`` exactly: the step goes to the
+  optimum with the margin scans held at margin 1 and the other scans' sides
+  fixed, along which an exact line search on the piecewise-quadratic objective
+  lets any number of scans cross their margin at once (the dual method would
+  need two steps for each of them) and stops where a scan reaches its margin,
+  which then joins the equality set; at the optimum of a set, a scan whose
+  multiplier leaves ``[0, C]`` leaves it. On the Haxby slice a fold takes about
+  30 such steps, against some 60 for the dual method from the same start.
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
-conditions to 1e-7), whereas libsvm stops at ``tol=1e-3`` short of it, and a test
-scan with a decision value that close to zero may fall on either side. So every
-fold with a test decision within ``tie_margin`` of zero is refitted on libsvm's
-own path (:func:`engine.solvers.batched.searchlight_accuracies`), which gives
-SVC's predictions exactly. On the Haxby slice (face vs cat, 5.6 mm) 4 % of folds
-are refitted and 99.6 % of sphere accuracies equal SVC's; on whole-brain spheres
-(17 voxels) 100 %. For comparison, SVC with ``tol=1e-6`` agrees with its own
-default on 91.5 % of the slice's spheres.
+conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
+test scan with a decision value that close to zero may fall on either side. So
+every fold with a test decision within ``tie_margin`` of zero is refitted on
+libsvm's own path (:func:`engine.solvers.batched.searchlight_accuracies`), which
+gives SVC's predictions exactly, as is a fold whose solver fails (never seen on
+the Haxby data). On the Haxby slice (face vs cat, 5.6 mm) 4 % of folds are
+refitted and 99.6 % of sphere accuracies equal SVC's; without refits 91.5 %,
+which is how well SVC with ``tol=1e-6`` agrees with its own default.
 
 Pure functions on arrays: no Dask, no I/O; numba compiles on first use and
 caches the machine code next to this file.
@@ -33,7 +45,6 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from engine.errors import InputError
 from engine.solvers.batched import (
     _alloc_workspace,
     _check_c_tol,
@@ -48,8 +59,8 @@ from engine.solvers.batched import (
 
 __all__ = ["searchlight_accuracies_warm"]
 
-_KKT_TOL = 1e-7  # on margins (scale 1) and on alpha / C
-_MAX_STEPS = 64  # active-set steps per fold before falling back to libsvm's path
+_KKT_TOL = 1e-7  # on margins (scale 1), for the all-scans fit
+_MAX_STEPS = 400  # active-set steps per fit before giving up
 # Fold outcomes (``info``): > 0 active-set steps; refitted on libsvm's path otherwise.
 _FAILED, _NEAR_TIE = -1, -2
 
@@ -91,53 +102,75 @@ def _solve_small(M, r, p):
 
 
 @njit(cache=True)
-def _margins(Xs, rows, s, alpha, b, w, g):
-    """w = sum_j s_j alpha_j x_j and g_j = s_j (x_j . w + b) - 1 (rows of ``Xs``
-    are scans, ``rows`` the training scans)."""
+def _join(Xs, F, p, G):
+    """Scan ``F[p]`` joins the margin set: row and column ``p`` of ``G``, the
+    Gram matrix of the set's scans."""
     d = Xs.shape[1]
-    w[:] = 0.0
-    for j in range(rows.shape[0]):
-        if alpha[j] != 0.0:
-            beta = s[j] * alpha[j]
-            x = Xs[rows[j]]
-            for k in range(d):
-                w[k] += beta * x[k]
-    for i in range(rows.shape[0]):
-        x = Xs[rows[i]]
-        total = b
+    i = F[p]
+    for c in range(p + 1):
+        j = F[c]
+        kij = 0.0
         for k in range(d):
-            total += x[k] * w[k]
-        g[i] = s[i] * total - 1.0
+            kij += Xs[i, k] * Xs[j, k]
+        G[p, c] = kij
+        G[c, p] = kij
 
 
 @njit(cache=True)
-def _make_feasible(alpha, s, C):
-    """Restore sum_j s_j alpha_j = 0 after scans left: lower the excess class's
-    free coefficients first, then those at C, in order."""
-    excess_sum = 0.0
-    for j in range(alpha.shape[0]):
-        excess_sum += s[j] * alpha[j]
-    excess = 1.0 if excess_sum > 0 else -1.0
-    need = abs(excess_sum)
-    for free_first in (True, False):
-        for j in range(alpha.shape[0]):
-            if need <= 0.0:
-                return
-            if s[j] == excess and alpha[j] > 0.0 and (alpha[j] < C) == free_first:
-                take = min(alpha[j], need)
-                alpha[j] -= take
-                need -= take
+def _leave(F, p, G, a):
+    """Scan ``F[a]`` leaves the margin set of ``p`` scans: the last one takes
+    its place (in ``F`` and ``G``). Returns the new size."""
+    last = p - 1
+    F[a] = F[last]
+    for c in range(last):
+        G[a, c] = G[last, c]
+        G[c, a] = G[c, last]
+    G[a, a] = G[last, last]
+    return last
 
 
 @njit(cache=True)
-def _ratio_step(alpha, s, support, p, delta, C, t_max):
-    """Largest t <= t_max keeping every free alpha + t s delta in [0, C], and the
-    position in ``support`` that blocks it (-1 if none)."""
+def _margin_system(Xs, ysg, F, p, G, v, balance, M, r):
+    """Put the scans ``F[:p]`` on their margins: solve for ``beta`` (= y alpha
+    over ``F``) and ``b`` with ``x_a . (v + sum_c beta_c x_c) + b = y_a`` and
+    ``sum beta = balance`` (``G``: the scans' Gram matrix). Leaves ``b`` in
+    ``r[0]`` and ``beta`` in ``r[1:p+1]``; False if the system is singular."""
+    d = Xs.shape[1]
+    M[0, 0] = 0.0
+    r[0] = balance
+    for a in range(p):
+        i = F[a]
+        M[0, a + 1] = 1.0
+        M[a + 1, 0] = 1.0
+        xv = 0.0
+        for k in range(d):
+            xv += Xs[i, k] * v[k]
+        r[a + 1] = ysg[i] - xv
+        for c in range(p):
+            M[a + 1, c + 1] = G[a, c]
+    return _solve_small(M, r, p + 1)
+
+
+@njit(cache=True)
+def _scores(XsT, w, h):
+    """h = X w for every scan (``XsT``: voxels by scans)."""
+    h[:] = 0.0
+    for k in range(XsT.shape[0]):
+        wk = w[k]
+        row = XsT[k]
+        for i in range(h.shape[0]):
+            h[i] += wk * row[i]
+
+
+@njit(cache=True)
+def _ratio_step(alpha, ysg, F, p, delta, C, t_max):
+    """Largest t <= t_max keeping every alpha_F + t y_F delta in [0, C], and the
+    position in ``F`` that blocks it (-1 if none)."""
     t = t_max
     block = -1
     for a in range(p):
-        i = support[a]
-        change = s[i] * delta[a]
+        i = F[a]
+        change = ysg[i] * delta[a]
         if change > 0.0:
             limit = (C - alpha[i]) / change
         elif change < 0.0:
@@ -151,13 +184,13 @@ def _ratio_step(alpha, s, support, p, delta, C, t_max):
 
 
 @njit(cache=True)
-def _null_direction(Xs, rows, support, p, A, z):
-    """A direction z over the free scans with sum z_a [x_a; 1] = 0 (w and the
-    equality constraint unchanged): row-reduce, one free variable set to 1."""
+def _null_direction(Xs, F, p, A, z):
+    """A direction z over the scans ``F[:p]`` with sum z_a [x_a; 1] = 0 (w and
+    the equality constraint unchanged): row-reduce, one free variable set to 1."""
     d = Xs.shape[1]
     m = d + 1
     for a in range(p):
-        x = Xs[rows[support[a]]]
+        x = Xs[F[a]]
         for k in range(d):
             A[k, a] = x[k]
         A[d, a] = 1.0
@@ -197,67 +230,76 @@ def _null_direction(Xs, rows, support, p, A, z):
 
 
 @njit(cache=True)
-def _active_set(Kd, Xs, rows, s, alpha, free, C, support, M, r, w, g, delta, A):
-    """From a feasible, nearly optimal alpha to the exact optimum (primal
-    active-set method on the dual). Returns ``(b, steps)``, ``steps < 0`` on
-    failure."""
-    d = Xs.shape[1]
-    n = rows.shape[0]
-    b = 0.0
+def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, G, M, r, delta, A):
+    """Exact optimum over every scan from a feasible ``alpha`` (in the box,
+    sum y alpha = 0): a primal active-set method on the dual. Updates ``alpha``,
+    leaves the weights in ``w`` and ``h = X w``; returns ``(b, steps)``,
+    ``steps < 0`` on failure."""
+    N, d = Xs.shape
+    w[:] = 0.0
+    p = 0
+    for i in range(N):
+        if alpha[i] != 0.0:
+            beta = alpha[i] * ysg[i]
+            for k in range(d):
+                w[k] += beta * Xs[i, k]
+            if alpha[i] < C:
+                F[p] = i
+                _join(Xs, F, p, G)
+                p += 1
     released = -1
     for step in range(1, _MAX_STEPS + 1):
-        p = 0
-        for j in range(n):
-            if free[j]:
-                support[p] = j
-                p += 1
+        b = 0.0
+        if p > 0:
+            if p <= d + 1 and _margin_system(Xs, ysg, F, p, G, w, 0.0, M, r):
+                # Newton step: the free scans onto their margins, the sum kept.
+                delta[:p] = r[1 : p + 1]
+                b = r[0]
+                t, block = _ratio_step(alpha, ysg, F, p, delta, C, 1.0)
+            else:
+                # No Newton step: move along a direction that keeps w and the
+                # sum and lowers the objective linearly, to the first bound.
+                if not _null_direction(Xs, F, p, A, delta):
+                    return 0.0, -1
+                slope = 0.0
+                for a in range(p):
+                    slope += ysg[F[a]] * delta[a]
+                if slope < 0.0:
+                    delta[:p] = -delta[:p]
+                t, block = _ratio_step(alpha, ysg, F, p, delta, C, np.inf)
+                if block < 0:
+                    return 0.0, -1
+            for a in range(p):
+                i = F[a]
+                step_a = t * delta[a]
+                alpha[i] += step_a * ysg[i]
+                for k in range(d):
+                    w[k] += step_a * Xs[i, k]
+            if block >= 0:
+                i = F[block]
+                alpha[i] = C if ysg[i] * delta[block] > 0.0 else 0.0
+                p = _leave(F, p, G, block)
+                continue
+        _scores(XsT, w, h)
         if p == 0:
-            return 0.0, -1
-        _margins(Xs, rows, s, alpha, 0.0, w, g)  # g_j + 1 = s_j x_j . w
-        solved = False
-        if p <= d + 1:
-            # Newton step: the free scans onto the margin, the sum kept.
-            M[0, 0] = 0.0
-            r[0] = 0.0
-            for a in range(p):
-                i = support[a]
-                M[0, a + 1] = 1.0
-                M[a + 1, 0] = 1.0
-                for c in range(p):
-                    M[a + 1, c + 1] = Kd[rows[i], rows[support[c]]]
-                r[a + 1] = s[i] - s[i] * (g[i] + 1.0)  # y_i - x_i . w
-            solved = _solve_small(M, r, p + 1)
-        if solved:
-            delta[:p] = r[1 : p + 1]
-            b = r[0]
-            t, block = _ratio_step(alpha, s, support, p, delta, C, 1.0)
-        else:
-            # No Newton step: move along a direction that keeps w and the sum
-            # and lowers the objective linearly, to the first bound.
-            if not _null_direction(Xs, rows, support, p, A, delta):
-                return 0.0, -1
-            slope = 0.0
-            for a in range(p):
-                slope += s[support[a]] * delta[a]
-            if slope < 0.0:
-                delta[:p] = -delta[:p]
-            t, block = _ratio_step(alpha, s, support, p, delta, C, np.inf)
-            if block < 0:
-                return 0.0, -1
-        for a in range(p):
-            alpha[support[a]] += t * s[support[a]] * delta[a]
-        if block >= 0:
-            i = support[block]
-            alpha[i] = C if s[i] * delta[block] > 0.0 else 0.0
-            free[i] = False
-            continue
-        # Optimal on the free set: release the bound scan that violates its
-        # KKT condition most, or stop.
-        _margins(Xs, rows, s, alpha, b, w, g)
+            # No free scan: b is anything the bound scans allow; take the middle.
+            low, high = -np.inf, np.inf
+            for i in range(N):
+                v = ysg[i] - h[i]
+                if (ysg[i] > 0) == (alpha[i] <= 0.0):
+                    low = max(low, v)
+                else:
+                    high = min(high, v)
+            b = low if high == np.inf else high if low == -np.inf else (low + high) / 2.0
+            if low <= high:
+                return b, step
+        # Optimal on the free set: release the bound scan that violates its KKT
+        # condition most, or stop.
         worst, worst_violation = -1, _KKT_TOL
-        for i in range(n):
-            if not free[i]:
-                violation = -g[i] if alpha[i] <= 0.0 else g[i]
+        for i in range(N):
+            if alpha[i] <= 0.0 or alpha[i] >= C:
+                g = ysg[i] * (h[i] + b) - 1.0
+                violation = -g if alpha[i] <= 0.0 else g
                 if violation > worst_violation:
                     worst, worst_violation = i, violation
         if worst < 0:
@@ -265,29 +307,188 @@ def _active_set(Kd, Xs, rows, s, alpha, free, C, support, M, r, w, g, delta, A):
         if worst == released:
             return 0.0, -1  # no progress
         released = worst
-        free[worst] = True
+        F[p] = worst
+        _join(Xs, F, p, G)
+        p += 1
     return 0.0, -1
 
 
+@njit(cache=True, error_model="numpy")
+def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, violated, outside, h,
+                       dh, kink, crossed, wV, w_new, G, M, r):
+    """Exact optimum over the scans ``use`` from any ``(w, b)`` at which the
+    scans ``F[:p]`` (flagged ``on_margin``) lie on their margins.
+
+    Returns ``(b, p, steps)``, ``steps < 0`` on failure. On success ``w`` holds
+    the weights, ``h = X w`` for every scan, ``F[:p]`` the margin scans with
+    ``y alpha`` in ``r[1:p+1]``, and ``violated`` the scans at alpha = C.
+    ``outside``, ``dh``, ``kink``, ``crossed``, ``wV``, ``w_new``, ``M``: scratch.
+    """
+    N, d = Xs.shape
+    for a in range(p):
+        _join(Xs, F, a, G)
+    _scores(XsT, w, h)
+    # wV = C sum_V y_i x_i and sV = C sum_V y_i over the violated scans V.
+    wV[:] = 0.0
+    sV = 0.0
+    for i in range(N):
+        outside[i] = use[i] and not on_margin[i]
+        violated[i] = outside[i] and ysg[i] * (h[i] + b) < 1.0
+        if violated[i]:
+            sV += C * ysg[i]
+            for k in range(d):
+                wV[k] += C * ysg[i] * Xs[i, k]
+    dropped = -1
+    for step in range(1, _MAX_STEPS + 1):
+        if p > d + 1:
+            return b, p, -1
+        # The optimum with F on the margin and V, the rest fixed: (w_new, b_new).
+        w_new[:] = wV
+        b_new = b
+        if p > 0:
+            if not _margin_system(Xs, ysg, F, p, G, wV, -sV, M, r):
+                return b, p, -1
+            b_new = r[0]
+            for a in range(p):
+                beta = r[a + 1]
+                for k in range(d):
+                    w_new[k] += beta * Xs[F[a], k]
+        nn = slope = 0.0  # |dw|^2 and the objective's slope at t = 0
+        scale = 0.0
+        for k in range(d):
+            dw = w_new[k] - w[k]
+            nn += dw * dw
+            slope += (w[k] - wV[k]) * dw
+            scale += w[k] * w[k]
+        db = b_new - b
+        slope -= sV * db
+        t_max = 1.0
+        if nn <= 1e-24 * (scale + 1.0) and abs(db) <= 1e-12 * (abs(b) + 1.0):
+            if p > 0:
+                t_max = 0.0  # already there: check the multipliers
+            elif sV == 0.0:
+                return b, p, step  # any b in an interval is optimal: keep this one
+            else:
+                # w is optimal for V and no scan pins b: move b downhill.
+                db = 1.0 if sV > 0.0 else -1.0
+                slope = -abs(sV)
+                t_max = np.inf
+        add = -1
+        if t_max > 0.0:
+            # Exact line search along (w_new - w, db) on the true objective: the
+            # slope rises by C |dm_i| where scan i crosses its margin.
+            dh[:] = 0.0
+            for k in range(d):
+                dw = w_new[k] - w[k]
+                if dw != 0.0:
+                    row = XsT[k]
+                    for i in range(N):
+                        dh[i] += dw * row[i]
+            for i in range(N):
+                dm = ysg[i] * (dh[i] + db)
+                t = max((1.0 - ysg[i] * (h[i] + b)) / dm, 0.0)
+                toward = (dm > 0.0) == violated[i] and dm != 0.0
+                kink[i] = t if outside[i] and toward else np.inf
+            t_star = -1.0
+            n_crossed = 0
+            if slope >= 0.0 and t_max == 1.0:
+                t_star = 1.0  # no descent left but rounding: take the new point
+            else:
+                t_prev = 0.0
+                while True:
+                    t_k, k_min = np.inf, -1
+                    for i in range(N):
+                        if kink[i] < t_k:
+                            t_k, k_min = kink[i], i
+                    if t_k >= t_max:
+                        break
+                    left = slope + (t_k - t_prev) * nn
+                    if left >= 0.0:
+                        t_star = t_prev - slope / nn  # minimum between kinks
+                        break
+                    right = left + C * abs(ysg[k_min] * (dh[k_min] + db))
+                    kink[k_min] = np.inf
+                    crossed[n_crossed] = k_min
+                    n_crossed += 1
+                    if right >= 0.0:
+                        t_star, add = t_k, k_min  # minimum at the kink
+                        break
+                    slope, t_prev = right, t_k
+                if t_star < 0.0:
+                    if nn == 0.0:
+                        return b, p, -1
+                    t_star = min(t_max, t_prev - slope / nn)
+            if add >= 0 and add == dropped and t_star == 0.0:
+                return b, p, -1  # would cycle
+            full = add < 0 and t_star >= 1.0 - 1e-9
+            if full:
+                w[:] = w_new
+                b = b_new
+                t_star = 1.0
+            else:
+                for k in range(d):
+                    w[k] += t_star * (w_new[k] - w[k])
+                b += t_star * db
+            for i in range(N):
+                h[i] += t_star * dh[i]
+            for e in range(n_crossed):
+                i = crossed[e]
+                if i == add and not violated[i]:
+                    continue
+                violated[i] = not violated[i]
+                change = C * ysg[i] if violated[i] else -C * ysg[i]
+                sV += change
+                for k in range(d):
+                    wV[k] += change * Xs[i, k]
+            if add >= 0:
+                on_margin[add] = True
+                outside[add] = False
+                F[p] = add
+                _join(Xs, F, p, G)
+                p += 1
+                continue
+            if not full:
+                continue
+        # At the optimum for F: done unless a multiplier alpha_F leaves [0, C].
+        worst, worst_violation = -1, 1e-9 * C
+        for a in range(p):
+            alpha = r[a + 1] * ysg[F[a]]
+            violation = max(-alpha, alpha - C)
+            if violation > worst_violation:
+                worst, worst_violation = a, violation
+        if worst < 0:
+            _scores(XsT, w, h)
+            return b, p, step
+        i = F[worst]
+        on_margin[i] = False
+        outside[i] = use[i]
+        if r[worst + 1] * ysg[i] > C:
+            violated[i] = True
+            sV += C * ysg[i]
+            for k in range(d):
+                wV[k] += C * ysg[i] * Xs[i, k]
+        p = _leave(F, p, G, worst)
+        r[worst + 1] = r[p + 1]
+        dropped = i
+    return b, p, -1
+
+
 @njit(cache=True)
-def _libsvm_intercept(Xs, rows, s, alpha, w, C):
+def _libsvm_intercept(h, ysg, rows, alpha, C):
     """The intercept by libsvm's rule (``calculate_rho``) at the optimum: the
     mean over free scans, else the middle of the interval the bound scans
     allow (the optimal intercept is not unique then, and SVC takes the middle).
-    Coefficients within 1e-9 C of a bound count as at it."""
+    ``h = X w``; coefficients within 1e-9 C of a bound count as at it."""
     upper, lower = np.inf, -np.inf
     total, n_free = 0.0, 0
-    for i in range(rows.shape[0]):
-        x = Xs[rows[i]]
-        y_gradient = -s[i]  # y_i G_i = x_i . w - y_i
-        for k in range(w.shape[0]):
-            y_gradient += x[k] * w[k]
+    for i in rows:
+        y_gradient = h[i] - ysg[i]  # y_i G_i = x_i . w - y_i
         at_upper = alpha[i] >= C * (1 - 1e-9)
         at_lower = alpha[i] <= C * 1e-9
         if not (at_upper or at_lower):
             total += y_gradient
             n_free += 1
-        elif at_upper == (s[i] < 0):
+        elif at_upper == (ysg[i] < 0):
             upper = min(upper, y_gradient)
         else:
             lower = max(lower, y_gradient)
@@ -296,82 +497,116 @@ def _libsvm_intercept(Xs, rows, s, alpha, w, C):
 
 @njit(cache=True)
 def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, te_ptr,
-                 te_idx, C, eps, warm_eps, tie_margin):
+                 te_idx, C, eps, tie_margin):
     """Accuracies (n_spheres, n_folds) and fold outcomes; indices are scans."""
-    n = Xt.shape[1]
+    N = Xt.shape[1]
     n_spheres = sph_ptr.shape[0] - 1
     n_folds = tr_ptr.shape[0] - 1
     accuracy = np.empty((n_spheres, n_folds))
     info = np.zeros((n_spheres, n_folds), dtype=np.int64)
-    Kd = np.empty((n, n))
-    Kf = np.empty((n, n), dtype=np.float32)
-    ws = _alloc_workspace(n)
     d_max = 0
     for q in range(n_spheres):
         d_max = max(d_max, sph_ptr[q + 1] - sph_ptr[q])
-    X_buffer = np.empty((n, d_max))
-    alpha_all, alpha, s, g = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    seed = np.empty(n)
-    free = np.empty(n, dtype=np.bool_)
-    support = np.empty(n, dtype=np.int64)
-    delta = np.empty(n)
+    Kd = np.empty((N, N))
+    Kf = np.empty((N, N), dtype=np.float32)
+    ws = _alloc_workspace(N)
+    XsT_buffer, Xs_buffer = np.empty((d_max, N)), np.empty((N, d_max))
+    w_all_buffer, w_buffer = np.empty(d_max), np.empty(d_max)
+    wV_buffer, w_new_buffer = np.empty(d_max), np.empty(d_max)
+    ysg = np.empty(N)
+    for i in range(N):
+        ysg[i] = 1.0 if y[i] == 0 else -1.0
+    alpha_all = np.zeros(N)
+    alpha, h, dh, kink, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
+    F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
+    use, on_margin = np.empty(N, dtype=np.bool_), np.empty(N, dtype=np.bool_)
+    violated, outside = np.empty(N, dtype=np.bool_), np.empty(N, dtype=np.bool_)
     M, r = np.empty((d_max + 2, d_max + 2)), np.empty(d_max + 2)
-    A = np.empty((d_max + 1, n))
-    w_buffer = np.empty(d_max)
+    G = np.empty((N, N))
+    A = np.empty((d_max + 1, N))
+    have_seed = False
     for q in range(n_spheres):
         cols = sph_idx[sph_ptr[q] : sph_ptr[q + 1]]
         d = cols.shape[0]
-        Xs, w = X_buffer[:, :d], w_buffer[:d]
+        XsT, Xs = XsT_buffer[:d], Xs_buffer[:, :d]
         for k in range(d):
             voxel = Xt[cols[k]]
-            for i in range(n):
+            for i in range(N):
+                XsT[k, i] = voxel[i]
                 Xs[i, k] = voxel[i]
-        _gram(Xt, cols, Kd)
-        _to_qfloat(Kd, Kf)
-        # The all-scans fit only seeds the folds: loose, and from the previous
-        # sphere's (a feasible start whatever the voxels; neighbours are alike).
-        if q == 0:
-            _fit(Kf, Kd, rows, signs, C, warm_eps, True, -1, ws, np.empty(0))
-        else:
-            for j in range(rows.shape[0]):
-                seed[j] = alpha_all[rows[j]]
-            _fit(Kf, Kd, rows, signs, C, warm_eps, True, -1, ws, seed)
-        for j in range(rows.shape[0]):
-            alpha_all[rows[j]] = abs(ws[9][j])
+        w_all, w = w_all_buffer[:d], w_buffer[:d]
+        gram_ready = False
+        # The all-scans fit: exact, from the previous sphere's coefficients, or
+        # (first sphere, failure) from libsvm's SMO on this sphere.
+        exact_seed = False
+        if have_seed:
+            alpha[:] = alpha_all
+            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, G, M, r,
+                                            delta, A)
+            exact_seed = steps > 0
+        if not exact_seed:
+            _gram(Xt, cols, Kd)
+            _to_qfloat(Kd, Kf)
+            gram_ready = True
+            rho, _ = _fit(Kf, Kd, rows, signs, C, eps, True, -1, ws, np.empty(0))
+            for j in range(N):
+                alpha[rows[j]] = abs(ws[9][j])
+            alpha_all[:] = alpha
+            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, G, M, r,
+                                            delta, A)
+            exact_seed = steps > 0
+            if not exact_seed:  # libsvm's solution then, with no margin set
+                alpha[:] = alpha_all
+                w_all[:] = 0.0
+                for i in range(N):
+                    for k in range(d):
+                        w_all[k] += alpha[i] * ysg[i] * Xs[i, k]
+                b_all = -rho
+        alpha_all[:] = alpha
+        have_seed = True
         for f in range(n_folds):
             train = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
-            train_sign = tr_sign[tr_ptr[f] : tr_ptr[f + 1]]
             test = te_idx[te_ptr[f] : te_ptr[f + 1]]
-            m = train.shape[0]
-            for a in range(m):
-                alpha[a] = alpha_all[train[a]]
-                s[a] = train_sign[a]
-            _make_feasible(alpha[:m], s[:m], C)
-            _fit(Kf, Kd, train, train_sign, C, warm_eps, True, -1, ws, alpha[:m])
-            for a in range(m):
-                alpha[a] = abs(ws[9][a])
-                free[a] = 0.0 < alpha[a] < C
-            b, outcome = _active_set(Kd, Xs, train, s[:m], alpha[:m], free[:m], C, support,
-                                     M, r, w, g[:m], delta, A)
+            use[:] = False
+            for i in train:
+                use[i] = True
+            p = 0
+            for i in range(N):
+                on_margin[i] = exact_seed and use[i] and 0.0 < alpha_all[i] < C
+                if on_margin[i]:
+                    F[p] = i
+                    p += 1
+            w[:] = w_all
+            b, p, outcome = _primal_active_set(Xs, XsT, ysg, use, C, w, b_all, F, p, on_margin,
+                                               violated, outside, h, dh, kink, crossed,
+                                               wV_buffer[:d], w_new_buffer[:d], G, M, r)
             if outcome > 0:
-                b = _libsvm_intercept(Xs, train, s[:m], alpha[:m], w, C)
+                for i in train:
+                    alpha[i] = C if violated[i] else 0.0
+                for a in range(p):
+                    alpha[F[a]] = r[a + 1] * ysg[F[a]]
+                b = _libsvm_intercept(h, ysg, train, alpha, C)
                 correct = 0
-                for t in range(test.shape[0]):
-                    x = Xs[test[t]]
-                    decision = b
-                    for k in range(d):
-                        decision += x[k] * w[k]
+                for i in test:
+                    decision = h[i] + b
                     if abs(decision) < tie_margin:
                         outcome = _NEAR_TIE
                         break
                     # Positive decisions are libsvm's class +1, classes_[0].
-                    if (0 if decision > 0.0 else 1) == y[test[t]]:
+                    if (0 if decision > 0.0 else 1) == y[i]:
                         correct += 1
                 accuracy[q, f] = correct / test.shape[0]
+            else:
+                outcome = _FAILED
             info[q, f] = outcome
             if outcome < 0:
-                accuracy[q, f], _ = _score_fold_libsvm(Kf, Kd, train, train_sign, test, y, C,
-                                                       eps, True, -1, ws)
+                if not gram_ready:
+                    _gram(Xt, cols, Kd)
+                    _to_qfloat(Kd, Kf)
+                    gram_ready = True
+                accuracy[q, f], _ = _score_fold_libsvm(Kf, Kd, train,
+                                                       tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
+                                                       test, y, C, eps, True, -1, ws)
     return accuracy, info
 
 
@@ -383,16 +618,17 @@ def searchlight_accuracies_warm(
     C: float = 1.0,
     tol: float = 1e-3,
     *,
-    warm_tol: float = 0.03,
     tie_margin: float = 3e-3,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
-    """Cross-validated accuracy of a linear C-SVC in every sphere, warm-started.
+    """Cross-validated accuracy of a linear C-SVC in every sphere, from the
+    all-scans solution.
 
     Same problem, inputs and output as
     :func:`engine.solvers.batched.searchlight_accuracies`; each fold's SVM is
-    the exact optimum, reached from the all-scans solution, and folds with a
-    test decision within ``tie_margin`` of zero are refitted on libsvm's path.
+    the exact optimum, reached from the sphere's all-scans solution, and folds
+    with a test decision within ``tie_margin`` of zero are refitted on libsvm's
+    path.
 
     Parameters
     ----------
@@ -408,9 +644,6 @@ def searchlight_accuracies_warm(
         Penalty parameter.
     tol : float, default=1e-3
         libsvm's tolerance for the refits on its path (SVC's ``tol``).
-    warm_tol : float, default=0.03
-        Tolerance of the all-scans fit and of the warm-started SMO, where it
-        hands over to the exact finish.
     tie_margin : float, default=3e-3
         Refit a fold on libsvm's path when a test decision is closer to zero
         than this (0: never; the exact optimum's predictions).
@@ -421,20 +654,18 @@ def searchlight_accuracies_warm(
     -------
     accuracies : numpy.ndarray of shape (n_spheres, n_folds)
     info : dict
-        Only if ``return_info``: ``"exact"`` (folds finished exactly),
+        Only if ``return_info``: ``"exact"`` (folds solved exactly),
         ``"near_tie"`` and ``"failed"`` (both refitted on libsvm's path), and
         ``"mean_steps"`` (active-set steps per exact fold).
     """
     C, tol = _check_c_tol(C, tol)
-    if not (np.isfinite(warm_tol) and warm_tol > 0):
-        raise InputError(f"warm_tol must be a positive number, got {warm_tol}")
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     Xt, y_used, *spheres_and_folds = _kernel_arrays(X, y, spheres, folds)
     # Every used scan in libsvm's order, for the all-scans fit.
     rows, signs = _group_train(np.arange(len(y_used)), y_used)
     sph_ptr, sph_idx, *fold_arrays = spheres_and_folds
     accuracy, outcome = _warm_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs, *fold_arrays,
-                                     C, tol, warm_tol, float(tie_margin))
+                                     C, tol, float(tie_margin))
     if not return_info:
         return accuracy
     exact = outcome > 0
