@@ -214,14 +214,39 @@ def _margin_system(Xs, ysg, F, p, G, v, balance, M, r):
 
 
 @njit(cache=True, inline="always")
+def _accumulate(rows, coef, out):
+    """out += sum_k coef_k rows[k], four rows per pass over ``out``."""
+    n = out.shape[0]
+    d = rows.shape[0]
+    k = 0
+    while k + 4 <= d:
+        a0, a1, a2, a3 = coef[k], coef[k + 1], coef[k + 2], coef[k + 3]
+        r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+        for i in range(n):
+            out[i] += (a0 * r0[i] + a1 * r1[i]) + (a2 * r2[i] + a3 * r3[i])
+        k += 4
+    while k < d:
+        ak, rk = coef[k], rows[k]
+        for i in range(n):
+            out[i] += ak * rk[i]
+        k += 1
+
+
+@njit(cache=True, inline="always")
 def _scores(XsT, w, h):
     """h = X w for every scan (``XsT``: voxels by scans)."""
     h[:] = 0.0
-    for k in range(XsT.shape[0]):
-        wk = w[k]
-        row = XsT[k]
-        for i in range(h.shape[0]):
-            h[i] += wk * row[i]
+    _accumulate(XsT, w, h)
+
+
+@njit(cache=True, inline="always")
+def _gaps(ZT, ysg, w, b, gap):
+    """gap_i = 1 - y_i (x_i . w + b) for every scan (``ZT``: y_i x_i, voxels
+    by scans)."""
+    gap[:] = 0.0
+    _accumulate(ZT, -w, gap)
+    for i in range(gap.shape[0]):
+        gap[i] += 1.0 - ysg[i] * b
 
 
 @njit(cache=True, inline="always")
@@ -376,8 +401,8 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, G, M, r, delta, A):
 
 
 @njit(cache=True, error_model="numpy")
-def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh, kink,
-                       crossed, wV, w_new, G, B, u, M, r):
+def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, kink,
+                       crossed, wV, w_new, dw, G, B, u, M, r):
     """Exact optimum over the scans ``use`` from any ``(w, b)`` at which the
     scans ``F[:p]`` (flagged ``on_margin``) lie on their margins.
 
@@ -385,21 +410,23 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
     the weights, ``h = X w`` for every scan, ``F[:p]`` the margin scans with
     ``y alpha`` in ``r[1:p+1]``, and ``side`` 1 for the scans at alpha = C
     (inside their margin), -1 for the others outside the margin set, 0 for the
-    set and unused scans. ``dh``, ``kink``, ``crossed``, ``wV``, ``w_new``,
-    ``G``, ``M``: scratch.
+    set and unused scans. ``ZT``: the scans' y_i x_i, voxels by scans. ``dm``,
+    ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``G``, ``B``, ``u``,
+    ``M``: scratch.
     """
     N, d = Xs.shape
     for a in range(p):
         if not _bordered_join(Xs, F, a, B, u):
             return b, p, -1
-    _scores(XsT, w, h)
+    gap = h  # 1 - margin while iterating, X w at the end
+    _gaps(ZT, ysg, w, b, gap)
     # wV = C sum_V y_i x_i and sV = C sum_V y_i over the violated scans V.
     wV[:] = 0.0
     sV = 0.0
     for i in range(N):
         side[i] = 0.0
         if use[i] and not on_margin[i]:
-            side[i] = 1.0 if ysg[i] * (h[i] + b) < 1.0 else -1.0
+            side[i] = 1.0 if gap[i] > 0.0 else -1.0
         if side[i] > 0.0:
             sV += C * ysg[i]
             for k in range(d):
@@ -434,9 +461,9 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
         nn = slope = 0.0  # |dw|^2 and the objective's slope at t = 0
         scale = 0.0
         for k in range(d):
-            dw = w_new[k] - w[k]
-            nn += dw * dw
-            slope += (w[k] - wV[k]) * dw
+            dw[k] = w_new[k] - w[k]
+            nn += dw[k] * dw[k]
+            slope += (w[k] - wV[k]) * dw[k]
             scale += w[k] * w[k]
         db = b_new - b
         slope -= sV * db
@@ -446,7 +473,7 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
             t_max = 0.0
             w[:] = w_new
             b = b_new
-            _scores(XsT, w, h)
+            _gaps(ZT, ysg, w, b, gap)
         elif nn <= 1e-24 * (scale + 1.0) and abs(db) <= 1e-12 * (abs(b) + 1.0):
             if p > 0:
                 t_max = 0.0  # already there: check the multipliers
@@ -461,17 +488,13 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
         if t_max > 0.0:
             # Exact line search along (w_new - w, db) on the true objective: the
             # slope rises by C |dm_i| where scan i crosses its margin.
-            dh[:] = 0.0
-            for k in range(d):
-                dw = w_new[k] - w[k]
-                if dw != 0.0:
-                    row = XsT[k]
-                    for i in range(N):
-                        dh[i] += dw * row[i]
+            # dm_i: the change of scan i's margin, per unit of t.
             for i in range(N):
-                dm = ysg[i] * (dh[i] + db)
-                t = max((1.0 - ysg[i] * (h[i] + b)) / dm, 0.0)
-                kink[i] = t if side[i] * dm > 0.0 else np.inf  # moving toward its margin
+                dm[i] = ysg[i] * db
+            _accumulate(ZT, dw, dm)
+            for i in range(N):
+                t = max(gap[i] / dm[i], 0.0)
+                kink[i] = t if side[i] * dm[i] > 0.0 else np.inf  # moving toward its margin
             t_star = -1.0
             n_crossed = 0
             if slope >= 0.0 and t_max == 1.0:
@@ -489,7 +512,7 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
                     if left >= 0.0:
                         t_star = t_prev - slope / nn  # minimum between kinks
                         break
-                    right = left + C * abs(ysg[k_min] * (dh[k_min] + db))
+                    right = left + C * abs(dm[k_min])
                     kink[k_min] = np.inf
                     crossed[n_crossed] = k_min
                     n_crossed += 1
@@ -513,7 +536,7 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
                     w[k] += t_star * (w_new[k] - w[k])
                 b += t_star * db
             for i in range(N):
-                h[i] += t_star * dh[i]
+                gap[i] -= t_star * dm[i]
             for e in range(n_crossed):
                 i = crossed[e]
                 if i == add and side[i] < 0.0:
@@ -542,32 +565,31 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
             if violation > worst_violation:
                 worst, worst_violation = a, violation
         if worst < 0:
-            if fresh:
-                _scores(XsT, w, h)
-                return b, p, step
-            # Updates of B drift: confirm with a fresh solve, else go on from it.
-            for a in range(p):
-                _join(Xs, F, a, G)
-            u[: p + 1] = r[: p + 1]
-            if not _margin_system(Xs, ysg, F, p, G, wV, -sV, M, r):
-                return b, p, -1
-            change = 0.0
-            for a in range(p + 1):
-                change = max(change, abs(r[a] - u[a]))
-            if change <= 1e-9 * (C + 1.0):
+            if not fresh:
+                # Updates of B drift: confirm with a fresh solve, else go on from it.
+                for a in range(p):
+                    _join(Xs, F, a, G)
+                u[: p + 1] = r[: p + 1]
+                if not _margin_system(Xs, ysg, F, p, G, wV, -sV, M, r):
+                    return b, p, -1
+                change = 0.0
+                for a in range(p + 1):
+                    change = max(change, abs(r[a] - u[a]))
+                if change > 1e-9 * (C + 1.0):
+                    for a in range(p):
+                        if not _bordered_join(Xs, F, a, B, u):
+                            return b, p, -1
+                    fresh = True
+                    continue
                 b = r[0]
                 w[:] = wV
                 for a in range(p):
                     for k in range(d):
                         w[k] += r[a + 1] * Xs[F[a], k]
-                _scores(XsT, w, h)
-                return b, p, step
-            p_set = p
-            for a in range(p_set):
-                if not _bordered_join(Xs, F, a, B, u):
-                    return b, p, -1
-            fresh = True
-            continue
+            _scores(ZT, w, h)
+            for i in range(N):
+                h[i] *= ysg[i]  # X w: the rows of ZT are y_i x_i
+            return b, p, step
         i = F[worst]
         on_margin[i] = False
         side[i] = 1.0 if r[worst + 1] * ysg[i] > C else -1.0
@@ -582,25 +604,34 @@ def _primal_active_set(Xs, XsT, ysg, use, C, w, b, F, p, on_margin, side, h, dh,
 
 
 @njit(cache=True)
-def _libsvm_intercept(h, ysg, rows, alpha, C):
+def _libsvm_intercept(h, ysg, train, F, p, beta, side, alpha, C):
     """The intercept by libsvm's rule (``calculate_rho``) at the optimum: the
-    mean over free scans, else the middle of the interval the bound scans
-    allow (the optimal intercept is not unique then, and SVC takes the middle).
-    ``h = X w``; coefficients within 1e-9 C of a bound count as at it."""
-    upper, lower = np.inf, -np.inf
+    mean of ``y_i G_i`` over free scans, else the middle of the interval the
+    bound scans allow (the optimal intercept is not unique then, and SVC takes
+    the middle). ``h = X w``; ``F[:p]`` the margin scans with ``y alpha`` in
+    ``beta``, ``side`` as :func:`_primal_active_set` leaves it; ``alpha``:
+    scratch. Coefficients within 1e-9 C of a bound count as at it."""
     total, n_free = 0.0, 0
-    for i in rows:
-        y_gradient = h[i] - ysg[i]  # y_i G_i = x_i . w - y_i
-        at_upper = alpha[i] >= C * (1 - 1e-9)
-        at_lower = alpha[i] <= C * 1e-9
-        if not (at_upper or at_lower):
-            total += y_gradient
+    for a in range(p):
+        i = F[a]
+        if C * 1e-9 < beta[a] * ysg[i] < C * (1 - 1e-9):
+            total += h[i] - ysg[i]  # y_i G_i = x_i . w - y_i
             n_free += 1
-        elif at_upper == (ysg[i] < 0):
+    if n_free:
+        return -total / n_free
+    for i in train:
+        alpha[i] = C if side[i] > 0.0 else 0.0
+    for a in range(p):
+        alpha[F[a]] = beta[a] * ysg[F[a]]
+    upper, lower = np.inf, -np.inf
+    for i in train:
+        y_gradient = h[i] - ysg[i]
+        at_upper = alpha[i] >= C * (1 - 1e-9)
+        if at_upper == (ysg[i] < 0):
             upper = min(upper, y_gradient)
         else:
             lower = max(lower, y_gradient)
-    return -(total / n_free if n_free else (upper + lower) / 2.0)
+    return -(upper + lower) / 2.0
 
 
 @njit(cache=True)
@@ -619,6 +650,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
     Kf = np.empty((N, N), dtype=np.float32)
     ws = _alloc_workspace(N)
     XsT_buffer, Xs_buffer = np.empty((d_max, N)), np.empty((N, d_max))
+    ZT_buffer, dw_buffer = np.empty((d_max, N)), np.empty(d_max)
     w_all_buffer, w_buffer = np.empty(d_max), np.empty(d_max)
     wV_buffer, w_new_buffer = np.empty(d_max), np.empty(d_max)
     ysg = np.empty(N)
@@ -637,12 +669,13 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
     for q in range(n_spheres):
         cols = sph_idx[sph_ptr[q] : sph_ptr[q + 1]]
         d = cols.shape[0]
-        XsT, Xs = XsT_buffer[:d], Xs_buffer[:, :d]
+        XsT, Xs, ZT = XsT_buffer[:d], Xs_buffer[:, :d], ZT_buffer[:d]
         for k in range(d):
             voxel = Xt[cols[k]]
             for i in range(N):
                 XsT[k, i] = voxel[i]
                 Xs[i, k] = voxel[i]
+                ZT[k, i] = ysg[i] * voxel[i]
         w_all, w = w_all_buffer[:d], w_buffer[:d]
         gram_ready = False
         # The all-scans fit: exact, from the previous sphere's coefficients, or
@@ -686,15 +719,11 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
                     F[p] = i
                     p += 1
             w[:] = w_all
-            b, p, outcome = _primal_active_set(Xs, XsT, ysg, use, C, w, b_all, F, p, on_margin,
-                                               side, h, dh, kink, crossed,
-                                               wV_buffer[:d], w_new_buffer[:d], G, B, u, M, r)
+            b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, C, w, b_all, F, p, on_margin,
+                                               side, h, dh, kink, crossed, wV_buffer[:d],
+                                               w_new_buffer[:d], dw_buffer[:d], G, B, u, M, r)
             if outcome > 0:
-                for i in train:
-                    alpha[i] = C if side[i] > 0.0 else 0.0
-                for a in range(p):
-                    alpha[F[a]] = r[a + 1] * ysg[F[a]]
-                b = _libsvm_intercept(h, ysg, train, alpha, C)
+                b = _libsvm_intercept(h, ysg, train, F, p, r[1:], side, alpha, C)
                 correct = 0
                 for i in test:
                     decision = h[i] + b
