@@ -118,24 +118,13 @@ def _join(Xs, F, p, G):
 
 
 @njit(cache=True, inline="always")
-def _leave(F, p, G, a):
-    """Scan ``F[a]`` leaves the margin set of ``p`` scans: the last one takes
-    its place (in ``F`` and ``G``). Returns the new size."""
-    last = p - 1
-    F[a] = F[last]
-    for c in range(last):
-        G[a, c] = G[last, c]
-        G[c, a] = G[c, last]
-    G[a, a] = G[last, last]
-    return last
-
-
-@njit(cache=True, inline="always")
 def _bordered_join(Xs, F, p, B, u):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
     ``[[0, 1'], [1, G]]`` (``G``: the set's Gram matrix), by bordering, in
     O(p^2). False if the scan lies on the affine hull of the set (singular)."""
     d = Xs.shape[1]
+    if p > d:
+        return False  # d + 1 scans span the space already
     i = F[p]
     m = p + 1
     u[0] = 1.0  # the new column, then B times it
@@ -189,6 +178,34 @@ def _bordered_leave(F, p, B, a):
                 B[x, c] -= factor * B[last, c]
     F[a] = F[p - 1]
     return p - 1
+
+
+@njit(cache=True, inline="always")
+def _bordered_rebuild(Xs, F, p, B, u):
+    """``B`` for the set ``F[:p]`` from scratch; False if it is singular."""
+    for a in range(p):
+        if not _bordered_join(Xs, F, a, B, u):
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _bordered_solve(Xs, ysg, F, p, B, v, balance, u, r):
+    """:func:`_margin_system` with ``B``: ``[b; beta] = B [balance; y_F - X_F v]``
+    into ``r[:p+1]``."""
+    d = Xs.shape[1]
+    u[0] = balance
+    for a in range(p):
+        i = F[a]
+        xv = 0.0
+        for k in range(d):
+            xv += Xs[i, k] * v[k]
+        u[a + 1] = ysg[i] - xv
+    for a in range(p + 1):
+        total = 0.0
+        for c in range(p + 1):
+            total += B[a, c] * u[c]
+        r[a] = total
 
 
 @njit(cache=True, inline="always")
@@ -317,11 +334,11 @@ def _null_direction(Xs, F, p, A, z):
 
 
 @njit(cache=True)
-def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, G, M, r, delta, A):
+def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, B, u, r, delta, A):
     """Exact optimum over every scan from a feasible ``alpha`` (in the box,
     sum y alpha = 0): a primal active-set method on the dual. Updates ``alpha``,
     leaves the weights in ``w`` and ``h = X w``; returns ``(b, steps)``,
-    ``steps < 0`` on failure."""
+    ``steps < 0`` on failure. ``B``, ``u``, ``r``, ``delta``, ``A``: scratch."""
     N, d = Xs.shape
     w[:] = 0.0
     p = 0
@@ -332,14 +349,17 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, G, M, r, delta, A):
                 w[k] += beta * Xs[i, k]
             if alpha[i] < C:
                 F[p] = i
-                _join(Xs, F, p, G)
                 p += 1
+    # B: the inverse of the free set's bordered Gram matrix while the set is
+    # affinely independent (a Newton step exists).
+    independent = _bordered_rebuild(Xs, F, p, B, u)
     released = -1
     for step in range(1, _MAX_STEPS + 1):
         b = 0.0
         if p > 0:
-            if p <= d + 1 and _margin_system(Xs, ysg, F, p, G, w, 0.0, M, r):
+            if independent:
                 # Newton step: the free scans onto their margins, the sum kept.
+                _bordered_solve(Xs, ysg, F, p, B, w, 0.0, u, r)
                 delta[:p] = r[1 : p + 1]
                 b = r[0]
                 t, block = _ratio_step(alpha, ysg, F, p, delta, C, 1.0)
@@ -365,7 +385,12 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, G, M, r, delta, A):
             if block >= 0:
                 i = F[block]
                 alpha[i] = C if ysg[i] * delta[block] > 0.0 else 0.0
-                p = _leave(F, p, G, block)
+                if independent:
+                    p = _bordered_leave(F, p, B, block)
+                else:
+                    p -= 1
+                    F[block] = F[p]
+                    independent = _bordered_rebuild(Xs, F, p, B, u)
                 continue
         _scores(XsT, w, h)
         if p == 0:
@@ -395,7 +420,8 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, G, M, r, delta, A):
             return 0.0, -1  # no progress
         released = worst
         F[p] = worst
-        _join(Xs, F, p, G)
+        if independent:
+            independent = _bordered_join(Xs, F, p, B, u)
         p += 1
     return 0.0, -1
 
@@ -415,9 +441,8 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
     ``M``: scratch.
     """
     N, d = Xs.shape
-    for a in range(p):
-        if not _bordered_join(Xs, F, a, B, u):
-            return b, p, -1
+    if not _bordered_rebuild(Xs, F, p, B, u):
+        return b, p, -1
     gap = h  # 1 - margin while iterating, X w at the end
     _gaps(ZT, ysg, w, b, gap)
     # wV = C sum_V y_i x_i and sV = C sum_V y_i over the violated scans V.
@@ -440,19 +465,7 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
         w_new[:] = wV
         b_new = b
         if p > 0:
-            # [b; beta] = B [balance; y_F - X_F wV]
-            u[0] = -sV
-            for a in range(p):
-                i = F[a]
-                xv = 0.0
-                for k in range(d):
-                    xv += Xs[i, k] * wV[k]
-                u[a + 1] = ysg[i] - xv
-            for a in range(p + 1):
-                total = 0.0
-                for c in range(p + 1):
-                    total += B[a, c] * u[c]
-                r[a] = total
+            _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
             b_new = r[0]
             for a in range(p):
                 beta = r[a + 1]
@@ -576,9 +589,8 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
                 for a in range(p + 1):
                     change = max(change, abs(r[a] - u[a]))
                 if change > 1e-9 * (C + 1.0):
-                    for a in range(p):
-                        if not _bordered_join(Xs, F, a, B, u):
-                            return b, p, -1
+                    if not _bordered_rebuild(Xs, F, p, B, u):
+                        return b, p, -1
                     fresh = True
                     continue
                 b = r[0]
@@ -683,7 +695,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
         exact_seed = False
         if have_seed:
             alpha[:] = alpha_all
-            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, G, M, r,
+            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, B, u, r,
                                             delta, A)
             exact_seed = steps > 0
         if not exact_seed:
@@ -694,7 +706,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             for j in range(N):
                 alpha[rows[j]] = abs(ws[9][j])
             alpha_all[:] = alpha
-            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, G, M, r,
+            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, B, u, r,
                                             delta, A)
             exact_seed = steps > 0
             if not exact_seed:  # libsvm's solution then, with no margin set
