@@ -67,57 +67,6 @@ _FAILED, _NEAR_TIE = -1, -2
 
 
 @njit(cache=True, inline="always")
-def _solve_small(M, r, p):
-    """Solve ``M[:p, :p] x = r[:p]`` in place (Gaussian elimination, partial
-    pivoting); False if a pivot is negligible (singular system)."""
-    scale = 0.0
-    for i in range(p):
-        for j in range(p):
-            scale = max(scale, abs(M[i, j]))
-    for k in range(p):
-        pivot = k
-        best = abs(M[k, k])
-        for i in range(k + 1, p):
-            if abs(M[i, k]) > best:
-                best = abs(M[i, k])
-                pivot = i
-        if best <= 1e-12 * scale:
-            return False
-        if pivot != k:
-            for j in range(p):
-                M[k, j], M[pivot, j] = M[pivot, j], M[k, j]
-            r[k], r[pivot] = r[pivot], r[k]
-        inverse = 1.0 / M[k, k]
-        for i in range(k + 1, p):
-            factor = M[i, k] * inverse
-            if factor != 0.0:
-                for j in range(k + 1, p):
-                    M[i, j] -= factor * M[k, j]
-                r[i] -= factor * r[k]
-    for k in range(p - 1, -1, -1):
-        total = r[k]
-        for j in range(k + 1, p):
-            total -= M[k, j] * r[j]
-        r[k] = total / M[k, k]
-    return True
-
-
-@njit(cache=True, inline="always")
-def _join(Xs, F, p, G):
-    """Scan ``F[p]`` joins the margin set: row and column ``p`` of ``G``, the
-    Gram matrix of the set's scans."""
-    d = Xs.shape[1]
-    i = F[p]
-    for c in range(p + 1):
-        j = F[c]
-        kij = 0.0
-        for k in range(d):
-            kij += Xs[i, k] * Xs[j, k]
-        G[p, c] = kij
-        G[c, p] = kij
-
-
-@njit(cache=True, inline="always")
 def _bordered_join(Xs, F, p, B, u):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
     ``[[0, 1'], [1, G]]`` (``G``: the set's Gram matrix), by bordering, in
@@ -191,8 +140,10 @@ def _bordered_rebuild(Xs, F, p, B, u):
 
 @njit(cache=True, inline="always")
 def _bordered_solve(Xs, ysg, F, p, B, v, balance, u, r):
-    """:func:`_margin_system` with ``B``: ``[b; beta] = B [balance; y_F - X_F v]``
-    into ``r[:p+1]``."""
+    """Put the scans ``F[:p]`` on their margins: ``beta`` (= y alpha over ``F``)
+    and ``b`` with ``x_a . (v + sum_c beta_c x_c) + b = y_a`` and
+    ``sum beta = balance``, that is ``[b; beta] = B [balance; y_F - X_F v]``,
+    into ``r[:p+1]`` (``u``: scratch)."""
     d = Xs.shape[1]
     u[0] = balance
     for a in range(p):
@@ -206,28 +157,6 @@ def _bordered_solve(Xs, ysg, F, p, B, v, balance, u, r):
         for c in range(p + 1):
             total += B[a, c] * u[c]
         r[a] = total
-
-
-@njit(cache=True, inline="always")
-def _margin_system(Xs, ysg, F, p, G, v, balance, M, r):
-    """Put the scans ``F[:p]`` on their margins: solve for ``beta`` (= y alpha
-    over ``F``) and ``b`` with ``x_a . (v + sum_c beta_c x_c) + b = y_a`` and
-    ``sum beta = balance`` (``G``: the scans' Gram matrix). Leaves ``b`` in
-    ``r[0]`` and ``beta`` in ``r[1:p+1]``; False if the system is singular."""
-    d = Xs.shape[1]
-    M[0, 0] = 0.0
-    r[0] = balance
-    for a in range(p):
-        i = F[a]
-        M[0, a + 1] = 1.0
-        M[a + 1, 0] = 1.0
-        xv = 0.0
-        for k in range(d):
-            xv += Xs[i, k] * v[k]
-        r[a + 1] = ysg[i] - xv
-        for c in range(p):
-            M[a + 1, c + 1] = G[a, c]
-    return _solve_small(M, r, p + 1)
 
 
 @njit(cache=True, inline="always")
@@ -428,7 +357,7 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, B, u, r, delta, A):
 
 @njit(cache=True, error_model="numpy")
 def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, kink,
-                       crossed, wV, w_new, dw, G, B, u, M, r):
+                       crossed, wV, w_new, dw, B, u, r):
     """Exact optimum over the scans ``use`` from any ``(w, b)`` at which the
     scans ``F[:p]`` (flagged ``on_margin``) lie on their margins.
 
@@ -437,8 +366,7 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
     ``y alpha`` in ``r[1:p+1]``, and ``side`` 1 for the scans at alpha = C
     (inside their margin), -1 for the others outside the margin set, 0 for the
     set and unused scans. ``ZT``: the scans' y_i x_i, voxels by scans. ``dm``,
-    ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``G``, ``B``, ``u``,
-    ``M``: scratch.
+    ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``: scratch.
     """
     N, d = Xs.shape
     if not _bordered_rebuild(Xs, F, p, B, u):
@@ -579,19 +507,16 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
                 worst, worst_violation = a, violation
         if worst < 0:
             if not fresh:
-                # Updates of B drift: confirm with a fresh solve, else go on from it.
-                for a in range(p):
-                    _join(Xs, F, a, G)
-                u[: p + 1] = r[: p + 1]
-                if not _margin_system(Xs, ysg, F, p, G, wV, -sV, M, r):
+                # Updates of B drift: confirm with B rebuilt, else go on from it.
+                kink[: p + 1] = r[: p + 1]
+                if not _bordered_rebuild(Xs, F, p, B, u):
                     return b, p, -1
+                _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
+                fresh = True
                 change = 0.0
                 for a in range(p + 1):
-                    change = max(change, abs(r[a] - u[a]))
+                    change = max(change, abs(r[a] - kink[a]))
                 if change > 1e-9 * (C + 1.0):
-                    if not _bordered_rebuild(Xs, F, p, B, u):
-                        return b, p, -1
-                    fresh = True
                     continue
                 b = r[0]
                 w[:] = wV
@@ -673,8 +598,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
     F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
     use, on_margin = np.empty(N, dtype=np.bool_), np.empty(N, dtype=np.bool_)
     side = np.empty(N)
-    M, r = np.empty((d_max + 2, d_max + 2)), np.empty(d_max + 2)
-    G = np.empty((N, N))
+    r = np.empty(d_max + 2)
     B, u = np.empty((d_max + 2, d_max + 2)), np.empty(2 * d_max + 4)
     A = np.empty((d_max + 1, N))
     have_seed = False
@@ -733,7 +657,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             w[:] = w_all
             b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, C, w, b_all, F, p, on_margin,
                                                side, h, dh, kink, crossed, wV_buffer[:d],
-                                               w_new_buffer[:d], dw_buffer[:d], G, B, u, M, r)
+                                               w_new_buffer[:d], dw_buffer[:d], B, u, r)
             if outcome > 0:
                 b = _libsvm_intercept(h, ysg, train, F, p, r[1:], side, alpha, C)
                 correct = 0
