@@ -66,7 +66,7 @@ _MAX_STEPS = 400  # active-set steps per fit before giving up
 _FAILED, _NEAR_TIE = -1, -2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bordered_join(Xs, F, p, B, u):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
     ``[[0, 1'], [1, G]]`` (``G``: the set's Gram matrix), by bordering, in
@@ -108,7 +108,7 @@ def _bordered_join(Xs, F, p, B, u):
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bordered_leave(F, p, B, a):
     """Scan ``F[a]`` leaves the margin set of ``p`` scans, the last one takes
     its place; ``B`` is updated by the Schur complement. Returns the new size."""
@@ -129,7 +129,7 @@ def _bordered_leave(F, p, B, a):
     return p - 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bordered_rebuild(Xs, F, p, B, u):
     """``B`` for the set ``F[:p]`` from scratch; False if it is singular."""
     for a in range(p):
@@ -178,14 +178,14 @@ def _accumulate(rows, coef, out):
         k += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _scores(XsT, w, h):
     """h = X w for every scan (``XsT``: voxels by scans)."""
     h[:] = 0.0
     _accumulate(XsT, w, h)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gaps(ZT, ysg, w, b, gap):
     """gap_i = 1 - y_i (x_i . w + b) for every scan (``ZT``: y_i x_i, voxels
     by scans)."""
@@ -195,7 +195,7 @@ def _gaps(ZT, ysg, w, b, gap):
         gap[i] += 1.0 - ysg[i] * b
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ratio_step(alpha, ysg, F, p, delta, C, t_max):
     """Largest t <= t_max keeping every alpha_F + t y_F delta in [0, C], and the
     position in ``F`` that blocks it (-1 if none)."""
