@@ -69,3 +69,23 @@ def test_one_voxel_separable_and_overlapping_folds_reach_the_exact_optimum():
     np.testing.assert_array_equal(
         searchlight_accuracies_warm(X, y, one_voxel, odd, tie_margin=0.0),
         _exact_reference(X, y, one_voxel, odd))
+
+
+def test_rank_deficient_spheres_fall_back_and_agree():
+    # Repeated voxels and duplicated scans: the margin set cannot reach d + 1
+    # affinely independent scans, and ties between scans are exact. Every fold
+    # is solved exactly or refitted on libsvm's path; none is lost.
+    X, y, spheres, folds = synthetic_searchlight(4)
+    X = np.hstack([X, X[:, :6], 2 * X[:, :6]])  # voxels 40..51 repeat 0..5
+    X[1::12] = X[::12]  # scan pairs with the same data, opposite labels
+    n = X.shape[1]
+    rows = [np.r_[k, 40 + k, 46 + k] for k in range(6)] + [np.arange(6), np.arange(40, n)]
+    dense = np.zeros((len(rows), n), dtype=bool)
+    for row, cols in enumerate(rows):
+        dense[row, cols] = True
+    ours, info = searchlight_accuracies_warm(X, y, sp.csr_matrix(dense), folds,
+                                             return_info=True)
+    libsvm = searchlight_accuracies(X, y, sp.csr_matrix(dense), folds)
+    assert info["exact"] + info["near_tie"] + info["failed"] == len(rows) * len(folds)
+    equal, mad = agreement(ours.mean(1), libsvm.mean(1))
+    assert equal >= 0.85 and mad <= 0.01

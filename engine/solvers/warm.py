@@ -422,14 +422,16 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
                 return b, p, step  # any b in an interval is optimal: keep this one
             else:
                 # w is optimal for V and no scan pins b: move b downhill.
+                dw[:] = 0.0
+                nn = 0.0
                 db = 1.0 if sV > 0.0 else -1.0
                 slope = -abs(sV)
                 t_max = np.inf
         add = -1
         if t_max > 0.0:
-            # Exact line search along (w_new - w, db) on the true objective: the
-            # slope rises by C |dm_i| where scan i crosses its margin.
-            # dm_i: the change of scan i's margin, per unit of t.
+            # Exact line search along (dw, db) on the true objective: the slope
+            # rises by C |dm_i| where scan i crosses its margin (dm_i: the
+            # change of its margin per unit of t).
             for i in range(N):
                 dm[i] = ysg[i] * db
             _accumulate(ZT, dw, dm)
@@ -474,7 +476,7 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
                 t_star = 1.0
             else:
                 for k in range(d):
-                    w[k] += t_star * (w_new[k] - w[k])
+                    w[k] += t_star * dw[k]
                 b += t_star * db
             for i in range(N):
                 gap[i] -= t_star * dm[i]
