@@ -69,10 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     light.add_argument("--process-mask", metavar="PATH",
                        help="NIfTI on the subjects' grid: sphere centres (default: the mask)")
     light.add_argument("--solver", choices=("batched", "libsvm", "sklearn"), default="batched",
-                       help="batched: every fold warm-started from the all-scans fit and "
-                       "finished exactly, libsvm's own path where a test scan is a near tie "
-                       "(default); libsvm: libsvm's path for every fit, SVC's iterates (1.6-2.5x "
-                       "slower); sklearn: SVC one sphere at a time (slow, for verification)")
+                       help="batched: every fold solved exactly from the sphere's all-scans "
+                       "solution, libsvm's own path where a test scan is a near tie (default); "
+                       "libsvm: libsvm's path for every fit, SVC's iterates (about 6x slower); "
+                       "sklearn: SVC one sphere at a time (slow, for verification)")
     _add_cluster(light)
     _add_quiet(light)
 

@@ -311,12 +311,12 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
     C : float
         SVM penalty, as ``SVC(kernel="linear", C=C)``.
     solver : {"batched", "libsvm", "sklearn"}
-        ``batched``: every fold warm-started from the all-scans fit and
-        finished at the exact optimum, refitted on libsvm's path where a test
-        decision is a near tie (the same sphere accuracy as SVC on 99.6 % of
-        the Haxby slice's spheres); ``libsvm``: libsvm's path for every fit
-        (SVC's iterates; 1.6-2.5x slower); ``sklearn``: SVC one fit at a time
-        (slow, for verification).
+        ``batched``: every fold solved exactly from the sphere's all-scans
+        solution, refitted on libsvm's path where a test decision is a near
+        tie (the same sphere accuracy as SVC on 98.9 % of the Haxby slice's
+        spheres); ``libsvm``: libsvm's path for every fit (SVC's iterates;
+        about 6x slower); ``sklearn``: SVC one fit at a time (slow, for
+        verification).
     overwrite : bool
         Replace results of other parameters in ``out``.
     progress : bool

@@ -29,8 +29,8 @@ from engine.solvers.exact import cross_validate_svc
 from engine.solvers.warm import searchlight_accuracies_warm
 from engine.stats import permute_within_runs
 
-#: Searchlight solvers by name: every fold warm-started from the all-scans fit
-#: and finished exactly, libsvm's path at near ties (batched, the default);
+#: Searchlight solvers by name: every fold solved exactly from the sphere's
+#: all-scans solution, libsvm's path at near ties (batched, the default);
 #: libsvm's path for every fit (libsvm); SVC one sphere at a time (sklearn).
 SPHERE_SOLVERS = {"batched": searchlight_accuracies_warm, "libsvm": searchlight_accuracies,
                   "sklearn": searchlight_accuracies_sklearn}
