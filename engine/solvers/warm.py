@@ -13,25 +13,29 @@ so a step solves a system of that size instead of touching a kernel matrix.
   free coefficients, a ratio test against the bounds, one change of the free set
   per step, a step of linear descent when the free set outgrows ``d + 1``.
 * A fold starts from the all-scans weights and intercept, a valid point of its
-  primal problem whatever scans it leaves out, with the all-scans margin scans
-  as its margin set. :func:`_primal_active_set` minimises the primal objective
-  ``|w|^2 / 2 + C sum hinge`` exactly: each step aims at the optimum with the
-  margin set held at margin 1 and the other scans' sides fixed; an exact line
-  search on the piecewise-quadratic objective lets any number of scans cross
-  their margin on the way (the dual method needs two steps for each) and stops
-  where one reaches it, which then joins the set; at the set's optimum, a scan
-  whose multiplier leaves ``[0, C]`` leaves it. The inverse of the set's
-  bordered Gram matrix is updated as scans join and leave (O(d^2) a step) and
-  checked by a fresh solve at the end. On the Haxby slice a fold takes about
-  30 steps of about 0.7 us.
+  primal problem whatever scans it leaves out. :func:`_primal_active_set`
+  minimises the primal objective ``|w|^2 / 2 + C sum hinge`` exactly: each step
+  aims at the optimum with a margin set of scans held at margin 1 and the
+  other scans' sides fixed; an exact line search on the piecewise-quadratic
+  objective lets any number of scans cross their margin on the way (the dual
+  method needs two steps for each) and stops where one reaches it, which then
+  joins the set; at the set's optimum, a scan whose multiplier leaves
+  ``[0, C]`` leaves it. The set starts empty: it changes so much from the
+  all-scans solution to a fold's (about 25 of 19 scans on whole-brain spheres)
+  that starting from the all-scans set costs more steps. The inverse of the
+  set's bordered Gram matrix is updated as scans join and leave (O(d^2) a step)
+  and checked by a fresh solve at the end. On the Haxby slice a fold takes
+  about 30 steps of about 0.7 us.
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
 test scan with a decision value that close to zero may fall on either side. So
 every fold with a test decision within ``tie_margin`` of zero is refitted on
 libsvm's own path (:func:`engine.solvers.batched.searchlight_accuracies`), which
-gives SVC's predictions exactly, as is a fold whose solver fails (never seen on
-the Haxby data). On the Haxby slice (face vs cat, 5.6 mm) 2.7 % of folds are
+gives SVC's predictions exactly. So is a fold whose optimal intercept is not
+unique (no scan strictly inside the box on its margin: then any intercept in
+an interval is optimal, and SVC's depends on its path), and one whose solver
+fails (neither seen on the Haxby data). On the Haxby slice (face vs cat, 5.6 mm) 2.7 % of folds are
 refitted and 98.9 % of sphere accuracies equal SVC's (99.6 % with
 ``tie_margin=3e-3``, 91.5 % without refits: how well SVC with ``tol=1e-6``
 agrees with its own default).
@@ -63,7 +67,7 @@ __all__ = ["searchlight_accuracies_warm"]
 _KKT_TOL = 1e-7  # on margins (scale 1), for the all-scans fit
 _MAX_STEPS = 400  # active-set steps per fit before giving up
 # Fold outcomes (``info``): > 0 active-set steps; refitted on libsvm's path otherwise.
-_FAILED, _NEAR_TIE = -1, -2
+_FAILED, _NEAR_TIE, _NON_UNIQUE = -1, -2, -3
 
 
 @njit(cache=True)
@@ -356,10 +360,9 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, B, u, r, delta, A):
 
 
 @njit(cache=True, error_model="numpy")
-def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, kink,
-                       crossed, wV, w_new, dw, B, u, r):
-    """Exact optimum over the scans ``use`` from any ``(w, b)`` at which the
-    scans ``F[:p]`` (flagged ``on_margin``) lie on their margins.
+def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kink, crossed,
+                       wV, w_new, dw, B, u, r):
+    """Exact optimum over the scans ``use`` from any ``(w, b)``.
 
     Returns ``(b, p, steps)``, ``steps < 0`` on failure. On success ``w`` holds
     the weights, ``h = X w`` for every scan, ``F[:p]`` the margin scans with
@@ -369,8 +372,8 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
     ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``: scratch.
     """
     N, d = Xs.shape
-    if not _bordered_rebuild(Xs, F, p, B, u):
-        return b, p, -1
+    p = 0  # scans in the margin set F, flagged on_margin
+    on_margin[:] = False
     gap = h  # 1 - margin while iterating, X w at the end
     _gaps(ZT, ysg, w, b, gap)
     # wV = C sum_V y_i x_i and sV = C sum_V y_i over the violated scans V.
@@ -378,7 +381,7 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
     sV = 0.0
     for i in range(N):
         side[i] = 0.0
-        if use[i] and not on_margin[i]:
+        if use[i]:
             side[i] = 1.0 if gap[i] > 0.0 else -1.0
         if side[i] > 0.0:
             sV += C * ysg[i]
@@ -543,34 +546,19 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, p, on_margin, side, h, dm, 
 
 
 @njit(cache=True)
-def _libsvm_intercept(h, ysg, train, F, p, beta, side, alpha, C):
+def _intercept(h, ysg, F, p, beta, C):
     """The intercept by libsvm's rule (``calculate_rho``) at the optimum: the
-    mean of ``y_i G_i`` over free scans, else the middle of the interval the
-    bound scans allow (the optimal intercept is not unique then, and SVC takes
-    the middle). ``h = X w``; ``F[:p]`` the margin scans with ``y alpha`` in
-    ``beta``, ``side`` as :func:`_primal_active_set` leaves it; ``alpha``:
-    scratch. Coefficients within 1e-9 C of a bound count as at it."""
+    mean of ``y_i G_i`` over the free scans (``F[:p]``, with ``y alpha`` in
+    ``beta``, coefficients within 1e-9 C of a bound counting as at it); NaN
+    if there is none. The optimal intercept is then any value in an interval,
+    and which one SVC returns depends on libsvm's path."""
     total, n_free = 0.0, 0
     for a in range(p):
         i = F[a]
         if C * 1e-9 < beta[a] * ysg[i] < C * (1 - 1e-9):
             total += h[i] - ysg[i]  # y_i G_i = x_i . w - y_i
             n_free += 1
-    if n_free:
-        return -total / n_free
-    for i in train:
-        alpha[i] = C if side[i] > 0.0 else 0.0
-    for a in range(p):
-        alpha[F[a]] = beta[a] * ysg[F[a]]
-    upper, lower = np.inf, -np.inf
-    for i in train:
-        y_gradient = h[i] - ysg[i]
-        at_upper = alpha[i] >= C * (1 - 1e-9)
-        if at_upper == (ysg[i] < 0):
-            upper = min(upper, y_gradient)
-        else:
-            lower = max(lower, y_gradient)
-    return -(upper + lower) / 2.0
+    return -total / n_free if n_free else np.nan
 
 
 @njit(cache=True)
@@ -635,7 +623,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, C, w_all, h, F, B, u, r,
                                             delta, A)
             exact_seed = steps > 0
-            if not exact_seed:  # libsvm's solution then, with no margin set
+            if not exact_seed:  # start the folds from libsvm's solution then
                 alpha[:] = alpha_all
                 w_all[:] = 0.0
                 for i in range(N):
@@ -650,18 +638,17 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             use[:] = False
             for i in train:
                 use[i] = True
-            p = 0
-            for i in range(N):
-                on_margin[i] = exact_seed and use[i] and 0.0 < alpha_all[i] < C
-                if on_margin[i]:
-                    F[p] = i
-                    p += 1
             w[:] = w_all
-            b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, C, w, b_all, F, p, on_margin,
-                                               side, h, dh, kink, crossed, wV_buffer[:d],
+            b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, C, w, b_all, F, on_margin, side,
+                                               h, dh, kink, crossed, wV_buffer[:d],
                                                w_new_buffer[:d], dw_buffer[:d], B, u, r)
+            if outcome < 0:
+                outcome = _FAILED
+            else:
+                b = _intercept(h, ysg, F, p, r[1:], C)
+                if np.isnan(b):
+                    outcome = _NON_UNIQUE
             if outcome > 0:
-                b = _libsvm_intercept(h, ysg, train, F, p, r[1:], side, alpha, C)
                 correct = 0
                 for i in test:
                     decision = h[i] + b
@@ -672,8 +659,6 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
                     if (0 if decision > 0.0 else 1) == y[i]:
                         correct += 1
                 accuracy[q, f] = correct / test.shape[0]
-            else:
-                outcome = _FAILED
             info[q, f] = outcome
             if outcome < 0:
                 if not gram_ready:
@@ -731,7 +716,8 @@ def searchlight_accuracies_warm(
     accuracies : numpy.ndarray of shape (n_spheres, n_folds)
     info : dict
         Only if ``return_info``: ``"exact"`` (folds solved exactly),
-        ``"near_tie"`` and ``"failed"`` (both refitted on libsvm's path), and
+        ``"near_tie"``, ``"non_unique"`` (no unique optimal intercept) and
+        ``"failed"`` (all three refitted on libsvm's path), and
         ``"mean_steps"`` (active-set steps per exact fold).
     """
     C, tol = _check_c_tol(C, tol)
@@ -747,6 +733,7 @@ def searchlight_accuracies_warm(
     exact = outcome > 0
     return accuracy, {
         "exact": int(exact.sum()), "near_tie": int((outcome == _NEAR_TIE).sum()),
+        "non_unique": int((outcome == _NON_UNIQUE).sum()),
         "failed": int((outcome == _FAILED).sum()),
         "mean_steps": float(outcome[exact].mean()) if exact.any() else 0.0,
     }
