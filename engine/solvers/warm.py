@@ -20,9 +20,10 @@ so a step solves a system of that size instead of touching a kernel matrix.
   objective lets any number of scans cross their margin on the way (the dual
   method needs two steps for each) and stops where one reaches it, which then
   joins the set; at the set's optimum, a scan whose multiplier leaves
-  ``[0, C]`` leaves it. The set starts empty: it changes so much from the
-  all-scans solution to a fold's (about 25 of 19 scans on whole-brain spheres)
-  that starting from the all-scans set costs more steps. The inverse of the
+  ``[0, C]`` leaves it. The set starts empty: from the all-scans solution to
+  a fold's it changes almost entirely (on whole-brain spheres about 25 scans
+  join or leave a set of about 19), and starting from the all-scans set took
+  more steps (66 against 51 there). The inverse of the
   set's bordered Gram matrix is updated as scans join and leave (O(d^2) a step)
   and checked by a fresh solve at the end. On the Haxby slice a fold takes
   about 30 steps of about 0.7 us.
