@@ -23,8 +23,8 @@ iteration count (about 1 700 SMO steps per fit on the Haxby slice); the speed co
 from compiled, vectorised, allocation-free iterations (see the comment above
 ``_smo``), about 6x the per-sphere ``SVC`` loop and 10x nilearn's ``SearchLight`` on
 one core. This is ``--solver libsvm``; the default searchlight solver
-(:mod:`engine.solvers.warm`) starts ``_smo`` from a feasible alpha instead of 0 and
-finishes exactly, refitting here where libsvm's answer matters.
+(:mod:`engine.solvers.warm`) solves the folds exactly without SMO and refits here
+where libsvm's answer matters.
 
 Note that nilearn's ``SearchLight(estimator="svc")`` uses ``LinearSVC`` (squared
 hinge, penalized intercept), a different model: to reproduce a nilearn map with this
@@ -249,13 +249,12 @@ def _calculate_rho(F, pen_up, pen_low, active_size):
 @njit(cache=True)
 def _smo(
     Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
-    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb, alpha0,
+    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
 ):  # fmt: skip
-    """libsvm ``Solver::Solve`` for C-SVC (p = -1, C_i = C).
+    """libsvm ``Solver::Solve`` for C-SVC (p = -1, C_i = C), from alpha = 0.
 
     ``Kf`` / ``Kd``: float32 / float64 kernel over all scans; ``tr``: training scans
-    in libsvm's order; ``ysign``: their +-1 labels; ``alpha0``: a feasible start
-    (in ``tr`` order), or empty for libsvm's alpha = 0. The other arrays are
+    in libsvm's order; ``ysign``: their +-1 labels. The other arrays are
     scratch of length L >= len(tr) (``qb``: 2 L**2 + 2 L, see ``_row_offset``).
     Leaves alpha_a y_a, in ``tr`` order, in ``out`` and returns ``(rho, n_iter)``;
     ``n_iter < 0`` if ``max_iter`` stopped the solver.
@@ -273,23 +272,11 @@ def _smo(
         aset[a] = a
         y[a] = ysign[a]
         QD[a] = Kd[g, g]
-        alpha[a] = alpha0[a] if alpha0.shape[0] > 0 else 0.0
+        alpha[a] = 0.0
         F[a] = ysign[a]  # G = p = -1
         Fbar[a] = 0.0
-        st[a] = _status(alpha[a], C)
+        st[a] = _LOWER
         pen_up[a], pen_low[a] = _penalties(y[a], st[a])
-    if alpha0.shape[0] > 0:
-        # libsvm's gradient of a warm start: G = p + Q alpha, G_bar = C Q_{:,upper}.
-        for b in range(n_tr):
-            if alpha[b] > 0.0:
-                base = b * n_tr
-                ya = ysign[b] * alpha[b]
-                for a in range(n_tr):
-                    F[a] -= ya * qb[_u(base) + _u(a)]
-                if st[b] == _UPPER:
-                    yc = ysign[b] * C
-                    for a in range(n_tr):
-                        Fbar[a] -= yc * qb[_u(base) + _u(a)]
     ident = True  # positions are still the original order: rows come from block 0
     ac = n_tr
 
@@ -607,13 +594,12 @@ def _alloc_workspace(lmax):
 
 
 @njit(cache=True)
-def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws, alpha0):
-    """Run ``_smo`` with workspace ``ws`` from ``alpha0`` (empty: alpha = 0, libsvm's
-    start); alpha_a y_a end up in ``ws[9]``."""
+def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws):
+    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[9]``."""
     F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb = ws
     return _smo(
         Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
-        F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb, alpha0,
+        F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
     )  # fmt: skip
 
 
@@ -624,7 +610,7 @@ def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
     Kf = np.empty((n, n), dtype=np.float32)
     _to_qfloat(Kd, Kf)
     ws = _alloc_workspace(tr.shape[0])
-    rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws, np.empty(0))
+    rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws)
     return ws[9][: tr.shape[0]].copy(), rho, it
 
 
@@ -656,7 +642,7 @@ def _searchlight_kernel(
 @njit(cache=True)
 def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, C, eps, shrinking, max_iter, ws):
     """Fit one fold on libsvm's path and score its test scans: (accuracy, n_iter)."""
-    rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws, np.empty(0))
+    rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws)
     coef = ws[9]
     correct = 0
     for t in range(te.shape[0]):

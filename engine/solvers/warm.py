@@ -617,7 +617,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             _gram(Xt, cols, Kd)
             _to_qfloat(Kd, Kf)
             gram_ready = True
-            rho, _ = _fit(Kf, Kd, rows, signs, C, eps, True, -1, ws, np.empty(0))
+            rho, _ = _fit(Kf, Kd, rows, signs, C, eps, True, -1, ws)
             for j in range(N):
                 alpha[rows[j]] = abs(ws[9][j])
             alpha_all[:] = alpha
