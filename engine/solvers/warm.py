@@ -15,18 +15,17 @@ so a step solves a system of that size instead of touching a kernel matrix.
 * A fold starts from the all-scans weights and intercept, a valid point of its
   primal problem whatever scans it leaves out. :func:`_primal_active_set`
   minimises the primal objective ``|w|^2 / 2 + C sum hinge`` exactly: each step
-  aims at the optimum with a margin set of scans held at margin 1 and the
-  other scans' sides fixed; an exact line search on the piecewise-quadratic
-  objective lets any number of scans cross their margin on the way (the dual
-  method needs two steps for each) and stops where one reaches it, which then
-  joins the set; at the set's optimum, a scan whose multiplier leaves
-  ``[0, C]`` leaves it. The set starts empty: from the all-scans solution to
-  a fold's it changes almost entirely (on whole-brain spheres about 25 scans
-  join or leave a set of about 19), and starting from the all-scans set took
-  more steps (66 against 51 there). The inverse of the
-  set's bordered Gram matrix is updated as scans join and leave (O(d^2) a step)
-  and checked by a fresh solve at the end. On the Haxby slice a fold takes
-  about 30 steps of about 0.7 us.
+  aims at the optimum with a margin set of scans held at margin 1 and the other
+  scans' sides fixed; an exact line search on the piecewise-quadratic objective
+  lets any number of scans cross their margin on the way (the dual method needs
+  two steps for each) and stops where one reaches it, which then joins the set;
+  at the set's optimum, a scan whose multiplier leaves ``[0, C]`` leaves it. The
+  set starts empty: from the all-scans solution to a fold's it changes almost
+  entirely (on whole-brain spheres about 25 scans join or leave a set of about
+  19), and starting from the all-scans set took more steps (66 against 51
+  there). The inverse of the set's bordered Gram matrix is updated as scans join
+  and leave (O(d^2) a step) and checked by one rebuilt from scratch at the end.
+  On the Haxby slice a fold takes about 30 steps of about 0.7 us.
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
@@ -34,10 +33,10 @@ test scan with a decision value that close to zero may fall on either side. So
 every fold with a test decision within ``tie_margin`` of zero is refitted on
 libsvm's own path (:func:`engine.solvers.batched.searchlight_accuracies`), which
 gives SVC's predictions exactly. So is a fold whose optimal intercept is not
-unique (no scan strictly inside the box on its margin: then any intercept in
-an interval is optimal, and SVC's depends on its path), and one whose solver
-fails (neither seen on the Haxby data). On the Haxby slice (face vs cat, 5.6 mm) 2.7 % of folds are
-refitted and 98.9 % of sphere accuracies equal SVC's (99.6 % with
+unique (no scan strictly inside the box on its margin: then any intercept in an
+interval is optimal, and SVC's depends on its path), and one whose solver fails
+(neither seen on the Haxby data). On the Haxby slice (face vs cat, 5.6 mm) 2.7 %
+of folds are refitted and 98.9 % of sphere accuracies equal SVC's (99.6 % with
 ``tie_margin=3e-3``, 91.5 % without refits: how well SVC with ``tol=1e-6``
 agrees with its own default).
 
