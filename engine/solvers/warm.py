@@ -164,6 +164,22 @@ def _bordered_solve(Xs, ysg, F, p, B, v, balance, u, r):
 
 
 @njit(cache=True, inline="always")
+def _add_scan(v, Xs, i, c):
+    """v += c x_i."""
+    for k in range(v.shape[0]):
+        v[k] += c * Xs[i, k]
+
+
+@njit(cache=True)
+def _weights(Xs, ysg, alpha, w):
+    """w = sum_i alpha_i y_i x_i."""
+    w[:] = 0.0
+    for i in range(Xs.shape[0]):
+        if alpha[i] != 0.0:
+            _add_scan(w, Xs, i, alpha[i] * ysg[i])
+
+
+@njit(cache=True, inline="always")
 def _accumulate(rows, coef, out):
     """out += sum_k coef_k rows[k], four rows per pass over ``out``."""
     n = out.shape[0]
@@ -273,16 +289,12 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, B, u, r, delta, A):
     leaves the weights in ``w`` and ``h = X w``; returns ``(b, steps)``,
     ``steps < 0`` on failure. ``B``, ``u``, ``r``, ``delta``, ``A``: scratch."""
     N, d = Xs.shape
-    w[:] = 0.0
+    _weights(Xs, ysg, alpha, w)
     p = 0
     for i in range(N):
-        if alpha[i] != 0.0:
-            beta = alpha[i] * ysg[i]
-            for k in range(d):
-                w[k] += beta * Xs[i, k]
-            if alpha[i] < C:
-                F[p] = i
-                p += 1
+        if 0.0 < alpha[i] < C:
+            F[p] = i
+            p += 1
     # B: the inverse of the free set's bordered Gram matrix while the set is
     # affinely independent (a Newton step exists).
     independent = _bordered_rebuild(Xs, F, p, B, u)
@@ -313,8 +325,7 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, B, u, r, delta, A):
                 i = F[a]
                 step_a = t * delta[a]
                 alpha[i] += step_a * ysg[i]
-                for k in range(d):
-                    w[k] += step_a * Xs[i, k]
+                _add_scan(w, Xs, i, step_a)
             if block >= 0:
                 i = F[block]
                 alpha[i] = C if ysg[i] * delta[block] > 0.0 else 0.0
@@ -360,8 +371,8 @@ def _dual_active_set(Xs, XsT, ysg, alpha, C, w, h, F, B, u, r, delta, A):
 
 
 @njit(cache=True, error_model="numpy")
-def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kink, crossed,
-                       wV, w_new, dw, B, u, r):
+def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, side, h, dm, kink, crossed, wV, w_new,
+                       dw, B, u, r):
     """Exact optimum over the scans ``use`` from any ``(w, b)``.
 
     Returns ``(b, p, steps)``, ``steps < 0`` on failure. On success ``w`` holds
@@ -372,8 +383,7 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kin
     ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``: scratch.
     """
     N, d = Xs.shape
-    p = 0  # scans in the margin set F, flagged on_margin
-    on_margin[:] = False
+    p = 0  # scans in the margin set F
     gap = h  # 1 - margin while iterating, X w at the end
     _gaps(ZT, ysg, w, b, gap)
     # wV = C sum_V y_i x_i and sV = C sum_V y_i over the violated scans V.
@@ -385,13 +395,10 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kin
             side[i] = 1.0 if gap[i] > 0.0 else -1.0
         if side[i] > 0.0:
             sV += C * ysg[i]
-            for k in range(d):
-                wV[k] += C * ysg[i] * Xs[i, k]
+            _add_scan(wV, Xs, i, C * ysg[i])
     dropped = -1
     fresh = False  # B was just rebuilt from scratch
     for step in range(1, _MAX_STEPS + 1):
-        if p > d + 1:
-            return b, p, -1
         # The optimum with F on the margin and V, the rest fixed: (w_new, b_new).
         w_new[:] = wV
         b_new = b
@@ -399,9 +406,7 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kin
             _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
             b_new = r[0]
             for a in range(p):
-                beta = r[a + 1]
-                for k in range(d):
-                    w_new[k] += beta * Xs[F[a], k]
+                _add_scan(w_new, Xs, F[a], r[a + 1])
         nn = slope = 0.0  # |dw|^2 and the objective's slope at t = 0
         scale = 0.0
         for k in range(d):
@@ -490,10 +495,8 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kin
                 side[i] = -side[i]
                 change = C * ysg[i] * side[i]
                 sV += change
-                for k in range(d):
-                    wV[k] += change * Xs[i, k]
+                _add_scan(wV, Xs, i, change)
             if add >= 0:
-                on_margin[add] = True
                 side[add] = 0.0
                 F[p] = add
                 if not _bordered_join(Xs, F, p, B, u):
@@ -526,19 +529,16 @@ def _primal_active_set(Xs, ZT, ysg, use, C, w, b, F, on_margin, side, h, dm, kin
                 b = r[0]
                 w[:] = wV
                 for a in range(p):
-                    for k in range(d):
-                        w[k] += r[a + 1] * Xs[F[a], k]
+                    _add_scan(w, Xs, F[a], r[a + 1])
             _scores(ZT, w, h)
             for i in range(N):
                 h[i] *= ysg[i]  # X w: the rows of ZT are y_i x_i
             return b, p, step
         i = F[worst]
-        on_margin[i] = False
         side[i] = 1.0 if r[worst + 1] * ysg[i] > C else -1.0
         if side[i] > 0.0:
             sV += C * ysg[i]
-            for k in range(d):
-                wV[k] += C * ysg[i] * Xs[i, k]
+            _add_scan(wV, Xs, i, C * ysg[i])
         p = _bordered_leave(F, p, B, worst)
         fresh = False
         dropped = i
@@ -586,7 +586,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
     alpha_all = np.zeros(N)
     alpha, h, dh, kink, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
     F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
-    use, on_margin = np.empty(N, dtype=np.bool_), np.empty(N, dtype=np.bool_)
+    use = np.empty(N, dtype=np.bool_)
     side = np.empty(N)
     r = np.empty(d_max + 2)
     B, u = np.empty((d_max + 2, d_max + 2)), np.empty(2 * d_max + 4)
@@ -625,10 +625,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             exact_seed = steps > 0
             if not exact_seed:  # start the folds from libsvm's solution then
                 alpha[:] = alpha_all
-                w_all[:] = 0.0
-                for i in range(N):
-                    for k in range(d):
-                        w_all[k] += alpha[i] * ysg[i] * Xs[i, k]
+                _weights(Xs, ysg, alpha, w_all)
                 b_all = -rho
         alpha_all[:] = alpha
         have_seed = True
@@ -639,7 +636,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
             for i in train:
                 use[i] = True
             w[:] = w_all
-            b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, C, w, b_all, F, on_margin, side,
+            b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, C, w, b_all, F, side,
                                                h, dh, kink, crossed, wV_buffer[:d],
                                                w_new_buffer[:d], dw_buffer[:d], B, u, r)
             if outcome < 0:
