@@ -1,5 +1,5 @@
 """Shared helpers of the benchmark scripts: data, timing, saving (machine facts
-and spreads come from :mod:`engine.bench`, as ``nidecode bench`` reports them)."""
+and spreads come from :mod:`nidecode.bench`, as ``nidecode bench`` reports them)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from engine.bench.data import make_subjects
-from engine.bench.machine import machine, spread
-from engine.bench.settings import HAXBY_SLICE
+from nidecode.bench.data import make_subjects
+from nidecode.bench.machine import machine, spread
+from nidecode.bench.settings import HAXBY_SLICE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 __all__ = ["RESULTS", "machine", "save", "spread", "symlinked_subjects", "timed"]

@@ -25,13 +25,13 @@ from distributed import get_task_stream
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
 from sklearn.svm import SVC
 
-from engine import store
-from engine.cluster import get_client
-from engine.cv import make_folds
-from engine.decode import decode
-from engine.ingest import ingest
-from engine.plan import category_pairs
-from engine.solvers.exact import cross_validate_svc
+from nidecode import store
+from nidecode.cluster import get_client
+from nidecode.cv import make_folds
+from nidecode.decode import decode
+from nidecode.ingest import ingest
+from nidecode.plan import category_pairs
+from nidecode.solvers.exact import cross_validate_svc
 
 from _common import machine, save, spread, symlinked_subjects, timed
 
@@ -72,7 +72,7 @@ def main() -> None:
     started = time.perf_counter()
     with get_client(workers=args.workers) as client:
         startup = time.perf_counter() - started
-        client.run(lambda: __import__("engine.tasks"))  # imports, as a warm cluster has them
+        client.run(lambda: __import__("nidecode.tasks"))  # imports, as a warm cluster has them
         runs = iter(range(args.repeats))
         with get_task_stream(client) as stream:
             engine_times, _ = timed(lambda: decode(store_path, work / f"out{next(runs)}", client,

@@ -22,10 +22,10 @@ import statistics
 
 import numpy as np
 
-from engine.bench.runner import run_bench
-from engine.bench.settings import HAXBY_SLICE, make_settings
-from engine.spheres import batch_voxel_block, sphere_neighbourhoods
-from engine.synth import make_affine, make_masks
+from nidecode.bench.runner import run_bench
+from nidecode.bench.settings import HAXBY_SLICE, make_settings
+from nidecode.spheres import batch_voxel_block, sphere_neighbourhoods
+from nidecode.synth import make_affine, make_masks
 
 from _common import RESULTS, machine, save
 

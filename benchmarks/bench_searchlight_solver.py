@@ -9,11 +9,11 @@ Real Haxby slice, face vs cat (216 scans), data standardized over all scans with
   solver reproduces,
 * the default batched solver, every fold solved exactly from the sphere's
   all-scans solution and refitted on libsvm's path at near ties
-  (``engine.solvers.warm.searchlight_accuracies_warm``), with how its folds
+  (``nidecode.solvers.warm.searchlight_accuracies_warm``), with how its folds
   were solved, and the same without refits (``tie_margin=0``: the exact
   optimum's map),
 * the batched solver on libsvm's own path for every fit
-  (``engine.solvers.batched.searchlight_accuracies``, ``--solver libsvm``),
+  (``nidecode.solvers.batched.searchlight_accuracies``, ``--solver libsvm``),
 * optionally the per-sphere scikit-learn reference path (``--with-sklearn``).
 
 Prints spheres per second (CPU time of this process, so other load on the machine
@@ -50,20 +50,21 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.solvers.batched import (  # noqa: E402
+from nidecode.datasets import load_haxby_slice  # noqa: E402
+from nidecode.solvers.batched import (  # noqa: E402
     searchlight_accuracies,
     searchlight_accuracies_sklearn,
 )
-from engine.solvers.warm import searchlight_accuracies_warm  # noqa: E402
-from engine.spheres import sphere_neighbourhoods  # noqa: E402
+from nidecode.solvers.warm import searchlight_accuracies_warm  # noqa: E402
+from nidecode.spheres import sphere_neighbourhoods  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "haxby2001-slice"
+DEFAULT_DATA = load_haxby_slice()
 
 _COMPILE_SNIPPET = """
 import time
 t0 = time.perf_counter()
 import numpy as np, scipy.sparse as sp
-from engine.solvers.warm import searchlight_accuracies_warm
+from nidecode.solvers.warm import searchlight_accuracies_warm
 t1 = time.perf_counter()
 X = np.random.default_rng(0).standard_normal((12, 3))
 y = np.tile([0, 1], 6)

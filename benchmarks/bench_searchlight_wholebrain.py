@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.cluster import get_client
-from engine.ingest import ingest
-from engine.searchlight import searchlight
-from engine.synth import make_subject, write_subject
+from nidecode.cluster import get_client
+from nidecode.ingest import ingest
+from nidecode.searchlight import searchlight
+from nidecode.synth import make_subject, write_subject
 
 from _common import machine, save
 
@@ -33,7 +33,7 @@ def warm_solver() -> None:
     import numpy as np
     import scipy.sparse as sp
 
-    from engine.solvers.batched import searchlight_accuracies
+    from nidecode.solvers.batched import searchlight_accuracies
 
     X = np.random.default_rng(0).normal(size=(8, 3))
     folds = [(np.arange(4, 8), np.arange(4)), (np.arange(4), np.arange(4, 8))]

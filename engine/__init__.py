@@ -5,11 +5,18 @@ cross-validated linear SVMs for every subject x category pair, on a Dask
 cluster -> scores tables and NIfTI weight maps.
 """
 
-from engine.cluster import get_client
-from engine.decode import decode
-from engine.errors import InputError
-from engine.ingest import ingest
-from engine.store import list_subjects, open_store, read_design, read_timeseries
+from importlib.metadata import PackageNotFoundError, version
+
+from nidecode.cluster import get_client
+from nidecode.decode import decode
+from nidecode.errors import InputError
+from nidecode.ingest import ingest
+from nidecode.store import list_subjects, open_store, read_design, read_timeseries
+
+try:
+    __version__ = version("nidecode")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["InputError", "decode", "get_client", "ingest", "list_subjects", "open_store",
            "read_design", "read_timeseries"]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix, mean_scaling, run_glm
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 METHODS = ("lsa", "lss")
 HRF_MODEL = "glover"

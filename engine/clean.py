@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from nilearn import signal
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 STANDARDIZE_MODES = ("run", "global", "none")
 

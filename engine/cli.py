@@ -1,6 +1,6 @@
 """The ``nidecode`` command: argument parsing only; the work is in the modules.
 
-Every :class:`~engine.errors.InputError` becomes one line on stderr and
+Every :class:`~nidecode.errors.InputError` becomes one line on stderr and
 exit status 2; an interrupt says what was kept and exits with 130.
 """
 
@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.bench import cli as bench_cli
-from engine.errors import InputError
+from nidecode.bench import cli as bench_cli
+from nidecode.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,9 +163,9 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from engine.cluster import default_workers, get_client
-    from engine.ingest import ingest_subject
-    from engine.run import ingest_sources_on_cluster
+    from nidecode.cluster import default_workers, get_client
+    from nidecode.ingest import ingest_subject
+    from nidecode.run import ingest_sources_on_cluster
 
     started = time.perf_counter()
     sources = _ingest_sources(args)  # every input checked before a cluster starts
@@ -190,7 +190,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_sources(args: argparse.Namespace) -> list:
-    from engine.ingest import find_bids_subjects, find_subjects
+    from nidecode.ingest import find_bids_subjects, find_subjects
 
     roots = [Path(path) for path in args.subject_dirs]
     if len(roots) == 1 and (roots[0] / "dataset_description.json").is_file():
@@ -215,7 +215,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from engine.plan import parse_categories
+    from nidecode.plan import parse_categories
 
     summary = _run_decode(args, args.store, args.out, parse_categories(args.categories),
                           args.cv, args.C, args.overwrite)
@@ -225,7 +225,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _run_decode(args, store, out, categories, cv, C, overwrite):
-    from engine.decode import execute_decode, prepare_decode
+    from nidecode.decode import execute_decode, prepare_decode
 
     run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
     return _execute(args, execute_decode, run)
@@ -233,7 +233,7 @@ def _run_decode(args, store, out, categories, cv, C, overwrite):
 
 def _execute(args: argparse.Namespace, execute, run):
     """``execute(run, client)`` on the cluster the arguments (or the config) name."""
-    from engine.cluster import describe, get_client
+    from nidecode.cluster import describe, get_client
 
     with get_client(workers=args.workers, scheduler=args.scheduler) as client:
         info = describe(client)
@@ -243,8 +243,8 @@ def _execute(args: argparse.Namespace, execute, run):
 
 
 def _searchlight(args: argparse.Namespace) -> int:
-    from engine.plan import parse_categories
-    from engine.searchlight import execute_searchlight, prepare_searchlight
+    from nidecode.plan import parse_categories
+    from nidecode.searchlight import execute_searchlight, prepare_searchlight
 
     run = prepare_searchlight(args.store, args.out, radius=args.radius,
                               categories=parse_categories(args.categories),
@@ -257,8 +257,8 @@ def _searchlight(args: argparse.Namespace) -> int:
 
 
 def _permute(args: argparse.Namespace) -> int:
-    from engine.permute import execute_permute, prepare_permute
-    from engine.plan import parse_categories
+    from nidecode.permute import execute_permute, prepare_permute
+    from nidecode.plan import parse_categories
 
     if args.searchlight != (args.radius is not None):
         raise InputError("--searchlight and --radius: give both for searchlight permutations, "
@@ -274,7 +274,7 @@ def _permute(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engine.report import write_report
+    from nidecode.report import write_report
 
     path = write_report(args.out, anat=args.anat, mask=args.mask, bench_dir=args.bench)
     _say(args, f"report written to {path}")
@@ -282,15 +282,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _print_accuracies(summary) -> None:
-    from engine.results import accuracy_matrix
+    from nidecode.results import accuracy_matrix
 
     print("Mean cross-validated accuracy (chance 0.5):")
     print(accuracy_matrix(summary).to_string(float_format=lambda value: f"{value:.3f}"))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from engine.ingest import ingest
-    from engine.synth import make_dataset
+    from nidecode.ingest import ingest
+    from nidecode.synth import make_dataset
 
     out = Path(args.out)
     if args.subjects < 1:
@@ -301,7 +301,7 @@ def _demo(args: argparse.Namespace) -> int:
     _say(args, f"ingested into {out / 'store.zarr'}; decoding all category pairs")
     summary = _run_decode(args, out / "store.zarr", out / "results", None, "logo", 1.0, True)
     _print_accuracies(summary)
-    from engine.report import write_report
+    from nidecode.report import write_report
 
     report = write_report(out / "results")
     _say(args, f"scores, summary and weight maps in {out / 'results'}; open {report}")

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import dask.config
 from distributed import Client, LocalCluster, WorkerPlugin
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 # The statistical profiler costs the workers of a LocalCluster a few percent.
 LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}

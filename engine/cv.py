@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from engine import store
-from engine.cluster import describe
-from engine.cv import parse_cv
-from engine.errors import InputError
-from engine.outdir import OutputDir
-from engine.plan import PairJob, batch_jobs, plan_decode
-from engine.results import (
+from nidecode import store
+from nidecode.cluster import describe
+from nidecode.cv import parse_cv
+from nidecode.errors import InputError
+from nidecode.outdir import OutputDir
+from nidecode.plan import PairJob, batch_jobs, plan_decode
+from nidecode.results import (
     PairResult,
     group_table,
     multiclass_predictions,
@@ -29,9 +29,9 @@ from engine.results import (
     summary_table,
     weight_map,
 )
-from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
-from engine.stats import confusion_matrix_table
-from engine.tasks import decode_pairs
+from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
+from nidecode.stats import confusion_matrix_table
+from nidecode.tasks import decode_pairs
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
 
     Parameters are those of :func:`decode`. Every problem with the store,
     the categories, the cross-validation or the output directory is raised
-    here, as :class:`~engine.errors.InputError`, before any cluster starts.
+    here, as :class:`~nidecode.errors.InputError`, before any cluster starts.
     """
     started = time.perf_counter()
     cv = parse_cv(cv)
@@ -125,7 +125,7 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     Parameters
     ----------
     store_path : str or Path
-        The Zarr store written by :func:`engine.ingest.ingest`; a path or URL
+        The Zarr store written by :func:`nidecode.ingest.ingest`; a path or URL
         that every worker can read.
     out : str or Path
         Output directory: ``scores.csv``, ``summary.csv``,
@@ -133,7 +133,7 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         Results already saved there by a run of the same parameters are
         reused (resume).
     client : distributed.Client
-        Where the fits run (see :func:`engine.cluster.get_client`).
+        Where the fits run (see :func:`nidecode.cluster.get_client`).
     categories : sequence of str, optional
         Decode every pair among these categories; default: all pairs.
     cv : str
@@ -155,7 +155,7 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
 
     Examples
     --------
-    >>> from engine.cluster import get_client
+    >>> from nidecode.cluster import get_client
     >>> with get_client(workers=2) as client:  # doctest: +SKIP
     ...     summary = decode("study.zarr", "results", client, categories=["face", "cat"])
     """

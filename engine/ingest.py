@@ -5,7 +5,7 @@ images in run order, one label and run per scan, the mask and optional
 confounds — and go through the same path: each image read block by block
 of volumes, masked, cleaned, stored. So the same data given in either
 layout gives the same store. With ``betas``, each run's masked signal
-goes through a GLM instead (:mod:`engine.betas`) and the store holds one
+goes through a GLM instead (:mod:`nidecode.betas`) and the store holds one
 row per trial.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine import store
-from engine.betas import check_method, estimate_betas
-from engine.clean import clean_signal, constant_voxels, drop_dummy_scans
-from engine.errors import InputError
-from engine.io import bids
-from engine.io.haxby import (
+from nidecode import store
+from nidecode.betas import check_method, estimate_betas
+from nidecode.clean import clean_signal, constant_voxels, drop_dummy_scans
+from nidecode.errors import InputError
+from nidecode.io import bids
+from nidecode.io.haxby import (
     find_subject_files,
     iter_masked_blocks,
     load_bold,
@@ -92,7 +92,7 @@ def ingest(subject_dirs: Sequence[str | Path], store_path: str | Path,
     mask : str or Path
         Mask path, or the name of a mask file in each subject directory.
     standardize : {"run", "global", "none"}
-        See :func:`engine.clean.clean_signal`.
+        See :func:`nidecode.clean.clean_signal`.
     detrend : bool
         Remove a linear trend before z-scoring.
     drop_scans : int
@@ -146,10 +146,10 @@ def ingest_bids(bids_root: str | Path, store_path: str | Path, task: str, mask: 
         fMRIPrep are dropped.
     hrf_shift : float
         Seconds subtracted from each scan's time before looking up its
-        event (see :func:`engine.io.bids.events_to_labels`).
+        event (see :func:`nidecode.io.bids.events_to_labels`).
     betas : {"lsa", "lss"}, optional
         Store one beta map per trial (labelled by its ``trial_type``)
-        instead of one row per scan; see :mod:`engine.betas`.
+        instead of one row per scan; see :mod:`nidecode.betas`.
     standardize, detrend, drop_scans, block_size
         As for :func:`ingest`; with ``betas``, z-scoring and detrending
         apply to each run's betas.
@@ -190,7 +190,7 @@ def find_subjects(subject_dirs: Sequence[str | Path],
 
 
 def haxby_source(subject_dir: str | Path, mask: str | Path) -> SubjectSource:
-    """A subject directory in the Haxby layout (see :mod:`engine.io.haxby`)."""
+    """A subject directory in the Haxby layout (see :mod:`nidecode.io.haxby`)."""
     files = find_subject_files(subject_dir, mask)
     return SubjectSource(
         subject=files.subject, images=(files.bold,), scans=read_labels(files.labels),

@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from engine import store
-from engine.errors import InputError
+from nidecode import store
+from nidecode.errors import InputError
 
 MANIFEST = "run.json"
 BACKGROUND = "background.nii.gz"

@@ -1,10 +1,10 @@
 """Permutation tests on a Dask cluster: null distributions of decoding accuracies.
 
 Labels are permuted within runs, blocks of a blocked design kept whole
-(:func:`engine.stats.permute_within_runs`); every permutation is drawn from
+(:func:`nidecode.stats.permute_within_runs`); every permutation is drawn from
 the run's seed, the subject, the pair and its index alone, so the null does
 not depend on how the work is split or resumed. The work is distributed and
-resumable like :mod:`engine.decode`: subject x pair (x sphere batch) x chunk
+resumable like :mod:`nidecode.decode`: subject x pair (x sphere batch) x chunk
 of permutations per task, saved as it arrives.
 """
 
@@ -20,23 +20,23 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from engine import store
-from engine.cluster import describe
-from engine.cv import parse_cv
-from engine.errors import InputError
-from engine.outdir import OutputDir
-from engine.plan import PairJob, plan_decode
-from engine.results import PermutationScores, group_table, summary_table, to_nifti
-from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
-from engine.searchlight import SOLVERS, Geometry, subject_geometry
-from engine.spheres import batch_centres, batch_voxel_block
-from engine.stats import (
+from nidecode import store
+from nidecode.cluster import describe
+from nidecode.cv import parse_cv
+from nidecode.errors import InputError
+from nidecode.outdir import OutputDir
+from nidecode.plan import PairJob, plan_decode
+from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
+from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
+from nidecode.searchlight import SOLVERS, Geometry, subject_geometry
+from nidecode.spheres import batch_centres, batch_voxel_block
+from nidecode.stats import (
     count_distinct_permutations,
     max_statistic_p_values,
     permutation_p_value,
     permutation_p_values,
 )
-from engine.tasks import permutation_accuracies, permutation_sphere_accuracies
+from nidecode.tasks import permutation_accuracies, permutation_sphere_accuracies
 
 PERMUTATIONS_PER_TASK = {"roi": 50, "searchlight": 5}
 SPHERES_PER_TASK = 2000
@@ -271,7 +271,7 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         ``batched`` (default) and ``libsvm``: SVC's problem solved from a Gram
         matrix computed once per task and reused by every permutation and
         fold, on libsvm's path (ROI) or with the searchlight solver of that
-        name (see :func:`engine.searchlight.searchlight`); ``sklearn``:
+        name (see :func:`nidecode.searchlight.searchlight`); ``sklearn``:
         ``SVC`` refitted.
     radius : float, optional
         Searchlight permutations with spheres of this radius (mm).

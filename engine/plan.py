@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import dask.config
 import numpy as np
 
-from engine.cv import make_folds
-from engine.errors import InputError
-from engine.store import Design
+from nidecode.cv import make_folds
+from nidecode.errors import InputError
+from nidecode.store import Design
 
 REST = "rest"
 FITS_PER_TASK = 96

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from engine.stats import group_test, multiclass_vote
+from nidecode.stats import group_test, multiclass_vote
 
 _PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef", "test_scans", "decision")
 SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]

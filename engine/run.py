@@ -1,6 +1,6 @@
 """Running work on a Dask cluster: submit, wait, hand results over as they arrive.
 
-The commands (:mod:`engine.decode`, :mod:`engine.searchlight`, ...) plan
+The commands (:mod:`nidecode.decode`, :mod:`nidecode.searchlight`, ...) plan
 their tasks and save what :func:`run_tasks` hands them; ingest of many
 subjects runs here too, one task per subject.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
-from engine import store
-from engine.ingest import (
+from nidecode import store
+from nidecode.ingest import (
     SubjectSource,
     estimate_run_betas,
     find_subjects,
@@ -37,13 +37,13 @@ def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path
     Each worker reads its subject's BOLD block by block (memory bounded by
     the block size and the masked output, not the file) and writes its
     group into the store, which must be a path all workers can write.
-    Parameters are those of :func:`engine.ingest.ingest`.
+    Parameters are those of :func:`nidecode.ingest.ingest`.
 
     Returns
     -------
     list of dict
         One report per subject, sorted by id: ``subject``, ``n_scans``,
-        ``n_voxels``, ``n_constant_voxels`` (see :func:`engine.ingest.ingest_subject`).
+        ``n_voxels``, ``n_constant_voxels`` (see :func:`nidecode.ingest.ingest_subject`).
     """
     return ingest_sources_on_cluster(find_subjects(subject_dirs, mask), store_path, client,
                                      progress=progress, **settings)
@@ -52,10 +52,10 @@ def ingest_on_cluster(subject_dirs: Sequence[str | Path], store_path: str | Path
 def ingest_sources_on_cluster(sources: Sequence[SubjectSource], store_path: str | Path,
                               client: Client, *, progress: bool = True,
                               **settings) -> list[dict]:
-    """Ingest subject sources (:func:`engine.ingest.find_bids_subjects`, ...), one task each.
+    """Ingest subject sources (:func:`nidecode.ingest.find_bids_subjects`, ...), one task each.
 
     With ``betas``, each run's GLM is a task of its own, and the subject's
-    task gathers them. Parameters are those of :func:`engine.ingest.ingest_subject`;
+    task gathers them. Parameters are those of :func:`nidecode.ingest.ingest_subject`;
     returns the subjects' reports, as :func:`ingest_on_cluster`.
     """
     store.create_store(store_path)

@@ -2,11 +2,11 @@
 
 Spheres are defined as nilearn's ``SearchLight`` defines them (mask voxels
 within ``radius`` mm of the centre, through the affine; see
-:mod:`engine.spheres`). Every subject's centres are cut into batches of
+:mod:`nidecode.spheres`). Every subject's centres are cut into batches of
 ``spheres_per_task // n_pairs`` centres; a task does one batch for every
 pair: it reads from the store, once, only the voxel block its spheres need
 and fits every sphere x fold of each pair at once with a batched solver
-(:data:`engine.tasks.SPHERE_SOLVERS`; or one by one with scikit-learn's
+(:data:`nidecode.tasks.SPHERE_SOLVERS`; or one by one with scikit-learn's
 ``SVC``, to verify). Results are saved
 per pair and batch.
 """
@@ -27,18 +27,18 @@ import pandas as pd
 import scipy.sparse as sp
 from distributed import Client
 
-from engine import store
-from engine.cluster import describe
-from engine.cv import parse_cv
-from engine.errors import InputError
-from engine.io.haxby import load_mask_like
-from engine.outdir import OutputDir
-from engine.plan import PairJob, plan_decode
-from engine.results import SphereScores, to_nifti
-from engine.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
-from engine.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
-from engine.stats import sign_flip_test
-from engine.tasks import SPHERE_SOLVERS, searchlight_spheres
+from nidecode import store
+from nidecode.cluster import describe
+from nidecode.cv import parse_cv
+from nidecode.errors import InputError
+from nidecode.io.haxby import load_mask_like
+from nidecode.outdir import OutputDir
+from nidecode.plan import PairJob, plan_decode
+from nidecode.results import SphereScores, to_nifti
+from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
+from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
+from nidecode.stats import sign_flip_test
+from nidecode.tasks import SPHERE_SOLVERS, searchlight_spheres
 
 SOLVERS = tuple(SPHERE_SOLVERS)
 CHANCE = 0.5
@@ -94,7 +94,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     """Check the inputs, build the spheres, plan the batches, claim the output.
 
     Parameters are those of :func:`searchlight`; every problem is raised
-    here as :class:`~engine.errors.InputError`, before any cluster starts.
+    here as :class:`~nidecode.errors.InputError`, before any cluster starts.
     """
     started = time.perf_counter()
     cv = parse_cv(cv)

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 __all__ = [
     "batch_centres",
@@ -107,7 +107,7 @@ def sphere_neighbourhoods(
 
     Raises
     ------
-    engine.errors.InputError
+    nidecode.errors.InputError
         If the masks are not 3D, have different shapes, the mask is empty, the
         radius is negative or not finite, or the process mask leaves the mask.
     """

@@ -1,7 +1,7 @@
 """Statistics on decoding results: permutation schemes, p-values, group tests, votes.
 
 Pure numpy / scipy functions on arrays; the distributed permutation runs
-(:mod:`engine.run`) call them and the report reads what they produce.
+(:mod:`nidecode.run`) call them and the report reads what they produce.
 
 Conventions
 -----------
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 __all__ = ["confusion_matrix_table", "count_distinct_permutations", "group_test",
            "label_blocks", "max_statistic_p_values", "multiclass_vote",

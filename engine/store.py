@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 FORMAT_VERSION = 1
 VOXEL_CHUNK = 256

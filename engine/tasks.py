@@ -15,19 +15,19 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from engine import store
-from engine.cv import make_folds
-from engine.plan import REST, PairJob
-from engine.results import PairResult, PermutationScores, SphereScores
-from engine.solvers.batched import (
+from nidecode import store
+from nidecode.cv import make_folds
+from nidecode.plan import REST, PairJob
+from nidecode.results import PairResult, PermutationScores, SphereScores
+from nidecode.solvers.batched import (
     decision_function_gram,
     fit_linear_svm_gram,
     searchlight_accuracies,
     searchlight_accuracies_sklearn,
 )
-from engine.solvers.exact import cross_validate_svc
-from engine.solvers.warm import searchlight_accuracies_warm
-from engine.stats import permute_within_runs
+from nidecode.solvers.exact import cross_validate_svc
+from nidecode.solvers.warm import searchlight_accuracies_warm
+from nidecode.stats import permute_within_runs
 
 #: Searchlight solvers by name: every fold solved exactly from the sphere's
 #: all-scans solution, libsvm's path at near ties (batched, the default);

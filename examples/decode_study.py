@@ -9,11 +9,11 @@ Run::
 import sys
 from pathlib import Path
 
-from engine import decode, get_client, ingest
-from engine.permute import permute
-from engine.report import write_report
-from engine.searchlight import searchlight
-from engine.synth import make_dataset
+from nidecode import decode, get_client, ingest
+from nidecode.permute import permute
+from nidecode.report import write_report
+from nidecode.searchlight import searchlight
+from nidecode.synth import make_dataset
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("nidecode-example")
 subjects = make_dataset(out / "data", n_subjects=2)  # Haxby layout, planted signal

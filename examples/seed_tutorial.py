@@ -19,7 +19,9 @@ from nilearn.maskers import NiftiMasker
 from sklearn.model_selection import KFold, LeaveOneGroupOut, cross_val_score
 from sklearn.svm import SVC
 
-default = Path(__file__).resolve().parents[2] / "shared" / "data" / "haxby2001-slice"
+from nidecode.datasets import load_haxby_slice
+
+default = load_haxby_slice()
 subject = Path(sys.argv[1]) if len(sys.argv) > 1 else default
 labels = pd.read_csv(subject / "labels.txt", sep=" ")
 

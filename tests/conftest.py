@@ -7,22 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-HAXBY_SLICE = REPO.parent / "shared" / "data" / "haxby2001-slice"
+from nidecode.datasets import load_haxby_slice
 
 
 @pytest.fixture(scope="session")
 def haxby_slice_dir() -> Path:
-    """The real Haxby 2001 slice of subject 1 (bold, labels, mask), read in place."""
-    if not (HAXBY_SLICE / "bold.nii.gz").exists():
-        pytest.skip(f"real Haxby slice not found at {HAXBY_SLICE} (CI always has it)")
-    return HAXBY_SLICE
+    """The real Haxby 2001 slice of subject 1 (bold, labels, mask), shipped in the package."""
+    return load_haxby_slice()
 
 
 @pytest.fixture(scope="session")
 def client():
     """A real LocalCluster of two single-threaded worker processes on 127.0.0.1."""
-    from engine.cluster import get_client
+    from nidecode.cluster import get_client
 
     with get_client(workers=2) as dask_client:
         yield dask_client
@@ -31,7 +28,7 @@ def client():
 @pytest.fixture(scope="session")
 def haxby_store(haxby_slice_dir, tmp_path_factory):
     """The real slice ingested twice: z-scored within runs and over all scans."""
-    from engine.ingest import ingest
+    from nidecode.ingest import ingest
 
     stores = {}
     for standardize in ("run", "global"):

@@ -12,14 +12,14 @@ import scipy.sparse as sp
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from sklearn.svm import SVC
 
-from engine.errors import InputError
-from engine.solvers.batched import (
+from nidecode.errors import InputError
+from nidecode.solvers.batched import (
     decision_function_gram,
     fit_linear_svm_gram,
     searchlight_accuracies,
     searchlight_accuracies_sklearn,
 )
-from engine.spheres import sphere_neighbourhoods
+from nidecode.spheres import sphere_neighbourhoods
 
 # --------------------------------------------------------------------------------------
 # single problems against SVC

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from engine.bench import summary
-from engine.bench.cli import add_parser, run
-from engine.bench.comparison import compare, load_bench
-from engine.bench.settings import default_workers, make_settings, parse_workers
-from engine.errors import InputError
+from nidecode.bench import summary
+from nidecode.bench.cli import add_parser, run
+from nidecode.bench.comparison import compare, load_bench
+from nidecode.bench.settings import default_workers, make_settings, parse_workers
+from nidecode.errors import InputError
 
 FITS_PER_SUBJECT = 28 * 12  # all pairs of the 8 categories, leave-one-of-12-runs-out
 
@@ -170,7 +170,7 @@ def test_bad_settings(tmp_path, options, message):
 
 
 def test_real_data_needs_the_slice(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.bench.settings.HAXBY_SLICE", tmp_path / "absent")
+    monkeypatch.setattr("nidecode.bench.settings.HAXBY_SLICE", tmp_path / "absent")
     with pytest.raises(InputError, match="--data real: the Haxby slice is not at"):
         make_settings(out=tmp_path / "out", data="real")
 

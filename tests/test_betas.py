@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from nilearn.glm.first_level import FirstLevelModel
 
-from engine import store
-from engine.betas import estimate_betas, lsa_events, lss_events
-from engine.decode import decode
-from engine.errors import InputError
-from engine.ingest import find_bids_subjects, haxby_source, ingest_bids, ingest_subject
-from engine.run import ingest_sources_on_cluster
-from engine.synth import make_subject
+from nidecode import store
+from nidecode.betas import estimate_betas, lsa_events, lss_events
+from nidecode.decode import decode
+from nidecode.errors import InputError
+from nidecode.ingest import find_bids_subjects, haxby_source, ingest_bids, ingest_subject
+from nidecode.run import ingest_sources_on_cluster
+from nidecode.synth import make_subject
 from tests.conftest import tiny_subject
 from tests.test_bids import write_bids
 

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from nilearn import signal
 from nilearn.interfaces.fmriprep import load_confounds
 
-from engine import store
-from engine.decode import decode
-from engine.errors import InputError
-from engine.ingest import find_bids_subjects, ingest_bids
-from engine.io.bids import events_to_labels, find_runs, read_events, read_repetition_time
+from nidecode import store
+from nidecode.decode import decode
+from nidecode.errors import InputError
+from nidecode.ingest import find_bids_subjects, ingest_bids
+from nidecode.io.bids import events_to_labels, find_runs, read_events, read_repetition_time
 from tests.test_decode_real import README_FOLDS
 
 TASK = "objectviewing"
@@ -71,7 +71,7 @@ def test_bids_copy_of_the_real_slice_gives_the_same_store_and_accuracies(
         bids_slice, haxby_slice_dir, haxby_store, client, tmp_path):
     path = tmp_path / "bids.zarr"
     assert ingest_bids(bids_slice, path, TASK, haxby_slice_dir / "mask.nii.gz") == ["sub-01"]
-    haxby = haxby_store["run"], "haxby2001-slice"
+    haxby = haxby_store["run"], "haxby2001_slice"
     np.testing.assert_array_equal(store.read_timeseries(path, "sub-01"),
                                   store.read_timeseries(*haxby))
     bids_design, haxby_design = store.read_design(path, "sub-01"), store.read_design(*haxby)
@@ -335,7 +335,7 @@ def test_missing_events_and_bad_mask_name_the_files(tmp_path):
 
 @pytest.mark.parametrize("standardize", ["run", "global", "none"])
 def test_confounds_are_regressed_within_each_run(standardize):
-    from engine.clean import clean_signal
+    from nidecode.clean import clean_signal
 
     rng = np.random.default_rng(5)
     runs = np.repeat([0, 1], 30)
@@ -358,7 +358,7 @@ def test_confounds_are_regressed_within_each_run(standardize):
 
 def test_command_line_ingests_a_bids_dataset(bids_slice, haxby_slice_dir, haxby_store,
                                              tmp_path, capsys):
-    from engine.cli import main
+    from nidecode.cli import main
 
     path = tmp_path / "cli.zarr"
     arguments = ["ingest", str(bids_slice), "--store", str(path), "--mask",
@@ -367,7 +367,7 @@ def test_command_line_ingests_a_bids_dataset(bids_slice, haxby_slice_dir, haxby_
     assert "give --task TASK" in capsys.readouterr().err
     assert main([*arguments, "--task", TASK]) == 0
     assert store.read_design(path, "sub-01").checksum == store.read_design(
-        haxby_store["run"], "haxby2001-slice").checksum
+        haxby_store["run"], "haxby2001_slice").checksum
     assert main(["ingest", str(haxby_slice_dir), "--store", str(path), "--mask", "mask",
                  "--task", TASK, "--quiet"]) == 2
     assert "--task: only for a BIDS dataset" in capsys.readouterr().err

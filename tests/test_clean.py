@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine.clean import clean_signal, constant_voxels, drop_dummy_scans
-from engine.errors import InputError
+from nidecode.clean import clean_signal, constant_voxels, drop_dummy_scans
+from nidecode.errors import InputError
 
 
 def test_drop_dummy_scans_drops_the_start_of_each_run():

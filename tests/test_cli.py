@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from engine.cli import main
+from nidecode.cli import main
 from tests.conftest import tiny_subject
 
 
@@ -104,7 +104,7 @@ def test_bad_subject_input(tmp_path, capsys, breaker, message):
 
 
 def test_constant_voxels_are_reported_and_stored_as_zeros(tmp_path, capsys):
-    from engine import store
+    from nidecode import store
 
     directory = tiny_subject(tmp_path / "sub01")
     image = nib.load(directory / "bold.nii.gz")
@@ -155,7 +155,7 @@ def test_scheduler_that_does_not_answer_fails_fast(tiny_store, tmp_path, capsys)
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "engine.cli", "decode",
+    completed = subprocess.run([sys.executable, "-m", "nidecode.cli", "decode",
                                 str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "o")],
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2

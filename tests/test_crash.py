@@ -17,16 +17,16 @@ import time
 import numpy as np
 import pytest
 
-from engine import store
-from engine.cli import main
-from engine.synth import make_dataset
+from nidecode import store
+from nidecode.cli import main
+from nidecode.synth import make_dataset
 
 pytestmark = pytest.mark.slow
 TRIALS = 5
 
 
 def _run_and_kill(arguments, delay):
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", *arguments, "--quiet"],
+    process = subprocess.Popen([sys.executable, "-m", "nidecode.cli", *arguments, "--quiet"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     time.sleep(delay)

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 
-from engine.cv import make_folds, parse_cv
-from engine.errors import InputError
+from nidecode.cv import make_folds, parse_cv
+from nidecode.errors import InputError
 
 
 def test_logo_equals_sklearn_and_names_folds_by_run():

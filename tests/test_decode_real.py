@@ -9,7 +9,7 @@ from nilearn.maskers import NiftiMasker
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict, cross_val_score
 from sklearn.svm import SVC
 
-from engine.decode import decode
+from nidecode.decode import decode
 
 # Fold accuracies for face vs cat, runs 0-11, from the data's README.
 README_FOLDS = {
@@ -54,7 +54,7 @@ def test_face_vs_cat_equals_sklearn_and_readme(haxby_slice_dir, haxby_store, cli
     coefs = [SVC(kernel="linear").fit(X[keep][train], labels[keep][train]).coef_[0]
              for train, _ in LeaveOneGroupOut().split(X[keep], groups=runs[keep])]
     expected_map = masker.inverse_transform(np.mean(coefs, axis=0)).get_fdata()
-    weights = nib.load(tmp_path / "weights" / "haxby2001-slice_cat_vs_face.nii.gz")
+    weights = nib.load(tmp_path / "weights" / "haxby2001_slice_cat_vs_face.nii.gz")
     np.testing.assert_allclose(weights.get_fdata(), expected_map, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(weights.affine, nib.load(haxby_slice_dir / "bold.nii.gz").affine)
 
@@ -79,7 +79,7 @@ def test_all_pairs_mean_equals_readme(haxby_slice_dir, haxby_store, client, tmp_
     keep = labels != "rest"
     predicted = cross_val_predict(SVC(kernel="linear"), X[keep], labels[keep],
                                   cv=LeaveOneGroupOut(), groups=runs[keep])
-    confusion = pd.read_csv(tmp_path / "multiclass" / "confusion_haxby2001-slice.csv",
+    confusion = pd.read_csv(tmp_path / "multiclass" / "confusion_haxby2001_slice.csv",
                             index_col=0)
     expected = pd.crosstab(pd.Series(labels[keep], name="true"),
                            pd.Series(predicted, name="predicted")).reindex(

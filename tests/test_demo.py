@@ -6,7 +6,7 @@ import nibabel as nib
 import pandas as pd
 import pytest
 
-from engine.cli import main
+from nidecode.cli import main
 
 
 @pytest.mark.slow

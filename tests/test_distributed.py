@@ -22,11 +22,11 @@ from distributed import Client
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
 from sklearn.svm import SVC
 
-from engine import store
-from engine.cli import main
-from engine.cluster import MallocTuning, get_client, tune_malloc
-from engine.decode import decode
-from engine.run import ingest_on_cluster
+from nidecode import store
+from nidecode.cli import main
+from nidecode.cluster import MallocTuning, get_client, tune_malloc
+from nidecode.decode import decode
+from nidecode.run import ingest_on_cluster
 
 pytestmark = pytest.mark.cluster
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -149,7 +149,7 @@ def test_results_do_not_depend_on_the_number_of_workers(haxby_store, client, tmp
 
 def _start_cli_decode(store_path, out):
     environment = {**os.environ, "DASK_NIDECODE__FITS_PER_TASK": "12"}
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "decode", str(store_path),
+    return subprocess.Popen([sys.executable, "-m", "nidecode.cli", "decode", str(store_path),
                              "--out", str(out), "--workers", "1", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=environment, start_new_session=True)

@@ -6,8 +6,8 @@ import pytest
 from nilearn.maskers import NiftiMasker
 from sklearn.svm import SVC
 
-from engine.cv import make_folds
-from engine.solvers.exact import cross_validate_svc
+from nidecode.cv import make_folds
+from nidecode.solvers.exact import cross_validate_svc
 
 
 def _assert_equals_svc(X, y, folds, C):

@@ -5,20 +5,20 @@ import pytest
 from nilearn import signal
 from nilearn.maskers import NiftiMasker
 
-from engine import store
-from engine.errors import InputError
-from engine.ingest import ingest
-from engine.io.haxby import read_labels
+from nidecode import store
+from nidecode.errors import InputError
+from nidecode.ingest import ingest
+from nidecode.io.haxby import read_labels
 from tests.conftest import tiny_subject
 
 
 def test_real_slice_global_equals_nifti_masker_bit_for_bit(haxby_slice_dir, haxby_store):
-    X = store.read_timeseries(haxby_store["global"], "haxby2001-slice")
+    X = store.read_timeseries(haxby_store["global"], "haxby2001_slice")
     expected = NiftiMasker(mask_img=haxby_slice_dir / "mask.nii.gz",
                            standardize="zscore_sample").fit_transform(
                                haxby_slice_dir / "bold.nii.gz")
     np.testing.assert_array_equal(X, expected)
-    design = store.read_design(haxby_store["global"], "haxby2001-slice")
+    design = store.read_design(haxby_store["global"], "haxby2001_slice")
     labels = read_labels(haxby_slice_dir / "labels.txt")
     np.testing.assert_array_equal(design.labels, labels["labels"])
     np.testing.assert_array_equal(design.runs, labels["chunks"])

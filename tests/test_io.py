@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import InputError
-from engine.io.haxby import read_labels
+from nidecode.errors import InputError
+from nidecode.io.haxby import read_labels
 
 
 def test_reads_the_haxby_labels(haxby_slice_dir):

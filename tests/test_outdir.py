@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import InputError
-from engine.outdir import OutputDir
-from engine.results import SphereScores
+from nidecode.errors import InputError
+from nidecode.outdir import OutputDir
+from nidecode.results import SphereScores
 
 
 def test_foreign_non_empty_directory_is_refused(tmp_path):

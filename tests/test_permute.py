@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from engine.ingest import ingest
-from engine.permute import permute
-from engine.synth import make_dataset
+from nidecode.ingest import ingest
+from nidecode.permute import permute
+from nidecode.synth import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_null_does_not_depend_on_the_split_and_solvers_agree(haxby_store, client
     permute(haxby_store["run"], tmp_path / "b", client, permutations_per_task=25, **common)
     permute(haxby_store["run"], tmp_path / "c", client, solver="sklearn", **common)
     nulls = [np.load(tmp_path / name / "permutations" / "null" /
-                     "haxby2001-slice_cat_vs_face.npy") for name in "abc"]
+                     "haxby2001_slice_cat_vs_face.npy") for name in "abc"]
     np.testing.assert_array_equal(nulls[0], nulls[1])
     # SVC refitted and the Gram solver agree within SVC's own tolerance.
     assert np.abs(nulls[0] - nulls[2]).max() <= 1 / 18
@@ -65,7 +65,7 @@ def test_searchlight_permutations_give_corrected_maps(haxby_store, client, tmp_p
     table = permute(haxby_store["global"], tmp_path, client, n_permutations=4, radius=5.6,
                     categories=["face", "cat"], progress=False)
     assert table["n_spheres"].tolist() == [530]
-    base = tmp_path / "searchlight" / "haxby2001-slice_cat_vs_face"
+    base = tmp_path / "searchlight" / "haxby2001_slice_cat_vs_face"
     accuracy = nib.load(f"{base}.nii.gz").get_fdata()
     p = nib.load(f"{base}_p.nii.gz").get_fdata()
     p_fwe = nib.load(f"{base}_p_fwe.nii.gz").get_fdata()
@@ -74,5 +74,5 @@ def test_searchlight_permutations_give_corrected_maps(haxby_store, client, tmp_p
     assert ((p[inside] >= 0.2 - 1e-6) & (p[inside] <= 1)).all()  # (1 + k) / 5
     assert (p_fwe[inside] >= p[inside] - 1e-6).all()
     null = np.load(tmp_path / "permutations" / "null" /
-                   "haxby2001-slice_cat_vs_face_searchlight.npy")
+                   "haxby2001_slice_cat_vs_face_searchlight.npy")
     assert null.shape == (4, 530)

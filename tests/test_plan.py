@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.errors import InputError
-from engine.plan import batch_jobs, category_pairs, parse_categories, plan_decode
-from engine.store import Design
+from nidecode.errors import InputError
+from nidecode.plan import batch_jobs, category_pairs, parse_categories, plan_decode
+from nidecode.store import Design
 
 
 def _design(subject="s1", n_runs=4):

@@ -18,9 +18,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from engine.errors import InputError
-from engine.report import write_report
-from engine.stats import confusion_matrix_table, group_test
+from nidecode.errors import InputError
+from nidecode.report import write_report
+from nidecode.stats import confusion_matrix_table, group_test
 
 CATEGORIES = ["face", "house", "cat"]
 P_VALUES = [0.001, 0.0004, 0.3, 0.02, 0.6, 0.001]  # one per subject x pair of the summary
@@ -95,9 +95,9 @@ def decoded_study(tmp_path_factory, client):
     """A real decode of 2 synthetic subjects x 3 pairs, plus hand-made extra results."""
     from nilearn.image import mean_img
 
-    from engine.decode import decode
-    from engine.ingest import ingest
-    from engine.synth import make_dataset
+    from nidecode.decode import decode
+    from nidecode.ingest import ingest
+    from nidecode.synth import make_dataset
 
     root = tmp_path_factory.mktemp("report")
     subject_dirs = make_dataset(root / "data", n_subjects=2)
@@ -291,7 +291,7 @@ def test_missing_files_are_input_errors(tmp_path):
 
 
 def test_a_single_slice_is_drawn_as_one_plane_not_three_empty_cuts():
-    from engine.report.figures import _cuts, brain_map
+    from nidecode.report.figures import _cuts, brain_map
 
     affine = np.diag([-3.5, 3.75, 3.75, 1.0])
     affine[:3, 3] = [40.0, -60.0, 12.0]
@@ -304,7 +304,7 @@ def test_a_single_slice_is_drawn_as_one_plane_not_three_empty_cuts():
 
 
 def test_infinite_values_are_drawn_at_the_end_of_the_scale_not_as_zeros():
-    from engine.report.figures import _finite, brain_map
+    from nidecode.report.figures import _finite, brain_map
 
     values = np.zeros((6, 6, 6))
     values[2, 2, 2], values[3, 3, 3], values[1, 1, 1] = np.inf, 4.0, np.nan

@@ -12,11 +12,11 @@ from nilearn.maskers import NiftiMasker
 from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.svm import SVC
 
-from engine.errors import InputError
-from engine.ingest import ingest
-from engine.report import write_report
-from engine.searchlight import searchlight
-from engine.synth import make_dataset
+from nidecode.errors import InputError
+from nidecode.ingest import ingest
+from nidecode.report import write_report
+from nidecode.searchlight import searchlight
+from nidecode.synth import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_real_slice_map_matches_nilearn(haxby_store, client, tmp_path, process_m
     table = searchlight(haxby_store["global"], tmp_path, client, radius=5.6,
                         categories=["face", "cat"], process_mask=process_mask, solver=solver,
                         progress=False)
-    ours = nib.load(tmp_path / "searchlight" / "haxby2001-slice_cat_vs_face.nii.gz").get_fdata()
+    ours = nib.load(tmp_path / "searchlight" / "haxby2001_slice_cat_vs_face.nii.gz").get_fdata()
     centres = nib.load(process_mask).get_fdata() > 0
     assert table["n_spheres"].tolist() == [centres.sum()] == [59]
     assert (ours[~centres] == 0).all()
@@ -70,7 +70,7 @@ def test_real_slice_map_matches_nilearn(haxby_store, client, tmp_path, process_m
         same = np.isclose(ours[centres], nilearn_map[centres], atol=1e-6)
         assert same.mean() >= 0.9
         assert np.abs(ours[centres] - nilearn_map[centres]).mean() <= 0.001 + 1e-9
-    sizes = nib.load(tmp_path / "searchlight" / "haxby2001-slice_sphere_size.nii.gz")
+    sizes = nib.load(tmp_path / "searchlight" / "haxby2001_slice_sphere_size.nii.gz")
     assert sizes.get_fdata()[centres].min() >= 1
     # 5.6 mm on 3.1 x 3.75 mm voxels of one slice: the 3 x 3 in-plane block (the
     # diagonal is 4.87 mm away, two voxels along x 6.2 mm), fewer at the edges.
@@ -89,7 +89,7 @@ def test_one_task_reads_a_voxel_block_once_for_every_pair(haxby_store, client, t
         alone = tmp_path / "_".join(pair)
         searchlight(haxby_store["global"], alone, client, radius=5.6, categories=pair,
                     process_mask=process_mask, progress=False)
-        name = f"searchlight/haxby2001-slice_{'_vs_'.join(sorted(pair))}.nii.gz"
+        name = f"searchlight/haxby2001_slice_{'_vs_'.join(sorted(pair))}.nii.gz"
         np.testing.assert_array_equal(nib.load(tmp_path / "all" / name).get_fdata(),
                                       nib.load(alone / name).get_fdata())
 
@@ -146,7 +146,7 @@ def test_peak_lands_on_the_planted_region(synthetic_store, client, tmp_path):
 
 
 def test_bad_searchlight_arguments(haxby_store, tmp_path, haxby_slice_dir):
-    from engine.searchlight import prepare_searchlight
+    from nidecode.searchlight import prepare_searchlight
 
     with pytest.raises(InputError, match="--radius -1"):
         prepare_searchlight(haxby_store["run"], tmp_path / "a", radius=-1)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from nilearn.image import coord_transform
 from nilearn.maskers.nifti_spheres_masker import apply_mask_and_get_affinity
 
-from engine.errors import InputError
-from engine.spheres import (
+from nidecode.errors import InputError
+from nidecode.spheres import (
     batch_centres,
     batch_voxel_block,
     sphere_neighbourhoods,

@@ -1,4 +1,4 @@
-"""Permutation schemes, p-values, group tests and one-vs-one votes (engine.stats)."""
+"""Permutation schemes, p-values, group tests and one-vs-one votes (nidecode.stats)."""
 
 import itertools
 
@@ -12,8 +12,8 @@ from scipy import stats as scipy_stats
 from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 
-from engine.errors import InputError
-from engine.stats import (
+from nidecode.errors import InputError
+from nidecode.stats import (
     confusion_matrix_table,
     count_distinct_permutations,
     group_test,

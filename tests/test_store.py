@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import zarr
 
-from engine import store
-from engine.errors import InputError
+from nidecode import store
+from nidecode.errors import InputError
 
 
 def _write(path, subject="s1", seed=0, n_scans=12, shape=(3, 4, 2)):

@@ -1,4 +1,4 @@
-"""Tests of the synthetic Haxby-like dataset generator (engine.synth)."""
+"""Tests of the synthetic Haxby-like dataset generator (nidecode.synth)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nilearn.signal import clean
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
 from sklearn.svm import SVC
 
-from engine import synth
+from nidecode import synth
 
 SUBJECT_FILES = {
     "bold.nii.gz",

@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import SVC
 
-from engine.solvers.batched import searchlight_accuracies, searchlight_accuracies_sklearn
-from engine.solvers.warm import searchlight_accuracies_warm
+from nidecode.solvers.batched import searchlight_accuracies, searchlight_accuracies_sklearn
+from nidecode.solvers.warm import searchlight_accuracies_warm
 from tests.test_batched_solver import agreement, face_cat, synthetic_searchlight  # noqa: F401
 
 

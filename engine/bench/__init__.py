@@ -6,12 +6,12 @@ the workers (weak scaling), against a serial baseline timed in the same
 run. Figures go to ``bench.json``, plots to PNG; ``compare`` puts runs of
 several machines side by side.
 
-Modules: :mod:`~engine.bench.settings` (options and defaults),
-:mod:`~engine.bench.data` (subjects and stores), :mod:`~engine.bench.workloads`
-and :mod:`~engine.bench.baselines` (what is timed), :mod:`~engine.bench.probes`
-(timers inside the workers), :mod:`~engine.bench.measure` (timing on Dask),
-:mod:`~engine.bench.summary` (figures), :mod:`~engine.bench.plots`,
-:mod:`~engine.bench.runner`, :mod:`~engine.bench.comparison`, :mod:`~engine.bench.cli`.
+Modules: :mod:`~nidecode.bench.settings` (options and defaults),
+:mod:`~nidecode.bench.data` (subjects and stores), :mod:`~nidecode.bench.workloads`
+and :mod:`~nidecode.bench.baselines` (what is timed), :mod:`~nidecode.bench.probes`
+(timers inside the workers), :mod:`~nidecode.bench.measure` (timing on Dask),
+:mod:`~nidecode.bench.summary` (figures), :mod:`~nidecode.bench.plots`,
+:mod:`~nidecode.bench.runner`, :mod:`~nidecode.bench.comparison`, :mod:`~nidecode.bench.cli`.
 """
 
 import importlib
@@ -22,8 +22,8 @@ __all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name: str):
-    # Imported on first use: the command line's parser imports engine.bench.cli
+    # Imported on first use: the command line's parser imports nidecode.bench.cli
     # without the cluster, plotting and workload modules.
     if name in _PUBLIC:
-        return getattr(importlib.import_module(f"engine.bench.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'engine.bench' has no attribute {name!r}")
+        return getattr(importlib.import_module(f"nidecode.bench.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module 'nidecode.bench' has no attribute {name!r}")

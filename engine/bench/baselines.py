@@ -23,8 +23,8 @@ import nibabel as nib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine import store
-from engine.plan import REST, category_pairs
+from nidecode import store
+from nidecode.plan import REST, category_pairs
 
 
 def serial_decode(store_path: Path) -> int:

@@ -1,7 +1,7 @@
 """The ``nidecode bench`` sub-command: argument parsing only.
 
 ``engine/cli.py`` wires it in with :func:`add_parser` (on its sub-parsers)
-and :func:`run` (in its table of commands); :class:`~engine.errors.InputError`
+and :func:`run` (in its table of commands); :class:`~nidecode.errors.InputError`
 raised here becomes one line on stderr and exit status 2 there.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.bench.settings import WORKLOADS
+from nidecode.bench.settings import WORKLOADS
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -76,15 +76,15 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``nidecode bench`` or ``nidecode bench compare``; returns the exit status."""
     if getattr(args, "bench_command", None) == "compare":
-        from engine.bench.comparison import compare, format_table
+        from nidecode.bench.comparison import compare, format_table
 
         table, figure = compare(args.bench_files, args.compare_out)
         print(format_table(table))
         print(f"wrote {figure.with_name('compare.csv')} and {figure}", file=sys.stderr)
         return 0
 
-    from engine.bench.runner import run_bench
-    from engine.bench.settings import make_settings
+    from nidecode.bench.runner import run_bench
+    from nidecode.bench.settings import make_settings
 
     settings = make_settings(out=args.out, workload=args.workload, workers=args.workers,
                              scheduler=args.scheduler, data=args.data, subjects=args.subjects,

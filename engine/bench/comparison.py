@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.bench import plots
-from engine.bench.summary import FORMAT
-from engine.errors import InputError
+from nidecode.bench import plots
+from nidecode.bench.summary import FORMAT
+from nidecode.errors import InputError
 
 COLUMNS = ("run", "machine", "cores", "workload", "data", "scaling", "workers", "subjects",
            "units", "wall_s", "rate", "speedup", "efficiency", "cluster_efficiency",

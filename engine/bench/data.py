@@ -1,6 +1,6 @@
 """The benchmark's data: subject directories, stores of n subjects, sphere centres.
 
-Synthetic subjects come from :func:`engine.synth.make_dataset` (different
+Synthetic subjects come from :func:`nidecode.synth.make_dataset` (different
 subjects, the default shape); real ones are copies of the Haxby slice
 (symlinks to one directory, so every subject is the same work).
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from engine import store
-from engine.bench.settings import HAXBY_SLICE
-from engine.ingest import ingest
-from engine.synth import make_dataset
+from nidecode import store
+from nidecode.bench.settings import HAXBY_SLICE
+from nidecode.ingest import ingest
+from nidecode.synth import make_dataset
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Dataset:
     def describe(self) -> str:
         if self.kind == "real":
             return f"the real Haxby 2001 slice ({HAXBY_SLICE}), symlinked as each subject"
-        return "synthetic Haxby-like subjects (engine.synth.make_dataset, default shape)"
+        return "synthetic Haxby-like subjects (nidecode.synth.make_dataset, default shape)"
 
 
 def make_subjects(kind: str, n_subjects: int, directory: Path) -> Dataset:

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.run import versions
+from nidecode.run import versions
 
 
 def machine() -> dict:

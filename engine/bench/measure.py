@@ -1,17 +1,17 @@
 """Timing the engine on a Dask cluster: start-up, warm-up, scheduler cost, timed runs.
 
-The only module of :mod:`engine.bench` that talks to Dask. A timed run
+The only module of :mod:`nidecode.bench` that talks to Dask. A timed run
 measures, around one call of the workload's entry point:
 
 * the wall time (``time.perf_counter`` in the client);
 * the compute time of every task, from ``distributed.get_task_stream``
   (the ``compute`` start-stops: time inside the task function on a worker);
 * the time workers spent reading data and writing the store, from the
-  timers :mod:`engine.bench.probes` wraps around the engine's read and
+  timers :mod:`nidecode.bench.probes` wraps around the engine's read and
   write functions (so reading includes the store's checksum verification);
 * each worker's peak resident memory and CPU seconds (``client.run``);
 * on a LocalCluster, the share of the machine other programs used
-  (:func:`engine.bench.machine.external_load`).
+  (:func:`nidecode.bench.machine.external_load`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from distributed import Client, get_task_stream
 
-from engine.bench import probes
-from engine.bench.machine import cpu_seconds, external_load
-from engine.cluster import get_client
+from nidecode.bench import probes
+from nidecode.bench.machine import cpu_seconds, external_load
+from nidecode.cluster import get_client
 
 
 @contextmanager
@@ -87,7 +87,7 @@ def timed_run(client: Client, run: Callable[[Client, Path], object], out: Path, 
     client : distributed.Client
     run : callable
         ``run(client, out)`` runs the workload and returns an
-        :class:`~engine.bench.workloads.EngineRun`.
+        :class:`~nidecode.bench.workloads.EngineRun`.
     out : Path
         Output directory of the run, emptied before and removed after.
     local : bool
@@ -96,7 +96,7 @@ def timed_run(client: Client, run: Callable[[Client, Path], object], out: Path, 
     Returns
     -------
     dict
-        One repeat's raw figures (seconds, bytes, MiB); see :mod:`engine.bench.summary`.
+        One repeat's raw figures (seconds, bytes, MiB); see :mod:`nidecode.bench.summary`.
     """
     shutil.rmtree(out, ignore_errors=True)
     gc.collect()

@@ -1,6 +1,6 @@
 """The benchmark's figures: scaling, time by phase, and several runs side by side.
 
-Drawn on Agg figures (:func:`engine.report.figures.new_figure`), never
+Drawn on Agg figures (:func:`nidecode.report.figures.new_figure`), never
 through pyplot, and saved as PNG.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench.summary import PHASES
-from engine.report.figures import new_figure
+from nidecode.bench.summary import PHASES
+from nidecode.report.figures import new_figure
 
 COLOURS = {"client": "#b8b8b8", "scheduling": "#e07b39", "reading": "#4c9be8",
            "computing": "#3a7d44", "writing": "#9b59b6", "baseline": "#7f7f7f"}

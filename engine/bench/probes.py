@@ -22,10 +22,10 @@ from pathlib import Path
 
 #: (module, function, phase, how to count the bytes of a call)
 TARGETS = (
-    ("engine.store", "read_timeseries", "read", "result"),
-    ("engine.store", "read_design", "read", "none"),
-    ("engine.ingest", "_read_masked", "read", "file"),
-    ("engine.store", "write_subject", "write", "none"),
+    ("nidecode.store", "read_timeseries", "read", "result"),
+    ("nidecode.store", "read_design", "read", "none"),
+    ("nidecode.ingest", "_read_masked", "read", "file"),
+    ("nidecode.store", "write_subject", "write", "none"),
 )
 
 _ORIGINALS: dict[tuple[str, str], object] = {}
@@ -94,7 +94,7 @@ def reset() -> dict:
     with _LOCK:
         for key in _COUNTERS:
             _COUNTERS[key] = 0 if isinstance(_COUNTERS[key], int) else 0.0
-    tasks = sys.modules.get("engine.tasks")
+    tasks = sys.modules.get("nidecode.tasks")
     if tasks is not None:
         for cached in ("_load_subject", "_read_design"):
             if hasattr(getattr(tasks, cached, None), "cache_clear"):

@@ -24,12 +24,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.bench import measure, plots, summary
-from engine.bench.data import make_subjects
-from engine.bench.machine import cpu_seconds, external_load, machine, spread
-from engine.bench.settings import BenchSettings
-from engine.bench.workloads import make_workload
-from engine.run import versions
+from nidecode.bench import measure, plots, summary
+from nidecode.bench.data import make_subjects
+from nidecode.bench.machine import cpu_seconds, external_load, machine, spread
+from nidecode.bench.settings import BenchSettings
+from nidecode.bench.workloads import make_workload
+from nidecode.run import versions
 
 FIGURES = ("scaling.png", "phases.png")
 
@@ -44,7 +44,7 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = _stderr) -> 
     Parameters
     ----------
     settings : BenchSettings
-        From :func:`engine.bench.settings.make_settings`.
+        From :func:`nidecode.bench.settings.make_settings`.
     say : callable
         Receives one progress line at a time.
 

@@ -1,7 +1,7 @@
 """What a benchmark run measures: the checked settings and their defaults.
 
 Everything the user can get wrong is raised here, as
-:class:`~engine.errors.InputError`, before data are generated or a cluster
+:class:`~nidecode.errors.InputError`, before data are generated or a cluster
 starts.
 """
 
@@ -12,11 +12,12 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.errors import InputError
+from nidecode.datasets import load_haxby_slice
+from nidecode.errors import InputError
 
 WORKLOADS = ("decode", "searchlight", "ingest")
 DATA = ("synthetic", "real")
-HAXBY_SLICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "haxby2001-slice"
+HAXBY_SLICE = load_haxby_slice()
 
 #: Subjects per worker (weak scaling) by workload, for a full and a ``--quick`` run.
 SUBJECTS_PER_WORKER = {"decode": (4, 2), "searchlight": (1, 1), "ingest": (4, 2)}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from engine.bench.machine import spread
+from nidecode.bench.machine import spread
 
 FORMAT = "nidecode-bench"
 FORMAT_VERSION = 1

@@ -3,7 +3,7 @@
 A workload prepares its inputs once (stores of n subjects, outside every
 timing), runs the engine's own entry points on a client for n subjects
 (what a user runs), names a small warm-up task, and runs its baseline
-(:mod:`engine.bench.baselines`).
+(:mod:`nidecode.bench.baselines`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from distributed import Client
 
-from engine import store
-from engine.bench import baselines
-from engine.bench.data import (
+from nidecode import store
+from nidecode.bench import baselines
+from nidecode.bench.data import (
     Dataset,
     centre_indices,
     evenly_spaced,
@@ -26,14 +26,14 @@ from engine.bench.data import (
     store_size,
     write_centres_mask,
 )
-from engine.bench.settings import BenchSettings
-from engine.decode import execute_decode, prepare_decode
-from engine.ingest import find_subjects, ingest_subject
-from engine.plan import batch_jobs, plan_decode
-from engine.run import ingest_sources_on_cluster
-from engine.searchlight import execute_searchlight, prepare_searchlight, subject_geometry
-from engine.spheres import batch_voxel_block
-from engine.tasks import decode_pairs, searchlight_spheres
+from nidecode.bench.settings import BenchSettings
+from nidecode.decode import execute_decode, prepare_decode
+from nidecode.ingest import find_subjects, ingest_subject
+from nidecode.plan import batch_jobs, plan_decode
+from nidecode.run import ingest_sources_on_cluster
+from nidecode.searchlight import execute_searchlight, prepare_searchlight, subject_geometry
+from nidecode.spheres import batch_voxel_block
+from nidecode.tasks import decode_pairs, searchlight_spheres
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ to us. nilearn, already a dependency, loads fMRIPrep confounds.
 
 Scan ``k`` of a run is acquired at ``k * TR`` seconds (BIDS onsets count
 from the start of the first volume). Everything here checks its input and
-raises :class:`~engine.errors.InputError` with a one-line message naming the
+raises :class:`~nidecode.errors.InputError` with a one-line message naming the
 file, what is wrong and the fix.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 REST = "rest"
 BOLD_EXTENSIONS = (".nii.gz", ".nii")

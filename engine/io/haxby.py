@@ -3,7 +3,7 @@
 A subject directory holds ``bold.nii.gz`` (4D), ``labels.txt`` (header
 ``labels chunks``: the category shown at each scan and the run it belongs to)
 and one or more masks such as ``mask4_vt.nii.gz``. Everything here checks its
-input and raises :class:`~engine.errors.InputError` with a one-line message
+input and raises :class:`~nidecode.errors.InputError` with a one-line message
 naming the file and the fix.
 """
 
@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 BOLD_NAME = "bold.nii.gz"
 LABELS_NAME = "labels.txt"

@@ -1,10 +1,10 @@
 """The HTML report of a run: tables and figures of its results in one self-contained page.
 
 ``write_report(out_dir)`` reads what a run left in its output directory
-(:mod:`engine.report.inputs`), draws the figures (:mod:`engine.report.figures`)
-and fills the page (:mod:`engine.report.html`).
+(:mod:`nidecode.report.inputs`), draws the figures (:mod:`nidecode.report.figures`)
+and fills the page (:mod:`nidecode.report.html`).
 """
 
-from engine.report.build import write_report
+from nidecode.report.build import write_report
 
 __all__ = ["write_report"]

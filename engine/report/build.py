@@ -12,10 +12,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from engine import store
-from engine.errors import InputError
-from engine.report import figures
-from engine.report.html import (
+from nidecode import store
+from nidecode.errors import InputError
+from nidecode.report import figures
+from nidecode.report.html import (
     Html,
     escape,
     figure,
@@ -26,7 +26,7 @@ from engine.report.html import (
     table,
     tag,
 )
-from engine.report.inputs import RunResults, read_bench, read_results
+from nidecode.report.inputs import RunResults, read_bench, read_results
 
 REPORT = "report.html"
 CHANCE = 0.5

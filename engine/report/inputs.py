@@ -2,7 +2,7 @@
 
 The files and their columns are documented here and in the report's
 docstring; a file that exists but does not match its format stops the
-report with an :class:`~engine.errors.InputError` naming it.
+report with an :class:`~nidecode.errors.InputError` naming it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]

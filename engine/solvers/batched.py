@@ -23,7 +23,7 @@ iteration count (about 1 700 SMO steps per fit on the Haxby slice); the speed co
 from compiled, vectorised, allocation-free iterations (see the comment above
 ``_smo``), about 6x the per-sphere ``SVC`` loop and 10x nilearn's ``SearchLight`` on
 one core. This is ``--solver libsvm``; the default searchlight solver
-(:mod:`engine.solvers.warm`) solves the folds exactly without SMO and refits here
+(:mod:`nidecode.solvers.warm`) solves the folds exactly without SMO and refits here
 where libsvm's answer matters.
 
 Note that nilearn's ``SearchLight(estimator="svc")`` uses ``LinearSVC`` (squared
@@ -44,7 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from engine.errors import InputError
+from nidecode.errors import InputError
 
 __all__ = [
     "decision_function_gram",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.svm import _libsvm
 
-from engine.cv import Fold
+from nidecode.cv import Fold
 
 # SVC's defaults, as SVC.fit hands them to libsvm (gamma, degree and coef0
 # are unused by the linear kernel; the seed only drives probability estimates).
