@@ -3,20 +3,44 @@
 NIfTI runs + mask + labels -> a chunked Zarr store of cleaned time series ->
 cross-validated linear SVMs for every subject x category pair, on a Dask
 cluster -> scores tables and NIfTI weight maps.
+
+The public names below are imported on first use (PEP 562), so that
+``import nidecode`` and ``nidecode --help`` load no cluster, store or
+scikit-learn code.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from nidecode.cluster import get_client
-from nidecode.decode import decode
-from nidecode.errors import InputError
-from nidecode.ingest import ingest
-from nidecode.store import list_subjects, open_store, read_design, read_timeseries
 
 try:
     __version__ = version("nidecode")
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["InputError", "decode", "get_client", "ingest", "list_subjects", "open_store",
-           "read_design", "read_timeseries"]
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "InputError": "errors",
+    "decode": "decode",
+    "get_client": "cluster",
+    "ingest": "ingest",
+    "list_subjects": "store",
+    "open_store": "store",
+    "read_design": "store",
+    "read_timeseries": "store",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f"nidecode.{_PUBLIC[name]}"), name)
+        # Bound here, so that the function and not its submodule of the same
+        # name (which the import above sets as an attribute) is what stays.
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nidecode' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
