@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from nidecode.cluster import get_client
 from nidecode.decode import decode
+from nidecode.decoding import SearchLight
 from nidecode.errors import InputError
 from nidecode.ingest import ingest
 from nidecode.store import list_subjects, open_store, read_design, read_timeseries
@@ -18,5 +19,5 @@ try:
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["InputError", "decode", "get_client", "ingest", "list_subjects", "open_store",
-           "read_design", "read_timeseries"]
+__all__ = ["InputError", "SearchLight", "decode", "get_client", "ingest", "list_subjects",
+           "open_store", "read_design", "read_timeseries"]
