@@ -165,6 +165,12 @@ class SearchLight(BaseEstimator):
         self.client = client
         self.solver = solver
 
+    def __sklearn_clone__(self):
+        """An unfitted copy; the Dask client is shared, not copied (a connection can't be)."""
+        params = {name: value if name == "client" else clone(value, safe=False)
+                  for name, value in self.get_params(deep=False).items()}
+        return type(self)(**params)
+
     def fit(self, imgs, y, groups=None):
         """Score the sphere centred at every voxel of the process mask.
 

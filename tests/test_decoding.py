@@ -125,6 +125,7 @@ def test_client_gives_the_in_process_scores(face_cat, process_mask, few_centres,
     remote = _ours(face_cat, SVC(kernel="linear", C=0.1), process_mask, client=client)
     assert remote.method_ == "batched"
     np.testing.assert_array_equal(remote.scores_, local.scores_)
+    assert clone(remote).client is client  # shared: a connection cannot be deep-copied
     generic = _ours(face_cat, GaussianNB(), few_centres, client=client)
     np.testing.assert_array_equal(generic.scores_,
                                   _ours(face_cat, GaussianNB(), few_centres).scores_)
@@ -187,3 +188,10 @@ def test_bad_inputs_name_the_argument(face_cat, haxby_slice_dir, tmp_path):
         nidecode.SearchLight(mask).fit(tmp_path / "missing.nii.gz", face_cat["y"])
     with pytest.raises(AttributeError, match="call fit"):
         _ = nidecode.SearchLight(mask).scores_img_
+
+
+def test_verbose_shows_a_progress_bar_of_the_spheres(face_cat, few_centres, capsys):
+    _ours(face_cat, GaussianNB(), few_centres)
+    assert "sphere" not in capsys.readouterr().err
+    _ours(face_cat, GaussianNB(), few_centres, verbose=1)
+    assert "10/10" in capsys.readouterr().err
