@@ -234,6 +234,8 @@ class SearchLight(BaseEstimator):
         return self.estimator
 
     def _score_spheres(self, X, y, spheres, folds, estimator) -> np.ndarray:
+        # Batches of centres as Dask tasks (client) or joblib jobs (n_jobs; in
+        # this process when 1); each gets only the voxels its spheres need.
         size = SPHERES_PER_TASK if self.method_ != "generic" else GENERIC_SPHERES_PER_BATCH
         n_workers = (len(self.client.scheduler_info().get("workers", {})) or 1
                      if self.client is not None else effective_n_jobs(self.n_jobs))
@@ -244,7 +246,6 @@ class SearchLight(BaseEstimator):
         scores = np.empty(spheres.shape[0])
         progress = self.verbose > 0
         if self.client is not None:
-            # A task is sent only the voxel block its spheres need.
             futures = [self.client.submit(_score_batch, *block, *args, pure=False)
                        for block in _blocks(X, spheres, batches)]
 

@@ -195,3 +195,16 @@ def test_verbose_shows_a_progress_bar_of_the_spheres(face_cat, few_centres, caps
     assert "sphere" not in capsys.readouterr().err
     _ours(face_cat, GaussianNB(), few_centres, verbose=1)
     assert "10/10" in capsys.readouterr().err
+
+
+def test_default_cv_is_nilearns_stratified_5_fold(face_cat, few_centres):
+    reference = NilearnSearchLight(mask_img=face_cat["mask"], process_mask_img=few_centres,
+                                   radius=RADIUS, estimator=SVC(kernel="linear"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference.fit(face_cat["imgs"], face_cat["y"])
+    light = nidecode.SearchLight(face_cat["mask"], process_mask_img=few_centres, radius=RADIUS,
+                                 estimator=SVC(kernel="linear"), solver="libsvm")
+    light.fit(face_cat["imgs"], face_cat["y"])
+    assert light.method_ == "libsvm"
+    np.testing.assert_allclose(light.scores_, reference.scores_, rtol=0, atol=1e-12)
