@@ -20,9 +20,8 @@ from nidecode.errors import InputError
 RADIUS = 5.6
 
 
-@pytest.fixture(scope="module")
-def face_cat(haxby_slice_dir):
-    """Face and cat scans of the real slice, z-scored over all scans, as one 4D image.
+def _scans(haxby_slice_dir, categories):
+    """Scans of some categories of the real slice, z-scored over all scans, as one 4D image.
 
     Both searchlights get this same image (the reference README's set-up).
     """
@@ -30,9 +29,15 @@ def face_cat(haxby_slice_dir):
     mask = haxby_slice_dir / "mask.nii.gz"
     masker = NiftiMasker(mask_img=mask, standardize="zscore_sample")
     X = masker.fit_transform(haxby_slice_dir / "bold.nii.gz")
-    keep = labels["labels"].isin(["face", "cat"]).to_numpy()
+    keep = labels["labels"].isin(categories).to_numpy()
     return {"imgs": masker.inverse_transform(X[keep]), "mask": mask,
             "y": labels["labels"].to_numpy()[keep], "runs": labels["chunks"].to_numpy()[keep]}
+
+
+@pytest.fixture(scope="module")
+def face_cat(haxby_slice_dir):
+    """Face and cat scans (216) of the real slice."""
+    return _scans(haxby_slice_dir, ["face", "cat"])
 
 
 def _every(haxby_slice_dir, step):
@@ -208,3 +213,11 @@ def test_default_cv_is_nilearns_stratified_5_fold(face_cat, few_centres):
     light.fit(face_cat["imgs"], face_cat["y"])
     assert light.method_ == "libsvm"
     np.testing.assert_allclose(light.scores_, reference.scores_, rtol=0, atol=1e-12)
+
+
+def test_multiclass_svc_takes_the_generic_path(haxby_slice_dir, few_centres):
+    three = _scans(haxby_slice_dir, ["face", "cat", "house"])
+    light = _ours(three, SVC(kernel="linear"), few_centres)
+    assert light.method_ == "generic"  # the batched solvers are binary
+    np.testing.assert_array_equal(light.scores_,
+                                  _nilearn(three, SVC(kernel="linear"), few_centres).scores_)
