@@ -246,8 +246,13 @@ class SearchLight(BaseEstimator):
         scores = np.empty(spheres.shape[0])
         progress = self.verbose > 0
         if self.client is not None:
-            futures = [self.client.submit(_score_batch, *block, *args, pure=False)
-                       for block in _blocks(X, spheres, batches)]
+            futures = []
+            for batch, block, local in _blocks(X, spheres, batches):
+                # Scattered, not embedded in the task: distributed warns about
+                # (and resends) large arguments of the graph.
+                data = self.client.scatter(block, hash=False)
+                futures.append(self.client.submit(_score_batch, batch, data, local, *args,
+                                                  pure=False))
 
             def keep(result):
                 scores[result[0]] = result[1]
