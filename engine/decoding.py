@@ -130,6 +130,14 @@ class SearchLight(BaseEstimator):
         How the spheres were scored: ``"batched"``, ``"libsvm"``,
         ``"sklearn"`` (SVC's fast path) or ``"generic"``.
 
+    Notes
+    -----
+    Where it differs from nilearn's: the masks must already be on the grid of
+    ``imgs`` and the process mask inside the mask (an ``InputError`` says
+    so; nilearn resamples the mask and scores centres outside it); the folds
+    are made once; ``scores_img_`` is float32 (``scores_`` is float64); there
+    is no ``transform``.
+
     Examples
     --------
     >>> from sklearn.svm import SVC
