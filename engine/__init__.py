@@ -20,6 +20,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 #: Public name -> the module that defines it.
 _PUBLIC = {
     "InputError": "errors",
+    "SearchLight": "decoding",
     "decode": "decode",
     "get_client": "cluster",
     "ingest": "ingest",
