@@ -209,8 +209,10 @@ def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
         keep = np.isin(true, classes)  # scans of categories outside the pairs are left out
         table = confusion_matrix_table(true[keep], predicted[keep], classes)
         run.output.write_table(f"multiclass/confusion_{subject}.csv", table.reset_index())
+        # Chance: the share of the most frequent category (1 / n_classes when balanced).
+        shares = np.unique(true[keep], return_counts=True)[1] / keep.sum()
         rows.append({"subject": subject, "accuracy": float(np.mean(true[keep] == predicted[keep])),
                      "n_scans": int(keep.sum()), "n_classes": len(classes),
-                     "chance": 1 / len(classes)})
+                     "chance": float(shares.max())})
     if rows:
         run.output.write_table("multiclass/accuracy.csv", pd.DataFrame(rows))

@@ -281,3 +281,13 @@ def test_report_4d_anat_uses_its_mean_and_4d_mask_is_refused(tmp_path, capsys):
     assert status == 2 and err.count("\n") == 1
     assert err.startswith(f"nidecode: error: --mask {four_d}: a 4D image with shape "
                           f"(4, 4, 3, 5); give a 3D mask")
+
+
+def test_multiclass_chance_is_the_share_of_the_most_frequent_category(tmp_path, client):
+    labels = np.tile(np.repeat(["a", "b", "c", "rest"], [12, 4, 4, 0]), N_RUNS)
+    ingest([noise_subject(tmp_path / "s1", labels, seed=5)], tmp_path / "store.zarr",
+           "mask4_vt")
+    decode(tmp_path / "store.zarr", tmp_path / "out", client, progress=False)
+    multiclass = pd.read_csv(tmp_path / "out" / "multiclass" / "accuracy.csv")
+    assert multiclass["chance"].item() == pytest.approx(0.6)
+    assert "(chance 0.600)" in write_report(tmp_path / "out").read_text()

@@ -295,7 +295,9 @@ def _confusions(confusions: dict[str, pd.DataFrame], max_figures: int) -> Html:
     for subject in shown:
         counts = confusions[subject]
         accuracy = np.trace(counts.to_numpy()) / max(counts.to_numpy().sum(), 1)
-        title = f"{subject}: accuracy {accuracy:.3f} (chance {1 / len(counts):.3f})"
+        # Chance: the share of the most frequent true category (1 / n when balanced).
+        chance = counts.to_numpy().sum(axis=1).max() / max(counts.to_numpy().sum(), 1)
+        title = f"{subject}: accuracy {accuracy:.3f} (chance {chance:.3f})"
         matrices.append(figure(figures.confusion_matrix(counts, title), title))
     return join_parts(*parts, tag("div", *matrices, class_="grid"))
 
