@@ -122,6 +122,8 @@ def test_unbalanced_searchlight_group_map_is_tested_against_each_subjects_chance
     effects = maps - np.asarray(expected)[:, None, None, None]
     expected_t = effects.mean(axis=0) / (effects.std(axis=0, ddof=1) / np.sqrt(len(expected)))
     np.testing.assert_allclose(t_map, expected_t, rtol=1e-4, atol=1e-4)
+    page = write_report(tmp_path).read_text()  # accuracy maps drawn above the design's chance
+    assert f"(accuracy above {min(expected):.3g})" in page and "(accuracy above 0.5)" not in page
 
 
 # --- a subject without one category ---------------------------------------------------------

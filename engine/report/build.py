@@ -326,18 +326,30 @@ def _searchlight(results: RunResults, background, background_note: str,
                  max_figures: int) -> Html:
     maps = results.searchlight_maps
     shown = maps[:max_figures]
+    floor, floor_text = _searchlight_chance(results.searchlight_table)
     parts = [tag("p", f"Shown: {len(shown)} of {len(maps)} map(s) of searchlight/, in name "
                       f"order. Maps of accuracies (values in [0, 1]) show the voxels above "
-                      f"chance ({CHANCE:g}); other maps all values. {background_note}",
+                      f"{floor_text}; other maps all values. {background_note}",
                  class_="note")]
     images = []
     for path in shown:
         accuracy = figures.is_accuracy_map(path)
         png = figures.brain_map(path, path.name.removesuffix(".nii.gz"), background,
-                                above=CHANCE if accuracy else None)
+                                above=floor if accuracy else None)
         images.append(figure(png, f"searchlight/{path.name}"
-                             + (f" (accuracy above {CHANCE:g})" if accuracy else "")))
+                             + (f" (accuracy above {floor:.3g})" if accuracy else "")))
     return join_parts(*parts, tag("div", *images, class_="grid maps"))
+
+
+def _searchlight_chance(table: pd.DataFrame | None) -> tuple[float, str]:
+    """The level accuracy maps are drawn above, and its description."""
+    chance = CHANCE if table is None else common_chance(table, CHANCE)
+    if chance is not None:
+        return chance, f"chance ({chance:g})"
+    lowest = float(table["chance"].min())
+    return lowest, (f"{lowest:.3f}, the lowest chance of the subjects and pairs (the "
+                    f"majority-class rate of the test folds; each one's is in "
+                    f"searchlight.csv)")
 
 
 def _mask(mask: str | Path | None, image: nib.Nifti1Image | None, results: RunResults,

@@ -20,6 +20,7 @@ from nidecode.errors import InputError
 SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
 GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "t", "p_value", "n_subjects"]
+SEARCHLIGHT_COLUMNS = ["subject", "class_a", "class_b", "n_spheres"]
 _NAMES = {"subject": str, "class_a": str, "class_b": str}
 
 
@@ -35,6 +36,7 @@ class RunResults:
     confusions: dict[str, pd.DataFrame] = field(default_factory=dict)
     weight_maps: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     searchlight_maps: list[Path] = field(default_factory=list)
+    searchlight_table: pd.DataFrame | None = None  # searchlight.csv, if any
 
 
 def read_results(out_dir: str | Path) -> RunResults:
@@ -50,7 +52,7 @@ def read_results(out_dir: str | Path) -> RunResults:
     RunResults
         Optional parts are ``None`` or empty when their files are absent:
         ``permutations/pvalues.csv``, ``group.csv``,
-        ``multiclass/confusion_{subject}.csv``,
+        ``multiclass/confusion_{subject}.csv``, ``searchlight.csv``,
         ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (for the pairs of
         the summary) and ``searchlight/*.nii.gz``.
     """
@@ -72,6 +74,8 @@ def read_results(out_dir: str | Path) -> RunResults:
         results.pvalues = read_table(path / "permutations" / "pvalues.csv", PVALUE_COLUMNS)
     if (path / "group.csv").exists():
         results.group = read_table(path / "group.csv", GROUP_COLUMNS)
+    if (path / "searchlight.csv").exists():
+        results.searchlight_table = read_table(path / "searchlight.csv", SEARCHLIGHT_COLUMNS)
     for confusion in sorted((path / "multiclass").glob("confusion_*.csv")):
         results.confusions[confusion.stem.removeprefix("confusion_")] = read_confusion(confusion)
     for row in summary.itertuples() if summary is not None else ():
