@@ -293,3 +293,26 @@ def test_multiclass_chance_is_the_share_of_the_most_frequent_category(tmp_path, 
     multiclass = pd.read_csv(tmp_path / "out" / "multiclass" / "accuracy.csv")
     assert multiclass["chance"].item() == pytest.approx(0.6)
     assert "(chance 0.600)" in write_report(tmp_path / "out").read_text()
+
+
+def test_balanced_real_slice_keeps_chance_half_and_its_accuracies(haxby_store, client,
+                                                                   tmp_path):
+    decode(haxby_store["run"], tmp_path, client, categories=["face", "cat"], progress=False)
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert (scores["chance"] == 0.5).all()  # 9 face and 9 cat scans in every run
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["chance"].item() == 0.5
+    assert summary["mean_accuracy"].item() == pytest.approx(np.mean(
+        [.9444, .5, .8889, .8889, .9444, 1, .9444, .9444, .5, .5, .7222, .9444]), abs=5e-5)
+    assert not (tmp_path / "group.csv").exists()  # one subject: no group test
+
+
+def test_balanced_group_p_values_are_those_against_half():
+    from nidecode.results import group_table
+
+    summary = pd.DataFrame({"subject": ["s1", "s2", "s3"], "class_a": "a", "class_b": "b",
+                            "mean_accuracy": [0.61, 0.7, 0.66], "chance": 0.5})
+    group = group_table(summary)
+    expected = stats.ttest_1samp([0.61, 0.7, 0.66], 0.5, alternative="greater")
+    assert group["p_value"].item() == expected.pvalue and group["chance"].item() == 0.5
+    assert group_table(summary.drop(columns="chance"))["p_value"].item() == expected.pvalue
