@@ -45,7 +45,9 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
         The output directory of ``nidecode decode``; it must hold ``run.json``
         and ``summary.csv``. Shown when present: ``permutations/pvalues.csv``
         (``subject,class_a,class_b,accuracy,p_value,n_permutations``),
-        ``group.csv`` (``class_a,class_b,mean_accuracy,t,p_value,n_subjects``),
+        ``group.csv`` (``class_a,class_b,mean_accuracy,t,p_value,n_subjects``
+        and, since issue #13, ``chance``), ``summary.csv``'s ``chance``
+        (drawn on the bars; 0.5 when absent), ``searchlight.csv``,
         ``multiclass/confusion_{subject}.csv`` (square counts, rows true,
         columns predicted, the first column the category names),
         ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and
@@ -53,9 +55,9 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     anat : str or Path, optional
         Background of the brain maps. Default: the NIfTI named by
         ``"background"`` in ``run.json`` if any (e.g. a mean EPI), else the maps
-        are drawn alone.
+        are drawn alone. A 4D image is drawn as the mean of its volumes.
     mask : str or Path, optional
-        A mask image drawn with ``plot_roi``. Default: the first subject's
+        A 3D mask image drawn with ``plot_roi``. Default: the first subject's
         mask read from the run's store, if that store is a local path that
         still exists.
     bench_dir : str or Path, optional
