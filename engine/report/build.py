@@ -46,7 +46,7 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
         and ``summary.csv``. Shown when present: ``permutations/pvalues.csv``
         (``subject,class_a,class_b,accuracy,p_value,n_permutations``),
         ``group.csv`` (``class_a,class_b,mean_accuracy,t,p_value,n_subjects``
-        and, since issue #13, ``chance``), ``summary.csv``'s ``chance``
+        and optionally ``chance``), ``summary.csv``'s ``chance``
         (drawn on the bars; 0.5 when absent), ``searchlight.csv``,
         ``multiclass/confusion_{subject}.csv`` (square counts, rows true,
         columns predicted, the first column the category names),
