@@ -235,6 +235,8 @@ def _execute(args: argparse.Namespace, execute, run):
     """``execute(run, client)`` on the cluster the arguments (or the config) name."""
     from nidecode.cluster import describe, get_client
 
+    for note in getattr(run, "notes", ()):  # what the plan leaves out, before the cluster
+        _say(args, f"note: {note}")
     with get_client(workers=args.workers, scheduler=args.scheduler) as client:
         info = describe(client)
         _say(args, f"dask: {info['n_workers']} worker(s) at {info['scheduler']}"
@@ -282,9 +284,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _print_accuracies(summary) -> None:
-    from nidecode.results import accuracy_matrix
+    from nidecode.results import accuracy_matrix, common_chance
 
-    print("Mean cross-validated accuracy (chance 0.5):")
+    chance = common_chance(summary)
+    print("Mean cross-validated accuracy " + (
+        f"(chance {chance:g}):" if chance is not None else
+        "(chance: the majority-class rate of the test folds, per pair in column chance):"))
     print(accuracy_matrix(summary).to_string(float_format=lambda value: f"{value:.3f}"))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from nidecode.cluster import describe
 from nidecode.cv import parse_cv
 from nidecode.errors import InputError
 from nidecode.outdir import OutputDir
-from nidecode.plan import PairJob, batch_jobs, plan_decode
+from nidecode.plan import PairJob, batch_jobs, majority_rates, plan_decode, plan_notes
 from nidecode.results import (
     PairResult,
     group_table,
@@ -44,6 +44,7 @@ class DecodeRun:
     jobs: list[PairJob]
     identity: dict
     started: float
+    notes: list[str] = field(default_factory=list)  # what the plan leaves out, to print
 
 
 def prepare_decode(store_path: str | Path, out: str | Path, *,
@@ -62,12 +63,13 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)
     jobs = plan_decode(list(designs.values()), cv, categories)
+    notes = plan_notes(list(designs.values()), jobs, categories)
     identity = {"command": "decode", "store": store_path,
                 "subjects": {subject: design.checksum for subject, design in designs.items()},
                 "categories": sorted(categories) if categories else "all", "cv": cv, "C": C}
     output = OutputDir(out)
     output.start(identity, overwrite=overwrite, versions=versions())
-    return DecodeRun(store_path, output, designs, jobs, identity, started)
+    return DecodeRun(store_path, output, designs, jobs, identity, started, notes)
 
 
 def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
@@ -112,6 +114,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, run.jobs[0].subject),
+        "notes": run.notes,
     })
     return summary
 
@@ -128,14 +131,22 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         The Zarr store written by :func:`nidecode.ingest.ingest`; a path or URL
         that every worker can read.
     out : str or Path
-        Output directory: ``scores.csv``, ``summary.csv``,
+        Output directory: ``scores.csv``, ``summary.csv``, ``group.csv``,
         ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and ``run.json``.
         Results already saved there by a run of the same parameters are
         reused (resume).
+        ``scores.csv`` has a ``chance`` per fold: the share of the larger
+        class among the fold's test scans (0.5 when balanced);
+        ``summary.csv`` its fold mean per subject x pair, and ``group.csv``
+        (several subjects) a one-sided t-test per pair of each subject's
+        accuracy minus its chance (``chance`` there: the mean over subjects;
+        a pair of one subject has no ``t`` and ``p_value``).
     client : distributed.Client
         Where the fits run (see :func:`nidecode.cluster.get_client`).
     categories : sequence of str, optional
-        Decode every pair among these categories; default: all pairs.
+        Decode every pair among these categories that a subject has (a
+        subject lacking one is decoded on the others' pairs, see
+        :func:`nidecode.plan.plan_notes`); default: each subject's pairs.
     cv : str
         ``"logo"`` (leave one run out) or ``"kfold:K"``.
     C : float
@@ -165,7 +176,10 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
 
 
 def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataFrame:
-    scores = scores_table(results)
+    chance = {result.key: majority_rates(run.designs[result.subject], result.class_a,
+                                         result.class_b, run.identity["cv"])
+              for result in results}
+    scores = scores_table(results, chance)
     summary = summary_table(scores)
     geometry = {}
     for result in results:
@@ -195,8 +209,10 @@ def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
         keep = np.isin(true, classes)  # scans of categories outside the pairs are left out
         table = confusion_matrix_table(true[keep], predicted[keep], classes)
         run.output.write_table(f"multiclass/confusion_{subject}.csv", table.reset_index())
+        # Chance: the share of the most frequent category (1 / n_classes when balanced).
+        shares = np.unique(true[keep], return_counts=True)[1] / keep.sum()
         rows.append({"subject": subject, "accuracy": float(np.mean(true[keep] == predicted[keep])),
                      "n_scans": int(keep.sum()), "n_classes": len(classes),
-                     "chance": 1 / len(classes)})
+                     "chance": float(shares.max())})
     if rows:
         run.output.write_table("multiclass/accuracy.csv", pd.DataFrame(rows))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask.config
@@ -25,7 +25,7 @@ from nidecode.cluster import describe
 from nidecode.cv import parse_cv
 from nidecode.errors import InputError
 from nidecode.outdir import OutputDir
-from nidecode.plan import PairJob, plan_decode
+from nidecode.plan import PairJob, plan_decode, plan_notes
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.searchlight import SOLVERS, Geometry, subject_geometry
@@ -63,6 +63,7 @@ class PermuteRun:
     tasks: list[PermutationTask]
     identity: dict
     started: float
+    notes: list[str] = field(default_factory=list)  # what the plan leaves out, to print
 
 
 def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: int,
@@ -92,6 +93,8 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)
     jobs = plan_decode(list(designs.values()), cv, categories)
+    # Searchlight permutations make no group test: no note about pairs of one subject.
+    notes = plan_notes(list(designs.values()), jobs, categories, group=radius is None)
     geometry = None if radius is None else {
         subject: subject_geometry(store_path, subject, radius, None) for subject in designs}
     chunks = [tuple(range(start, min(start + permutations_per_task, n_permutations)))
@@ -112,7 +115,7 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                 "radius": radius, "permutations_per_task": permutations_per_task}
     output = OutputDir(out)
     output.start(identity, overwrite=overwrite, versions=versions())
-    return PermuteRun(store_path, output, designs, geometry, tasks, identity, started)
+    return PermuteRun(store_path, output, designs, geometry, tasks, identity, started, notes)
 
 
 def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -> pd.DataFrame:
@@ -157,6 +160,7 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, next(iter(run.designs))),
+        "notes": run.notes,
     })
     return table
 
@@ -192,9 +196,10 @@ def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
                          observed.mean(), null), "n_permutations": len(null),
                      "n_distinct_permutations": _distinct(run, subject, class_a, class_b),
                      "null_mean": null.mean(), "null_std": null.std()})
+        # Chance of each fold: its mean accuracy under the permutations.
         scores.append(pd.DataFrame({"subject": subject, "class_a": class_a,
                                     "class_b": class_b, "fold": np.arange(len(observed)),
-                                    "accuracy": observed}))
+                                    "accuracy": observed, "chance": null_folds.mean(axis=0)}))
     table = pd.DataFrame(rows)
     summary = summary_table(pd.concat(scores, ignore_index=True))
     run.output.write_table("permutations/pvalues.csv", table)
@@ -250,7 +255,9 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         (``subject,class_a,class_b,accuracy,p_value,n_permutations,
         n_distinct_permutations,null_mean,null_std``), the null distributions
         ``permutations/null/{subject}_{class_a}_vs_{class_b}.npy``,
-        ``summary.csv`` and, with several subjects, ``group.csv``. With
+        ``summary.csv`` (its ``chance``: the permutation null mean) and, with
+        several subjects, ``group.csv`` (a t-test across subjects of the
+        accuracy minus that chance; a pair of one subject has no p-value). With
         ``radius`` (searchlight): accuracy maps and voxel-wise p-value maps,
         uncorrected (``_p``) and family-wise corrected with the maximum
         statistic over spheres (``_p_fwe``), in ``searchlight/``, and the
@@ -260,7 +267,7 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         Permutations per subject x pair. The p-value is
         ``(1 + #(null >= observed)) / (1 + n_permutations)``.
     categories : sequence of str, optional
-        Every pair among these; default: all pairs.
+        Every pair among these that a subject has; default: each subject's pairs.
     cv : str
         ``"logo"`` or ``"kfold:K"``.
     C : float

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -13,6 +13,7 @@ from nidecode.stats import group_test, multiclass_vote
 
 _PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef", "test_scans", "decision")
 SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]
+GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "chance", "t", "p_value", "n_subjects"]
 
 
 @dataclass(frozen=True)
@@ -90,33 +91,65 @@ class PermutationScores:
         return cls(key, np.asarray(arrays["indices"]), np.asarray(arrays["accuracy"]))
 
 
-def scores_table(results: Iterable[PairResult]) -> pd.DataFrame:
-    """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`."""
+def scores_table(results: Iterable[PairResult],
+                 chance: Mapping[tuple[str, str, str], np.ndarray] | None = None
+                 ) -> pd.DataFrame:
+    """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`.
+
+    With ``chance`` (per result key, one value per fold, e.g.
+    :func:`nidecode.plan.majority_rates`), a ``chance`` column too.
+    """
     frames = [pd.DataFrame({"subject": result.subject, "class_a": result.class_a,
                             "class_b": result.class_b, "fold": result.folds,
                             "accuracy": result.accuracy, "n_train": result.n_train,
-                            "n_test": result.n_test}) for result in results]
+                            "n_test": result.n_test,
+                            **({} if chance is None else {"chance": chance[result.key]})})
+              for result in results]
     if not frames:
-        return pd.DataFrame(columns=SCORE_COLUMNS)
+        return pd.DataFrame(columns=SCORE_COLUMNS + ([] if chance is None else ["chance"]))
     table = pd.concat(frames, ignore_index=True)
     return table.sort_values(["subject", "class_a", "class_b", "fold"], ignore_index=True)
 
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of the fold accuracies per subject and pair."""
-    grouped = scores.groupby(["subject", "class_a", "class_b"], sort=True)["accuracy"]
-    summary = grouped.agg(mean_accuracy="mean", std_accuracy="std", n_folds="count")
+    """Mean and standard deviation of the fold accuracies per subject and pair.
+
+    When ``scores`` has a ``chance`` column (per fold), its fold mean is the
+    pair's ``chance`` column: the level the mean accuracy is tested against.
+    """
+    grouped = scores.groupby(["subject", "class_a", "class_b"], sort=True)
+    summary = grouped["accuracy"].agg(mean_accuracy="mean", std_accuracy="std",
+                                      n_folds="count")
+    if "chance" in scores:
+        summary["chance"] = grouped["chance"].mean()
     return summary.reset_index()
 
 
 def accuracy_matrix(summary: pd.DataFrame) -> pd.DataFrame:
-    """Pairs as rows, subjects as columns (and their mean): a table to print."""
+    """Pairs as rows, subjects as columns (and their mean): a table to print.
+
+    When the summary's ``chance`` differs between pairs or subjects, a last
+    column ``chance`` holds each pair's mean chance over its subjects.
+    """
     table = summary.assign(pair=summary["class_a"] + " vs " + summary["class_b"])
     matrix = table.pivot(index="pair", columns="subject", values="mean_accuracy")
     if matrix.shape[1] > 1:
         matrix["mean"] = matrix.mean(axis=1)
+    if "chance" in table and table["chance"].nunique() > 1:
+        matrix["chance"] = table.groupby("pair")["chance"].mean()
     matrix.columns.name = None
     return matrix
+
+
+def common_chance(summary: pd.DataFrame, default: float = 0.5) -> float | None:
+    """The chance level shared by every subject x pair, or ``None`` when it differs.
+
+    A summary without a ``chance`` column (older runs) has ``default``.
+    """
+    if "chance" not in summary or summary.empty:
+        return default
+    values = summary["chance"].to_numpy(dtype=float)
+    return float(values[0]) if np.allclose(values, values[0], rtol=0, atol=1e-12) else None
 
 
 def multiclass_predictions(results: Sequence[PairResult], n_scans: int,
@@ -154,13 +187,33 @@ def multiclass_predictions(results: Sequence[PairResult], n_scans: int,
 
 
 def group_table(summary: pd.DataFrame, chance: float = 0.5) -> pd.DataFrame:
-    """Per pair, the mean accuracy over subjects and a one-sided t-test against chance."""
+    """Per pair, a one-sided t-test across subjects of their accuracy minus their chance.
+
+    Each subject's chance is the summary's ``chance`` column when there is
+    one (see :func:`summary_table`), else ``chance``. A pair that fewer than
+    two subjects have gets a row with its ``n_subjects`` and no ``t`` or
+    ``p_value`` (NaN, an empty cell in CSV): a t-test needs two subjects.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``class_a, class_b, mean_accuracy, chance`` (mean over subjects),
+        ``t, p_value, n_subjects``.
+    """
     rows = []
     for (class_a, class_b), pair in summary.groupby(["class_a", "class_b"], sort=True):
-        test = group_test(pair["mean_accuracy"].to_numpy(), chance)
+        accuracies = pair["mean_accuracy"].to_numpy(dtype=float)
+        chances = pair["chance"].to_numpy(dtype=float) if "chance" in pair else np.full(
+            len(pair), chance)
+        if len(pair) < 2:
+            test = {"mean": float(accuracies.mean()), "chance": float(chances.mean()),
+                    "t": np.nan, "p_value": np.nan, "n": len(pair)}
+        else:
+            test = group_test(accuracies, chances)
         rows.append({"class_a": class_a, "class_b": class_b, "mean_accuracy": test["mean"],
-                     "t": test["t"], "p_value": test["p_value"], "n_subjects": test["n"]})
-    return pd.DataFrame(rows)
+                     "chance": test["chance"], "t": test["t"], "p_value": test["p_value"],
+                     "n_subjects": test["n"]})
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
 def to_nifti(values: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

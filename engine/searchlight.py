@@ -17,7 +17,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask.config
@@ -33,7 +33,7 @@ from nidecode.cv import parse_cv
 from nidecode.errors import InputError
 from nidecode.io.haxby import load_mask_like
 from nidecode.outdir import OutputDir
-from nidecode.plan import PairJob, plan_decode
+from nidecode.plan import PairJob, majority_rates, plan_decode, plan_notes
 from nidecode.results import SphereScores, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
@@ -41,7 +41,6 @@ from nidecode.stats import sign_flip_test
 from nidecode.tasks import SPHERE_SOLVERS, searchlight_spheres
 
 SOLVERS = tuple(SPHERE_SOLVERS)
-CHANCE = 0.5
 SIGN_FLIPS = 10000
 SPHERES_PER_TASK = 2000  # spheres x pairs: one task does every pair of its centres
 
@@ -84,6 +83,9 @@ class SearchlightRun:
     batches: list[SphereBatch]
     identity: dict
     started: float
+    # Chance of each subject x pair: the fold mean of its majority-class rates.
+    chance: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the plan leaves out, to print
 
 
 def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: float,
@@ -109,6 +111,9 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)
     jobs = plan_decode(list(designs.values()), cv, categories)
+    notes = plan_notes(list(designs.values()), jobs, categories)
+    chance = {job.key: float(majority_rates(designs[job.subject], job.class_a, job.class_b,
+                                            cv).mean()) for job in jobs}
     geometry = {subject: subject_geometry(store_path, subject, radius, process_mask)
                 for subject in designs}
     pairs = Counter(job.subject for job in jobs)
@@ -124,7 +129,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     output = OutputDir(out)
     output.start(identity, overwrite=overwrite, versions=versions())
     return SearchlightRun(store_path, output, identity["subjects"],
-                          geometry, batches, identity, started)
+                          geometry, batches, identity, started, chance, notes)
 
 
 def subject_geometry(store_path: str, subject: str, radius: float,
@@ -196,6 +201,7 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, next(iter(run.geometry))),
+        "notes": run.notes,
     })
     return table
 
@@ -220,11 +226,13 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         values[geometry.centres] = accuracy.mean(axis=1)
         image = to_nifti(values, geometry.mask, geometry.affine)
         run.output.write_image(f"searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz", image)
-        maps.setdefault((class_a, class_b), []).append((subject, image))
+        chance = run.chance[(subject, class_a, class_b)]
+        maps.setdefault((class_a, class_b), []).append((subject, image, chance))
         peak = int(np.argmax(accuracy.mean(axis=1)))
         ijk = np.argwhere(geometry.mask)[geometry.centres[peak]]
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
                      "n_spheres": len(accuracy), "mean_accuracy": accuracy.mean(),
+                     "chance": chance,
                      "peak_accuracy": accuracy.mean(axis=1)[peak],
                      **dict(zip(("peak_x_mm", "peak_y_mm", "peak_z_mm"),
                                 nib.affines.apply_affine(geometry.affine, ijk), strict=True))})
@@ -234,7 +242,7 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         run.output.write_image(f"searchlight/{subject}_sphere_size.nii.gz",
                                to_nifti(sizes, geometry.mask, geometry.affine))
     for (class_a, class_b), subject_maps in maps.items():
-        images = [image for _, image in subject_maps]
+        images = [image for _, image, _ in subject_maps]
         if len(images) > 1 and _same_grid(images):
             _write_group_maps(run, f"{class_a}_vs_{class_b}", subject_maps)
     table = pd.DataFrame(rows)
@@ -243,20 +251,22 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
 
 
 def _write_group_maps(run: SearchlightRun, pair: str,
-                      subject_maps: list[tuple[str, nib.Nifti1Image]]) -> None:
+                      subject_maps: list[tuple[str, nib.Nifti1Image, float]]) -> None:
     """Mean map and a second-level sign-flip test across subjects on one grid.
 
     At the voxels that are sphere centres in every subject: the one-sample t
-    of (accuracy - chance) and its family-wise corrected p-value (maximum
-    statistic over voxels), as nilearn's ``non_parametric_inference`` does.
+    of (accuracy - chance), each subject's own chance of the pair, and its
+    family-wise corrected p-value (maximum statistic over voxels), as
+    nilearn's ``non_parametric_inference`` does.
     """
     affine = subject_maps[0][1].affine
-    stack = np.stack([image.get_fdata() for _, image in subject_maps])
+    stack = np.stack([image.get_fdata() for _, image, _ in subject_maps])
+    chance = np.array([level for _, _, level in subject_maps])
     run.output.write_image(f"searchlight/mean_{pair}.nii.gz",
                            nib.Nifti1Image(stack.mean(axis=0).astype(np.float32), affine))
     common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
-                                    for subject, _ in subject_maps])
-    t_map, p_fwe = sign_flip_test(stack[:, common], chance=CHANCE,
+                                    for subject, _, _ in subject_maps])
+    t_map, p_fwe = sign_flip_test(stack[:, common], chance=chance,
                                   n_permutations=SIGN_FLIPS, rng=0)
     for name, values in (("t", t_map), ("p_fwe", p_fwe)):
         volume = np.zeros(common.shape, dtype=np.float32)
@@ -296,13 +306,16 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         zero elsewhere), ``searchlight/mean_{class_a}_vs_{class_b}.nii.gz``
         and ``searchlight/group_{class_a}_vs_{class_b}_t.nii.gz`` / ``_p_fwe.nii.gz``
         (across subjects on one grid: mean, and a second-level sign-flip test
-        against chance, family-wise corrected), ``searchlight/{subject}_sphere_size.nii.gz``
-        (voxels per sphere), ``searchlight.csv`` and ``run.json``.
+        of accuracy minus each subject's chance, family-wise corrected; pairs
+        of one subject have none), ``searchlight/{subject}_sphere_size.nii.gz``
+        (voxels per sphere), ``searchlight.csv`` (with ``chance``: the fold
+        mean of the share of the larger class among the test scans) and
+        ``run.json``.
     client : distributed.Client
     radius : float
         Sphere radius in millimetres.
     categories : sequence of str, optional
-        Every pair among these; default: all pairs.
+        Every pair among these that a subject has; default: each subject's pairs.
     process_mask : str or Path, optional
         NIfTI image on the subjects' grid: the sphere centres (default: the
         whole stored mask). Spheres still take voxels from the whole mask.

@@ -287,22 +287,25 @@ def _check_null(observed, null) -> tuple[np.ndarray, np.ndarray]:
 # --- group level ---------------------------------------------------------------------------
 
 
-def group_test(accuracies: np.ndarray, chance: float = 0.5) -> dict:
+def group_test(accuracies: np.ndarray, chance: float | np.ndarray = 0.5) -> dict:
     """One-sided one-sample t-test of subjects' accuracies against chance.
 
     Parameters
     ----------
     accuracies : numpy.ndarray, shape (n_subjects,)
         One accuracy per subject (e.g. the mean over folds).
-    chance : float
-        The accuracy expected without information (0.5 for a pair).
+    chance : float or numpy.ndarray, shape (n_subjects,)
+        The accuracy expected without information: one value for all
+        subjects, or each subject's own (e.g. its majority-class rate when
+        its classes are unbalanced). The test is on ``accuracies - chance``.
 
     Returns
     -------
     dict
-        ``mean`` (of the accuracies), ``t``, ``p_value`` (alternative:
-        mean > chance, ``scipy.stats.ttest_1samp``) and ``n`` (subjects).
-        If all accuracies are equal the t-test is undefined: ``t`` and
+        ``mean`` (of the accuracies), ``chance`` (the mean chance), ``t``,
+        ``p_value`` (alternative: mean of ``accuracies - chance`` > 0,
+        ``scipy.stats.ttest_1samp``) and ``n`` (subjects). If all
+        differences are equal the t-test is undefined: ``t`` and
         ``p_value`` are NaN (scipy would divide by a rounding error).
 
     Examples
@@ -312,19 +315,24 @@ def group_test(accuracies: np.ndarray, chance: float = 0.5) -> dict:
     (3.4641, 0.0371)
     """
     accuracies = np.asarray(accuracies, dtype=float).ravel()
+    chances = np.broadcast_to(np.asarray(chance, dtype=float), accuracies.shape)
     if len(accuracies) < 2:
         raise InputError(f"group test: {len(accuracies)} subject(s); a t-test across "
                          f"subjects needs at least 2")
-    if np.all(accuracies == accuracies[0]):
+    differences = accuracies - chances
+    if np.all(differences == differences[0]):
         t, p_value = np.nan, np.nan
     else:
-        test = stats.ttest_1samp(accuracies, chance, alternative="greater")
+        # A scalar chance is passed as such: the same numbers as before per-subject chance.
+        test = (stats.ttest_1samp(accuracies, float(chances[0]), alternative="greater")
+                if np.all(chances == chances[0]) else
+                stats.ttest_1samp(differences, 0.0, alternative="greater"))
         t, p_value = float(test.statistic), float(test.pvalue)
-    return {"mean": float(accuracies.mean()), "t": t, "p_value": p_value,
-            "n": len(accuracies)}
+    return {"mean": float(accuracies.mean()), "chance": float(chances.mean()), "t": t,
+            "p_value": p_value, "n": len(accuracies)}
 
 
-def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 10000,
+def sign_flip_test(maps: np.ndarray, chance: float | np.ndarray = 0.5, n_permutations: int = 10000,
                    rng: np.random.Generator | int | None = None, *,
                    return_uncorrected: bool = False) -> tuple[np.ndarray, ...]:
     """Second-level permutation test of accuracy maps by sign flipping.
@@ -345,8 +353,9 @@ def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 
     ----------
     maps : numpy.ndarray, shape (n_subjects, n_voxels)
         Each subject's accuracy map (voxels in the mask only), on a common grid.
-    chance : float
-        Chance accuracy.
+    chance : float or numpy.ndarray, shape (n_subjects,)
+        Chance accuracy: one for all subjects, or each subject's own (its
+        majority-class rate when its classes are unbalanced).
     n_permutations : int
         Random sign flips. When there are no more distinct flips than this
         (``2 ** n_subjects - 1`` besides the observed one), each is used
@@ -376,8 +385,12 @@ def sign_flip_test(maps: np.ndarray, chance: float = 0.5, n_permutations: int = 
                          f"(1000 or more for p-values near 0.05)")
     if np.isnan(maps).any():
         raise ValueError("NaN in the accuracy maps")
+    chance = np.asarray(chance, dtype=float)
+    if chance.ndim and chance.shape != (maps.shape[0],):
+        raise ValueError(f"chance must be one value or one per subject ({maps.shape[0]}), "
+                         f"got shape {chance.shape}")
     rng = np.random.default_rng(rng)
-    effects = maps - chance
+    effects = maps - (chance[:, None] if chance.ndim else chance)
     n_subjects, n_voxels = effects.shape
     sum_squares = np.einsum("sv,sv->v", effects, effects)
     t_map = _flipped_t(np.ones((1, n_subjects)), effects, sum_squares)[0]

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from nidecode.errors import InputError
-from nidecode.plan import batch_jobs, category_pairs, parse_categories, plan_decode
+from nidecode.plan import (
+    batch_jobs,
+    category_pairs,
+    majority_rates,
+    pair_subjects,
+    parse_categories,
+    plan_decode,
+    plan_notes,
+)
 from nidecode.store import Design
 
 
@@ -53,3 +61,44 @@ def test_batches_group_one_subject_and_bound_the_fits():
     assert [len(batch) for batch in batches] == [2, 1, 2, 1]
     assert all(len({job.subject for job in batch}) == 1 for batch in batches)
     assert [job for batch in batches for job in batch] == jobs
+
+
+def _labelled(subject, labels, n_runs=4):
+    return Design(subject, np.tile(labels, n_runs), np.repeat(np.arange(n_runs), len(labels)),
+                  n_voxels=10, checksum="x")
+
+
+def test_each_subject_gets_the_pairs_it_has():
+    designs = [_design("s1"), _labelled("s2", ["rest", "face", "cat", "rest"])]
+    jobs = plan_decode(designs, "logo")
+    assert [job.key for job in jobs if job.subject == "s2"] == [("s2", "cat", "face")]
+    assert plan_notes(designs, jobs) == [
+        "cat vs house: 1 subject (s1); no group test (it needs 2 or more)",
+        "face vs house: 1 subject (s1); no group test (it needs 2 or more)"]
+    assert plan_notes(designs, jobs, group=False) == []
+    assert pair_subjects(jobs)[("cat", "face")] == ["s1", "s2"]
+
+
+def test_a_requested_category_a_subject_lacks_skips_its_pairs_with_a_note():
+    designs = [_design("s1"), _design("s2"), _labelled("s3", ["rest", "face", "cat", "rest"])]
+    jobs = plan_decode(designs, "logo", ["face", "house"])
+    assert [job.subject for job in jobs] == ["s1", "s2"]
+    assert plan_notes(designs, jobs, ["face", "house"]) == [
+        "s3 has no scans labelled 'house': its pairs with house are skipped (s3 has no pair "
+        "left)"]
+    jobs = plan_decode(designs, "logo", ["cat", "face", "house"])
+    assert [job.key for job in jobs if job.subject == "s3"] == [("s3", "cat", "face")]
+    with pytest.raises(InputError, match="--categories: no subject has scans labelled 'chair'"):
+        plan_decode(designs, "logo", ["face", "chair"])
+    apart = [_labelled("a", ["face", "rest"]), _labelled("b", ["house", "rest"])]
+    with pytest.raises(InputError, match="no subject has scans of two of these categories"):
+        plan_decode(apart, "logo", ["face", "house"])
+
+
+def test_majority_rates_are_the_share_of_the_larger_class_per_test_fold():
+    labels = np.array(["a"] * 9 + ["b"] + ["a"] * 6 + ["b"] * 4 + ["rest"] * 3)
+    runs = np.repeat([0, 1, 2], [10, 10, 3])
+    rates = majority_rates(Design("s", labels, runs, 1, "x"), "a", "b", "logo")
+    np.testing.assert_allclose(rates, [0.9, 0.6])
+    balanced = majority_rates(_design(), "cat", "face", "kfold:2")
+    np.testing.assert_array_equal(balanced, [0.5, 0.5])

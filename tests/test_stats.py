@@ -423,3 +423,29 @@ def test_confusion_matrix_table_counts_true_rows_predicted_columns():
     with pytest.raises(ValueError, match="shoe"):
         confusion_matrix_table(true, np.where(predicted == "cat", "shoe", predicted),
                                ["face", "cat"])
+
+
+def test_group_test_of_per_subject_chance_is_a_test_of_the_differences():
+    accuracies, chances = np.array([0.82, 0.80, 0.85, 0.79]), np.array([0.9, 0.85, 0.88, 0.8])
+    result = group_test(accuracies, chances)
+    expected = scipy_stats.ttest_1samp(accuracies - chances, 0.0, alternative="greater")
+    assert result["t"] == pytest.approx(expected.statistic)
+    assert result["p_value"] == pytest.approx(expected.pvalue) and result["p_value"] > 0.5
+    assert result["chance"] == pytest.approx(chances.mean())
+    # One chance for every subject: exactly the test against that value, as before.
+    same = group_test(accuracies, np.full(4, 0.5))
+    assert same == group_test(accuracies, 0.5)
+    assert same["p_value"] == scipy_stats.ttest_1samp(accuracies, 0.5, alternative="greater").pvalue
+
+
+def test_sign_flip_test_takes_each_subjects_chance():
+    rng = np.random.default_rng(3)
+    chances = np.array([0.9, 0.8, 0.85, 0.7, 0.75])
+    maps = chances[:, None] + rng.normal(0, 0.05, size=(5, 40))
+    t_map, p_fwe = sign_flip_test(maps, chance=chances, rng=0)
+    shifted_t, shifted_p = sign_flip_test(maps - chances[:, None] + 0.5, chance=0.5, rng=0)
+    np.testing.assert_allclose(t_map, shifted_t, rtol=1e-9)
+    np.testing.assert_array_equal(p_fwe, shifted_p)
+    assert p_fwe.min() > 0.05  # no information: nothing significant against the design's chance
+    with pytest.raises(ValueError, match="one per subject"):
+        sign_flip_test(maps, chance=chances[:3])

@@ -26,7 +26,8 @@ from nidecode.report.html import (
     table,
     tag,
 )
-from nidecode.report.inputs import RunResults, read_bench, read_results
+from nidecode.report.inputs import RunResults, read_bench, read_image_option, read_results
+from nidecode.results import common_chance
 
 REPORT = "report.html"
 CHANCE = 0.5
@@ -44,7 +45,9 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
         The output directory of ``nidecode decode``; it must hold ``run.json``
         and ``summary.csv``. Shown when present: ``permutations/pvalues.csv``
         (``subject,class_a,class_b,accuracy,p_value,n_permutations``),
-        ``group.csv`` (``class_a,class_b,mean_accuracy,t,p_value,n_subjects``),
+        ``group.csv`` (``class_a,class_b,mean_accuracy,t,p_value,n_subjects``
+        and optionally ``chance``), ``summary.csv``'s ``chance``
+        (drawn on the bars; 0.5 when absent), ``searchlight.csv``,
         ``multiclass/confusion_{subject}.csv`` (square counts, rows true,
         columns predicted, the first column the category names),
         ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and
@@ -52,9 +55,9 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     anat : str or Path, optional
         Background of the brain maps. Default: the NIfTI named by
         ``"background"`` in ``run.json`` if any (e.g. a mean EPI), else the maps
-        are drawn alone.
+        are drawn alone. A 4D image is drawn as the mean of its volumes.
     mask : str or Path, optional
-        A mask image drawn with ``plot_roi``. Default: the first subject's
+        A 3D mask image drawn with ``plot_roi``. Default: the first subject's
         mask read from the run's store, if that store is a local path that
         still exists.
     bench_dir : str or Path, optional
@@ -77,8 +80,12 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     """
     if max_figures < 1:
         raise InputError(f"max_figures={max_figures}: show at least one figure per section")
+    # The images given are checked first: a bad one stops the report before any figure.
+    background, background_note = _background(anat)
+    mask_image = None if mask is None else read_image_option("--mask", mask, average=False)
     results = read_results(out_dir)
-    background, background_note = _background(anat, results.manifest, Path(out_dir))
+    if anat is None:
+        background, background_note = _run_background(results.manifest, Path(out_dir))
     sections = [("parameters", "Parameters", _parameters(results.manifest))]
     if results.summary is not None:
         sections.append(("accuracy", "Accuracy", _accuracy(results)))
@@ -95,7 +102,7 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     if results.searchlight_maps:
         sections.append(("searchlight", "Searchlight maps",
                          _searchlight(results, background, background_note, max_figures)))
-    mask_section = _mask(mask, results, background)
+    mask_section = _mask(mask, mask_image, results, background)
     if mask_section is not None:
         sections.append(("mask", "Mask", mask_section))
     if bench_dir is not None:
@@ -129,7 +136,7 @@ def _header(results: RunResults) -> list[Html]:
                       f"{len(pairs)} pair(s), {_cv_text(parameters.get('cv'))}, "
                       f"C = {format_value(parameters.get('C', ''))}."),
              tag("p", f"Mean accuracy {summary['mean_accuracy'].mean():.3f} over subjects and "
-                      f"pairs (chance {CHANCE:g})"
+                      f"pairs ({_chance_text(results)})"
                       + (f"; highest {best[0]} vs {best[1]} ({pairs[best]:.3f}), lowest "
                          f"{worst[0]} vs {worst[1]} ({pairs[worst]:.3f})."
                          if round(pairs[best], 3) != round(pairs[worst], 3) else "."))]
@@ -181,17 +188,20 @@ def _accuracy(results: RunResults) -> Html:
                                                 "n_permutations"]],
                                on=["subject", "class_a", "class_b"], how="left")
     n_subjects = summary["subject"].nunique()
+    chance = common_chance(summary, CHANCE)
     bars = figure(figures.accuracy_bars(summary, CHANCE),
                   "Cross-validated accuracy per pair: bars are the mean "
                   + ("over subjects, error bars the SD across subjects, dots the subjects"
                      if n_subjects > 1 else "over folds, error bars the SD across folds")
-                  + f"; dashed line: chance ({CHANCE:g}).", alt="accuracy per pair")
+                  + (f"; dashed line: chance ({chance:g})." if chance is not None else
+                     f"; dashed marks: the chance of each pair, mean over its subjects "
+                     f"({_chance_text(results)})."), alt="accuracy per pair")
     note = tag("p", "Each cell: the mean accuracy over folds ± its SD"
                     + (" and the permutation p-value (not corrected for the number of subjects "
                        "and pairs)" if results.pvalues is not None else "") + ".",
                class_="note")
     long_table = table(merged, formats={"mean_accuracy": _three, "std_accuracy": _three,
-                                        "p_value": format_p})
+                                        "chance": _three, "p_value": format_p})
     details = tag("details", tag("summary", f"All {len(merged)} rows (summary.csv"
                                  + (" with permutations/pvalues.csv)"
                                     if results.pvalues is not None else ")")), long_table)
@@ -237,11 +247,15 @@ def _permutations(pvalues: pd.DataFrame) -> Html:
 
 
 def _group(group: pd.DataFrame) -> Html:
-    note = tag("p", f"One-sided one-sample t-test of the subjects' accuracies against chance "
-                    f"({CHANCE:g}); highlighted: p ≤ {ALPHA:g}.", class_="note")
-    frame = group[["class_a", "class_b", "mean_accuracy", "t", "p_value", "n_subjects"]]
-    return join_parts(note, table(frame, formats={"mean_accuracy": _three, "p_value": format_p,
-                                                  "t": lambda t: f"{t:.2f}"},
+    against = ("each subject's chance of the pair (column chance: their mean)"
+               if "chance" in group else f"chance ({CHANCE:g})")
+    note = tag("p", f"One-sided one-sample t-test across subjects of the accuracy minus "
+                    f"{against}; a pair of fewer than 2 subjects has no test; highlighted: "
+                    f"p ≤ {ALPHA:g}.", class_="note")
+    columns = ["class_a", "class_b", "mean_accuracy", "chance", "t", "p_value", "n_subjects"]
+    frame = group[[column for column in columns if column in group]]
+    return join_parts(note, table(frame, formats={"mean_accuracy": _three, "chance": _three,
+                                                  "p_value": format_p, "t": _two},
                                   row_class=_significant))
 
 
@@ -251,6 +265,23 @@ def _significant(row: pd.Series) -> str | None:
 
 def _three(value: object) -> str:
     return "" if pd.isna(value) else f"{value:.3f}"
+
+
+def _two(value: object) -> str:
+    return "" if pd.isna(value) else f"{value:.2f}"
+
+
+def _chance_text(results: RunResults) -> str:
+    """The chance level of the summary's accuracies, in words."""
+    chance = common_chance(results.summary, CHANCE)
+    if chance is not None:
+        return f"chance {chance:g}"
+    values = results.summary["chance"]
+    source = ("the permutation null mean"
+              if results.manifest.get("identity", {}).get("command") == "permute"
+              else "the majority-class rate of the test folds")
+    return (f"chance: {source} of each subject and pair, {values.min():.3f} to "
+            f"{values.max():.3f}")
 
 
 # --- figures of matrices and maps -----------------------------------------------------------
@@ -266,7 +297,9 @@ def _confusions(confusions: dict[str, pd.DataFrame], max_figures: int) -> Html:
     for subject in shown:
         counts = confusions[subject]
         accuracy = np.trace(counts.to_numpy()) / max(counts.to_numpy().sum(), 1)
-        title = f"{subject}: accuracy {accuracy:.3f} (chance {1 / len(counts):.3f})"
+        # Chance: the share of the most frequent true category (1 / n when balanced).
+        chance = counts.to_numpy().sum(axis=1).max() / max(counts.to_numpy().sum(), 1)
+        title = f"{subject}: accuracy {accuracy:.3f} (chance {chance:.3f})"
         matrices.append(figure(figures.confusion_matrix(counts, title), title))
     return join_parts(*parts, tag("div", *matrices, class_="grid"))
 
@@ -295,25 +328,36 @@ def _searchlight(results: RunResults, background, background_note: str,
                  max_figures: int) -> Html:
     maps = results.searchlight_maps
     shown = maps[:max_figures]
+    floor, floor_text = _searchlight_chance(results.searchlight_table)
     parts = [tag("p", f"Shown: {len(shown)} of {len(maps)} map(s) of searchlight/, in name "
                       f"order. Maps of accuracies (values in [0, 1]) show the voxels above "
-                      f"chance ({CHANCE:g}); other maps all values. {background_note}",
+                      f"{floor_text}; other maps all values. {background_note}",
                  class_="note")]
     images = []
     for path in shown:
         accuracy = figures.is_accuracy_map(path)
         png = figures.brain_map(path, path.name.removesuffix(".nii.gz"), background,
-                                above=CHANCE if accuracy else None)
+                                above=floor if accuracy else None)
         images.append(figure(png, f"searchlight/{path.name}"
-                             + (f" (accuracy above {CHANCE:g})" if accuracy else "")))
+                             + (f" (accuracy above {floor:.3g})" if accuracy else "")))
     return join_parts(*parts, tag("div", *images, class_="grid maps"))
 
 
-def _mask(mask: str | Path | None, results: RunResults, background) -> Html | None:
-    if mask is not None:
-        if not Path(mask).exists():
-            raise InputError(f"{mask}: mask image not found; give an existing NIfTI file")
-        image, source = mask, f"{mask}"
+def _searchlight_chance(table: pd.DataFrame | None) -> tuple[float, str]:
+    """The level accuracy maps are drawn above, and its description."""
+    chance = CHANCE if table is None else common_chance(table, CHANCE)
+    if chance is not None:
+        return chance, f"chance ({chance:g})"
+    lowest = float(table["chance"].min())
+    return lowest, (f"{lowest:.3f}, the lowest chance of the subjects and pairs (the "
+                    f"majority-class rate of the test folds; each one's is in "
+                    f"searchlight.csv)")
+
+
+def _mask(mask: str | Path | None, image: nib.Nifti1Image | None, results: RunResults,
+          background) -> Html | None:
+    if image is not None:
+        source = f"{mask}"
     else:
         store_path = str(results.manifest.get("identity", {}).get("store", ""))
         subjects = (results.summary["subject"].unique() if results.summary is not None
@@ -330,13 +374,19 @@ def _mask(mask: str | Path | None, results: RunResults, background) -> Html | No
     return figure(figures.mask_map(image, "mask", background), f"Mask: {source}.")
 
 
-def _background(anat: str | Path | None, manifest: dict,
-                out_dir: Path) -> tuple[str | None, str]:
-    if anat is not None:
-        if not Path(anat).exists():
-            raise InputError(f"{anat}: background image not found; give an existing NIfTI "
-                             f"file (e.g. a mean EPI) or no anat")
-        return str(anat), f"Background: {anat}."
+def _background(anat: str | Path | None) -> tuple[nib.Nifti1Image | None, str]:
+    """The ``anat`` image given (a 4D one: the mean of its volumes) and its note."""
+    if anat is None:
+        return None, ""
+    image = read_image_option("--anat", anat, average=True)
+    shape = nib.load(anat).shape  # it loads: read_image_option checked
+    averaged = len(shape) == 4 and shape[3] > 1
+    return image, f"Background: {anat}" + (f" (mean of its {shape[3]} volumes)."
+                                            if averaged else ".")
+
+
+def _run_background(manifest: dict, out_dir: Path) -> tuple[str | None, str]:
+    """The background ``run.json`` names (the first subject's mean EPI), if it exists."""
     named = manifest.get("background")
     if named:
         path = out_dir / named  # a relative name is inside the output directory

@@ -33,17 +33,28 @@ def to_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def plain(text: object) -> str:
+    """Text drawn as written: ``$`` escaped, so that matplotlib does not parse it as math."""
+    return str(text).replace("$", r"\$")
+
+
 def accuracy_bars(summary: pd.DataFrame, chance: float = 0.5) -> bytes:
     """Accuracy per pair: mean over subjects, error bars, one dot per subject.
 
     The error bars are the standard deviation across subjects when there
-    are several, else the subject's standard deviation across folds.
+    are several, else the subject's standard deviation across folds. The
+    chance level is the summary's ``chance`` column (its mean over the
+    subjects of each pair) when there is one, else ``chance``: one dashed
+    line when every pair has the same, else a red mark on each bar.
     """
     table = summary.assign(pair=summary["class_a"] + " vs " + summary["class_b"])
+    if "chance" not in table:
+        table = table.assign(chance=chance)
     pairs = list(dict.fromkeys(table.sort_values(["class_a", "class_b"])["pair"]))
     by_pair = table.groupby("pair")
     n_subjects = table["subject"].nunique()
     means = by_pair["mean_accuracy"].mean().reindex(pairs)
+    chances = by_pair["chance"].mean().reindex(pairs).to_numpy()
     if n_subjects > 1:
         errors = by_pair["mean_accuracy"].std().reindex(pairs)
         error_label = f"SD across {n_subjects} subjects"
@@ -63,9 +74,13 @@ def accuracy_bars(summary: pd.DataFrame, chance: float = 0.5) -> bytes:
             rows = rows.set_index("pair").reindex(pairs)
             axes.plot(rows["mean_accuracy"], positions + offset, "o", markersize=3.5,
                       color="#333", alpha=0.6, label="subjects" if offset == jitter[0] else None)
-    axes.axvline(chance, color="#c0392b", linestyle="--", linewidth=1.2,
-                 label=f"chance ({chance:g})")
-    axes.set_yticks(positions, pairs)
+    if np.allclose(chances, chances[0], rtol=0, atol=1e-12):
+        axes.axvline(chances[0], color="#c0392b", linestyle="--", linewidth=1.2,
+                     label=f"chance ({chances[0]:g})")
+    else:
+        axes.vlines(chances, positions - 0.45, positions + 0.45, color="#c0392b",
+                    linestyle="--", linewidth=1.6, label="chance of each pair")
+    axes.set_yticks(positions, [plain(pair) for pair in pairs])
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("accuracy")
@@ -87,11 +102,12 @@ def confusion_matrix(counts: pd.DataFrame, title: str) -> bytes:
     for (row, column), count in np.ndenumerate(values):
         axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
                   color="white" if shares[row, column] > 0.6 else "black")
-    axes.set_xticks(range(len(counts.columns)), counts.columns, rotation=45, ha="right")
-    axes.set_yticks(range(len(counts.index)), counts.index)
+    axes.set_xticks(range(len(counts.columns)), [plain(name) for name in counts.columns],
+                    rotation=45, ha="right")
+    axes.set_yticks(range(len(counts.index)), [plain(name) for name in counts.index])
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(plain(title), fontsize=10)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of true class")
     figure.tight_layout()
     return to_png(figure)
@@ -119,7 +135,7 @@ def brain_map(image: str | Path | nib.Nifti1Image, title: str,
         top = float(np.nanmax(image.get_fdata()))
         options = {"threshold": above, "vmin": above, "vmax": max(top, above + 1e-6),
                    "cmap": "hot", "symmetric_cbar": False}
-    plotting.plot_stat_map(image, bg_img=background, figure=figure, title=title,
+    plotting.plot_stat_map(image, bg_img=background, figure=figure, title=plain(title),
                            draw_cross=False, black_bg=False, annotate=True,
                            **options, **cuts)
     return to_png(figure)
@@ -167,6 +183,6 @@ def mask_map(mask: str | Path | nib.Nifti1Image, title: str,
 
     cuts = _cuts(mask)
     figure = new_figure(*_figure_size(cuts))
-    plotting.plot_roi(mask, bg_img=background, figure=figure, title=title, draw_cross=False,
-                      black_bg=False, alpha=0.6, cmap="autumn", **cuts)
+    plotting.plot_roi(mask, bg_img=background, figure=figure, title=plain(title),
+                      draw_cross=False, black_bg=False, alpha=0.6, cmap="autumn", **cuts)
     return to_png(figure)

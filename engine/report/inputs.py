@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from nidecode.errors import InputError
@@ -18,6 +20,7 @@ from nidecode.errors import InputError
 SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
 GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "t", "p_value", "n_subjects"]
+SEARCHLIGHT_COLUMNS = ["subject", "class_a", "class_b", "n_spheres"]
 _NAMES = {"subject": str, "class_a": str, "class_b": str}
 
 
@@ -33,6 +36,7 @@ class RunResults:
     confusions: dict[str, pd.DataFrame] = field(default_factory=dict)
     weight_maps: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     searchlight_maps: list[Path] = field(default_factory=list)
+    searchlight_table: pd.DataFrame | None = None  # searchlight.csv, if any
 
 
 def read_results(out_dir: str | Path) -> RunResults:
@@ -48,7 +52,7 @@ def read_results(out_dir: str | Path) -> RunResults:
     RunResults
         Optional parts are ``None`` or empty when their files are absent:
         ``permutations/pvalues.csv``, ``group.csv``,
-        ``multiclass/confusion_{subject}.csv``,
+        ``multiclass/confusion_{subject}.csv``, ``searchlight.csv``,
         ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (for the pairs of
         the summary) and ``searchlight/*.nii.gz``.
     """
@@ -70,6 +74,8 @@ def read_results(out_dir: str | Path) -> RunResults:
         results.pvalues = read_table(path / "permutations" / "pvalues.csv", PVALUE_COLUMNS)
     if (path / "group.csv").exists():
         results.group = read_table(path / "group.csv", GROUP_COLUMNS)
+    if (path / "searchlight.csv").exists():
+        results.searchlight_table = read_table(path / "searchlight.csv", SEARCHLIGHT_COLUMNS)
     for confusion in sorted((path / "multiclass").glob("confusion_*.csv")):
         results.confusions[confusion.stem.removeprefix("confusion_")] = read_confusion(confusion)
     for row in summary.itertuples() if summary is not None else ():
@@ -80,10 +86,15 @@ def read_results(out_dir: str | Path) -> RunResults:
 
 
 def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
-    """A CSV table with at least ``columns`` (names kept as text, e.g. subject ``01``)."""
+    """A CSV table with at least ``columns``; names stay text, other columns become numbers.
+
+    Subject and category names are read as written: ``01``, ``NA``, ``null``,
+    ``None`` or ``True`` are names, not numbers or missing values. The
+    other columns are numbers where every cell is one (an empty cell is
+    NaN); a required one that is not is an :class:`~nidecode.errors.InputError`.
+    """
     try:
-        frame = pd.read_csv(path, dtype={name: kind for name, kind in _NAMES.items()
-                                         if name in columns})
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable CSV table ({error}); expected the columns "
                          f"{','.join(columns)}") from None
@@ -91,28 +102,82 @@ def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected the "
                          f"columns {','.join(columns)}")
-    numeric = [column for column in columns if column not in _NAMES]
-    bad = [column for column in numeric if not pd.api.types.is_numeric_dtype(frame[column])]
+    bad = []
+    for column in frame.columns:
+        if column in _NAMES:
+            continue
+        numbers = _numbers(frame[column])
+        if numbers is not None:
+            frame[column] = numbers
+        elif column in columns:
+            bad.append(column)
     if bad:
         raise InputError(f"{path}: column(s) {', '.join(bad)} hold non-numeric values; "
                          f"write numbers there")
     return frame
 
 
+def _numbers(texts: pd.Series) -> pd.Series | None:
+    """The column as numbers (empty cells NaN), or ``None`` if a cell is not a number."""
+    stripped = texts.str.strip()
+    numbers = pd.to_numeric(stripped.mask(stripped == ""), errors="coerce")
+    written_nan = stripped.str.lower().isin(["", "nan"])
+    return None if (numbers.isna() & ~written_nan).any() else numbers
+
+
 def read_confusion(path: Path) -> pd.DataFrame:
     """A confusion matrix: first column the true categories, then one column per prediction."""
     try:
-        frame = pd.read_csv(path, index_col=0)
+        frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable CSV table ({error})") from None
-    frame.index = frame.index.astype(str)
     if list(frame.index) != list(frame.columns) or frame.empty:
         raise InputError(f"{path}: not a square confusion matrix (rows {list(frame.index)}, "
                          f"columns {list(frame.columns)}); write the categories as the first "
                          f"column and as the header, in the same order")
-    if not all(pd.api.types.is_integer_dtype(frame[column]) for column in frame.columns):
+    counts = {column: _numbers(frame[column]) for column in frame.columns}
+    if not all(values is not None and pd.api.types.is_integer_dtype(values)
+               for values in counts.values()):
         raise InputError(f"{path}: the confusion matrix must hold integer counts")
-    return frame
+    return pd.DataFrame(counts, index=frame.index)
+
+
+def read_image_option(option: str, path: str | Path, *, average: bool) -> nib.Nifti1Image:
+    """A 3D image given on the command line (``--anat``, ``--mask``), loaded and checked.
+
+    Parameters
+    ----------
+    option : str
+        The option, named in messages.
+    path : str or Path
+    average : bool
+        A 4D image becomes the mean of its volumes (a background); otherwise
+        a 4D image of more than one volume is an
+        :class:`~nidecode.errors.InputError` (a mask).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        3D, its data in memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{option} {path}: {'background' if average else 'mask'} image not "
+                         f"found; give an existing NIfTI file")
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel raises many types for foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else \
+            type(error).__name__
+        raise InputError(f"{option} {path}: not a readable NIfTI image ({reason}); give a "
+                         f"3D .nii or .nii.gz file") from None
+    if data.ndim == 4 and (average or data.shape[3] == 1):
+        data = data.mean(axis=3) if average else data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{option} {path}: a {data.ndim}D image with shape {data.shape}; "
+                         f"give a 3D {'image' if average else 'mask'}")
+    return nib.Nifti1Image(data, image.affine)
 
 
 def read_bench(bench_dir: str | Path) -> tuple[list[Path], object]:
