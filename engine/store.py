@@ -6,7 +6,7 @@ Layout (Zarr v3)::
       {subject}/                one group per subject, attrs below
         X        float32 (scans x voxels), chunked along voxels
         labels   int16 (scans,), codes into attrs["categories"]
-        runs     int32 (scans,)
+        runs     int64 (scans,); int32 in stores written before, read alike
         mask     bool (x, y, z)
         mean     float32 (x, y, z), the mean EPI (absent for trial betas)
 
@@ -101,7 +101,7 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     group = zarr.open_group(str(version), mode="w")
     group.create_array("X", data=X, chunks=(X.shape[0], min(VOXEL_CHUNK, X.shape[1])))
     group.create_array("labels", data=codes.astype(np.int16))
-    group.create_array("runs", data=np.asarray(runs, dtype=np.int32))
+    group.create_array("runs", data=np.asarray(runs, dtype=np.int64))
     group.create_array("mask", data=np.asarray(mask, dtype=bool))
     if mean_volume is not None:
         group.create_array("mean", data=np.asarray(mean_volume, dtype=np.float32))

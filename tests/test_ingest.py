@@ -55,3 +55,69 @@ def test_duplicate_subject_ids_are_refused(tmp_path):
     second = tiny_subject(tmp_path / "b" / "sub01")
     with pytest.raises(InputError, match="subject id 'sub01' already used"):
         ingest([first, second], tmp_path / "s.zarr", "mask4_vt")
+
+
+SLICE = "haxby2001_slice"
+
+
+def _renumbered_slice(directory, haxby_slice_dir, new_id):
+    """The real slice with run ``r`` (file order) renamed ``new_id[r]``, same scans."""
+    directory.mkdir(parents=True)
+    for name in ("bold.nii.gz", "mask.nii.gz"):
+        (directory / name).symlink_to(haxby_slice_dir / name)
+    labels = read_labels(haxby_slice_dir / "labels.txt")
+    labels["chunks"] = np.asarray(new_id)[labels["chunks"]]
+    labels.to_csv(directory / "labels.txt", sep=" ", index=False)
+    return directory
+
+
+def _face_vs_cat(path, subject=SLICE):
+    from nidecode.plan import PairJob
+    from nidecode.tasks import decode_pairs
+
+    design = store.read_design(path, subject)
+    [result] = decode_pairs(str(path), [PairJob(subject, "cat", "face", 12)], design.checksum,
+                            "logo", 1.0)
+    return result
+
+
+@pytest.mark.parametrize("numbering", ["lexicographic", "descending", "large"])
+def test_runs_in_any_order_give_the_same_store_and_accuracy(tmp_path, haxby_slice_dir,
+                                                            haxby_store, numbering):
+    # File order 1, 10, 11, 12, 2, ... (runs numbered as strings sort), or
+    # 11 .. 0, or ids beyond int32: each scan keeps its row and its run.
+    new_id = {"lexicographic": sorted(range(1, 13), key=str),
+              "descending": list(range(11, -1, -1)),
+              "large": [2**40 + 7 * run for run in range(12)][::-1]}[numbering]
+    directory = _renumbered_slice(tmp_path / SLICE, haxby_slice_dir, new_id)
+    ingest([directory], tmp_path / "s.zarr", "mask")
+    np.testing.assert_array_equal(store.read_timeseries(tmp_path / "s.zarr", SLICE),
+                                  store.read_timeseries(haxby_store["run"], SLICE))
+    design = store.read_design(tmp_path / "s.zarr", SLICE)
+    original = read_labels(haxby_slice_dir / "labels.txt")["chunks"].to_numpy()
+    np.testing.assert_array_equal(design.runs, np.asarray(new_id)[original])
+    result = _face_vs_cat(tmp_path / "s.zarr")
+    assert result.accuracy.mean() == pytest.approx(0.8102, abs=5e-5)
+    reference = _face_vs_cat(haxby_store["run"])
+    by_fold = dict(zip(result.folds.tolist(), result.accuracy, strict=True))
+    np.testing.assert_array_equal([by_fold[new_id[run]] for run in reference.folds],
+                                  reference.accuracy)
+
+
+def test_a_run_id_in_two_separate_blocks_is_refused(tmp_path, haxby_slice_dir):
+    # Two sessions numbered 0-5 each: leave-one-run-out would hold out
+    # both sessions' run 0 together, and cleaning would mix them.
+    directory = _renumbered_slice(tmp_path / SLICE, haxby_slice_dir, list(range(6)) * 2)
+    with pytest.raises(InputError, match=r"labels.txt: run 0 at lines 728-848 already "
+                                         r"came at lines 2-122.*renumber"):
+        ingest([directory], tmp_path / "s.zarr", "mask")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_run_of_one_scan_is_refused(tmp_path):
+    directory = tiny_subject(tmp_path / "sub01")
+    labels = (directory / "labels.txt").read_text().splitlines()
+    labels[9] = labels[9].replace(" 1", " 33")  # a typo in the middle of run 1
+    (directory / "labels.txt").write_text("\n".join(labels) + "\n")
+    with pytest.raises(InputError, match=r"labels.txt: run 33 has one scan \(line 10\)"):
+        ingest([directory], tmp_path / "s.zarr", "mask4_vt")

@@ -103,3 +103,20 @@ def _fresh(tmp_path):
     path = tmp_path / "fresh.zarr"
     store.create_store(path)
     return path
+
+
+def test_large_run_ids_round_trip_and_int32_stores_stay_readable(tmp_path):
+    path = tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 2, 1), bool)
+    runs = np.repeat([2**31, 2**40 + 1, 5], 2)
+    store.write_subject(path, "s1", rng.normal(size=(6, 4)), ["a", "b"] * 3, runs, mask,
+                        np.eye(4), {}, {})
+    np.testing.assert_array_equal(store.read_design(path, "s1").runs, runs)
+    # A store written before runs were int64 holds int32 runs.
+    group = zarr.open_group(str(path))["s1"]
+    del group["runs"]
+    group.create_array("runs", data=np.repeat([0, 1, 2], 2).astype(np.int32))
+    design = store.read_design(path, "s1")
+    assert design.runs.dtype == np.int64
+    np.testing.assert_array_equal(design.runs, np.repeat([0, 1, 2], 2))

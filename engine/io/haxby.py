@@ -92,7 +92,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         One row per scan.
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a byte-order mark (Windows editors) is not part of the header.
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read labels ({_first_line(error)}); expected a "
                          f"UTF-8 text table with header 'labels chunks'") from None
@@ -118,8 +119,47 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         except ValueError:
             raise InputError(f"{path}: line {number} has run {fields[chunks_at]!r}; the "
                              f"chunks column must hold integer run numbers") from None
+    check_run_blocks(np.array(runs, dtype=np.int64), [number for number, _ in rows], path)
     return pd.DataFrame({"labels": [fields[labels_at] for _, fields in rows],
                          "chunks": np.array(runs, dtype=np.int64)})
+
+
+def check_run_blocks(runs: np.ndarray, lines: list[int], path: str | Path) -> None:
+    """Refuse runs of one scan and run ids that come back after another run.
+
+    A run is one contiguous block of scans; blocks may come in any order
+    (1, 10, 2, ...). An id used by two separate blocks (e.g. two sessions
+    both numbered 1-6) is refused rather than merged into one run (which
+    leave-one-run-out would hold out as one, and z-scoring would pool) or
+    split into two (whose folds the id could not name).
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int, shape (n_scans,)
+        Run of each scan, in file order.
+    lines : list of int
+        Line number of each scan in ``path``, for the messages.
+    path : str or Path
+        The labels file.
+    """
+    ids, counts = np.unique(runs, return_counts=True)
+    if (counts < 2).any():
+        run = ids[counts < 2][0]
+        raise InputError(f"{path}: run {run} has one scan (line "
+                         f"{lines[int(np.flatnonzero(runs == run)[0])]}); a run with fewer "
+                         f"than 2 scans cannot be z-scored: fix the run number of that line")
+    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
+    ends = np.r_[starts[1:], len(runs)] - 1
+    first_block: dict[int, int] = {}
+    for start, end in zip(starts, ends, strict=True):
+        run = int(runs[start])
+        if run in first_block:
+            earlier = first_block[run]
+            raise InputError(f"{path}: run {run} at lines {lines[start]}-{lines[end]} already "
+                             f"came at lines {lines[earlier]}-{lines[ends[starts == earlier][0]]}"
+                             f"; each run must be one block of lines: renumber the runs of "
+                             f"later sessions (e.g. 0-5 then 6-11)")
+        first_block[run] = int(start)
 
 
 def load_bold(path: str | Path) -> nib.Nifti1Image:
