@@ -192,6 +192,7 @@ def find_subjects(subject_dirs: Sequence[str | Path],
 def haxby_source(subject_dir: str | Path, mask: str | Path) -> SubjectSource:
     """A subject directory in the Haxby layout (see :mod:`nidecode.io.haxby`)."""
     files = find_subject_files(subject_dir, mask)
+    store.check_subject_id(files.subject, subject_dir)
     return SubjectSource(
         subject=files.subject, images=(files.bold,), scans=read_labels(files.labels),
         mask=files.mask, labels_file=files.labels,
@@ -237,6 +238,7 @@ def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
 def _bids_source(runs: list[bids.BidsRun], mask: str | Path,
                  strategy: tuple[str, ...] | None, hrf_shift: float) -> SubjectSource:
     subject = runs[0].subject
+    store.check_subject_id(subject, runs[0].bold.parent)
     mask_path = Path(str(mask).replace("{subject}", subject))
     if not mask_path.is_file():
         raise InputError(f"{mask_path}: mask not found; give a mask image on the BOLD grid "

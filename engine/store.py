@@ -56,6 +56,33 @@ def checksum(X: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()
 
 
+def check_subject_id(subject: str, source: str | Path | None = None) -> None:
+    """Refuse a subject id that is not a plain name in the store's root.
+
+    The id is the name of the subject's symlink in the store, beside the
+    store's own ``zarr.json`` and its hidden ``.versions`` and ``.link-*``
+    entries: it must be non-empty, must not start with a dot, hold a path
+    separator or a control character, nor be ``zarr.json``.
+
+    Parameters
+    ----------
+    subject : str
+    source : str or Path, optional
+        Where the id comes from (a subject directory), named in the message.
+    """
+    reason = None
+    if not subject or subject.startswith("."):
+        reason = "an empty name or one starting with '.' is the store's own or a hidden entry"
+    elif any(separator in subject for separator in "/\\") or not subject.isprintable():
+        reason = "a subject id is one file name: no path separator or control character"
+    elif subject.lower() == "zarr.json":
+        reason = "zarr.json holds the store's own metadata"
+    if reason is not None:
+        where = f"{source}: " if source is not None else ""
+        raise InputError(f"{where}subject id {subject!r}: {reason}; rename the subject "
+                         f"(its directory) to a plain name such as sub01")
+
+
 def create_store(path: str | Path) -> zarr.Group:
     """Open a store for writing, creating it if needed, and check its format."""
     path = Path(path)
@@ -93,6 +120,7 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     mean_volume : numpy.ndarray, 3D, optional
         The mean EPI (the raw BOLD averaged over scans), a background for maps.
     """
+    check_subject_id(subject)
     path = Path(path)
     create_store(path)
     X = np.ascontiguousarray(X, dtype=np.float32)

@@ -121,3 +121,21 @@ def test_a_run_of_one_scan_is_refused(tmp_path):
     (directory / "labels.txt").write_text("\n".join(labels) + "\n")
     with pytest.raises(InputError, match=r"labels.txt: run 33 has one scan \(line 10\)"):
         ingest([directory], tmp_path / "s.zarr", "mask4_vt")
+
+
+@pytest.mark.parametrize("name", ["zarr.json", ".versions", ".sub01"])
+def test_subject_directories_named_like_store_files_are_refused(tmp_path, capsys, name):
+    from nidecode.cli import main
+
+    good = tiny_subject(tmp_path / "sub01")
+    path = tmp_path / "s.zarr"
+    ingest([good], path, "mask4_vt")
+    bad = tiny_subject(tmp_path / "in" / name, seed=1)
+    other = tiny_subject(tmp_path / "in" / "sub02", seed=2)
+    status = main(["ingest", str(other), str(bad), "--store", str(path), "--mask", "mask4_vt",
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"subject id {name!r}" in err and str(bad) in err
+    assert store.list_subjects(path) == ["sub01"]  # nothing written, the store intact
+    np.testing.assert_array_equal(store.read_design(path, "sub01").runs, np.repeat([0, 1, 2], 6))

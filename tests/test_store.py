@@ -120,3 +120,16 @@ def test_large_run_ids_round_trip_and_int32_stores_stay_readable(tmp_path):
     design = store.read_design(path, "s1")
     assert design.runs.dtype == np.int64
     np.testing.assert_array_equal(design.runs, np.repeat([0, 1, 2], 2))
+
+
+@pytest.mark.parametrize("subject", ["zarr.json", ".versions", ".link-x", "", ".", "..",
+                                     "a/b", "a\\b", ".hidden", "c\nd"])
+def test_subject_ids_the_store_uses_itself_are_refused_before_writing(tmp_path, subject):
+    path = tmp_path / "s.zarr"
+    X, *_ = _write(path)
+    before = sorted(str(entry) for entry in path.rglob("*"))
+    with pytest.raises(InputError, match="subject id .*: .*rename") as error:
+        _write(path, subject=subject)
+    assert "\n" not in str(error.value)
+    assert sorted(str(entry) for entry in path.rglob("*")) == before
+    np.testing.assert_array_equal(store.read_timeseries(path, "s1"), X.astype(np.float32))
