@@ -11,6 +11,7 @@ row per trial.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,9 +194,12 @@ def haxby_source(subject_dir: str | Path, mask: str | Path) -> SubjectSource:
     """A subject directory in the Haxby layout (see :mod:`nidecode.io.haxby`)."""
     files = find_subject_files(subject_dir, mask)
     store.check_subject_id(files.subject, subject_dir)
+    # Absolute paths: the workers of a cluster may run in another directory.
+    bold, labels, mask_path = (_absolute(path) for path in (files.bold, files.labels,
+                                                            files.mask))
     return SubjectSource(
-        subject=files.subject, images=(files.bold,), scans=read_labels(files.labels),
-        mask=files.mask, labels_file=files.labels,
+        subject=files.subject, images=(bold,), scans=read_labels(labels),
+        mask=mask_path, labels_file=labels,
         files={"bold": str(files.bold.resolve()), "labels": str(files.labels.resolve()),
                "mask": str(files.mask.resolve())})
 
@@ -228,6 +232,10 @@ def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
         if space is None:
             raise InputError(f"--confounds {','.join(confounds)}: confounds come from fMRIPrep; "
                              f"give --space to read its desc-preproc_bold images")
+    # Absolute paths: the workers of a cluster may run in another directory.
+    bids_root = _absolute(bids_root)
+    derivatives = None if derivatives is None else _absolute(derivatives)
+    mask = _absolute(mask)
     labels = [str(label).removeprefix("sub-") for label in subjects] if subjects else \
         bids.list_subjects(bids_root, task, space=space, derivatives=derivatives)
     return [_bids_source(bids.find_runs(bids_root, label, task, space=space,
@@ -374,6 +382,11 @@ def _ingest_betas(source: SubjectSource, store_path: str | Path, method: str,
                         cleaning, source.files)
     return {"subject": source.subject, "n_scans": X.shape[0], "n_voxels": X.shape[1],
             "n_constant_voxels": n_constant}
+
+
+def _absolute(path: str | Path) -> Path:
+    # abspath, not resolve: a symlinked subject directory keeps its name.
+    return Path(os.path.abspath(path))
 
 
 def _load_mask(source: SubjectSource, images: list) -> np.ndarray:

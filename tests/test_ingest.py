@@ -139,3 +139,21 @@ def test_subject_directories_named_like_store_files_are_refused(tmp_path, capsys
     assert f"subject id {name!r}" in err and str(bad) in err
     assert store.list_subjects(path) == ["sub01"]  # nothing written, the store intact
     np.testing.assert_array_equal(store.read_design(path, "sub01").runs, np.repeat([0, 1, 2], 6))
+
+
+@pytest.mark.parametrize("mask", ["mask4_vt", "sub01/mask4_vt.nii.gz"])
+def test_relative_paths_reach_workers_running_in_another_directory(tmp_path, client,
+                                                                   monkeypatch, capsys, mask):
+    # The workers of the cluster started in another working directory: a
+    # relative path sent as is would name a file that is not there.
+    from nidecode.cli import main
+
+    for number in (1, 2):
+        tiny_subject(tmp_path / f"sub0{number}", seed=number)
+    monkeypatch.chdir(tmp_path)
+    status = main(["ingest", "sub01", "sub02", "--store", "s.zarr", "--mask", mask, "--quiet",
+                   "--scheduler", client.scheduler.address])
+    assert status == 0, capsys.readouterr().err
+    assert store.list_subjects(tmp_path / "s.zarr") == ["sub01", "sub02"]
+    assert store.read_attributes("s.zarr", "sub02")["source"]["bold"] == str(
+        tmp_path / "sub02" / "bold.nii.gz")
