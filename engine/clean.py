@@ -17,7 +17,7 @@ from nidecode.errors import InputError
 STANDARDIZE_MODES = ("run", "global", "none")
 
 
-def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
+def drop_dummy_scans(runs: np.ndarray, n_dummy: int, source: str | None = None) -> np.ndarray:
     """Boolean index of the scans kept after dropping the first scans of each run.
 
     Parameters
@@ -25,7 +25,10 @@ def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
     runs : numpy.ndarray of int, shape (n_scans,)
         Run of each scan.
     n_dummy : int
-        Number of scans dropped at the start of every run.
+        Number of scans dropped at the start of every run; fewer than the
+        scans of the shortest run.
+    source : str, optional
+        The file the runs come from, named in the message.
 
     Returns
     -------
@@ -36,9 +39,35 @@ def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
     keep = np.ones(len(runs), dtype=bool)
     if n_dummy == 0:
         return keep
-    for run in np.unique(runs):
+    ids, lengths = np.unique(runs, return_counts=True)
+    if (lengths <= n_dummy).any():
+        short = int(np.argmin(lengths))
+        where = f" of {source}" if source is not None else ""
+        raise InputError(f"--drop-scans {n_dummy}: run {ids[short]}{where} has only "
+                         f"{lengths[short]} scans; drop fewer scans than the shortest run holds")
+    for run in ids:
         keep[np.flatnonzero(runs == run)[:n_dummy]] = False
     return keep
+
+
+def check_run_lengths(runs: np.ndarray, source: str, why: str) -> None:
+    """Refuse a run left with fewer than 2 scans (it cannot be z-scored).
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int, shape (n_scans,)
+        Run of each scan kept.
+    source : str
+        The file the runs come from, named in the message.
+    why : str
+        What removed scans (e.g. "--drop-scans 5"), named in the message.
+    """
+    ids, lengths = np.unique(runs, return_counts=True)
+    if (lengths < 2).any():
+        short = int(np.argmin(lengths))
+        raise InputError(f"{source}: run {ids[short]} keeps {lengths[short]} scan after "
+                         f"{why}; a run with fewer than 2 scans cannot be z-scored: drop "
+                         f"fewer scans")
 
 
 def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",

@@ -21,7 +21,12 @@ import pandas as pd
 
 from nidecode import store
 from nidecode.betas import check_method, estimate_betas
-from nidecode.clean import clean_signal, constant_voxels, drop_dummy_scans
+from nidecode.clean import (
+    check_run_lengths,
+    clean_signal,
+    constant_voxels,
+    drop_dummy_scans,
+)
 from nidecode.errors import InputError
 from nidecode.io import bids
 from nidecode.io.haxby import (
@@ -318,9 +323,13 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
     X = np.concatenate([masked for masked, _ in blocks])
     mean_volume = sum(volume_sum for _, volume_sum in blocks) / n_scans
     runs = source.scans["chunks"].to_numpy()
-    keep = drop_dummy_scans(runs, drop_scans)
+    keep = drop_dummy_scans(runs, drop_scans, str(source.labels_file))
     if source.keep is not None:
         keep &= source.keep
+    check_run_lengths(runs[keep], str(source.labels_file),
+                      f"--drop-scans {drop_scans}"
+                      + (" and the scans flagged in the confounds" if source.keep is not None
+                         else ""))
     X, runs, names = X[keep], runs[keep], source.scans["labels"].to_numpy()[keep]
     confounds = None if source.confounds is None else source.confounds[keep]
     n_constant = int(constant_voxels(X, runs).sum())
@@ -350,7 +359,7 @@ def estimate_run_betas(source: SubjectSource, run: int, method: str, *, drop_sca
     mask = load_mask(source.mask, image, source.images[run])
     signal, _ = _read_masked(source.images[run], image, mask, block_size)
     rows = np.flatnonzero(source.scans["chunks"].to_numpy() == run)
-    keep = drop_dummy_scans(np.zeros(len(rows), int), drop_scans)
+    keep = drop_dummy_scans(np.full(len(rows), run), drop_scans, str(source.images[run]))
     if source.keep is not None:
         keep &= source.keep[rows]
     confounds = None if source.confounds is None else source.confounds[rows]

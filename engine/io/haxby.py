@@ -10,6 +10,7 @@ naming the file and the fix.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ import pandas as pd
 from nidecode.errors import InputError
 
 BOLD_NAME = "bold.nii.gz"
+#: Accepted names of the BOLD image, the first found is used.
+BOLD_NAMES = (BOLD_NAME, "bold.nii")
 LABELS_NAME = "labels.txt"
 LABELS_HEADER = ("labels", "chunks")
 
@@ -55,12 +58,13 @@ def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFile
     if not directory.is_dir():
         raise InputError(f"{directory}: no such subject directory; give a directory "
                          f"holding {BOLD_NAME} and {LABELS_NAME}")
-    bold = directory / BOLD_NAME
+    bold = next((directory / name for name in BOLD_NAMES if (directory / name).is_file()),
+                directory / BOLD_NAME)
     labels = directory / LABELS_NAME
     for path in (bold, labels):
         if not path.is_file():
             raise InputError(f"{path}: file not found; each subject directory needs "
-                             f"{BOLD_NAME} and {LABELS_NAME}")
+                             f"{BOLD_NAME} (or bold.nii) and {LABELS_NAME}")
     # abspath, not resolve: a symlinked directory keeps its own name as id.
     subject = Path(os.path.abspath(directory)).name
     return SubjectFiles(subject, bold, labels, _resolve_mask(directory, mask))
@@ -214,6 +218,10 @@ def load_mask_like(path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
     data = np.asarray(image.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: mask is {data.ndim}D with shape {data.shape}; a mask must "
+                         f"be 3D: give a 3D mask or take one volume (e.g. "
+                         f"nilearn.image.index_img(mask, 0))")
     if data.shape != tuple(shape[:3]):
         raise InputError(f"{path}: mask shape {data.shape} differs from the "
                          f"{grid.format(what=f'shape {tuple(shape[:3])}')}; resample the mask "
@@ -244,8 +252,19 @@ def iter_masked_blocks(bold: nib.Nifti1Image, mask: np.ndarray,
     """
     n_scans = bold.shape[3]
     for start in range(0, n_scans, block_size):
-        volumes = np.asarray(bold.dataobj[..., start:start + block_size])
+        volumes = _read_volumes(bold, start, block_size)
         yield volumes[mask].T.astype(np.float32), volumes.sum(axis=3, dtype=np.float64)
+
+
+def _read_volumes(bold: nib.Nifti1Image, start: int, count: int) -> np.ndarray:
+    try:
+        return np.asarray(bold.dataobj[..., start:start + count])
+    except (EOFError, zlib.error, OSError, ValueError) as error:
+        # A truncated .nii.gz ends early (EOFError, zlib.error); a short .nii
+        # makes nibabel raise ValueError ("not enough data in file").
+        raise InputError(f"{bold.get_filename()}: cannot read scans {start}-"
+                         f"{min(start + count, bold.shape[3]) - 1} ({_first_line(error)}); "
+                         f"the file is truncated or corrupt: copy or export it again") from None
 
 
 def _load_nifti(path: str | Path, keep_file_open: bool = False) -> nib.Nifti1Image:
