@@ -157,3 +157,28 @@ def test_relative_paths_reach_workers_running_in_another_directory(tmp_path, cli
     assert store.list_subjects(tmp_path / "s.zarr") == ["sub01", "sub02"]
     assert store.read_attributes("s.zarr", "sub02")["source"]["bold"] == str(
         tmp_path / "sub02" / "bold.nii.gz")
+
+
+def test_bids_sessions_with_the_same_run_numbers_stay_separate_runs(tmp_path):
+    # Each BIDS run image is its own run: ses-1 run-1/2 and ses-2 run-1/2 are
+    # four runs, as the same four images in one session.
+    from nidecode.ingest import ingest_bids
+    from tests.test_bids import _tiny_bids
+
+    flat = _tiny_bids(tmp_path / "flat", n_runs=4)
+    sessions = _tiny_bids(tmp_path / "sessions", n_runs=4)
+    func = sessions / "sub-01" / "func"
+    for run in range(1, 5):
+        session, number = 1 + (run - 1) // 2, 1 + (run - 1) % 2
+        target = sessions / "sub-01" / f"ses-{session}" / "func"
+        target.mkdir(parents=True, exist_ok=True)
+        for suffix in ("bold.nii.gz", "events.tsv"):
+            (func / f"sub-01_task-tiny_run-{run}_{suffix}").rename(
+                target / f"sub-01_ses-{session}_task-tiny_run-{number}_{suffix}")
+    func.rmdir()
+    for root in (flat, sessions):
+        ingest_bids(root, tmp_path / f"{root.name}.zarr", "tiny", root / "mask.nii.gz")
+    design = store.read_design(tmp_path / "sessions.zarr", "sub-01")
+    np.testing.assert_array_equal(design.runs, np.repeat(np.arange(4), 12))
+    np.testing.assert_array_equal(store.read_timeseries(tmp_path / "sessions.zarr", "sub-01"),
+                                  store.read_timeseries(tmp_path / "flat.zarr", "sub-01"))
