@@ -1,6 +1,7 @@
 """Work done on the workers: pure functions of store paths and job lists.
 
-Workers read the store themselves; only small job descriptions go in and
+Workers read the store themselves, always the version of a subject whose
+checksum the run was planned with; only small job descriptions go in and
 small results come out, so no time series travels through the client or
 the scheduler. A task depends only on its arguments, so a task lost with
 its worker can be recomputed elsewhere with the same result.
@@ -58,7 +59,9 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
     jobs : sequence of PairJob
         Pairs of one subject.
     checksum : str
-        The subject's checksum recorded at ingest; verified on read.
+        The subject's checksum recorded at ingest, as planned; the version
+        of the subject holding it is read (even if re-ingested since) and
+        verified.
     cv : str
         ``"logo"`` or ``"kfold:K"``.
     C : float
@@ -103,7 +106,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         (subject, class_a, class_b, batch number) of each pair to score; one
         subject and one batch of centres.
     checksum : str
-        The subject's checksum (part of the cache key of its design).
+        The subject's checksum as planned: every block is read from the
+        version holding it (and it is part of the cache key of its design).
     voxels : numpy.ndarray of int
         The voxel block the spheres need (columns of the stored time series).
     spheres : scipy.sparse.csr_matrix, shape (n_spheres, len(voxels))
