@@ -182,3 +182,16 @@ def test_bids_sessions_with_the_same_run_numbers_stay_separate_runs(tmp_path):
     np.testing.assert_array_equal(design.runs, np.repeat(np.arange(4), 12))
     np.testing.assert_array_equal(store.read_timeseries(tmp_path / "sessions.zarr", "sub-01"),
                                   store.read_timeseries(tmp_path / "flat.zarr", "sub-01"))
+
+
+def test_relative_bids_paths_reach_workers_running_in_another_directory(tmp_path, client,
+                                                                        monkeypatch, capsys):
+    from nidecode.cli import main
+    from tests.test_bids import _tiny_bids
+
+    _tiny_bids(tmp_path / "ds")
+    monkeypatch.chdir(tmp_path)
+    status = main(["ingest", "ds", "--task", "tiny", "--store", "s.zarr", "--mask",
+                   "ds/mask.nii.gz", "--quiet", "--scheduler", client.scheduler.address])
+    assert status == 0, capsys.readouterr().err
+    assert store.list_subjects(tmp_path / "s.zarr") == ["sub-01"]
