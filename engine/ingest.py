@@ -323,13 +323,7 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
     X = np.concatenate([masked for masked, _ in blocks])
     mean_volume = sum(volume_sum for _, volume_sum in blocks) / n_scans
     runs = source.scans["chunks"].to_numpy()
-    keep = drop_dummy_scans(runs, drop_scans, str(source.labels_file))
-    if source.keep is not None:
-        keep &= source.keep
-    check_run_lengths(runs[keep], str(source.labels_file),
-                      f"--drop-scans {drop_scans}"
-                      + (" and the scans flagged in the confounds" if source.keep is not None
-                         else ""))
+    keep = _keep_scans(source, runs, drop_scans)
     X, runs, names = X[keep], runs[keep], source.scans["labels"].to_numpy()[keep]
     confounds = None if source.confounds is None else source.confounds[keep]
     n_constant = int(constant_voxels(X, runs).sum())
@@ -391,6 +385,25 @@ def _ingest_betas(source: SubjectSource, store_path: str | Path, method: str,
                         cleaning, source.files)
     return {"subject": source.subject, "n_scans": X.shape[0], "n_voxels": X.shape[1],
             "n_constant_voxels": n_constant}
+
+
+def _keep_scans(source: SubjectSource, runs: np.ndarray, drop_scans: int) -> np.ndarray:
+    """The scans kept after dummy scans and flagged volumes; every run keeps 2 or more."""
+    flagged = np.ones(len(runs), bool) if source.keep is None else source.keep
+    why = f"--drop-scans {drop_scans}" + (" and the volumes the confounds flag"
+                                          if source.keep is not None else "")
+    keep = np.zeros(len(runs), bool)
+    for rows, where in _run_groups(source, runs):
+        keep[rows] = drop_dummy_scans(runs[rows], drop_scans, where) & flagged[rows]
+        check_run_lengths(runs[rows][keep[rows]], where, why)
+    return keep
+
+
+def _run_groups(source: SubjectSource, runs: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """Rows and the file messages name: the labels file (Haxby), or each run's image (BIDS)."""
+    if len(source.images) == 1:
+        return [(np.arange(len(runs)), str(source.labels_file))]
+    return [(np.flatnonzero(runs == run), str(image)) for run, image in enumerate(source.images)]
 
 
 def _absolute(path: str | Path) -> Path:

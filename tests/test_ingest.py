@@ -195,3 +195,19 @@ def test_relative_bids_paths_reach_workers_running_in_another_directory(tmp_path
                    "ds/mask.nii.gz", "--quiet", "--scheduler", client.scheduler.address])
     assert status == 0, capsys.readouterr().err
     assert store.list_subjects(tmp_path / "s.zarr") == ["sub-01"]
+
+
+def test_drop_scans_that_empty_a_bids_run_name_its_image(tmp_path):
+    from nidecode.ingest import ingest_bids
+    from tests.test_bids import _tiny_bids
+
+    root = _tiny_bids(tmp_path / "ds", n_runs=2)
+    with pytest.raises(InputError, match=r"--drop-scans 12: run 0 of .*sub-01_task-tiny_run-1_"
+                                         r"bold.nii.gz has only 12 scans"):
+        ingest_bids(root, tmp_path / "s.zarr", "tiny", root / "mask.nii.gz", drop_scans=12)
+    with pytest.raises(InputError, match=r"run-1_bold.nii.gz: run 0 keeps 1 scan after "
+                                         r"--drop-scans 11"):
+        ingest_bids(root, tmp_path / "s.zarr", "tiny", root / "mask.nii.gz", drop_scans=11)
+    ingest_bids(root, tmp_path / "s.zarr", "tiny", root / "mask.nii.gz", drop_scans=10)
+    np.testing.assert_array_equal(store.read_design(tmp_path / "s.zarr", "sub-01").runs,
+                                  [0, 0, 1, 1])
