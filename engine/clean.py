@@ -17,7 +17,7 @@ from nidecode.errors import InputError
 STANDARDIZE_MODES = ("run", "global", "none")
 
 
-def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
+def drop_dummy_scans(runs: np.ndarray, n_dummy: int, source: str | None = None) -> np.ndarray:
     """Boolean index of the scans kept after dropping the first scans of each run.
 
     Parameters
@@ -25,7 +25,10 @@ def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
     runs : numpy.ndarray of int, shape (n_scans,)
         Run of each scan.
     n_dummy : int
-        Number of scans dropped at the start of every run.
+        Number of scans dropped at the start of every run; fewer than the
+        scans of the shortest run.
+    source : str, optional
+        The file the runs come from, named in the message.
 
     Returns
     -------
@@ -36,9 +39,35 @@ def drop_dummy_scans(runs: np.ndarray, n_dummy: int) -> np.ndarray:
     keep = np.ones(len(runs), dtype=bool)
     if n_dummy == 0:
         return keep
-    for run in np.unique(runs):
+    ids, lengths = np.unique(runs, return_counts=True)
+    if (lengths <= n_dummy).any():
+        short = int(np.argmin(lengths))
+        where = f" of {source}" if source is not None else ""
+        raise InputError(f"--drop-scans {n_dummy}: run {ids[short]}{where} has only "
+                         f"{lengths[short]} scans; drop fewer scans than the shortest run holds")
+    for run in ids:
         keep[np.flatnonzero(runs == run)[:n_dummy]] = False
     return keep
+
+
+def check_run_lengths(runs: np.ndarray, source: str, why: str) -> None:
+    """Refuse a run left with fewer than 2 scans (it cannot be z-scored).
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int, shape (n_scans,)
+        Run of each scan kept.
+    source : str
+        The file the runs come from, named in the message.
+    why : str
+        What removed scans (e.g. "--drop-scans 5"), named in the message.
+    """
+    ids, lengths = np.unique(runs, return_counts=True)
+    if (lengths < 2).any():
+        short = int(np.argmin(lengths))
+        raise InputError(f"{source}: run {ids[short]} keeps {lengths[short]} scan after "
+                         f"{why}; a run with fewer than 2 scans cannot be z-scored: drop "
+                         f"fewer scans")
 
 
 def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
@@ -50,7 +79,9 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
     X : numpy.ndarray, shape (n_scans, n_voxels)
         Masked signal.
     runs : numpy.ndarray of int, shape (n_scans,)
-        Run of each scan.
+        Run of each scan. The runs may come in any order (1, 10, 2, ...):
+        every scan is cleaned with the other scans of its run and stays in
+        its row.
     standardize : {"run", "global", "none"}
         ``"run"`` z-scores each voxel within each run (and detrends each run);
         ``"global"`` z-scores over all scans, exactly like
@@ -82,14 +113,35 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
     if standardize == "none" and not detrend:
         return X
     zscore = None if standardize == "none" else "zscore_sample"
-    per_run = None if standardize == "global" else runs
+    if standardize == "global":
+        return _nilearn_clean(X, None, detrend=detrend, standardize=zscore,
+                              standardize_confounds=False)
+    return _per_run(X, runs, None, detrend=detrend, standardize=zscore,
+                    standardize_confounds=False)
+
+
+def _per_run(X: np.ndarray, runs: np.ndarray, confounds: np.ndarray | None,
+             **options) -> np.ndarray:
+    # nilearn.signal.clean(runs=...) returns the rows grouped by sorted run
+    # value, whatever their order in X. Sort the scans by run (stably: each
+    # run keeps its time order), clean, then put every row back in its place.
+    runs = np.asarray(runs)
+    order = np.argsort(runs, kind="stable")
+    cleaned = _nilearn_clean(X[order], runs[order],
+                             confounds=None if confounds is None else confounds[order],
+                             **options)
+    restored = np.empty_like(cleaned)
+    restored[order] = cleaned
+    return restored
+
+
+def _nilearn_clean(X: np.ndarray, runs: np.ndarray | None, **options) -> np.ndarray:
     with warnings.catch_warnings():
         # nilearn warns about constant voxels (and divides by their zero
         # mean in a check); ingest reports them itself.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        return signal.clean(X, runs=per_run, detrend=detrend, standardize=zscore,
-                            standardize_confounds=False, ensure_finite=False)
+        return signal.clean(X, runs=runs, ensure_finite=False, **options)
 
 
 def _clean_with_confounds(X: np.ndarray, runs: np.ndarray, standardize: str, detrend: bool,
@@ -99,14 +151,11 @@ def _clean_with_confounds(X: np.ndarray, runs: np.ndarray, standardize: str, det
         raise InputError(f"confounds: {confounds.shape[0]} rows for {len(X)} scans; give one "
                          f"row of confounds per scan")
     per_run = standardize != "global"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        # standardize_confounds (nilearn's default) centres the confounds, so
-        # the regression keeps each run's mean and the fit has an intercept.
-        X = signal.clean(X, runs=runs, detrend=detrend and per_run,
-                         standardize="zscore_sample" if standardize == "run" else None,
-                         confounds=confounds, standardize_confounds=True, ensure_finite=False)
+    # standardize_confounds (nilearn's default) centres the confounds, so
+    # the regression keeps each run's mean and the fit has an intercept.
+    X = _per_run(X, runs, confounds, detrend=detrend and per_run,
+                 standardize="zscore_sample" if standardize == "run" else None,
+                 standardize_confounds=True)
     if per_run:
         return X
     return clean_signal(X, runs, standardize="global", detrend=detrend)

@@ -184,7 +184,8 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     geometry = {}
     for result in results:
         if result.subject not in geometry:
-            geometry[result.subject] = store.read_geometry(run.store_path, result.subject)
+            geometry[result.subject] = store.read_geometry(
+                run.store_path, result.subject, checksum=run.designs[result.subject].checksum)
         name = f"weights/{result.subject}_{result.class_a}_vs_{result.class_b}.nii.gz"
         run.output.write_image(name, weight_map(result, *geometry[result.subject]))
     if run.identity["cv"] == "logo":

@@ -11,6 +11,7 @@ row per trial.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,12 @@ import pandas as pd
 
 from nidecode import store
 from nidecode.betas import check_method, estimate_betas
-from nidecode.clean import clean_signal, constant_voxels, drop_dummy_scans
+from nidecode.clean import (
+    check_run_lengths,
+    clean_signal,
+    constant_voxels,
+    drop_dummy_scans,
+)
 from nidecode.errors import InputError
 from nidecode.io import bids
 from nidecode.io.haxby import (
@@ -192,9 +198,13 @@ def find_subjects(subject_dirs: Sequence[str | Path],
 def haxby_source(subject_dir: str | Path, mask: str | Path) -> SubjectSource:
     """A subject directory in the Haxby layout (see :mod:`nidecode.io.haxby`)."""
     files = find_subject_files(subject_dir, mask)
+    store.check_subject_id(files.subject, subject_dir)
+    # Absolute paths: the workers of a cluster may run in another directory.
+    bold, labels, mask_path = (_absolute(path) for path in (files.bold, files.labels,
+                                                            files.mask))
     return SubjectSource(
-        subject=files.subject, images=(files.bold,), scans=read_labels(files.labels),
-        mask=files.mask, labels_file=files.labels,
+        subject=files.subject, images=(bold,), scans=read_labels(labels),
+        mask=mask_path, labels_file=labels,
         files={"bold": str(files.bold.resolve()), "labels": str(files.labels.resolve()),
                "mask": str(files.mask.resolve())})
 
@@ -227,6 +237,10 @@ def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
         if space is None:
             raise InputError(f"--confounds {','.join(confounds)}: confounds come from fMRIPrep; "
                              f"give --space to read its desc-preproc_bold images")
+    # Absolute paths: the workers of a cluster may run in another directory.
+    bids_root = _absolute(bids_root)
+    derivatives = None if derivatives is None else _absolute(derivatives)
+    mask = _absolute(mask)
     labels = [str(label).removeprefix("sub-") for label in subjects] if subjects else \
         bids.list_subjects(bids_root, task, space=space, derivatives=derivatives)
     return [_bids_source(bids.find_runs(bids_root, label, task, space=space,
@@ -237,6 +251,7 @@ def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
 def _bids_source(runs: list[bids.BidsRun], mask: str | Path,
                  strategy: tuple[str, ...] | None, hrf_shift: float) -> SubjectSource:
     subject = runs[0].subject
+    store.check_subject_id(subject, runs[0].bold.parent)
     mask_path = Path(str(mask).replace("{subject}", subject))
     if not mask_path.is_file():
         raise InputError(f"{mask_path}: mask not found; give a mask image on the BOLD grid "
@@ -308,9 +323,7 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
     X = np.concatenate([masked for masked, _ in blocks])
     mean_volume = sum(volume_sum for _, volume_sum in blocks) / n_scans
     runs = source.scans["chunks"].to_numpy()
-    keep = drop_dummy_scans(runs, drop_scans)
-    if source.keep is not None:
-        keep &= source.keep
+    keep = _keep_scans(source, runs, drop_scans)
     X, runs, names = X[keep], runs[keep], source.scans["labels"].to_numpy()[keep]
     confounds = None if source.confounds is None else source.confounds[keep]
     n_constant = int(constant_voxels(X, runs).sum())
@@ -340,7 +353,7 @@ def estimate_run_betas(source: SubjectSource, run: int, method: str, *, drop_sca
     mask = load_mask(source.mask, image, source.images[run])
     signal, _ = _read_masked(source.images[run], image, mask, block_size)
     rows = np.flatnonzero(source.scans["chunks"].to_numpy() == run)
-    keep = drop_dummy_scans(np.zeros(len(rows), int), drop_scans)
+    keep = drop_dummy_scans(np.full(len(rows), run), drop_scans, str(source.images[run]))
     if source.keep is not None:
         keep &= source.keep[rows]
     confounds = None if source.confounds is None else source.confounds[rows]
@@ -372,6 +385,30 @@ def _ingest_betas(source: SubjectSource, store_path: str | Path, method: str,
                         cleaning, source.files)
     return {"subject": source.subject, "n_scans": X.shape[0], "n_voxels": X.shape[1],
             "n_constant_voxels": n_constant}
+
+
+def _keep_scans(source: SubjectSource, runs: np.ndarray, drop_scans: int) -> np.ndarray:
+    """The scans kept after dummy scans and flagged volumes; every run keeps 2 or more."""
+    flagged = np.ones(len(runs), bool) if source.keep is None else source.keep
+    why = f"--drop-scans {drop_scans}" + (" and the volumes the confounds flag"
+                                          if source.keep is not None else "")
+    keep = np.zeros(len(runs), bool)
+    for rows, where in _run_groups(source, runs):
+        keep[rows] = drop_dummy_scans(runs[rows], drop_scans, where) & flagged[rows]
+        check_run_lengths(runs[rows][keep[rows]], where, why)
+    return keep
+
+
+def _run_groups(source: SubjectSource, runs: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """Rows and the file messages name: the labels file (Haxby), or each run's image (BIDS)."""
+    if len(source.images) == 1:
+        return [(np.arange(len(runs)), str(source.labels_file))]
+    return [(np.flatnonzero(runs == run), str(image)) for run, image in enumerate(source.images)]
+
+
+def _absolute(path: str | Path) -> Path:
+    # abspath, not resolve: a symlinked subject directory keeps its name.
+    return Path(os.path.abspath(path))
 
 
 def _load_mask(source: SubjectSource, images: list) -> np.ndarray:

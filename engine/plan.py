@@ -187,9 +187,16 @@ def _check_pair_folds(design: Design, class_a: str, class_b: str, cv: str) -> in
     for fold in folds:
         if len(np.unique(labels[fold.train])) < 2:
             raise InputError(f"subject {design.subject}: {class_a} vs {class_b}, fold "
-                             f"{fold.fold}: the training scans hold one class only; use "
-                             f"--cv logo or choose categories present in more runs")
+                             f"{fold.fold}: the training scans hold one class only; "
+                             f"{_one_class_advice(cv)}")
     return len(folds)
+
+
+def _one_class_advice(cv: str) -> str:
+    if cv == "logo":  # both classes are then missing from the other runs (e.g. --drop-scans)
+        return ("choose categories present in more runs, or keep more scans of each run "
+                "(fewer --drop-scans)")
+    return "use --cv logo or choose categories present in more runs"
 
 
 def batch_jobs(jobs: Sequence[PairJob],

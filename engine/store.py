@@ -6,7 +6,7 @@ Layout (Zarr v3)::
       {subject}/                one group per subject, attrs below
         X        float32 (scans x voxels), chunked along voxels
         labels   int16 (scans,), codes into attrs["categories"]
-        runs     int32 (scans,)
+        runs     int64 (scans,); int32 in stores written before, read alike
         mask     bool (x, y, z)
         mean     float32 (x, y, z), the mean EPI (absent for trial betas)
 
@@ -16,6 +16,12 @@ settings used), ``source`` (input files), ``checksum`` (SHA-256 of X) and
 ``.versions/`` and published by atomically swapping the symlink
 ``{subject}`` to it, so a reader sees either the previous complete subject
 or the new one, never a half-written group.
+
+A run reads the version it planned with: reads given the subject's
+checksum (``verify``, ``checksum``) open the version holding that checksum,
+even after the subject was re-ingested. A replaced version therefore stays
+in ``.versions/`` and is swept ``ORPHAN_AGE_S`` after its replacement; a
+run still reading it then fails with one line instead of mixing versions.
 """
 
 from __future__ import annotations
@@ -49,11 +55,39 @@ class Design:
     runs: np.ndarray  # int, (n_scans,)
     n_voxels: int
     checksum: str
+    version: str = ""  # the version directory read (under .versions/)
 
 
 def checksum(X: np.ndarray) -> str:
     """SHA-256 of the stored time series (float32, C order)."""
     return hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()
+
+
+def check_subject_id(subject: str, source: str | Path | None = None) -> None:
+    """Refuse a subject id that is not a plain name in the store's root.
+
+    The id is the name of the subject's symlink in the store, beside the
+    store's own ``zarr.json`` and its hidden ``.versions`` and ``.link-*``
+    entries: it must be non-empty, must not start with a dot, hold a path
+    separator or a control character, nor be ``zarr.json``.
+
+    Parameters
+    ----------
+    subject : str
+    source : str or Path, optional
+        Where the id comes from (a subject directory), named in the message.
+    """
+    reason = None
+    if not subject or subject.startswith("."):
+        reason = "an empty name or one starting with '.' is the store's own or a hidden entry"
+    elif any(separator in subject for separator in "/\\") or not subject.isprintable():
+        reason = "a subject id is one file name: no path separator or control character"
+    elif subject.lower() == "zarr.json":
+        reason = "zarr.json holds the store's own metadata"
+    if reason is not None:
+        where = f"{source}: " if source is not None else ""
+        raise InputError(f"{where}subject id {subject!r}: {reason}; rename the subject "
+                         f"(its directory) to a plain name such as sub01")
 
 
 def create_store(path: str | Path) -> zarr.Group:
@@ -93,6 +127,7 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     mean_volume : numpy.ndarray, 3D, optional
         The mean EPI (the raw BOLD averaged over scans), a background for maps.
     """
+    check_subject_id(subject)
     path = Path(path)
     create_store(path)
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -101,7 +136,7 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     group = zarr.open_group(str(version), mode="w")
     group.create_array("X", data=X, chunks=(X.shape[0], min(VOXEL_CHUNK, X.shape[1])))
     group.create_array("labels", data=codes.astype(np.int16))
-    group.create_array("runs", data=np.asarray(runs, dtype=np.int32))
+    group.create_array("runs", data=np.asarray(runs, dtype=np.int64))
     group.create_array("mask", data=np.asarray(mask, dtype=bool))
     if mean_volume is not None:
         group.create_array("mean", data=np.asarray(mean_volume, dtype=np.float32))
@@ -126,13 +161,16 @@ def _publish(version: Path, target: Path) -> None:
     os.symlink(os.path.join(_VERSIONS, version.name), link)
     previous = os.readlink(target) if target.is_symlink() else None
     os.replace(link, target)
-    if previous is not None:
-        shutil.rmtree(target.parent / previous, ignore_errors=True)
+    if previous is not None and (target.parent / previous).is_dir():
+        # Not deleted: runs planned on it may still be reading it. Its age
+        # now counts from its replacement, and _sweep_orphans removes it.
+        os.utime(target.parent / previous)
 
 
 def _sweep_orphans(path: Path) -> None:
-    # Versions left by killed ingests are never linked; remove them once
-    # they are old enough not to belong to an ingest still running.
+    # Versions left by killed ingests are never linked, replaced versions no
+    # longer; remove them once old enough not to belong to an ingest or a
+    # run still going (a replaced version's age counts from its replacement).
     versions = path / _VERSIONS
     if not versions.is_dir():
         return
@@ -174,15 +212,20 @@ def list_subjects(path: str | Path) -> list[str]:
     return sorted(name for name, group in groups if group.attrs.get("complete") is True)
 
 
-def read_design(path: str | Path, subject: str) -> Design:
-    """Labels, runs and sizes of one subject (no time series read)."""
-    group = _subject_group(path, subject)
+def read_design(path: str | Path, subject: str, checksum: str | None = None) -> Design:
+    """Labels, runs and sizes of one subject (no time series read).
+
+    With ``checksum``, those of the version holding that checksum (see
+    :func:`read_timeseries`); otherwise of the published version.
+    """
+    group = _subject_group(path, subject, checksum)
     categories = np.asarray(group.attrs["categories"], dtype=str)
     return Design(subject=subject,
                   labels=categories[group["labels"][:]],
                   runs=group["runs"][:].astype(np.int64),
                   n_voxels=group["X"].shape[1],
-                  checksum=group.attrs["checksum"])
+                  checksum=group.attrs["checksum"],
+                  version=_version_name(path, group))
 
 
 def read_designs(path: str | Path) -> dict[str, Design]:
@@ -204,13 +247,16 @@ def read_timeseries(path: str | Path, subject: str, voxels: slice | np.ndarray |
     voxels : slice or array of int, optional
         Columns to read; all by default.
     verify : str, optional
-        Expected checksum; checked when the whole array is read.
+        Expected checksum: the version of the subject holding it is read,
+        even if the subject was re-ingested since (until that version is
+        swept), so all the reads of a run see one version; when the whole
+        array is read, its data are checked against it.
 
     Returns
     -------
     numpy.ndarray, shape (n_scans, n_selected_voxels), float32
     """
-    X = _subject_group(path, subject)["X"]
+    X = _subject_group(path, subject, verify)["X"]
     data = X[:] if voxels is None else X.oindex[:, voxels]
     if verify is not None and voxels is None and checksum(data) != verify:
         raise InputError(f"{path}/{subject}: time series changed after ingest (checksum "
@@ -218,9 +264,10 @@ def read_timeseries(path: str | Path, subject: str, voxels: slice | np.ndarray |
     return data
 
 
-def read_geometry(path: str | Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
-    """The subject's mask (3D bool) and affine (4 x 4)."""
-    group = _subject_group(path, subject)
+def read_geometry(path: str | Path, subject: str,
+                  checksum: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's mask (3D bool) and affine (4 x 4), of the version of ``checksum`` if given."""
+    group = _subject_group(path, subject, checksum)
     return group["mask"][:].astype(bool), np.asarray(group.attrs["affine"], dtype=float)
 
 
@@ -235,12 +282,45 @@ def read_attributes(path: str | Path, subject: str) -> dict:
     return dict(_subject_group(path, subject).attrs)
 
 
-def _subject_group(path: str | Path, subject: str) -> zarr.Group:
+def _subject_group(path: str | Path, subject: str, checksum: str | None = None) -> zarr.Group:
     root = open_store(path)
-    try:
-        group = root[subject]
-    except KeyError:
-        group = None
-    if not isinstance(group, zarr.Group) or group.attrs.get("complete") is not True:
+    group = _complete_group(root, subject)
+    if group is None:
         raise InputError(f"{path}: no complete subject {subject!r}; ingest it first")
+    if checksum is None or group.attrs.get("checksum") == checksum:
+        return group
+    for name in _version_names(path, subject):
+        version = _complete_group(root, f"{_VERSIONS}/{name}")
+        if version is not None and version.attrs.get("checksum") == checksum:
+            return version
+    raise InputError(f"{path}/{subject}: ingested again since this run was planned, and the "
+                     f"version it planned with is gone; run the command again to use the "
+                     f"new data")
+
+
+def _complete_group(root: zarr.Group, name: str) -> zarr.Group | None:
+    try:
+        group = root[name]
+    except KeyError:
+        return None
+    if not isinstance(group, zarr.Group) or group.attrs.get("complete") is not True:
+        return None
     return group
+
+
+def _version_names(path: str | Path, subject: str) -> list[str]:
+    """The versions of a subject kept in a local store (replaced ones until swept)."""
+    versions = Path(str(path)) / _VERSIONS
+    if "://" in str(path) or not versions.is_dir():
+        return []
+    # A version is named {subject}-{32 hex digits}; subject ids may hold "-".
+    return sorted(entry.name for entry in versions.iterdir()
+                  if entry.name.startswith(f"{subject}-") and len(entry.name) == len(subject) + 33)
+
+
+def _version_name(path: str | Path, group: zarr.Group) -> str:
+    """The version directory a subject group was read from ("" if unknown: a URL store)."""
+    if group.path.startswith(f"{_VERSIONS}/"):
+        return group.path.split("/", 1)[1]
+    link = Path(str(path)) / group.path
+    return Path(os.readlink(link)).name if "://" not in str(path) and link.is_symlink() else ""

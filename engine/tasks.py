@@ -1,6 +1,7 @@
 """Work done on the workers: pure functions of store paths and job lists.
 
-Workers read the store themselves; only small job descriptions go in and
+Workers read the store themselves, always the version of a subject whose
+checksum the run was planned with; only small job descriptions go in and
 small results come out, so no time series travels through the client or
 the scheduler. A task depends only on its arguments, so a task lost with
 its worker can be recomputed elsewhere with the same result.
@@ -40,10 +41,11 @@ SPHERE_SOLVERS = {"batched": searchlight_accuracies_warm, "libsvm": searchlight_
 def _load_subject(store_path: str, subject: str,
                   checksum: str) -> tuple[np.ndarray, store.Design]:
     # Cached per worker process: the tasks of one subject run one after the
-    # other on a worker and read its time series once (checksum in the key,
-    # so a re-ingested subject is read again).
+    # other on a worker and read its time series once. The checksum picks
+    # the version the run was planned on, even if the subject was ingested
+    # again since (see nidecode.store).
     X = store.read_timeseries(store_path, subject, verify=checksum)
-    return X, store.read_design(store_path, subject)
+    return X, store.read_design(store_path, subject, checksum=checksum)
 
 
 def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: str,
@@ -57,7 +59,9 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
     jobs : sequence of PairJob
         Pairs of one subject.
     checksum : str
-        The subject's checksum recorded at ingest; verified on read.
+        The subject's checksum recorded at ingest, as planned; the version
+        of the subject holding it is read (even if re-ingested since) and
+        verified.
     cv : str
         ``"logo"`` or ``"kfold:K"``.
     C : float
@@ -102,7 +106,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         (subject, class_a, class_b, batch number) of each pair to score; one
         subject and one batch of centres.
     checksum : str
-        The subject's checksum (part of the cache key of its design).
+        The subject's checksum as planned: every block is read from the
+        version holding it (and it is part of the cache key of its design).
     voxels : numpy.ndarray of int
         The voxel block the spheres need (columns of the stored time series).
     spheres : scipy.sparse.csr_matrix, shape (n_spheres, len(voxels))
@@ -118,7 +123,7 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         One per key, in order.
     """
     design = _verified_design(store_path, keys[0][0], checksum)
-    block = store.read_timeseries(store_path, keys[0][0], voxels=voxels)
+    block = store.read_timeseries(store_path, keys[0][0], voxels=voxels, verify=checksum)
     fit = SPHERE_SOLVERS[solver]
     results = []
     for key in keys:
@@ -132,9 +137,10 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
 @lru_cache(maxsize=8)
 def _verified_design(store_path: str, subject: str, checksum: str) -> store.Design:
     # Tasks that read voxel blocks check the whole subject against its
-    # checksum once per worker, then keep only its (small) design.
+    # checksum once per worker, then keep only its (small) design. Every
+    # read names the checksum: all of a run's blocks come from one version.
     store.read_timeseries(store_path, subject, verify=checksum)
-    return store.read_design(store_path, subject)
+    return store.read_design(store_path, subject, checksum=checksum)
 
 
 def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str, cv: str,
@@ -200,7 +206,7 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     """
     design = _verified_design(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
-    X = store.read_timeseries(store_path, key[0], voxels=voxels)[selected]
+    X = store.read_timeseries(store_path, key[0], voxels=voxels, verify=checksum)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
     fit = SPHERE_SOLVERS[solver]
     accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres, splits,

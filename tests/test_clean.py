@@ -63,3 +63,28 @@ def test_per_run_zscores_have_mean_0_and_sd_1(data, n_runs):
         varying = raw.std(axis=0, ddof=1) > 1e-6 * (1 + np.abs(raw).max(axis=0))
         np.testing.assert_allclose(block.mean(axis=0), 0, atol=1e-6)
         np.testing.assert_allclose(block[:, varying].std(axis=0, ddof=1), 1, rtol=1e-6)
+
+
+
+@pytest.mark.parametrize(("standardize", "detrend"), [("run", False), ("run", True),
+                                                       ("none", True), ("global", False)])
+@pytest.mark.parametrize("with_confounds", [False, True])
+def test_runs_in_any_order_keep_every_scan_in_its_row(standardize, detrend, with_confounds):
+    # Run blocks in file order 10, 2, 7 (not ascending): each scan must come
+    # back in its own row, cleaned within its own run, as if the blocks were
+    # sorted. (Global detrending follows the time order: not comparable.)
+    rng = np.random.default_rng(3)
+    sizes, ids = [7, 5, 6], [10, 2, 7]
+    runs = np.repeat(ids, sizes)
+    X = rng.normal(size=(len(runs), 4)) + np.repeat([[0.0], [50.0], [-20.0]], sizes, axis=0)
+    confounds = rng.normal(size=(len(runs), 2)) if with_confounds else None
+    order = np.argsort(runs, kind="stable")
+    sorted_clean = clean_signal(X[order], runs[order], standardize, detrend,
+                                None if confounds is None else confounds[order])
+    expected = np.empty_like(sorted_clean)
+    expected[order] = sorted_clean
+    cleaned = clean_signal(X, runs, standardize, detrend, confounds)
+    np.testing.assert_allclose(cleaned, expected, rtol=1e-12, atol=1e-12)
+    if standardize == "run":
+        for run in ids:
+            np.testing.assert_allclose(cleaned[runs == run].mean(axis=0), 0, atol=1e-9)

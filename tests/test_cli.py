@@ -66,6 +66,30 @@ def _break_mask_missing(d):
     (d / "mask4_vt.nii.gz").unlink()
 
 
+def _break_bold_truncated(d):
+    content = (d / "bold.nii.gz").read_bytes()
+    (d / "bold.nii.gz").write_bytes(content[:-100])  # the header stays readable
+
+
+def _break_labels_split_run(d):
+    # Runs 0, 1, 0: run 0 comes back after run 1 (two sessions numbered alike).
+    lines = (d / "labels.txt").read_text().splitlines()
+    lines[13:] = [line.replace(" 2", " 0") for line in lines[13:]]
+    (d / "labels.txt").write_text("\n".join(lines) + "\n")
+
+
+def _break_labels_one_scan_run(d):
+    lines = (d / "labels.txt").read_text().splitlines()
+    lines[7] = lines[7].replace(" 1", " 33")
+    (d / "labels.txt").write_text("\n".join(lines) + "\n")
+
+
+def _break_mask_4d(d):
+    mask = np.asarray(nib.load(d / "mask4_vt.nii.gz").dataobj)
+    nib.save(nib.Nifti1Image(np.stack([mask, mask], axis=3), nib.load(d / "bold.nii.gz").affine),
+             d / "mask4_vt.nii.gz")
+
+
 BAD_SUBJECTS = [
     (_break_bold_missing, "bold.nii.gz: file not found"),
     (_break_bold_text, "bold.nii.gz: not a readable NIfTI image"),
@@ -78,6 +102,12 @@ BAD_SUBJECTS = [
     (_break_mask_affine, "mask4_vt.nii.gz: mask affine .* differs from the BOLD affine"),
     (_break_mask_empty, "mask4_vt.nii.gz: the mask is empty"),
     (_break_mask_missing, "mask4_vt: mask not found"),
+    (_break_bold_truncated, r"bold.nii.gz: cannot read scans \d+-\d+ \(.*\); the file is "
+                            r"truncated or corrupt"),
+    (_break_labels_split_run, r"labels.txt: run 0 at lines 14-19 already came at lines 2-7"),
+    (_break_labels_one_scan_run, r"labels.txt: run 33 has one scan \(line 8\)"),
+    (_break_mask_4d, r"mask4_vt.nii.gz: mask is 4D with shape \(4, 3, 2, 2\); a mask must be "
+                     r"3D"),
 ]
 
 
@@ -161,3 +191,55 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert completed.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("drop", "message"), [
+    (6, r"--drop-scans 6: run 0 of .*labels.txt has only 6 scans; drop fewer"),
+    (9, r"--drop-scans 9: run 0 of .*labels.txt has only 6 scans"),
+    (5, r"labels.txt: run 0 keeps 1 scan after --drop-scans 5; a run with fewer than 2 scans "
+        r"cannot be z-scored"),
+])
+def test_drop_scans_that_empty_a_run_are_refused(tmp_path, capsys, drop, message):
+    directory = tiny_subject(tmp_path / "sub01")
+    status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"), "--mask",
+                   "mask4_vt", "--drop-scans", str(drop), "--quiet"])
+    _one_line_error(capsys, status, message)
+
+
+def test_uncompressed_bold_and_a_labels_bom_are_accepted(tmp_path):
+    from nidecode import store
+
+    reference = tiny_subject(tmp_path / "ref" / "sub01")
+    directory = tiny_subject(tmp_path / "sub01")
+    image = nib.load(directory / "bold.nii.gz")
+    nib.save(image, directory / "bold.nii")
+    (directory / "bold.nii.gz").unlink()
+    labels = directory / "labels.txt"
+    labels.write_bytes(labels.read_text().encode("utf-8-sig"))
+    for subject, path in ((directory, "s.zarr"), (reference, "ref.zarr")):
+        assert main(["ingest", str(subject), "--store", str(tmp_path / path), "--mask",
+                     "mask4_vt", "--quiet"]) == 0
+    np.testing.assert_array_equal(store.read_timeseries(tmp_path / "s.zarr", "sub01"),
+                                  store.read_timeseries(tmp_path / "ref.zarr", "sub01"))
+    assert store.read_attributes(tmp_path / "s.zarr", "sub01")["source"]["bold"].endswith(
+        "bold.nii")
+
+
+def test_truncated_bold_on_a_cluster_is_one_line(tmp_path, capsys, client):
+    for number in (1, 2):
+        tiny_subject(tmp_path / f"sub0{number}", seed=number)
+    _break_bold_truncated(tmp_path / "sub02")
+    status = main(["ingest", str(tmp_path / "sub01"), str(tmp_path / "sub02"), "--store",
+                   str(tmp_path / "s.zarr"), "--mask", "mask4_vt", "--quiet",
+                   "--scheduler", client.scheduler.address])
+    _one_line_error(capsys, status, r"sub02/bold.nii.gz: cannot read scans .* truncated")
+
+
+def test_one_class_advice_does_not_suggest_the_cv_in_use(tmp_path, capsys, haxby_slice_dir):
+    # 11 scans left per run: a pair's training runs can hold one class only.
+    assert main(["ingest", str(haxby_slice_dir), "--store", str(tmp_path / "s.zarr"),
+                 "--mask", "mask", "--drop-scans", "110", "--quiet"]) == 0
+    status = main(["decode", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "out"),
+                   "--quiet"])
+    _one_line_error(capsys, status, r"training scans hold one class only; choose categories "
+                                    r"present in more runs, or keep more scans of each run")

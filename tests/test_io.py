@@ -56,3 +56,30 @@ def test_fuzz_labels_parser(tmp_path, text):
     assert len(table) > 0
     assert table["chunks"].dtype == np.int64
     assert isinstance(table, pd.DataFrame)
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_bytes("labels chunks\nface 0\ncat 0\n".encode("utf-8-sig"))
+    table = read_labels(path)
+    assert table["labels"].tolist() == ["face", "cat"]
+    assert table["chunks"].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(("runs", "message"), [
+    ([0, 0, 1, 1, 0, 0], r"run 0 at lines 6-7 already came at lines 2-3"),
+    ([3, 3, 3, 5], r"run 5 has one scan \(line 5\)"),
+    ([3, 3, 9, 3, 3], r"run 9 has one scan \(line 4\)"),
+])
+def test_runs_must_be_blocks_of_two_scans_or_more(tmp_path, runs, message):
+    path = tmp_path / "labels.txt"
+    path.write_text("labels chunks\n" + "".join(f"face {run}\n" for run in runs))
+    with pytest.raises(InputError, match=message):
+        read_labels(path)
+
+
+def test_runs_in_any_order_and_large_ids_are_read(tmp_path):
+    path = tmp_path / "labels.txt"
+    runs = [10, 10, 2, 2, 2**40, 2**40, -3, -3]
+    path.write_text("labels chunks\n" + "".join(f"face {run}\n" for run in runs))
+    assert read_labels(path)["chunks"].tolist() == runs

@@ -10,6 +10,7 @@ naming the file and the fix.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ import pandas as pd
 from nidecode.errors import InputError
 
 BOLD_NAME = "bold.nii.gz"
+#: Accepted names of the BOLD image, the first found is used.
+BOLD_NAMES = (BOLD_NAME, "bold.nii")
 LABELS_NAME = "labels.txt"
 LABELS_HEADER = ("labels", "chunks")
 
@@ -55,12 +58,13 @@ def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFile
     if not directory.is_dir():
         raise InputError(f"{directory}: no such subject directory; give a directory "
                          f"holding {BOLD_NAME} and {LABELS_NAME}")
-    bold = directory / BOLD_NAME
+    bold = next((directory / name for name in BOLD_NAMES if (directory / name).is_file()),
+                directory / BOLD_NAME)
     labels = directory / LABELS_NAME
     for path in (bold, labels):
         if not path.is_file():
             raise InputError(f"{path}: file not found; each subject directory needs "
-                             f"{BOLD_NAME} and {LABELS_NAME}")
+                             f"{BOLD_NAME} (or bold.nii) and {LABELS_NAME}")
     # abspath, not resolve: a symlinked directory keeps its own name as id.
     subject = Path(os.path.abspath(directory)).name
     return SubjectFiles(subject, bold, labels, _resolve_mask(directory, mask))
@@ -92,7 +96,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         One row per scan.
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a byte-order mark (Windows editors) is not part of the header.
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read labels ({_first_line(error)}); expected a "
                          f"UTF-8 text table with header 'labels chunks'") from None
@@ -118,8 +123,47 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         except ValueError:
             raise InputError(f"{path}: line {number} has run {fields[chunks_at]!r}; the "
                              f"chunks column must hold integer run numbers") from None
+    check_run_blocks(np.array(runs, dtype=np.int64), [number for number, _ in rows], path)
     return pd.DataFrame({"labels": [fields[labels_at] for _, fields in rows],
                          "chunks": np.array(runs, dtype=np.int64)})
+
+
+def check_run_blocks(runs: np.ndarray, lines: list[int], path: str | Path) -> None:
+    """Refuse runs of one scan and run ids that come back after another run.
+
+    A run is one contiguous block of scans; blocks may come in any order
+    (1, 10, 2, ...). An id used by two separate blocks (e.g. two sessions
+    both numbered 1-6) is refused rather than merged into one run (which
+    leave-one-run-out would hold out as one, and z-scoring would pool) or
+    split into two (whose folds the id could not name).
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int, shape (n_scans,)
+        Run of each scan, in file order.
+    lines : list of int
+        Line number of each scan in ``path``, for the messages.
+    path : str or Path
+        The labels file.
+    """
+    ids, counts = np.unique(runs, return_counts=True)
+    if (counts < 2).any():
+        run = ids[counts < 2][0]
+        raise InputError(f"{path}: run {run} has one scan (line "
+                         f"{lines[int(np.flatnonzero(runs == run)[0])]}); a run with fewer "
+                         f"than 2 scans cannot be z-scored: fix the run number of that line")
+    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
+    ends = np.r_[starts[1:], len(runs)] - 1
+    first_block: dict[int, int] = {}
+    for start, end in zip(starts, ends, strict=True):
+        run = int(runs[start])
+        if run in first_block:
+            earlier = first_block[run]
+            raise InputError(f"{path}: run {run} at lines {lines[start]}-{lines[end]} already "
+                             f"came at lines {lines[earlier]}-{lines[ends[starts == earlier][0]]}"
+                             f"; each run must be one block of lines: renumber the runs of "
+                             f"later sessions (e.g. 0-5 then 6-11)")
+        first_block[run] = int(start)
 
 
 def load_bold(path: str | Path) -> nib.Nifti1Image:
@@ -174,6 +218,10 @@ def load_mask_like(path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
     data = np.asarray(image.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: mask is {data.ndim}D with shape {data.shape}; a mask must "
+                         f"be 3D: give a 3D mask or take one volume (e.g. "
+                         f"nilearn.image.index_img(mask, 0))")
     if data.shape != tuple(shape[:3]):
         raise InputError(f"{path}: mask shape {data.shape} differs from the "
                          f"{grid.format(what=f'shape {tuple(shape[:3])}')}; resample the mask "
@@ -204,8 +252,19 @@ def iter_masked_blocks(bold: nib.Nifti1Image, mask: np.ndarray,
     """
     n_scans = bold.shape[3]
     for start in range(0, n_scans, block_size):
-        volumes = np.asarray(bold.dataobj[..., start:start + block_size])
+        volumes = _read_volumes(bold, start, block_size)
         yield volumes[mask].T.astype(np.float32), volumes.sum(axis=3, dtype=np.float64)
+
+
+def _read_volumes(bold: nib.Nifti1Image, start: int, count: int) -> np.ndarray:
+    try:
+        return np.asarray(bold.dataobj[..., start:start + count])
+    except (EOFError, zlib.error, OSError, ValueError) as error:
+        # A truncated .nii.gz ends early (EOFError, zlib.error); a short .nii
+        # makes nibabel raise ValueError ("not enough data in file").
+        raise InputError(f"{bold.get_filename()}: cannot read scans {start}-"
+                         f"{min(start + count, bold.shape[3]) - 1} ({_first_line(error)}); "
+                         f"the file is truncated or corrupt: copy or export it again") from None
 
 
 def _load_nifti(path: str | Path, keep_file_open: bool = False) -> nib.Nifti1Image:
