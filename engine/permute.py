@@ -10,6 +10,7 @@ of permutations per task, saved as it arrives.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -54,6 +55,7 @@ SPHERES_PER_TASK = 2000
 FITS_PER_CORE_SECOND = 200
 SPHERE_FOLDS_PER_FIT = 60
 WARN_CORE_HOURS = 1.0
+TASKS_IN_FLIGHT = 10_000
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         The p-value table (see :func:`permute`).
     """
     saved = run.output.load_parts(PermutationScores)
-    todo = [task for task in run.tasks if task.key not in saved]
+    todo = (task for task in run.tasks if task.key not in saved)  # lazy: the plan may be long
     identity = run.identity
     submitted = time.perf_counter()
 
@@ -197,11 +199,16 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
                              checksum, voxels, spheres, *common, key=key)
 
-    total = sum(len(task.indices) for task in run.tasks)
-    run_tasks(client, [submit(task) for task in todo], on_result=run.output.save_part,
-              count=lambda scores: len(scores.indices), total=total,
-              initial=total - sum(len(task.indices) for task in todo), progress=progress,
-              unit="permutation")
+    total = (run.tasks.n_permutations + 1) * len(run.tasks.units)
+    done = sum(len(part.indices) for part in saved.values())
+    n_computed = 0
+    # A window of tasks at a time bounds the client's and scheduler's memory.
+    while window := list(itertools.islice(todo, TASKS_IN_FLIGHT)):
+        run_tasks(client, [submit(task) for task in window], on_result=run.output.save_part,
+                  count=lambda scores: len(scores.indices), total=total, initial=done,
+                  progress=progress, unit="permutation")
+        done += sum(len(task.indices) for task in window)
+        n_computed += len(window)
     computed = time.perf_counter()
 
     saved = run.output.load_parts(PermutationScores)
@@ -209,7 +216,7 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
     run.output.write_manifest({
         "status": "complete", "identity": identity, "versions": versions(),
         "counts": {"subjects": len(run.designs), "tasks": len(run.tasks),
-                   "tasks_computed": len(todo)},
+                   "tasks_computed": n_computed},
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, next(iter(run.designs))),

@@ -195,3 +195,20 @@ def test_too_many_workers_are_capped_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", NidecodeWarning)
         assert local_workers(1) == 1
+
+
+def test_permutations_run_a_window_of_tasks_at_a_time(tiny_stores, client, tmp_path,
+                                                      monkeypatch):
+    from nidecode import permute as permute_module
+
+    common = {"n_permutations": 19, "categories": ["face", "cat"], "progress": False,
+              "permutations_per_task": 5}
+    permute_module.permute(tiny_stores["run"], tmp_path / "all", client, **common)
+    monkeypatch.setattr(permute_module, "TASKS_IN_FLIGHT", 2)
+    permute_module.permute(tiny_stores["run"], tmp_path / "windows", client, **common)
+    name = "permutations/null/sub01_cat_vs_face.npy"
+    null = np.load(tmp_path / "windows" / name)
+    assert null.shape == (19,)
+    np.testing.assert_array_equal(null, np.load(tmp_path / "all" / name))
+    manifest = json.loads((tmp_path / "windows" / "run.json").read_text())
+    assert manifest["counts"] == {"subjects": 1, "tasks": 4, "tasks_computed": 4}
