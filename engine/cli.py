@@ -196,6 +196,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     ``--workers`` cannot leave a claimed ``--out`` behind.
     """
     command = args.command
+    if command not in ("ingest", "decode", "searchlight", "permute", "demo"):
+        return  # 'bench' has options of its own ('--workers 1,2,4')
     checks = {"C": check.check_C, "radius": check.check_radius, "cv": check.check_cv,
               "n_permutations": check.check_n_permutations, "seed": check.check_seed,
               "workers": check.check_workers, "drop_scans": check.check_drop_scans}

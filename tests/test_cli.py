@@ -212,3 +212,9 @@ def test_too_many_workers_are_capped_with_one_warning_line(tiny_store, tmp_path,
                    f"{max_local_workers()} workers" + err[0].split("workers", 2)[2]], err
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["cluster"]["n_workers"] == max_local_workers()
+
+
+def test_bench_keeps_its_own_workers_option(tmp_path, capsys):
+    # 'bench --workers 1,2,4' is a list: the analyses' --workers rule is not applied to it.
+    status = main(["bench", "--workers", "0,x", "--out", str(tmp_path / "b")])
+    _one_line_error(capsys, status, "--workers 0,x: give worker counts as positive whole")
