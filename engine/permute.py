@@ -320,8 +320,12 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         null maps in ``permutations/null/``.
     client : distributed.Client
     n_permutations : int
-        Permutations per subject x pair. The p-value is
-        ``(1 + #(null >= observed)) / (1 + n_permutations)``.
+        Permutations per subject x pair, 1 to 10^6
+        (:data:`nidecode._validation.MAX_PERMUTATIONS`). The p-value is
+        ``(1 + #(null >= observed)) / (1 + n_permutations)``. The tasks are
+        planned lazily and submitted :data:`TASKS_IN_FLIGHT` at a time; a
+        :class:`~nidecode.errors.NidecodeWarning` says when the work is
+        expected to exceed a core-hour.
     categories : sequence of str, optional
         Every pair among these; default: all pairs.
     cv : str
