@@ -26,7 +26,7 @@ import dask.config
 import psutil
 from distributed import Client, LocalCluster, WorkerPlugin
 
-from nidecode._validation import check_workers
+from nidecode._validation import check_float, check_workers
 from nidecode.errors import ClusterError, InputError, NidecodeWarning
 
 # The statistical profiler costs the workers of a LocalCluster a few percent.
@@ -131,6 +131,7 @@ def get_client(workers: int | None = None, scheduler: str | None = None,
     ------
     distributed.Client
     """
+    timeout = check_float(timeout, "timeout", "get_client", positive=True)
     if workers is not None and scheduler is not None:
         raise InputError("--workers and --scheduler: give one of them, not both")
     if workers is None and scheduler is None:

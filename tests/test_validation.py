@@ -186,6 +186,13 @@ def test_zero_workers_are_refused_before_a_cluster_starts():
         pass
 
 
+@pytest.mark.parametrize("timeout", [math.nan, 0, -1.0])
+def test_scheduler_timeout_must_be_positive(timeout):
+    with pytest.raises(ParameterError, match="'timeout' parameter of get_client"), \
+            get_client(scheduler="tcp://127.0.0.1:9", timeout=timeout):
+        pass
+
+
 def test_too_many_workers_are_capped_with_a_warning():
     limit = max_local_workers()
     assert limit >= 1
