@@ -1,7 +1,11 @@
 """The ``nidecode`` command: argument parsing only; the work is in the modules.
 
-Every :class:`~nidecode.errors.InputError` becomes one line on stderr and
-exit status 2; an interrupt says what was kept and exits with 130.
+Every :class:`~nidecode.errors.NidecodeError` becomes one line on stderr and
+exit status 2 (a parameter named as its flag: :func:`flag`); every
+:class:`~nidecode.errors.NidecodeWarning` one line too; an interrupt says
+what was kept and exits with 130. The options are checked
+(:func:`check_arguments`) before any output directory is claimed or any
+cluster starts.
 """
 
 from __future__ import annotations
@@ -9,11 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from nidecode import _validation as check
 from nidecode.bench import cli as bench_cli
-from nidecode.errors import InputError
+from nidecode.errors import InputError, NidecodeError, NidecodeWarning, ParameterError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,14 +153,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nidecode`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except InputError as error:
-        print(f"nidecode: error: {error}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            check_arguments(args)
+            return COMMANDS[args.command](args)
+    except NidecodeError as error:
+        print(f"nidecode: error: {_reword(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nidecode: interrupted; results saved so far are kept: run the same command "
               "again to resume", file=sys.stderr)
         return 130
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag of an API parameter: ``n_permutations`` -> ``--n-permutations``."""
+    return "--" + parameter.replace("_", "-")
+
+
+def _reword(error: NidecodeError) -> str:
+    """The one-line message of an error; a parameter's is worded with its flag."""
+    if not isinstance(error, ParameterError):
+        return str(error)
+    value = f"{error.value:g}" if isinstance(error.value, float) else str(error.value)
+    return (f"{flag(error.parameter)} {value}: must be {error.rule}"
+            + (f"; {error.hint}" if error.hint else ""))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one line; any other warning as Python shows it."""
+    if issubclass(category, NidecodeWarning):
+        print(f"nidecode: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Check every numeric option the command has, before anything is claimed or started.
+
+    The API functions check them again (with the same rules, in
+    :mod:`nidecode._validation`); checking here first means a bad
+    ``--workers`` cannot leave a claimed ``--out`` behind.
+    """
+    command = args.command
+    if command not in ("ingest", "decode", "searchlight", "permute", "demo"):
+        return  # 'bench' has options of its own ('--workers 1,2,4')
+    checks = {"C": check.check_C, "radius": check.check_radius, "cv": check.check_cv,
+              "n_permutations": check.check_n_permutations, "seed": check.check_seed,
+              "workers": check.check_workers, "drop_scans": check.check_drop_scans}
+    for name, check_value in checks.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            check_value(value, command)
+    if getattr(args, "hrf_shift", None) is not None:
+        check.check_float(args.hrf_shift, "hrf_shift", command)
+    if command == "demo":
+        check.check_int(args.subjects, "subjects", command, minimum=1)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -298,8 +352,6 @@ def _demo(args: argparse.Namespace) -> int:
     from nidecode.synth import make_dataset
 
     out = Path(args.out)
-    if args.subjects < 1:
-        raise InputError(f"--subjects {args.subjects}: give at least one subject")
     _say(args, f"generating {args.subjects} synthetic subjects in {out / 'data'}")
     subject_dirs = make_dataset(out / "data", n_subjects=args.subjects)
     ingest(subject_dirs, out / "store.zarr", "mask4_vt")

@@ -18,20 +18,30 @@ import ctypes.util
 import importlib.util
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dask.config
+import psutil
 from distributed import Client, LocalCluster, WorkerPlugin
 
-from nidecode.errors import InputError
+from nidecode._validation import check_float, check_workers
+from nidecode.errors import ClusterError, InputError, NidecodeWarning
 
 # The statistical profiler costs the workers of a LocalCluster a few percent.
 LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
+# Single-threaded CPU-bound workers gain nothing beyond the cores; a little
+# oversubscription is allowed (tests, I/O), a worker process needs about this much memory.
+OVERSUBSCRIPTION = 2
+WORKER_MEMORY = 512 * 2**20
+
 # glibc's mallopt parameters and the largest thresholds its dynamic tuning reaches.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 * 2**20
+
+HEARTBEAT_FAILURE = "Failed to communicate with scheduler during heartbeat"
 
 
 class MallocTuning(WorkerPlugin):
@@ -67,6 +77,38 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def max_local_workers() -> int:
+    """The most LocalCluster workers this machine holds.
+
+    :data:`OVERSUBSCRIPTION` workers per core, and :data:`WORKER_MEMORY` of
+    the machine's memory per worker; at least one.
+    """
+    by_memory = psutil.virtual_memory().total // WORKER_MEMORY
+    return max(1, min(OVERSUBSCRIPTION * default_workers(), int(by_memory)))
+
+
+def local_workers(workers: int | None) -> int:
+    """The LocalCluster size for ``workers`` (``None``: the cores), capped with a warning.
+
+    Raises
+    ------
+    ParameterError
+        ``workers`` is not an int >= 1.
+    """
+    workers = check_workers(workers, "get_client")
+    if workers is None:
+        return default_workers()
+    limit = max_local_workers()
+    if workers > limit:
+        memory = psutil.virtual_memory().total / 2**30
+        warnings.warn(f"--workers {workers}: this machine holds at most {limit} workers "
+                      f"({default_workers()} cores, {memory:.1f} GiB of memory); starting "
+                      f"{limit}. Attach to a larger cluster with --scheduler",
+                      NidecodeWarning, stacklevel=3)
+        return limit
+    return workers
+
+
 @contextmanager
 def get_client(workers: int | None = None, scheduler: str | None = None,
                timeout: float = 10.0) -> Iterator[Client]:
@@ -77,7 +119,8 @@ def get_client(workers: int | None = None, scheduler: str | None = None,
     workers : int, optional
         Start a LocalCluster of this many single-threaded worker processes
         on 127.0.0.1. Default: ``nidecode.workers`` from dask's config, else
-        the number of cores.
+        the number of cores. More than :func:`max_local_workers` are capped
+        to it, with a :class:`~nidecode.errors.NidecodeWarning`.
     scheduler : str, optional
         Address of a running ``dask scheduler`` (``tcp://host:port``) to
         attach to instead. Default: ``nidecode.scheduler`` from the config.
@@ -88,6 +131,7 @@ def get_client(workers: int | None = None, scheduler: str | None = None,
     ------
     distributed.Client
     """
+    timeout = check_float(timeout, "timeout", "get_client", positive=True)
     if workers is not None and scheduler is not None:
         raise InputError("--workers and --scheduler: give one of them, not both")
     if workers is None and scheduler is None:
@@ -98,16 +142,45 @@ def get_client(workers: int | None = None, scheduler: str | None = None,
             client.register_plugin(MallocTuning())
             yield client
         return
-    workers = int(workers or default_workers())
-    if workers < 1:
-        raise InputError(f"--workers {workers}: give at least one worker")
+    workers = local_workers(workers)
     dashboard = "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
     with dask.config.set(LOCAL_WORKER_CONFIG), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                          host="127.0.0.1", dashboard_address=dashboard,
                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         client.register_plugin(MallocTuning())
-        yield client
+        try:
+            yield client
+        finally:
+            quiet_heartbeats(client)
+        # Leaving the with statement closes the client, then the cluster.
+
+
+class _HeartbeatFailureFilter(logging.Filter):
+    """Drop the worker's "Failed to communicate with scheduler during heartbeat" record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(HEARTBEAT_FAILURE)
+
+
+def _drop_heartbeat_failures() -> None:
+    logging.getLogger("distributed.worker").addFilter(_HeartbeatFailureFilter())
+
+
+def quiet_heartbeats(client: Client) -> None:
+    """Silence the workers' heartbeat failures, just before a LocalCluster closes.
+
+    A heartbeat in flight while the cluster closes its scheduler fails with
+    ``CommClosedError``, and distributed logs it with a traceback (at ERROR,
+    so ``silence_logs`` lets it through; seen in 1 of 4 first runs of
+    ``nidecode demo``; cf. dask/distributed#7192): harmless, since the
+    results are in, but it looks like a failure. Only that message is dropped, only from now on;
+    best effort (a worker that died needs no silencing).
+    """
+    try:
+        client.run(_drop_heartbeat_failures, on_error="ignore")
+    except Exception:  # noqa: BLE001 - the cluster is closing anyway
+        pass
 
 
 @contextmanager
@@ -115,9 +188,9 @@ def _connect(address: str, timeout: float) -> Iterator[Client]:
     try:
         client = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as error:
-        raise InputError(f"--scheduler {address}: no Dask scheduler answered within "
-                         f"{timeout:g} s ({type(error).__name__}); start one with 'dask "
-                         f"scheduler' or check the address") from None
+        raise ClusterError(f"--scheduler {address}: no Dask scheduler answered within "
+                           f"{timeout:g} s ({type(error).__name__}); start one with 'dask "
+                           f"scheduler' or check the address") from None
     with client:
         yield client
 

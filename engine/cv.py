@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 
+from nidecode._validation import check_cv
 from nidecode.errors import InputError
 
 
@@ -19,15 +20,13 @@ class Fold:
     test: np.ndarray
 
 
-def parse_cv(text: str) -> str:
-    """Check a ``--cv`` value (``logo`` or ``kfold:K``) and return it normalised."""
-    text = text.strip().lower()
-    if text == "logo":
-        return text
-    name, _, k = text.partition(":")
-    if name == "kfold" and k.isdigit() and int(k) >= 2:
-        return f"kfold:{int(k)}"
-    raise InputError(f"--cv {text}: choose 'logo' (leave one run out) or 'kfold:K' with K >= 2")
+def parse_cv(text: str, function: str = "parse_cv") -> str:
+    """Check a ``cv`` value (``logo`` or ``kfold:K``) and return it normalised.
+
+    Raises :class:`~nidecode.errors.ParameterError` naming ``function``'s
+    ``cv`` parameter (see :func:`nidecode._validation.check_cv`).
+    """
+    return check_cv(text, function)
 
 
 def make_folds(runs: np.ndarray, cv: str) -> list[Fold]:
@@ -48,7 +47,7 @@ def make_folds(runs: np.ndarray, cv: str) -> list[Fold]:
     -------
     list of Fold
     """
-    cv = parse_cv(cv)
+    cv = check_cv(cv, "make_folds")
     dummy = np.zeros((len(runs), 1))
     if cv == "logo":
         held_out = np.unique(runs)

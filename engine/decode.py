@@ -16,9 +16,8 @@ import pandas as pd
 from distributed import Client
 
 from nidecode import store
+from nidecode._validation import check_C, check_cv, check_per_task
 from nidecode.cluster import describe
-from nidecode.cv import parse_cv
-from nidecode.errors import InputError
 from nidecode.outdir import OutputDir
 from nidecode.plan import PairJob, batch_jobs, majority_rates, plan_decode, plan_notes
 from nidecode.results import (
@@ -53,13 +52,12 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     """Check the inputs, plan the jobs and claim the output directory (no cluster needed).
 
     Parameters are those of :func:`decode`. Every problem with the store,
-    the categories, the cross-validation or the output directory is raised
-    here, as :class:`~nidecode.errors.InputError`, before any cluster starts.
+    the categories, the parameters or the output directory is raised here,
+    as :class:`~nidecode.errors.InputError` (a parameter out of range as its
+    subclass :class:`~nidecode.errors.ParameterError`), before any cluster starts.
     """
     started = time.perf_counter()
-    cv = parse_cv(cv)
-    if C <= 0:
-        raise InputError(f"--C {C:g}: the SVM penalty must be positive")
+    cv, C = check_cv(cv, "decode"), check_C(C, "decode")
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)
     jobs = plan_decode(list(designs.values()), cv, categories)
@@ -170,6 +168,7 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     >>> with get_client(workers=2) as client:  # doctest: +SKIP
     ...     summary = decode("study.zarr", "results", client, categories=["face", "cat"])
     """
+    fits_per_task = check_per_task(fits_per_task, "fits_per_task", "decode")
     run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C,
                          overwrite=overwrite)
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)

@@ -100,7 +100,7 @@ class OutputDir:
     def write_manifest(self, manifest: dict) -> None:
         """Write ``run.json`` atomically."""
         self._write_atomic(MANIFEST, lambda path: path.write_text(
-            json.dumps(manifest, indent=2, default=_json_default) + "\n"))
+            json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"))
 
     def save_part(self, part: Part) -> None:
         """Save one result as it arrives (atomic)."""

@@ -10,8 +10,10 @@ of permutations per task, saved as it arrives.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +23,22 @@ import pandas as pd
 from distributed import Client
 
 from nidecode import store
+from nidecode._validation import (
+    check_C,
+    check_choice,
+    check_cv,
+    check_n_permutations,
+    check_per_task,
+    check_radius,
+    check_seed,
+)
 from nidecode.cluster import describe
-from nidecode.cv import parse_cv
-from nidecode.errors import InputError
+from nidecode.errors import NidecodeWarning
 from nidecode.outdir import OutputDir
 from nidecode.plan import PairJob, plan_decode, plan_notes
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
-from nidecode.searchlight import SOLVERS, Geometry, subject_geometry
+from nidecode.searchlight import SOLVERS, Geometry, subject_geometry, warn_if_unstandardized
 from nidecode.spheres import batch_centres, batch_voxel_block
 from nidecode.stats import (
     count_distinct_permutations,
@@ -40,6 +50,12 @@ from nidecode.tasks import permutation_accuracies, permutation_sphere_accuracies
 
 PERMUTATIONS_PER_TASK = {"roi": 50, "searchlight": 5}
 SPHERES_PER_TASK = 2000
+# Planning estimates from the README's benchmarks (one core): ROI fits on a
+# reused Gram matrix, and searchlight spheres of 12 folds at about 1000 spheres/s.
+FITS_PER_CORE_SECOND = 200
+SPHERE_FOLDS_PER_FIT = 60
+WARN_CORE_HOURS = 1.0
+TASKS_IN_FLIGHT = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,9 +63,45 @@ class PermutationTask:
     """Permutations ``indices`` of one subject x pair (and one sphere batch)."""
 
     job: PairJob
-    indices: tuple[int, ...]
+    indices: range
     key: tuple[str, ...]
     centres: slice | None = None
+
+
+@dataclass(frozen=True)
+class PermutationPlan(Sequence):
+    """Every task of a permutation run, made on the fly from a few descriptors.
+
+    Index -1 is the observed labelling; indices 0 .. n_permutations - 1 are
+    cut into chunks of ``per_task``. Each (job, sphere batch) unit has every
+    chunk; the plan holds the units only, so 10^6 permutations cost no more
+    client memory than ten.
+    """
+
+    units: tuple[tuple[PairJob, int, slice | None], ...]  # job, sphere batch index, centres
+    n_permutations: int
+    per_task: int
+
+    @property
+    def n_chunks(self) -> int:
+        """Tasks per unit."""
+        return len(range(-1, self.n_permutations, self.per_task))
+
+    def __len__(self) -> int:
+        return len(self.units) * self.n_chunks
+
+    def __getitem__(self, index: int) -> PermutationTask:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        unit, chunk = divmod(index % len(self), self.n_chunks)
+        job, batch, centres = self.units[unit]
+        start = -1 + chunk * self.per_task
+        where = () if centres is None else (f"{batch:06d}",)
+        return PermutationTask(job, range(start, min(start + self.per_task, self.n_permutations)),
+                               (*job.key, *where, f"{chunk:05d}"), centres)
+
+    def __iter__(self) -> Iterator[PermutationTask]:
+        return (self[index] for index in range(len(self)))
 
 
 @dataclass(frozen=True)
@@ -60,7 +112,7 @@ class PermuteRun:
     output: OutputDir
     designs: dict[str, store.Design]
     geometry: dict[str, Geometry] | None
-    tasks: list[PermutationTask]
+    tasks: PermutationPlan
     identity: dict
     started: float
     notes: list[str] = field(default_factory=list)  # what the plan leaves out, to print
@@ -76,16 +128,13 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     Parameters are those of :func:`permute`.
     """
     started = time.perf_counter()
-    cv = parse_cv(cv)
-    if n_permutations < 1:
-        raise InputError(f"--n-permutations {n_permutations}: give at least 1 (1000 or "
-                         f"more for a p-value below 0.001)")
-    if solver not in SOLVERS:
-        raise InputError(f"--solver {solver}: choose one of {', '.join(SOLVERS)}")
-    if C <= 0:
-        raise InputError(f"--C {C:g}: the SVM penalty must be positive")
-    if radius is not None and not radius > 0:
-        raise InputError(f"--radius {radius:g}: give a positive radius in millimetres")
+    cv, C = check_cv(cv, "permute"), check_C(C, "permute")
+    n_permutations = check_n_permutations(n_permutations, "permute")
+    seed = check_seed(seed, "permute")
+    solver = check_choice(solver, "solver", "permute", SOLVERS)
+    radius = None if radius is None else check_radius(radius, "permute")
+    permutations_per_task = check_per_task(permutations_per_task, "permutations_per_task",
+                                           "permute")
     mode = "roi" if radius is None else "searchlight"
     if permutations_per_task is None:
         permutations_per_task = int(dask.config.get(f"nidecode.permutations-per-task.{mode}",
@@ -95,19 +144,15 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     jobs = plan_decode(list(designs.values()), cv, categories)
     # Searchlight permutations make no group test: no note about pairs of one subject.
     notes = plan_notes(list(designs.values()), jobs, categories, group=radius is None)
+    if radius is not None:
+        warn_if_unstandardized(store_path, designs, C)
     geometry = None if radius is None else {
         subject: subject_geometry(store_path, subject, radius, None) for subject in designs}
-    chunks = [tuple(range(start, min(start + permutations_per_task, n_permutations)))
-              for start in range(-1, n_permutations, permutations_per_task)]
-    tasks = []
-    for job in jobs:
-        batches = ([None] if geometry is None else
-                   batch_centres(len(geometry[job.subject].centres), SPHERES_PER_TASK))
-        for batch_index, centres in enumerate(batches):
-            for chunk_index, indices in enumerate(chunks):
-                where = () if centres is None else (f"{batch_index:06d}",)
-                tasks.append(PermutationTask(job, indices,
-                                             (*job.key, *where, f"{chunk_index:05d}"), centres))
+    units = tuple((job, batch, centres) for job in jobs for batch, centres in enumerate(
+        [None] if geometry is None else
+        batch_centres(len(geometry[job.subject].centres), SPHERES_PER_TASK)))
+    tasks = PermutationPlan(units, n_permutations, permutations_per_task)
+    _warn_expected_time(tasks)
     identity = {"command": "permute", "store": store_path,
                 "subjects": {subject: design.checksum for subject, design in designs.items()},
                 "categories": sorted(categories) if categories else "all", "cv": cv, "C": C,
@@ -116,6 +161,19 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     output = OutputDir(out)
     output.start(identity, overwrite=overwrite, versions=versions())
     return PermuteRun(store_path, output, designs, geometry, tasks, identity, started, notes)
+
+
+def _warn_expected_time(plan: PermutationPlan) -> None:
+    """Warn when the permutations take more than :data:`WARN_CORE_HOURS` of one core."""
+    per_permutation = sum(job.n_folds if centres is None else
+                          (centres.stop - centres.start) * job.n_folds / SPHERE_FOLDS_PER_FIT
+                          for job, _, centres in plan.units)
+    fits = per_permutation * plan.n_permutations
+    hours = fits / FITS_PER_CORE_SECOND / 3600
+    if hours > WARN_CORE_HOURS:
+        warnings.warn(f"{plan.n_permutations} permutations: about {fits:.3g} SVM fits, "
+                      f"{hours:.3g} core-hours at {FITS_PER_CORE_SECOND} fits/s per core; "
+                      f"use fewer permutations or more workers", NidecodeWarning, stacklevel=3)
 
 
 def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -> pd.DataFrame:
@@ -127,7 +185,7 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         The p-value table (see :func:`permute`).
     """
     saved = run.output.load_parts(PermutationScores)
-    todo = [task for task in run.tasks if task.key not in saved]
+    todo = (task for task in run.tasks if task.key not in saved)  # lazy: the plan may be long
     identity = run.identity
     submitted = time.perf_counter()
 
@@ -144,11 +202,16 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
                              checksum, voxels, spheres, *common, key=key)
 
-    total = sum(len(task.indices) for task in run.tasks)
-    run_tasks(client, [submit(task) for task in todo], on_result=run.output.save_part,
-              count=lambda scores: len(scores.indices), total=total,
-              initial=total - sum(len(task.indices) for task in todo), progress=progress,
-              unit="permutation")
+    total = (run.tasks.n_permutations + 1) * len(run.tasks.units)
+    done = sum(len(part.indices) for part in saved.values())
+    n_computed = 0
+    # A window of tasks at a time bounds the client's and scheduler's memory.
+    while window := list(itertools.islice(todo, TASKS_IN_FLIGHT)):
+        run_tasks(client, [submit(task) for task in window], on_result=run.output.save_part,
+                  count=lambda scores: len(scores.indices), total=total, initial=done,
+                  progress=progress, unit="permutation")
+        done += sum(len(task.indices) for task in window)
+        n_computed += len(window)
     computed = time.perf_counter()
 
     saved = run.output.load_parts(PermutationScores)
@@ -156,7 +219,7 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
     run.output.write_manifest({
         "status": "complete", "identity": identity, "versions": versions(),
         "counts": {"subjects": len(run.designs), "tasks": len(run.tasks),
-                   "tasks_computed": len(todo)},
+                   "tasks_computed": n_computed},
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, next(iter(run.designs))),
@@ -264,8 +327,12 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         null maps in ``permutations/null/``.
     client : distributed.Client
     n_permutations : int
-        Permutations per subject x pair. The p-value is
-        ``(1 + #(null >= observed)) / (1 + n_permutations)``.
+        Permutations per subject x pair, 1 to 10^6
+        (:data:`nidecode._validation.MAX_PERMUTATIONS`). The p-value is
+        ``(1 + #(null >= observed)) / (1 + n_permutations)``. The tasks are
+        planned lazily and submitted :data:`TASKS_IN_FLIGHT` at a time; a
+        :class:`~nidecode.errors.NidecodeWarning` says when the work is
+        expected to exceed a core-hour.
     categories : sequence of str, optional
         Every pair among these that a subject has; default: each subject's pairs.
     cv : str

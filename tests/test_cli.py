@@ -161,8 +161,8 @@ def tiny_store(tmp_path):
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--categories", "face,chair"], "subject sub01: no scans labelled 'chair'"),
-    (["--cv", "loso"], "--cv loso: choose 'logo'"),
-    (["--C", "-1"], "--C -1: the SVM penalty must be positive"),
+    (["--cv", "loso"], "--cv loso: must be 'logo'"),
+    (["--C", "-1"], "--C -1: must be a positive finite float"),
     (["--categories", "face,cat", "--cv", "kfold:40"], "--cv kfold:40: 40 folds for 12 samples"),
 ])
 def test_bad_decode_arguments(tiny_store, tmp_path, capsys, arguments, message):
@@ -243,3 +243,60 @@ def test_one_class_advice_does_not_suggest_the_cv_in_use(tmp_path, capsys, haxby
                    "--quiet"])
     _one_line_error(capsys, status, r"training scans hold one class only; choose categories "
                                     r"present in more runs, or keep more scans of each run")
+
+
+@pytest.mark.parametrize(("command", "arguments", "message"), [
+    ("decode", ["--C", "nan"], "--C nan: must be a positive finite float"),
+    ("decode", ["--C", "inf"], "--C inf: must be a positive finite float"),
+    ("decode", ["--C", "0"], "--C 0: must be a positive finite float"),
+    ("searchlight", ["--radius", "inf"], "--radius inf: must be a positive finite float"),
+    ("searchlight", ["--radius", "5", "--C=-inf"], "--C -inf: must be a positive finite"),
+    ("permute", ["--n-permutations", "10", "--searchlight", "--radius", "nan"],
+     "--radius nan: must be a positive finite float"),
+    ("permute", ["--n-permutations", "1000000000"], r"--n-permutations 1000000000: must be "
+     r"an int in the range \[1, 1000000\]; 1000 resolve p < 0.001"),
+    ("permute", ["--n-permutations", "0"], "--n-permutations 0: must be an int in the range"),
+    ("permute", ["--n-permutations", "10", "--seed", "-1"], "--seed -1: must be an int >= 0"),
+    ("decode", ["--workers", "0"], "--workers 0: must be a positive int"),
+    ("decode", ["--workers", "-2"], "--workers -2: must be a positive int"),
+])
+def test_bad_parameters_are_refused_before_out_is_claimed(tiny_store, tmp_path, capsys, command,
+                                                          arguments, message):
+    out = tmp_path / "out"
+    status = main([command, str(tiny_store), "--out", str(out), "--quiet", *arguments])
+    _one_line_error(capsys, status, message)
+    assert not out.exists()
+
+
+def test_bad_ingest_and_demo_parameters_are_one_line(tmp_path, capsys):
+    directory = tiny_subject(tmp_path / "sub01")
+    status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
+                   "--mask", "mask4_vt", "--drop-scans", "-1", "--quiet"])
+    _one_line_error(capsys, status, "--drop-scans -1: must be an int >= 0")
+    status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
+                   "--mask", "mask4_vt", "--hrf-shift", "nan", "--quiet"])
+    _one_line_error(capsys, status, "--hrf-shift nan: must be a finite float")
+    status = main(["demo", "--out", str(tmp_path / "demo"), "--subjects", "0", "--quiet"])
+    _one_line_error(capsys, status, "--subjects 0: must be a positive int")
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "demo").exists()
+
+
+def test_too_many_workers_are_capped_with_one_warning_line(tiny_store, tmp_path, capsys):
+    import json
+
+    from nidecode.cluster import max_local_workers
+
+    out = tmp_path / "out"
+    assert main(["decode", str(tiny_store), "--out", str(out), "--quiet",
+                 "--workers", "1000"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nidecode: warning: --workers 1000: this machine holds at most "
+                   f"{max_local_workers()} workers" + err[0].split("workers", 2)[2]], err
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["cluster"]["n_workers"] == max_local_workers()
+
+
+def test_bench_keeps_its_own_workers_option(tmp_path, capsys):
+    # 'bench --workers 1,2,4' is a list: the analyses' --workers rule is not applied to it.
+    status = main(["bench", "--workers", "0,x", "--out", str(tmp_path / "b")])
+    _one_line_error(capsys, status, "--workers 0,x: give worker counts as positive whole")

@@ -31,7 +31,7 @@ def test_kfold_equals_sklearn_without_shuffle():
 
 @pytest.mark.parametrize("text", ["loso", "kfold", "kfold:1", "kfold:x", ""])
 def test_bad_cv_is_an_input_error(text):
-    with pytest.raises(InputError, match="--cv"):
+    with pytest.raises(InputError, match="'cv' parameter of parse_cv must be 'logo'"):
         parse_cv(text)
 
 

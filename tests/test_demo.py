@@ -1,6 +1,8 @@
 """``nidecode demo``: the main job end to end on synthetic data."""
 
 import json
+import subprocess
+import sys
 
 import nibabel as nib
 import pandas as pd
@@ -29,3 +31,19 @@ def test_demo_end_to_end(tmp_path, capsys):
     weights = nib.load(tmp_path / "results" / "weights" / "subj1_face_vs_house.nii.gz")
     assert weights.shape == nib.load(tmp_path / "data" / "subj1" / "bold.nii.gz").shape[:3]
     assert weights.affine[0, 0] < 0  # the generator's flipped x axis is kept
+
+
+@pytest.mark.slow
+def test_demo_shuts_its_cluster_down_without_a_traceback(tmp_path):
+    # A heartbeat in flight while the LocalCluster closed printed distributed's
+    # "Failed to communicate with scheduler during heartbeat" traceback (1 run in 4).
+    for attempt in range(4):
+        completed = subprocess.run(
+            [sys.executable, "-m", "nidecode.cli", "demo", "--out", str(tmp_path / str(attempt)),
+             "--subjects", "2", "--workers", "2", "--quiet"],
+            capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stderr
+        assert "Traceback" not in completed.stderr, completed.stderr
+        assert not [line for line in completed.stderr.splitlines() if "Error" in line], \
+            completed.stderr
+        assert "face vs house" in completed.stdout

@@ -203,3 +203,24 @@ def test_other_parameters_are_refused_unless_overwrite(haxby_store, client, tmp_
                      overwrite=True, progress=False)
     assert json.loads((tmp_path / "run.json").read_text())["identity"]["C"] == 0.5
     assert len(summary) == 1 and len(list((tmp_path / "parts").iterdir())) == 1
+
+
+def _heartbeat_failure_is_logged() -> bool:
+    import logging
+
+    from nidecode.cluster import HEARTBEAT_FAILURE
+
+    record = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1,
+                               HEARTBEAT_FAILURE + ".", None, None)
+    return bool(logging.getLogger("distributed.worker").filter(record))
+
+
+def test_workers_drop_heartbeat_failures_once_the_cluster_closes():
+    # The traceback of a heartbeat in flight while the LocalCluster closes is
+    # harmless noise; before closing, get_client drops just that message.
+    from nidecode.cluster import quiet_heartbeats
+
+    with get_client(workers=1) as local:
+        assert list(local.run(_heartbeat_failure_is_logged).values()) == [True]
+        quiet_heartbeats(local)
+        assert list(local.run(_heartbeat_failure_is_logged).values()) == [False]

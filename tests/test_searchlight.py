@@ -148,9 +148,9 @@ def test_peak_lands_on_the_planted_region(synthetic_store, client, tmp_path):
 def test_bad_searchlight_arguments(haxby_store, tmp_path, haxby_slice_dir):
     from nidecode.searchlight import prepare_searchlight
 
-    with pytest.raises(InputError, match="--radius -1"):
+    with pytest.raises(InputError, match="'radius' parameter of searchlight must be a positive"):
         prepare_searchlight(haxby_store["run"], tmp_path / "a", radius=-1)
-    with pytest.raises(InputError, match="--solver fast"):
+    with pytest.raises(InputError, match="'solver' parameter of searchlight must be one of"):
         prepare_searchlight(haxby_store["run"], tmp_path / "b", radius=5, solver="fast")
     wrong = tmp_path / "wrong.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), wrong)
