@@ -19,7 +19,7 @@ from nidecode import store
 from nidecode.cluster import describe
 from nidecode.cv import parse_cv
 from nidecode.errors import InputError
-from nidecode.outdir import OutputDir
+from nidecode.outdir import OutputDir, confusion_name, weights_name
 from nidecode.plan import PairJob, batch_jobs, plan_decode
 from nidecode.results import (
     PairResult,
@@ -171,8 +171,8 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     for result in results:
         if result.subject not in geometry:
             geometry[result.subject] = store.read_geometry(run.store_path, result.subject)
-        name = f"weights/{result.subject}_{result.class_a}_vs_{result.class_b}.nii.gz"
-        run.output.write_image(name, weight_map(result, *geometry[result.subject]))
+        run.output.write_image(weights_name(*result.key),
+                               weight_map(result, *geometry[result.subject]))
     if run.identity["cv"] == "logo":
         _write_multiclass(run, results)
     if len(run.designs) > 1:
@@ -194,7 +194,7 @@ def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
         true = design.labels[scans]
         keep = np.isin(true, classes)  # scans of categories outside the pairs are left out
         table = confusion_matrix_table(true[keep], predicted[keep], classes)
-        run.output.write_table(f"multiclass/confusion_{subject}.csv", table.reset_index())
+        run.output.write_table(confusion_name(subject), table.reset_index())
         rows.append({"subject": subject, "accuracy": float(np.mean(true[keep] == predicted[keep])),
                      "n_scans": int(keep.sum()), "n_classes": len(classes),
                      "chance": 1 / len(classes)})

@@ -24,7 +24,7 @@ from nidecode import store
 from nidecode.cluster import describe
 from nidecode.cv import parse_cv
 from nidecode.errors import InputError
-from nidecode.outdir import OutputDir
+from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.plan import PairJob, plan_decode
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
@@ -186,7 +186,7 @@ def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
     for (subject, class_a, class_b), parts in _by_job(run, saved).items():
         observed, null_folds = _observed_and_null(parts)
         null = null_folds.mean(axis=1)
-        run.output.write_array(f"permutations/null/{subject}_{class_a}_vs_{class_b}.npy", null)
+        run.output.write_array(null_name(subject, class_a, class_b), null)
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
                      "accuracy": observed.mean(), "p_value": permutation_p_value(
                          observed.mean(), null), "n_permutations": len(null),
@@ -214,15 +214,14 @@ def _write_searchlight(run: PermuteRun, saved: dict) -> pd.DataFrame:
         pieces = [_observed_and_null(by_batch[batch]) for batch in sorted(by_batch)]
         observed = np.concatenate([piece[0] for piece in pieces])
         null = np.concatenate([piece[1] for piece in pieces], axis=1)
-        name = f"{subject}_{class_a}_vs_{class_b}"
-        run.output.write_array(f"permutations/null/{name}_searchlight.npy",
+        run.output.write_array(null_name(subject, class_a, class_b, searchlight=True),
                                null.astype(np.float32))
         uncorrected = permutation_p_values(observed, null)
         corrected = max_statistic_p_values(observed, null)
-        for suffix, values in (("", observed), ("_p", uncorrected), ("_p_fwe", corrected)):
+        for statistic, values in (("", observed), ("p", uncorrected), ("p_fwe", corrected)):
             full = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
             full[geometry.centres] = values
-            run.output.write_image(f"searchlight/{name}{suffix}.nii.gz",
+            run.output.write_image(searchlight_name(subject, class_a, class_b, statistic),
                                    to_nifti(full, geometry.mask, geometry.affine))
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
                      "n_spheres": len(observed), "peak_accuracy": observed.max(),

@@ -32,7 +32,12 @@ from nidecode.cluster import describe
 from nidecode.cv import parse_cv
 from nidecode.errors import InputError
 from nidecode.io.haxby import load_mask_like
-from nidecode.outdir import OutputDir
+from nidecode.outdir import (
+    OutputDir,
+    group_map_name,
+    searchlight_name,
+    sphere_size_name,
+)
 from nidecode.plan import PairJob, plan_decode
 from nidecode.results import SphereScores, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
@@ -219,7 +224,7 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         values = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
         values[geometry.centres] = accuracy.mean(axis=1)
         image = to_nifti(values, geometry.mask, geometry.affine)
-        run.output.write_image(f"searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz", image)
+        run.output.write_image(searchlight_name(subject, class_a, class_b), image)
         maps.setdefault((class_a, class_b), []).append((subject, image))
         peak = int(np.argmax(accuracy.mean(axis=1)))
         ijk = np.argwhere(geometry.mask)[geometry.centres[peak]]
@@ -231,18 +236,18 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
     for subject, geometry in run.geometry.items():
         sizes = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
         sizes[geometry.centres] = np.diff(geometry.spheres.indptr)
-        run.output.write_image(f"searchlight/{subject}_sphere_size.nii.gz",
+        run.output.write_image(sphere_size_name(subject),
                                to_nifti(sizes, geometry.mask, geometry.affine))
     for (class_a, class_b), subject_maps in maps.items():
         images = [image for _, image in subject_maps]
         if len(images) > 1 and _same_grid(images):
-            _write_group_maps(run, f"{class_a}_vs_{class_b}", subject_maps)
+            _write_group_maps(run, (class_a, class_b), subject_maps)
     table = pd.DataFrame(rows)
     run.output.write_table("searchlight.csv", table)
     return table
 
 
-def _write_group_maps(run: SearchlightRun, pair: str,
+def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
                       subject_maps: list[tuple[str, nib.Nifti1Image]]) -> None:
     """Mean map and a second-level sign-flip test across subjects on one grid.
 
@@ -252,7 +257,7 @@ def _write_group_maps(run: SearchlightRun, pair: str,
     """
     affine = subject_maps[0][1].affine
     stack = np.stack([image.get_fdata() for _, image in subject_maps])
-    run.output.write_image(f"searchlight/mean_{pair}.nii.gz",
+    run.output.write_image(group_map_name(*pair, "mean"),
                            nib.Nifti1Image(stack.mean(axis=0).astype(np.float32), affine))
     common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
                                     for subject, _ in subject_maps])
@@ -261,7 +266,7 @@ def _write_group_maps(run: SearchlightRun, pair: str,
     for name, values in (("t", t_map), ("p_fwe", p_fwe)):
         volume = np.zeros(common.shape, dtype=np.float32)
         volume[common] = values
-        run.output.write_image(f"searchlight/group_{pair}_{name}.nii.gz",
+        run.output.write_image(group_map_name(*pair, name),
                                nib.Nifti1Image(volume, affine))
 
 

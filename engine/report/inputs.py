@@ -11,9 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from nidecode.errors import InputError
+from nidecode.outdir import confusion_name, weights_name
 
 SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
@@ -48,9 +51,10 @@ def read_results(out_dir: str | Path) -> RunResults:
     RunResults
         Optional parts are ``None`` or empty when their files are absent:
         ``permutations/pvalues.csv``, ``group.csv``,
-        ``multiclass/confusion_{subject}.csv``,
-        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (for the pairs of
-        the summary) and ``searchlight/*.nii.gz``.
+        ``multiclass/confusion_{subject}.csv`` and
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` for the subjects
+        and pairs of the summary (names from :mod:`nidecode.outdir`, which
+        encodes the strings), and ``searchlight/*.nii.gz``.
     """
     path = Path(out_dir)
     manifest_path, summary_path = path / "run.json", path / "summary.csv"
@@ -70,10 +74,12 @@ def read_results(out_dir: str | Path) -> RunResults:
         results.pvalues = read_table(path / "permutations" / "pvalues.csv", PVALUE_COLUMNS)
     if (path / "group.csv").exists():
         results.group = read_table(path / "group.csv", GROUP_COLUMNS)
-    for confusion in sorted((path / "multiclass").glob("confusion_*.csv")):
-        results.confusions[confusion.stem.removeprefix("confusion_")] = read_confusion(confusion)
+    for subject in sorted(set(summary["subject"])) if summary is not None else ():
+        confusion = path / confusion_name(subject)
+        if confusion.exists():
+            results.confusions[subject] = read_confusion(confusion)
     for row in summary.itertuples() if summary is not None else ():
-        weights = path / "weights" / f"{row.subject}_{row.class_a}_vs_{row.class_b}.nii.gz"
+        weights = path / weights_name(row.subject, row.class_a, row.class_b)
         if weights.exists():
             results.weight_maps[(row.subject, row.class_a, row.class_b)] = weights
     return results
@@ -113,6 +119,17 @@ def read_confusion(path: Path) -> pd.DataFrame:
     if not all(pd.api.types.is_integer_dtype(frame[column]) for column in frame.columns):
         raise InputError(f"{path}: the confusion matrix must hold integer counts")
     return frame
+
+
+def read_map(path: Path) -> nib.Nifti1Image:
+    """A NIfTI map of the run, its data read (a truncated or foreign file is an error)."""
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel, gzip and zlib raise many types for bad files
+        raise InputError(f"{path}: not a readable NIfTI image ({type(error).__name__}); run "
+                         f"the analysis again to rewrite it") from None
+    return nib.Nifti1Image(data, image.affine, image.header)
 
 
 def read_bench(bench_dir: str | Path) -> tuple[list[Path], object]:

@@ -1,0 +1,142 @@
+"""Output file names built from labels, subject ids and runs: safe, unique, reversible."""
+
+import os
+import string
+from pathlib import Path, PurePosixPath
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nidecode import outdir
+from nidecode.outdir import (
+    MAX_PART,
+    confusion_name,
+    decode_part,
+    encode_part,
+    group_map_name,
+    null_name,
+    searchlight_name,
+    sphere_size_name,
+    weights_name,
+)
+
+# Any Python string: unicode, control characters, lone surrogates (a Linux file
+# name that is not valid UTF-8 reaches Python as surrogate escapes), very long.
+ANY = st.text(st.characters(codec=None, exclude_categories=()), max_size=300)
+HOSTILE = st.one_of(ANY, st.sampled_from(
+    ["", ".", "..", "/", "x/../../../OUTSIDE", "a_vs_b", "vs", "mean", "group", "CON", "nul",
+     "Face", "face", "FACE", "%41", "+A", "~", " ", "NA", "01", "\\", "a" * 400, "é", "É"]))
+
+
+def _component(name: str) -> str:
+    """The file name of an output name: exactly one component below its directory."""
+    path = PurePosixPath(name)
+    assert not path.is_absolute() and ".." not in path.parts
+    return path.name
+
+
+def _safe_component(component: str) -> None:
+    assert component not in ("", ".", "..")
+    assert not component.startswith(".")  # never hidden, never a temporary file's name
+    assert len(component.encode()) <= 255
+    assert set(component) <= set(string.ascii_letters + string.digits + "-_.+%~")
+    assert component.split(".")[0].upper() not in outdir.WINDOWS_RESERVED
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY, st.booleans())
+def test_a_part_round_trips_and_is_safe(text, subject):
+    encoded = encode_part(text, subject=subject)
+    assert set(encoded) <= set(string.ascii_letters + string.digits + "-+%~"
+                               + ("_" if subject else ""))
+    assert 0 < len(encoded) <= MAX_PART
+    if "~" not in encoded:  # not shortened: the name alone gives the string back
+        assert decode_part(encoded) == text
+    else:
+        assert len(text.encode("utf-8", "surrogatepass")) > 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(HOSTILE, HOSTILE)
+def test_distinct_strings_give_distinct_parts_even_ignoring_case(first, second):
+    for subject in (False, True):
+        a, b = encode_part(first, subject=subject), encode_part(second, subject=subject)
+        assert (a.lower() == b.lower()) == (first == second)
+
+
+def _names(keys):
+    """Every name one directory of outputs can hold, for these (subject, a, b) keys."""
+    names = []
+    for subject, class_a, class_b in keys:
+        names.append(weights_name(subject, class_a, class_b))
+        names.append(null_name(subject, class_a, class_b))
+        names.append(null_name(subject, class_a, class_b, searchlight=True))
+        names.append(confusion_name(subject))
+        names.append(sphere_size_name(subject))
+        for statistic in ("", "p", "p_fwe"):
+            names.append(searchlight_name(subject, class_a, class_b, statistic))
+        for statistic in ("mean", "t", "p_fwe"):
+            names.append(group_map_name(class_a, class_b, statistic))
+    return names
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(HOSTILE, HOSTILE, HOSTILE), min_size=1, max_size=4, unique=True))
+def test_names_stay_inside_and_never_collide(keys):
+    names = _names(keys)
+    for name in names:
+        _safe_component(_component(name))
+    # Each distinct name comes from one key only (the same name from the same
+    # subject or pair is the same file), even on a case-insensitive file system.
+    origin: dict[str, set] = {}
+    for (subject, class_a, class_b) in keys:
+        for kind, name in [("w", weights_name(subject, class_a, class_b)),
+                           ("s", searchlight_name(subject, class_a, class_b)),
+                           ("sp", searchlight_name(subject, class_a, class_b, "p")),
+                           ("spf", searchlight_name(subject, class_a, class_b, "p_fwe")),
+                           ("n", null_name(subject, class_a, class_b)),
+                           ("ns", null_name(subject, class_a, class_b, searchlight=True)),
+                           ("c", confusion_name(subject)), ("z", sphere_size_name(subject)),
+                           ("gm", group_map_name(class_a, class_b, "mean")),
+                           ("gt", group_map_name(class_a, class_b, "t")),
+                           ("gp", group_map_name(class_a, class_b, "p_fwe"))]:
+            owner = (kind, subject) if kind in ("c", "z") else \
+                (kind, class_a, class_b) if kind.startswith("g") else \
+                (kind, subject, class_a, class_b)
+            origin.setdefault(name.lower(), set()).add(owner)
+    clashes = {name: owners for name, owners in origin.items() if len(owners) > 1}
+    assert not clashes
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    (("subj1", "face", "cat"), "weights/subj1_face_vs_cat.nii.gz"),
+    (("haxby2001_slice", "cat", "face"), "weights/haxby2001_slice_cat_vs_face.nii.gz"),
+    (("01", "scrambled-pix", "house"), "weights/01_scrambled-pix_vs_house.nii.gz"),
+    (("s", "x/../../../OUTSIDE", "cat"), "weights/s_x%2F%2E%2E%2F%2E%2E%2F%2E%2E%2F+O+U+T+S+I+D+E"
+                                         "_vs_cat.nii.gz"),
+    (("s", "a_vs_b", "c"), "weights/s_a%5Fvs%5Fb_vs_c.nii.gz"),
+])
+def test_ordinary_names_are_unchanged_and_hostile_ones_are_escaped(key, expected):
+    assert weights_name(*key) == expected
+
+
+def test_the_pairs_of_the_issue_get_their_own_files():
+    # labels a_vs_b / a, b_vs_c used to share s_a_vs_b_vs_c.nii.gz
+    assert weights_name("s", "a_vs_b", "c") != weights_name("s", "a", "b_vs_c")
+    assert weights_name("s", "Face", "cat").lower() != weights_name("s", "face", "cat").lower()
+    assert weights_name("s", "a b", "c") != weights_name("s", "a_b", "c")
+    assert searchlight_name("mean", "a", "b") != group_map_name("a", "b", "mean")
+
+
+def test_very_long_and_reserved_names_fit_a_file_system(tmp_path):
+    names = [weights_name("s" * 300, "é" * 300, "\udcff" * 300),
+             weights_name("CON", "nul", "vs"), confusion_name("..."), confusion_name("")]
+    for name in names:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        assert path.resolve().parent == (tmp_path / name).parent.resolve()
+    assert len(set(os.listdir(tmp_path / "weights"))) == 2
+    assert decode_part(encode_part("..", subject=True)) == ".."
+    assert Path(confusion_name("")).name != "confusion_.csv"
