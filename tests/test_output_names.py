@@ -1,9 +1,13 @@
 """Output file names built from labels, subject ids and runs: safe, unique, reversible."""
 
+import itertools
+import json
 import os
 import string
+import warnings
 from pathlib import Path, PurePosixPath
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +24,7 @@ from nidecode.outdir import (
     sphere_size_name,
     weights_name,
 )
+from tests.conftest import tiny_subject
 
 # Any Python string: unicode, control characters, lone surrogates (a Linux file
 # name that is not valid UTF-8 reaches Python as surrogate escapes), very long.
@@ -140,3 +145,91 @@ def test_very_long_and_reserved_names_fit_a_file_system(tmp_path):
     assert len(set(os.listdir(tmp_path / "weights"))) == 2
     assert decode_part(encode_part("..", subject=True)) == ".."
     assert Path(confusion_name("")).name != "confusion_.csv"
+
+
+# --- through ingest and decode --------------------------------------------------------------
+
+def _one_field(text: str) -> bool:
+    # labels.txt is split on whitespace and lines: a label is one field of one line
+    return text.split() == [text] and text.splitlines() == [text]
+
+
+def _directory_name(text: str) -> bool:
+    # A subject id is a directory name. Left out: what the store cannot hold yet (a
+    # subject "a\\b" is silently dropped, one named "zarr.json" breaks the store).
+    return (text not in ("", ".", "..", "zarr.json") and not set(text) & {"/", "\0", "\\"}
+            and len(text.encode()) <= 200)
+
+
+TEXT = st.characters(exclude_categories=("Cs",))
+LABEL = st.one_of(st.sampled_from(["x/../../../OUTSIDE", "a_vs_b", "b_vs_c", "a", "NA", "01",
+                                   "$HOME", "%2F", "..", "Face", "face", "CON", "é" * 100]),
+                  st.text(TEXT, min_size=1, max_size=120)).filter(_one_field)
+SUBJECT = st.one_of(st.sampled_from(["sub 01", "NA", "01", "...", "$x", "%", "mean", "ü-Ω",
+                                     " ", "s" * 180]),
+                    st.text(TEXT, min_size=1, max_size=60)).filter(_directory_name)
+
+
+def _hostile_subject(directory: Path, labels: list[str]) -> Path:
+    tiny_subject(directory)
+    order = {"rest": labels[0], "face": labels[1], "cat": labels[2]}
+    rows = (directory / "labels.txt").read_text().splitlines()[1:]
+    lines = [f"{order[row.split()[0]]} {row.split()[1]}" for row in rows]
+    (directory / "labels.txt").write_text("labels chunks\n" + "\n".join(lines) + "\n",
+                                          encoding="utf-8")
+    return directory
+
+
+def _listing(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")}
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(subject=SUBJECT, labels=st.lists(LABEL, min_size=3, max_size=3, unique=True))
+def test_hostile_labels_and_subject_ids_through_ingest_and_decode(client, tmp_path_factory,
+                                                                  subject, labels):
+    from nidecode.decode import execute_decode, prepare_decode
+    from nidecode.ingest import ingest
+
+    root = tmp_path_factory.mktemp("hostile")
+    ingest([_hostile_subject(root / "data" / subject, labels)], root / "s.zarr", "mask4_vt")
+    (root / "box").mkdir()
+    before = _listing(root)
+    out = root / "box" / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant-voxel notes and the like
+        run = prepare_decode(root / "s.zarr", out)
+        execute_decode(run, client, progress=False)
+    # nothing written outside --out
+    assert {name for name in _listing(root) - before if not name.startswith("box/out")} == set()
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    assert set(scores["subject"]) == {subject}
+    pairs = {frozenset(pair) for pair in zip(scores["class_a"], scores["class_b"], strict=True)}
+    assert pairs == {frozenset(pair) for pair in itertools.combinations(labels, 2)}
+    expected = {weights_name(subject, a, b) for a, b in
+                set(zip(scores["class_a"], scores["class_b"], strict=True))}
+    assert len({name.lower() for name in expected}) == 3  # no two pairs share a file
+    written = {str(path.relative_to(out)) for path in (out / "weights").iterdir()}
+    assert written == expected
+    assert (out / confusion_name(subject)).is_file()
+    manifest = json.loads((out / "run.json").read_text())
+    assert set(manifest["files"]) >= expected | {confusion_name(subject), "scores.csv"}
+
+
+def test_a_corrupt_part_on_resume_is_recomputed_and_named(client, tmp_path, recwarn):
+    from nidecode.decode import execute_decode, prepare_decode
+    from nidecode.ingest import ingest
+
+    ingest([tiny_subject(tmp_path / "sub01")], tmp_path / "s.zarr", "mask4_vt")
+    execute_decode(prepare_decode(tmp_path / "s.zarr", tmp_path / "out"), client,
+                   progress=False)
+    expected = (tmp_path / "out" / "scores.csv").read_bytes()
+    part = sorted((tmp_path / "out" / "parts").glob("*.npz"))[0]
+    part.write_bytes(part.read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match=f"{part}: unreadable saved result"):
+        run = prepare_decode(tmp_path / "s.zarr", tmp_path / "out")
+        execute_decode(run, client, progress=False)
+    assert (tmp_path / "out" / "scores.csv").read_bytes() == expected
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"][
+        "fits_computed"] == 3
