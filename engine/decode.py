@@ -129,7 +129,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         that every worker can read.
     out : str or Path
         Output directory: ``scores.csv``, ``summary.csv``,
-        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and ``run.json``.
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (the strings encoded
+        by :func:`nidecode.outdir.weights_name`) and ``run.json``.
         Results already saved there by a run of the same parameters are
         reused (resume).
     client : distributed.Client

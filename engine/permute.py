@@ -253,7 +253,8 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         ``radius`` (searchlight): accuracy maps and voxel-wise p-value maps,
         uncorrected (``_p``) and family-wise corrected with the maximum
         statistic over spheres (``_p_fwe``), in ``searchlight/``, and the
-        null maps in ``permutations/null/``.
+        null maps in ``permutations/null/``. Subject ids and labels are
+        encoded in the names (:mod:`nidecode.outdir`).
     client : distributed.Client
     n_permutations : int
         Permutations per subject x pair. The p-value is

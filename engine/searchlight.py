@@ -302,7 +302,8 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         and ``searchlight/group_{class_a}_vs_{class_b}_t.nii.gz`` / ``_p_fwe.nii.gz``
         (across subjects on one grid: mean, and a second-level sign-flip test
         against chance, family-wise corrected), ``searchlight/{subject}_sphere_size.nii.gz``
-        (voxels per sphere), ``searchlight.csv`` and ``run.json``.
+        (voxels per sphere), ``searchlight.csv`` and ``run.json``. Subject ids
+        and labels are encoded in the names (:mod:`nidecode.outdir`).
     client : distributed.Client
     radius : float
         Sphere radius in millimetres.
