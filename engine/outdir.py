@@ -46,7 +46,6 @@ from nidecode.errors import InputError
 MANIFEST = "run.json"
 BACKGROUND = "background.nii.gz"
 PARTS = "parts"
-WRITTEN = f"{PARTS}/written.txt"  # every file a run writes, logged before it is written
 REPORT = "report.html"  # written by 'nidecode report' into a run's directory
 TEMPORARY = ".nidecode-"  # prefix of a file being written (removed on resume)
 
@@ -89,7 +88,8 @@ class OutputDir:
     def __init__(self, path: str | Path):
         self.given = str(path)  # Path("") would silently become the current directory
         self.path = Path(path)
-        self.written: set[str] = set()
+        self.written: set[str] = set()  # listed in run.json before each is written
+        self.manifest: dict = {}
 
     def start(self, identity: dict, *, overwrite: bool = False, **manifest) -> None:
         """Claim the directory for a run of this identity.
@@ -109,6 +109,8 @@ class OutputDir:
                                  f"({', '.join(changed)}); choose another --out or pass "
                                  f"--overwrite")
             self.clear(previous)
+        elif previous is not None:  # resumed: the files of the interrupted run stay listed
+            self.written = set(_recorded(previous))
         try:
             (self.path / PARTS).mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -132,13 +134,13 @@ class OutputDir:
                                  f"the run's own directory")
 
     def clear(self, manifest: dict | None = None) -> None:
-        """Remove the files a run wrote here (listed in ``run.json`` or logged), and ``parts/``.
+        """Remove the files a run wrote here (listed in ``run.json``), and ``parts/``.
 
         Files the engine did not write (notes, other directories) are kept;
         directories emptied by the removal are removed.
         """
         manifest = self.read_manifest() if manifest is None else manifest
-        names = {MANIFEST, REPORT, *_recorded(manifest), *_logged(self.path / WRITTEN)}
+        names = {MANIFEST, REPORT, *_recorded(manifest)}
         for name in names:
             target = self.path / name
             if target.is_file() or target.is_symlink():
@@ -170,6 +172,7 @@ class OutputDir:
 
     def write_manifest(self, manifest: dict) -> None:
         """Write ``run.json`` atomically, with the list of files written (``"files"``)."""
+        self.manifest = manifest
         files = sorted(self.written - {MANIFEST})
         self._write_atomic(MANIFEST, lambda path: path.write_text(
             json.dumps({**manifest, "files": files}, indent=2, default=_json_default) + "\n"))
@@ -225,11 +228,9 @@ class OutputDir:
 
     def _write_atomic(self, name: str, write: Callable[[Path], object]) -> None:
         if not name.startswith(f"{PARTS}/") and name != MANIFEST and name not in self.written:
-            # Logged before it is written: --overwrite finds it even after a kill.
-            (self.path / PARTS).mkdir(parents=True, exist_ok=True)
-            with open(self.path / WRITTEN, "a", encoding="utf-8") as log:
-                log.write(name + "\n")
-        self.written.add(name)
+            # Listed before it is written: --overwrite finds it even after a kill.
+            self.written.add(name)
+            self.write_manifest(self.manifest)
         write_atomic(self.path / name, write)
 
 
@@ -271,14 +272,6 @@ def current_umask() -> int:
 def _recorded(manifest: dict | None) -> list[str]:
     files = (manifest or {}).get("files", [])
     return [name for name in files if isinstance(name, str) and _is_own(name)]
-
-
-def _logged(log: Path) -> list[str]:
-    if not log.is_file():
-        return []
-    text = log.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")[:-1]  # a line cut by a kill has no newline: not trusted
-    return [name for name in lines if _is_own(name)]
 
 
 def _is_own(name: str) -> bool:

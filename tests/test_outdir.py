@@ -70,19 +70,22 @@ def test_overwrite_removes_only_what_the_run_wrote(tmp_path):
                     "permutations/keep.txt", "run.json"]
 
 
-def test_overwrite_after_a_kill_removes_the_logged_files(tmp_path):
+def test_overwrite_after_a_kill_removes_the_listed_files_only(tmp_path):
     out = tmp_path / "out"
     output = OutputDir(out)
     output.start({"command": "decode", "C": 1.0})
     output.write_image("weights/s_a_vs_b.nii.gz",
                        nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)))
-    # killed here: run.json says running and lists no file
-    with open(out / "parts" / "written.txt", "a") as log:
-        log.write("my_notes")  # a line cut by the kill is not trusted
-    (out / "my_notes").write_text("mine")
+    # killed here: run.json says running and lists the file written so far
+    manifest = json.loads((out / "run.json").read_text())
+    assert (manifest["status"], manifest["files"]) == ("running", ["weights/s_a_vs_b.nii.gz"])
+    (tmp_path / "outside.txt").write_text("mine")
+    (out / "notes.txt").write_text("mine")
+    manifest["files"] += ["../outside.txt", str(tmp_path / "outside.txt"), "parts/../notes.txt"]
+    (out / "run.json").write_text(json.dumps(manifest))  # edited by hand
     OutputDir(out).start({"command": "decode", "C": 2.0}, overwrite=True)
     assert not (out / "weights").exists()
-    assert (out / "my_notes").read_text() == "mine"
+    assert (tmp_path / "outside.txt").read_text() == (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("where", ["cwd", "parent", "home"])
@@ -123,7 +126,7 @@ def test_files_get_the_mode_of_the_umask(tmp_path, umask):
     finally:
         os.umask(previous)
     files = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
-    assert len(files) == 6
+    assert len(files) == 5  # run.json, scores.csv, a .npy, a part, report.html
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
