@@ -58,6 +58,9 @@ WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in r
 # Words a part must not be: the separator of a pair, the prefix of group
 # maps (a subject 'mean' would share the group mean map's name), devices.
 _RESERVED = frozenset({"vs", "mean", "group", *(name.lower() for name in WINDOWS_RESERVED)})
+_LEGACY_NAMES = ("scores.csv", "summary.csv", "group.csv", "searchlight.csv", BACKGROUND)
+_LEGACY_DIRECTORIES = ("weights", "searchlight", "multiclass", "permutations",
+                       "permutations/null")
 _STATISTICS = {"": "", "p": "_p", "p_fwe": "_p_fwe"}
 _GROUP_STATISTICS = {"t": "_t", "p_fwe": "_p_fwe"}
 
@@ -140,7 +143,8 @@ class OutputDir:
         directories emptied by the removal are removed.
         """
         manifest = self.read_manifest() if manifest is None else manifest
-        names = {MANIFEST, REPORT, *_recorded(manifest)}
+        names = {MANIFEST, REPORT, *(_recorded(manifest) if "files" in (manifest or {})
+                                     else self._legacy_files())}
         for name in names:
             target = self.path / name
             if target.is_file() or target.is_symlink():
@@ -152,6 +156,16 @@ class OutputDir:
                                 key=lambda parent: -len(parent.parts)):
             if (self.path / directory).is_dir() and not any((self.path / directory).iterdir()):
                 (self.path / directory).rmdir()
+
+    def _legacy_files(self) -> list[str]:
+        # run.json of an older nidecode lists no files: its fixed names and the
+        # result files in its own sub-directories.
+        found = [name for name in _LEGACY_NAMES if (self.path / name).is_file()]
+        for directory in _LEGACY_DIRECTORIES:
+            found += [path.relative_to(self.path).as_posix()
+                      for path in (self.path / directory).glob("[!.]*")
+                      if path.is_file() and path.name.endswith((".nii.gz", ".npy", ".csv"))]
+        return found
 
     def read_manifest(self) -> dict | None:
         """The parsed ``run.json``, or ``None`` if there is none."""
@@ -166,8 +180,8 @@ class OutputDir:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             manifest = None
         if not isinstance(manifest, dict):
-            raise InputError(f"{path}: unreadable run manifest; remove {self.path} or pass "
-                             f"--overwrite")
+            raise InputError(f"{path}: unreadable run manifest; remove {self.path} or choose "
+                             f"another --out")
         return manifest
 
     def write_manifest(self, manifest: dict) -> None:

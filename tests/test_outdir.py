@@ -88,6 +88,16 @@ def test_overwrite_after_a_kill_removes_the_listed_files_only(tmp_path):
     assert (tmp_path / "outside.txt").read_text() == (out / "notes.txt").read_text() == "mine"
 
 
+def test_overwrite_of_a_run_of_an_older_version_removes_its_result_files(tmp_path):
+    out = _written_run(tmp_path / "out").path
+    manifest = json.loads((out / "run.json").read_text())
+    del manifest["files"]
+    (out / "run.json").write_text(json.dumps(manifest))
+    (out / "my_notes.txt").write_text("mine")
+    OutputDir(out).start({"command": "decode", "C": 2.0}, overwrite=True)
+    assert sorted(path.name for path in out.iterdir()) == ["my_notes.txt", "parts", "run.json"]
+
+
 @pytest.mark.parametrize("where", ["cwd", "parent", "home"])
 def test_overwrite_refuses_the_current_directory_its_parents_and_home(tmp_path, monkeypatch,
                                                                       where):
