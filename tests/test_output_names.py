@@ -233,3 +233,25 @@ def test_a_corrupt_part_on_resume_is_recomputed_and_named(client, tmp_path, recw
     assert (tmp_path / "out" / "scores.csv").read_bytes() == expected
     assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"][
         "fits_computed"] == 3
+
+
+def test_the_report_reads_labels_as_text_and_finds_their_maps(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from nidecode.report.inputs import read_results
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"status": "complete", "identity": {}}))
+    summary = pd.DataFrame({"subject": ["NA", "NA"], "class_a": ["01", "01"],
+                            "class_b": ["1", "nan"], "mean_accuracy": [0.75, 0.5],
+                            "std_accuracy": [0.1, None], "n_folds": [4, 1]})
+    summary.to_csv(out / "summary.csv", index=False)
+    for class_b in ("1", "nan"):
+        (out / weights_name("NA", "01", class_b)).parent.mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.eye(4)),
+                 out / weights_name("NA", "01", class_b))
+    results = read_results(out)
+    assert list(results.weight_maps) == [("NA", "01", "1"), ("NA", "01", "nan")]
+    assert results.summary["std_accuracy"].isna().tolist() == [False, True]

@@ -87,9 +87,12 @@ def read_results(out_dir: str | Path) -> RunResults:
 
 def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     """A CSV table with at least ``columns`` (names kept as text, e.g. subject ``01``)."""
+    names = [name for name in _NAMES if name in columns]
     try:
-        frame = pd.read_csv(path, dtype={name: kind for name, kind in _NAMES.items()
-                                         if name in columns})
+        frame = pd.read_csv(path)
+        if names and set(names) <= set(frame.columns):
+            # Names as written: subject 01 stays '01' and a label NA is not missing.
+            frame[names] = pd.read_csv(path, usecols=names, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable CSV table ({error}); expected the columns "
                          f"{','.join(columns)}") from None
