@@ -18,7 +18,7 @@ from distributed import Client
 from nidecode import store
 from nidecode._validation import check_C, check_cv, check_per_task
 from nidecode.cluster import describe
-from nidecode.outdir import OutputDir
+from nidecode.outdir import OutputDir, confusion_name, weights_name
 from nidecode.plan import PairJob, batch_jobs, majority_rates, plan_decode, plan_notes
 from nidecode.results import (
     PairResult,
@@ -130,7 +130,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         that every worker can read.
     out : str or Path
         Output directory: ``scores.csv``, ``summary.csv``, ``group.csv``,
-        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` and ``run.json``.
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (the strings encoded
+        by :func:`nidecode.outdir.weights_name`) and ``run.json``.
         Results already saved there by a run of the same parameters are
         reused (resume).
         ``scores.csv`` has a ``chance`` per fold: the share of the larger
@@ -185,8 +186,8 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
         if result.subject not in geometry:
             geometry[result.subject] = store.read_geometry(
                 run.store_path, result.subject, checksum=run.designs[result.subject].checksum)
-        name = f"weights/{result.subject}_{result.class_a}_vs_{result.class_b}.nii.gz"
-        run.output.write_image(name, weight_map(result, *geometry[result.subject]))
+        run.output.write_image(weights_name(*result.key),
+                               weight_map(result, *geometry[result.subject]))
     if run.identity["cv"] == "logo":
         _write_multiclass(run, results)
     if len(run.designs) > 1:
@@ -208,7 +209,7 @@ def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
         true = design.labels[scans]
         keep = np.isin(true, classes)  # scans of categories outside the pairs are left out
         table = confusion_matrix_table(true[keep], predicted[keep], classes)
-        run.output.write_table(f"multiclass/confusion_{subject}.csv", table.reset_index())
+        run.output.write_table(confusion_name(subject), table.reset_index())
         # Chance: the share of the most frequent category (1 / n_classes when balanced).
         shares = np.unique(true[keep], return_counts=True)[1] / keep.sum()
         rows.append({"subject": subject, "accuracy": float(np.mean(true[keep] == predicted[keep])),

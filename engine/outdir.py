@@ -5,6 +5,21 @@ Results are saved as they arrive, one small file per subject x pair under
 run loses at most the tasks in flight. ``run.json`` records the parameters
 that change the results (the run's identity) and ``"status"``: it says
 ``"complete"`` only once every final file is in place.
+
+Every file name built from data (subject ids, category labels) comes from
+the functions here (:func:`weights_name`, :func:`searchlight_name`, ...),
+which the commands writing the files and the report reading them share.
+Each string is encoded on its own by :func:`encode_part`: ``a-z``, ``0-9``
+and ``-`` stay as they are (``_`` too in subject ids), an upper-case letter
+gets a ``+`` before it (so names differing only in case stay distinct on a
+case-insensitive file system), every other character becomes ``%XX``
+escapes of its UTF-8 bytes; a reserved word (``vs``, ``mean``, Windows
+device names) has its first letter escaped, and a part longer than
+:data:`MAX_PART` is cut and ends with ``~`` and a hash of the whole string.
+As labels never hold ``_`` once encoded and never are ``vs``, the last
+``_vs_`` of a name separates its pair: names are unique and stay inside
+their directory. :func:`decode_part` inverts the encoding of a part that
+was not cut.
 """
 
 from __future__ import annotations
@@ -13,9 +28,12 @@ import hashlib
 import json
 import os
 import shutil
+import string
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol, TypeVar
 
 import nibabel as nib
@@ -28,6 +46,23 @@ from nidecode.errors import InputError
 MANIFEST = "run.json"
 BACKGROUND = "background.nii.gz"
 PARTS = "parts"
+REPORT = "report.html"  # written by 'nidecode report' into a run's directory
+TEMPORARY = ".nidecode-"  # prefix of a file being written (removed on resume)
+
+MAX_PART = 64  # characters of one encoded string: three parts and the rest stay < 255 bytes
+_KEPT = frozenset(string.ascii_lowercase + string.digits + "-")
+_UPPER = frozenset(string.ascii_uppercase)
+_HASHED = 16  # hex digits of the hash that ends a shortened part
+WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
+                              *(f"LPT{i}" for i in range(10))})
+# Words a part must not be: the separator of a pair, the prefix of group
+# maps (a subject 'mean' would share the group mean map's name), devices.
+_RESERVED = frozenset({"vs", "mean", "group", *(name.lower() for name in WINDOWS_RESERVED)})
+_LEGACY_NAMES = ("scores.csv", "summary.csv", "group.csv", "searchlight.csv", BACKGROUND)
+_LEGACY_DIRECTORIES = ("weights", "searchlight", "multiclass", "permutations",
+                       "permutations/null")
+_STATISTICS = {"": "", "p": "_p", "p_fwe": "_p_fwe"}
+_GROUP_STATISTICS = {"t": "_t", "p_fwe": "_p_fwe"}
 
 
 class Part(Protocol):
@@ -54,15 +89,20 @@ class OutputDir:
     """
 
     def __init__(self, path: str | Path):
+        self.given = str(path)  # Path("") would silently become the current directory
         self.path = Path(path)
+        self.written: set[str] = set()  # listed in run.json before each is written
+        self.manifest: dict = {}
 
     def start(self, identity: dict, *, overwrite: bool = False, **manifest) -> None:
         """Claim the directory for a run of this identity.
 
         A directory holding a run of other parameters is refused, unless
-        ``overwrite``, in which case its results are removed first. A run of
-        the same parameters keeps its saved parts: the new run resumes it.
+        ``overwrite``, in which case the files that run wrote are removed
+        first (nothing else). A run of the same parameters keeps its saved
+        parts: the new run resumes it.
         """
+        self._check_path(overwrite)
         previous = self.read_manifest()
         if previous is not None and previous.get("identity") != identity:
             if not overwrite:
@@ -71,17 +111,61 @@ class OutputDir:
                 raise InputError(f"{self.path}: holds results of a run with other parameters "
                                  f"({', '.join(changed)}); choose another --out or pass "
                                  f"--overwrite")
-            self.clear()
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / PARTS).mkdir(exist_ok=True)
-        for leftover in self.path.rglob(".*"):  # temporary files of a killed write
-            leftover.unlink()
+            self.clear(previous)
+        elif previous is not None:  # resumed: the files of the interrupted run stay listed
+            self.written = set(_recorded(previous))
+        try:
+            (self.path / PARTS).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"--out {self.path}: cannot create the directory "
+                             f"({error.strerror}); give a directory path you can write") from None
+        for leftover in [*self.path.rglob(f"{TEMPORARY}*"), *(self.path / PARTS).glob(".*")]:
+            leftover.unlink()  # temporary files of a killed write
         self.write_manifest({**manifest, "status": "running", "identity": identity})
 
-    def clear(self) -> None:
-        """Remove everything this directory holds."""
-        if self.path.exists():
-            shutil.rmtree(self.path)
+    def _check_path(self, overwrite: bool) -> None:
+        if not self.given.strip():
+            raise InputError("--out '': empty path; give an output directory")
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"--out {self.path}: is a file, not a directory; give a new or "
+                             f"empty directory path")
+        if overwrite:
+            resolved, cwd = self.path.resolve(), Path.cwd().resolve()
+            if resolved == Path.home().resolve() or resolved == cwd or resolved in cwd.parents:
+                raise InputError(f"--out {self.given}: --overwrite refused for the current "
+                                 f"directory, one of its parents or the home directory; give "
+                                 f"the run's own directory")
+
+    def clear(self, manifest: dict | None = None) -> None:
+        """Remove the files a run wrote here (listed in ``run.json``), and ``parts/``.
+
+        Files the engine did not write (notes, other directories) are kept;
+        directories emptied by the removal are removed.
+        """
+        manifest = self.read_manifest() if manifest is None else manifest
+        names = {MANIFEST, REPORT, *(_recorded(manifest) if "files" in (manifest or {})
+                                     else self._legacy_files())}
+        for name in names:
+            target = self.path / name
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+        shutil.rmtree(self.path / PARTS, ignore_errors=True)
+        for directory in sorted({parent for name in names
+                                 for parent in PurePosixPath(name).parents
+                                 if parent != PurePosixPath(".")},
+                                key=lambda parent: -len(parent.parts)):
+            if (self.path / directory).is_dir() and not any((self.path / directory).iterdir()):
+                (self.path / directory).rmdir()
+
+    def _legacy_files(self) -> list[str]:
+        # run.json of an older nidecode lists no files: its fixed names and the
+        # result files in its own sub-directories.
+        found = [name for name in _LEGACY_NAMES if (self.path / name).is_file()]
+        for directory in _LEGACY_DIRECTORIES:
+            found += [path.relative_to(self.path).as_posix()
+                      for path in (self.path / directory).glob("[!.]*")
+                      if path.is_file() and path.name.endswith((".nii.gz", ".npy", ".csv"))]
+        return found
 
     def read_manifest(self) -> dict | None:
         """The parsed ``run.json``, or ``None`` if there is none."""
@@ -92,15 +176,21 @@ class OutputDir:
                                  f"empty or new --out directory")
             return None
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise InputError(f"{path}: unreadable run manifest; remove {self.path} or pass "
-                             f"--overwrite") from None
+            manifest = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise InputError(f"{path}: unreadable run manifest; remove {self.path} or choose "
+                             f"another --out")
+        return manifest
 
     def write_manifest(self, manifest: dict) -> None:
-        """Write ``run.json`` atomically."""
+        """Write ``run.json`` atomically, with the list of files written (``"files"``)."""
+        self.manifest = manifest
+        files = sorted(self.written - {MANIFEST})
         self._write_atomic(MANIFEST, lambda path: path.write_text(
-            json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"))
+            json.dumps({**manifest, "files": files}, indent=2, default=_json_default,
+                       allow_nan=False) + "\n"))
 
     def save_part(self, part: Part) -> None:
         """Save one result as it arrives (atomic)."""
@@ -109,12 +199,21 @@ class OutputDir:
                            lambda path: np.savez(path, **arrays))
 
     def load_parts(self, part_type: type[P]) -> dict[tuple[str, ...], P]:
-        """Every saved result, by key."""
+        """Every saved result, by key.
+
+        A part that cannot be read (truncated, garbage) is removed with a
+        warning naming it: it is computed again.
+        """
         parts = {}
         for path in sorted((self.path / PARTS).glob("[!.]*.npz")):
-            with np.load(path) as arrays:
-                key = tuple(str(name) for name in arrays["key"])
-                parts[key] = part_type.from_arrays(key, arrays)
+            try:
+                with np.load(path) as arrays:
+                    key = tuple(str(name) for name in arrays["key"])
+                    parts[key] = part_type.from_arrays(key, arrays)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                warnings.warn(f"{path}: unreadable saved result ({type(error).__name__}); it is "
+                              f"removed and computed again", stacklevel=2)
+                path.unlink(missing_ok=True)
         return parts
 
     def write_table(self, name: str, table: pd.DataFrame) -> None:
@@ -143,19 +242,170 @@ class OutputDir:
         return BACKGROUND
 
     def _write_atomic(self, name: str, write: Callable[[Path], object]) -> None:
-        # The temporary file keeps the target's suffixes (numpy and nibabel
-        # choose the format from them) and starts with a dot (never loaded).
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".",
-                                             suffix="".join(target.suffixes))
-        os.close(handle)
-        try:
-            write(Path(temporary))
-            os.replace(temporary, target)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        if not name.startswith(f"{PARTS}/") and name != MANIFEST and name not in self.written:
+            # Listed before it is written: --overwrite finds it even after a kill.
+            self.written.add(name)
+            self.write_manifest(self.manifest)
+        write_atomic(self.path / name, write)
+
+
+def write_atomic(target: Path, write: Callable[[Path], object]) -> Path:
+    """Write a file through ``write(temporary_path)`` and rename it to ``target``.
+
+    A reader never sees half a file. The temporary file keeps the target's
+    suffixes (numpy and nibabel choose the format from them) and starts with
+    a dot (never loaded); the file ends with the mode the umask gives new
+    files (0644 under umask 022), not the 0600 of ``tempfile.mkstemp``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY,
+                                         suffix="".join(target.suffixes))
+    os.close(handle)
+    try:
+        os.chmod(temporary, 0o666 & ~current_umask())
+        write(Path(temporary))
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return target
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _recorded(manifest: dict | None) -> list[str]:
+    files = (manifest or {}).get("files", [])
+    return [name for name in files if isinstance(name, str) and _is_own(name)]
+
+
+def _is_own(name: str) -> bool:
+    # A name read from run.json could be edited: only relative names below the directory.
+    path = PurePosixPath(name)
+    return bool(name) and "\\" not in name and not path.is_absolute() and ".." not in path.parts
+
+
+def encode_part(text: str, *, subject: bool = False) -> str:
+    """Encode one string (a label or subject id) as a safe piece of a file name.
+
+    Parameters
+    ----------
+    text : str
+        Any string, including ``/``, ``..``, control characters, lone
+        surrogates (undecodable bytes of a file name) or thousands of characters.
+    subject : bool
+        Keep ``_`` as is (subject ids such as ``haxby2001_slice``); category
+        labels escape it so that ``{a}_vs_{b}`` is unambiguous.
+
+    Returns
+    -------
+    str
+        Non-empty, at most :data:`MAX_PART` characters of ``[A-Za-z0-9-+%~]``
+        (and ``_`` for subjects); distinct strings give names that differ
+        even ignoring case. ``"face"`` stays ``"face"``.
+    """
+    if text == "":
+        return "%"  # a lone '%' is no escape: only the empty string gives it
+    kept = _KEPT | {"_"} if subject else _KEPT
+    pieces = []
+    for character in text:
+        if character in kept:
+            pieces.append(character)
+        elif character in _UPPER:
+            pieces.append("+" + character)
+        else:
+            pieces.extend(f"%{byte:02X}" for byte in character.encode("utf-8", "surrogatepass"))
+    if text in _RESERVED:
+        pieces[0] = f"%{ord(text[0]):02X}"
+    encoded = "".join(pieces)
+    if len(encoded) <= MAX_PART:
+        return encoded
+    return _shorten(pieces, text)
+
+
+def _shorten(pieces: list[str], text: str) -> str:
+    # Whole characters of the start, then '~' (escaped in any input) and a hash.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASHED]
+    room, start = MAX_PART - _HASHED - 1, []
+    for piece in pieces:
+        if len(piece) > room:
+            break
+        start.append(piece)
+        room -= len(piece)
+    return "".join(start) + "~" + digest
+
+
+def decode_part(encoded: str) -> str:
+    """The string :func:`encode_part` encoded (not for a part shortened with ``~``)."""
+    if "~" in encoded:
+        raise ValueError(f"{encoded!r}: shortened with a hash; the string is not in the name")
+    if encoded == "%":
+        return ""
+    data, index = bytearray(), 0
+    while index < len(encoded):
+        if encoded[index] == "%":
+            data.append(int(encoded[index + 1:index + 3], 16))
+            index += 3
+        else:
+            data.extend(encoded[index + (encoded[index] == "+")].encode())
+            index += 1 + (encoded[index] == "+")
+    return data.decode("utf-8", "surrogatepass")
+
+
+def pair_stem(class_a: str, class_b: str) -> str:
+    """``{class_a}_vs_{class_b}``, each label encoded."""
+    return f"{encode_part(class_a)}_vs_{encode_part(class_b)}"
+
+
+def _subject_pair(subject: str, class_a: str, class_b: str) -> str:
+    return f"{encode_part(subject, subject=True)}_{pair_stem(class_a, class_b)}"
+
+
+def weights_name(subject: str, class_a: str, class_b: str) -> str:
+    """``weights/{subject}_{class_a}_vs_{class_b}.nii.gz``: a pair's fold-mean SVM weights."""
+    return f"weights/{_subject_pair(subject, class_a, class_b)}.nii.gz"
+
+
+def searchlight_name(subject: str, class_a: str, class_b: str, statistic: str = "") -> str:
+    """``searchlight/{subject}_{class_a}_vs_{class_b}{_statistic}.nii.gz``.
+
+    ``statistic``: ``""`` (accuracy), ``"p"`` or ``"p_fwe"`` (permutation p-values).
+    """
+    stem = _subject_pair(subject, class_a, class_b)
+    return f"searchlight/{stem}{_STATISTICS[statistic]}.nii.gz"
+
+
+def sphere_size_name(subject: str) -> str:
+    """``searchlight/{subject}_sphere_size.nii.gz``: voxels per sphere."""
+    return f"searchlight/{encode_part(subject, subject=True)}_sphere_size.nii.gz"
+
+
+def group_map_name(class_a: str, class_b: str, statistic: str) -> str:
+    """Across subjects: ``searchlight/mean_{pair}.nii.gz`` or ``group_{pair}_{t|p_fwe}.nii.gz``."""
+    if statistic == "mean":
+        return f"searchlight/mean_{pair_stem(class_a, class_b)}.nii.gz"
+    return f"searchlight/group_{pair_stem(class_a, class_b)}{_GROUP_STATISTICS[statistic]}.nii.gz"
+
+
+def null_name(subject: str, class_a: str, class_b: str, *, searchlight: bool = False) -> str:
+    """``permutations/null/{subject}_{class_a}_vs_{class_b}[_searchlight].npy``."""
+    return f"permutations/null/{_subject_pair(subject, class_a, class_b)}" \
+           f"{'_searchlight' if searchlight else ''}.npy"
+
+
+def confusion_name(subject: str) -> str:
+    """``multiclass/confusion_{subject}.csv``: a subject's multiclass confusion matrix."""
+    return f"multiclass/confusion_{encode_part(subject, subject=True)}.csv"
 
 
 def _part_name(key: tuple[str, ...]) -> str:

@@ -34,7 +34,7 @@ from nidecode._validation import (
 )
 from nidecode.cluster import describe
 from nidecode.errors import NidecodeWarning
-from nidecode.outdir import OutputDir
+from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.plan import PairJob, plan_decode, plan_notes
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
@@ -253,7 +253,7 @@ def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
     for (subject, class_a, class_b), parts in _by_job(run, saved).items():
         observed, null_folds = _observed_and_null(parts)
         null = null_folds.mean(axis=1)
-        run.output.write_array(f"permutations/null/{subject}_{class_a}_vs_{class_b}.npy", null)
+        run.output.write_array(null_name(subject, class_a, class_b), null)
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
                      "accuracy": observed.mean(), "p_value": permutation_p_value(
                          observed.mean(), null), "n_permutations": len(null),
@@ -282,15 +282,14 @@ def _write_searchlight(run: PermuteRun, saved: dict) -> pd.DataFrame:
         pieces = [_observed_and_null(by_batch[batch]) for batch in sorted(by_batch)]
         observed = np.concatenate([piece[0] for piece in pieces])
         null = np.concatenate([piece[1] for piece in pieces], axis=1)
-        name = f"{subject}_{class_a}_vs_{class_b}"
-        run.output.write_array(f"permutations/null/{name}_searchlight.npy",
+        run.output.write_array(null_name(subject, class_a, class_b, searchlight=True),
                                null.astype(np.float32))
         uncorrected = permutation_p_values(observed, null)
         corrected = max_statistic_p_values(observed, null)
-        for suffix, values in (("", observed), ("_p", uncorrected), ("_p_fwe", corrected)):
+        for statistic, values in (("", observed), ("p", uncorrected), ("p_fwe", corrected)):
             full = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
             full[geometry.centres] = values
-            run.output.write_image(f"searchlight/{name}{suffix}.nii.gz",
+            run.output.write_image(searchlight_name(subject, class_a, class_b, statistic),
                                    to_nifti(full, geometry.mask, geometry.affine))
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
                      "n_spheres": len(observed), "peak_accuracy": observed.max(),
@@ -324,7 +323,8 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         ``radius`` (searchlight): accuracy maps and voxel-wise p-value maps,
         uncorrected (``_p``) and family-wise corrected with the maximum
         statistic over spheres (``_p_fwe``), in ``searchlight/``, and the
-        null maps in ``permutations/null/``.
+        null maps in ``permutations/null/``. Subject ids and labels are
+        encoded in the names (:mod:`nidecode.outdir`).
     client : distributed.Client
     n_permutations : int
         Permutations per subject x pair, 1 to 10^6

@@ -33,7 +33,12 @@ from nidecode._validation import check_C, check_choice, check_cv, check_per_task
 from nidecode.cluster import describe
 from nidecode.errors import InputError, NidecodeWarning
 from nidecode.io.haxby import load_mask_like
-from nidecode.outdir import OutputDir
+from nidecode.outdir import (
+    OutputDir,
+    group_map_name,
+    searchlight_name,
+    sphere_size_name,
+)
 from nidecode.plan import PairJob, majority_rates, plan_decode, plan_notes
 from nidecode.results import SphereScores, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
@@ -241,7 +246,7 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         values = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
         values[geometry.centres] = accuracy.mean(axis=1)
         image = to_nifti(values, geometry.mask, geometry.affine)
-        run.output.write_image(f"searchlight/{subject}_{class_a}_vs_{class_b}.nii.gz", image)
+        run.output.write_image(searchlight_name(subject, class_a, class_b), image)
         chance = run.chance[(subject, class_a, class_b)]
         maps.setdefault((class_a, class_b), []).append((subject, image, chance))
         peak = int(np.argmax(accuracy.mean(axis=1)))
@@ -255,18 +260,18 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
     for subject, geometry in run.geometry.items():
         sizes = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
         sizes[geometry.centres] = np.diff(geometry.spheres.indptr)
-        run.output.write_image(f"searchlight/{subject}_sphere_size.nii.gz",
+        run.output.write_image(sphere_size_name(subject),
                                to_nifti(sizes, geometry.mask, geometry.affine))
     for (class_a, class_b), subject_maps in maps.items():
         images = [image for _, image, _ in subject_maps]
         if len(images) > 1 and _same_grid(images):
-            _write_group_maps(run, f"{class_a}_vs_{class_b}", subject_maps)
+            _write_group_maps(run, (class_a, class_b), subject_maps)
     table = pd.DataFrame(rows)
     run.output.write_table("searchlight.csv", table)
     return table
 
 
-def _write_group_maps(run: SearchlightRun, pair: str,
+def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
                       subject_maps: list[tuple[str, nib.Nifti1Image, float]]) -> None:
     """Mean map and a second-level sign-flip test across subjects on one grid.
 
@@ -278,7 +283,7 @@ def _write_group_maps(run: SearchlightRun, pair: str,
     affine = subject_maps[0][1].affine
     stack = np.stack([image.get_fdata() for _, image, _ in subject_maps])
     chance = np.array([level for _, _, level in subject_maps])
-    run.output.write_image(f"searchlight/mean_{pair}.nii.gz",
+    run.output.write_image(group_map_name(*pair, "mean"),
                            nib.Nifti1Image(stack.mean(axis=0).astype(np.float32), affine))
     common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
                                     for subject, _, _ in subject_maps])
@@ -287,7 +292,7 @@ def _write_group_maps(run: SearchlightRun, pair: str,
     for name, values in (("t", t_map), ("p_fwe", p_fwe)):
         volume = np.zeros(common.shape, dtype=np.float32)
         volume[common] = values
-        run.output.write_image(f"searchlight/group_{pair}_{name}.nii.gz",
+        run.output.write_image(group_map_name(*pair, name),
                                nib.Nifti1Image(volume, affine))
 
 
@@ -326,7 +331,8 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         of one subject have none), ``searchlight/{subject}_sphere_size.nii.gz``
         (voxels per sphere), ``searchlight.csv`` (with ``chance``: the fold
         mean of the share of the larger class among the test scans) and
-        ``run.json``.
+        ``run.json``. Subject ids and labels are encoded in the names
+        (:mod:`nidecode.outdir`).
     client : distributed.Client
     radius : float
         Sphere radius in millimetres.

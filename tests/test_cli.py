@@ -300,3 +300,41 @@ def test_bench_keeps_its_own_workers_option(tmp_path, capsys):
     # 'bench --workers 1,2,4' is a list: the analyses' --workers rule is not applied to it.
     status = main(["bench", "--workers", "0,x", "--out", str(tmp_path / "b")])
     _one_line_error(capsys, status, "--workers 0,x: give worker counts as positive whole")
+
+
+def test_empty_out_with_overwrite_deletes_nothing(tiny_store, tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.json").write_text('{"identity": {"command": "other"}}')
+    (work / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(work)
+    status = main(["decode", str(tiny_store), "--out", "", "--overwrite", "--quiet"])
+    _one_line_error(capsys, status, "--out '': empty path")
+    status = main(["decode", str(tiny_store), "--out", ".", "--overwrite", "--quiet"])
+    _one_line_error(capsys, status, "--out .: --overwrite refused for the current directory")
+    assert sorted(path.name for path in work.iterdir()) == ["run.json", "thesis.tex"]
+
+
+def test_out_naming_a_file_is_one_line(tiny_store, tmp_path, capsys):
+    (tmp_path / "results").write_text("not a directory")
+    status = main(["decode", str(tiny_store), "--out", str(tmp_path / "results"), "--quiet"])
+    _one_line_error(capsys, status, "results: is a file, not a directory")
+
+
+def test_report_of_a_corrupt_weights_map_is_one_line(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "out"
+    (out / "weights").mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"status": "complete", "identity": {"cv": "logo"}}))
+    pd.DataFrame({"subject": ["01"], "class_a": ["cat"], "class_b": ["face"],
+                  "mean_accuracy": [0.75], "std_accuracy": [0.1], "n_folds": [4]}).to_csv(
+        out / "summary.csv", index=False)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3), np.float32), np.eye(4)),
+             out / "weights" / "01_cat_vs_face.nii.gz")
+    data = (out / "weights" / "01_cat_vs_face.nii.gz").read_bytes()
+    (out / "weights" / "01_cat_vs_face.nii.gz").write_bytes(data[:len(data) // 2])
+    status = main(["report", str(out), "--quiet"])
+    _one_line_error(capsys, status, "01_cat_vs_face.nii.gz: not a readable NIfTI image")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pandas as pd
 
 from nidecode import store
 from nidecode.errors import InputError
+from nidecode.outdir import write_atomic
 from nidecode.report import figures
 from nidecode.report.html import (
     Html,
@@ -26,7 +25,13 @@ from nidecode.report.html import (
     table,
     tag,
 )
-from nidecode.report.inputs import RunResults, read_bench, read_image_option, read_results
+from nidecode.report.inputs import (
+    RunResults,
+    read_bench,
+    read_image_option,
+    read_map,
+    read_results,
+)
 from nidecode.results import common_chance
 
 REPORT = "report.html"
@@ -319,7 +324,8 @@ def _weights(results: RunResults, background, background_note: str, max_figures:
         _, class_a, class_b = key
         title = f"{subject}: {class_a} vs {class_b}"
         caption = f"{title} (red: {class_b}, blue: {class_a})"
-        maps.append(figure(figures.brain_map(results.weight_maps[key], title, background),
+        image = read_map(results.weight_maps[key])
+        maps.append(figure(figures.brain_map(image, title, background),
                            caption))
     return join_parts(*parts, tag("div", *maps, class_="grid maps"))
 
@@ -335,8 +341,9 @@ def _searchlight(results: RunResults, background, background_note: str,
                  class_="note")]
     images = []
     for path in shown:
-        accuracy = figures.is_accuracy_map(path)
-        png = figures.brain_map(path, path.name.removesuffix(".nii.gz"), background,
+        image = read_map(path)
+        accuracy = figures.is_accuracy_map(image)
+        png = figures.brain_map(image, path.name.removesuffix(".nii.gz"), background,
                                 above=floor if accuracy else None)
         images.append(figure(png, f"searchlight/{path.name}"
                              + (f" (accuracy above {floor:.3g})" if accuracy else "")))
@@ -424,16 +431,8 @@ def join_parts(*parts: Html) -> Html:
 
 
 def _write_atomic(target: Path, text: str) -> Path:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".html")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return target
+    # The mode of a new file under the umask (0644 under 022): a report is for sharing.
+    return write_atomic(target, lambda path: path.write_text(text, encoding="utf-8"))
 
 
 def _version() -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nidecode.errors import InputError
+from nidecode.outdir import confusion_name, weights_name
 
 SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
@@ -53,8 +54,9 @@ def read_results(out_dir: str | Path) -> RunResults:
         Optional parts are ``None`` or empty when their files are absent:
         ``permutations/pvalues.csv``, ``group.csv``,
         ``multiclass/confusion_{subject}.csv``, ``searchlight.csv``,
-        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (for the pairs of
-        the summary) and ``searchlight/*.nii.gz``.
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` for the subjects
+        and pairs of the summary (names from :mod:`nidecode.outdir`, which
+        encodes the strings), and ``searchlight/*.nii.gz``.
     """
     path = Path(out_dir)
     manifest_path, summary_path = path / "run.json", path / "summary.csv"
@@ -76,10 +78,12 @@ def read_results(out_dir: str | Path) -> RunResults:
         results.group = read_table(path / "group.csv", GROUP_COLUMNS)
     if (path / "searchlight.csv").exists():
         results.searchlight_table = read_table(path / "searchlight.csv", SEARCHLIGHT_COLUMNS)
-    for confusion in sorted((path / "multiclass").glob("confusion_*.csv")):
-        results.confusions[confusion.stem.removeprefix("confusion_")] = read_confusion(confusion)
+    for subject in sorted(set(summary["subject"])) if summary is not None else ():
+        confusion = path / confusion_name(subject)
+        if confusion.exists():
+            results.confusions[subject] = read_confusion(confusion)
     for row in summary.itertuples() if summary is not None else ():
-        weights = path / "weights" / f"{row.subject}_{row.class_a}_vs_{row.class_b}.nii.gz"
+        weights = path / weights_name(row.subject, row.class_a, row.class_b)
         if weights.exists():
             results.weight_maps[(row.subject, row.class_a, row.class_b)] = weights
     return results
@@ -178,6 +182,17 @@ def read_image_option(option: str, path: str | Path, *, average: bool) -> nib.Ni
         raise InputError(f"{option} {path}: a {data.ndim}D image with shape {data.shape}; "
                          f"give a 3D {'image' if average else 'mask'}")
     return nib.Nifti1Image(data, image.affine)
+
+
+def read_map(path: Path) -> nib.Nifti1Image:
+    """A NIfTI map of the run, its data read (a truncated or foreign file is an error)."""
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel, gzip and zlib raise many types for bad files
+        raise InputError(f"{path}: not a readable NIfTI image ({type(error).__name__}); run "
+                         f"the analysis again to rewrite it") from None
+    return nib.Nifti1Image(data, image.affine, image.header)
 
 
 def read_bench(bench_dir: str | Path) -> tuple[list[Path], object]:
