@@ -31,7 +31,7 @@ The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
 test scan with a decision value that close to zero may fall on either side. So
 every fold with a test decision within ``tie_margin`` of zero is refitted on
-libsvm's own path (:func:`nidecode.solvers.batched.searchlight_accuracies`), which
+libsvm's own path (:func:`nidecode.solvers.libsvm.searchlight_accuracies`), which
 gives SVC's predictions exactly. So is a fold whose optimal intercept is not
 unique (no scan strictly inside the box on its margin: then any intercept in an
 interval is optimal, and SVC's depends on its path), and one whose solver fails
@@ -50,17 +50,15 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from nidecode.solvers.batched import (
-    _alloc_workspace,
+from nidecode.solvers._common import (
     _check_c_tol,
-    _fit,
     _gram,
     _group_train,
     _kernel_arrays,
     _prepare,
-    _score_fold_libsvm,
     _to_qfloat,
 )
+from nidecode.solvers.libsvm import _alloc_workspace, _fit, _score_fold_libsvm
 
 __all__ = ["searchlight_accuracies_warm"]
 
@@ -683,7 +681,7 @@ def searchlight_accuracies_warm(
     all-scans solution.
 
     Same problem, inputs and output as
-    :func:`nidecode.solvers.batched.searchlight_accuracies`; each fold's SVM is
+    :func:`nidecode.solvers.libsvm.searchlight_accuracies`; each fold's SVM is
     the exact optimum, reached from the sphere's all-scans solution, and folds
     with a test decision within ``tie_margin`` of zero are refitted on libsvm's
     path.

@@ -1,25 +1,19 @@
-"""The batched searchlight SVM solver against scikit-learn's SVC and nilearn."""
+"""``--solver libsvm``: libsvm's SMO in numba against scikit-learn's SVC and nilearn."""
 
 from __future__ import annotations
 
 import warnings
 
-import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.svm import SVC
 
 from nidecode.errors import InputError
-from nidecode.solvers.batched import (
-    decision_function_gram,
-    fit_linear_svm_gram,
-    searchlight_accuracies,
-    searchlight_accuracies_sklearn,
-)
-from nidecode.spheres import sphere_neighbourhoods
+from nidecode.solvers import libsvm, reference
+from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
+from tests._solver_cases import agreement, synthetic_searchlight
 
 # --------------------------------------------------------------------------------------
 # single problems against SVC
@@ -101,11 +95,11 @@ def test_zero_decision_goes_to_second_class():
     folds = [(np.arange(4), np.array([4]))]
     Xa = np.vstack([X, X_test])
     ya = np.array([0, 1, 0, 1, clf.predict(X_test)[0]])
-    acc = searchlight_accuracies(Xa, ya, sp.csr_matrix(np.ones((1, 1))), folds)
+    acc = libsvm.searchlight_accuracies(Xa, ya, sp.csr_matrix(np.ones((1, 1))), folds)
     assert clf.predict(X_test)[0] == 1
     assert acc[0, 0] == 1.0
     ya[4] = 0
-    assert searchlight_accuracies(Xa, ya, sp.csr_matrix(np.ones((1, 1))), folds)[0, 0] == 0.0
+    assert libsvm.searchlight_accuracies(Xa, ya, sp.csr_matrix(np.ones((1, 1))), folds)[0, 0] == 0.0
 
 
 # --------------------------------------------------------------------------------------
@@ -113,23 +107,11 @@ def test_zero_decision_goes_to_second_class():
 # --------------------------------------------------------------------------------------
 
 
-def synthetic_searchlight(seed: int, n_scans=72, n_vox=40, n_spheres=25, separable=False):
-    rng = np.random.default_rng(seed)
-    y = np.tile([0, 1], n_scans // 2)
-    X = rng.standard_normal((n_scans, n_vox)).astype(np.float32)
-    X[:, :5] += (1.5 if not separable else 6.0) * (y[:, None] - 0.5)
-    dense = rng.random((n_spheres, n_vox)) < 0.15
-    dense[np.arange(n_spheres), rng.integers(0, n_vox, n_spheres)] = True
-    groups = np.repeat(np.arange(6), n_scans // 6)
-    folds = list(GroupKFold(n_splits=6).split(X, y, groups))
-    return X, y, sp.csr_matrix(dense), folds
-
-
 @pytest.mark.parametrize("C", [0.1, 1.0, 5.0])
-def test_searchlight_matches_sklearn_path(C):
+def test_searchlight_matches_reference_path(C):
     X, y, spheres, folds = synthetic_searchlight(1)
-    ours = searchlight_accuracies(X, y, spheres, folds, C=C)
-    ref = searchlight_accuracies_sklearn(X, y, spheres, folds, C=C)
+    ours = libsvm.searchlight_accuracies(X, y, spheres, folds, C=C)
+    ref = reference.searchlight_accuracies(X, y, spheres, folds, C=C)
     assert ours.shape == (spheres.shape[0], len(folds))
     np.testing.assert_array_equal(ours, ref)
 
@@ -137,17 +119,17 @@ def test_searchlight_matches_sklearn_path(C):
 def test_one_voxel_spheres():
     X, y, _, folds = synthetic_searchlight(2)
     spheres = sp.csr_matrix(np.eye(X.shape[1], dtype=bool)[:8])
-    ours = searchlight_accuracies(X, y, spheres, folds)
-    np.testing.assert_array_equal(ours, searchlight_accuracies_sklearn(X, y, spheres, folds))
+    ours = libsvm.searchlight_accuracies(X, y, spheres, folds)
+    np.testing.assert_array_equal(ours, reference.searchlight_accuracies(X, y, spheres, folds))
 
 
 def test_separable_training_folds():
     X, y, spheres, folds = synthetic_searchlight(3, separable=True)
     spheres = sp.csr_matrix(np.eye(X.shape[1], dtype=bool)[:5])  # the informative voxels
     for C in (1.0, 100.0):
-        ours = searchlight_accuracies(X, y, spheres, folds, C=C)
+        ours = libsvm.searchlight_accuracies(X, y, spheres, folds, C=C)
         np.testing.assert_array_equal(
-            ours, searchlight_accuracies_sklearn(X, y, spheres, folds, C=C)
+            ours, reference.searchlight_accuracies(X, y, spheres, folds, C=C)
         )
         assert ours.mean() > 0.95
 
@@ -160,40 +142,40 @@ def test_unused_scans_and_label_values_are_ignored():
     y2 = np.concatenate([y, np.zeros(10, dtype=int)])
     labels = np.where(y2 == 1, "face", "cat")
     np.testing.assert_array_equal(
-        searchlight_accuracies(X2, labels, spheres, folds),
-        searchlight_accuracies(X, y, spheres, folds),
+        libsvm.searchlight_accuracies(X2, labels, spheres, folds),
+        libsvm.searchlight_accuracies(X, y, spheres, folds),
     )
 
 
 def test_tol_and_max_iter():
     X, y, spheres, folds = synthetic_searchlight(5)
-    tight = searchlight_accuracies(X, y, spheres, folds, tol=1e-6)
+    tight = libsvm.searchlight_accuracies(X, y, spheres, folds, tol=1e-6)
     np.testing.assert_array_equal(
-        tight, searchlight_accuracies_sklearn(X, y, spheres, folds, tol=1e-6)
+        tight, reference.searchlight_accuracies(X, y, spheres, folds, tol=1e-6)
     )
     with pytest.warns(UserWarning, match="max_iter"):
-        searchlight_accuracies(X, y, spheres, folds, max_iter=3)
+        libsvm.searchlight_accuracies(X, y, spheres, folds, max_iter=3)
 
 
 def test_bad_inputs_raise_input_error():
     X, y, spheres, folds = synthetic_searchlight(6)
     with pytest.raises(InputError, match="single class"):
         one_class = [(np.flatnonzero(y == 0), np.flatnonzero(y == 1))]
-        searchlight_accuracies(X, y, spheres, one_class)
+        libsvm.searchlight_accuracies(X, y, spheres, one_class)
     with pytest.raises(InputError, match="voxel columns"):
-        searchlight_accuracies(X[:, :10], y, spheres, folds)
+        libsvm.searchlight_accuracies(X[:, :10], y, spheres, folds)
     with pytest.raises(InputError, match="2 classes"):
-        searchlight_accuracies(X, np.arange(len(y)) % 3, spheres, folds)
+        libsvm.searchlight_accuracies(X, np.arange(len(y)) % 3, spheres, folds)
     with pytest.raises(InputError, match="empty"):
-        searchlight_accuracies(X, y, sp.csr_matrix((2, X.shape[1]), dtype=bool), folds)
+        libsvm.searchlight_accuracies(X, y, sp.csr_matrix((2, X.shape[1]), dtype=bool), folds)
     with pytest.raises(InputError, match="NaN"):
         X_nan = X.copy()
         X_nan[0, 0] = np.nan
-        searchlight_accuracies(X_nan, y, spheres, folds)
+        libsvm.searchlight_accuracies(X_nan, y, spheres, folds)
     with pytest.raises(InputError, match="indices"):
-        searchlight_accuracies(X, y, spheres, [(np.array([0, 1, 999]), np.array([2]))])
+        libsvm.searchlight_accuracies(X, y, spheres, [(np.array([0, 1, 999]), np.array([2]))])
     with pytest.raises(InputError, match="C must"):
-        searchlight_accuracies(X, y, spheres, folds, C=0.0)
+        libsvm.searchlight_accuracies(X, y, spheres, folds, C=0.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -202,55 +184,28 @@ def test_bad_inputs_raise_input_error():
 
 
 @pytest.fixture(scope="module")
-def face_cat(haxby_slice_dir):
-    from nilearn.maskers import NiftiMasker
-
-    labels = pd.read_csv(haxby_slice_dir / "labels.txt", sep=" ")
-    bold = nib.load(haxby_slice_dir / "bold.nii.gz")
-    mask_img = nib.load(haxby_slice_dir / "mask.nii.gz")
-    masker = NiftiMasker(mask_img=mask_img, standardize="zscore_sample")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        X_all = masker.fit_transform(bold)
-    keep = labels["labels"].isin(["face", "cat"]).to_numpy()
-    X = X_all[keep]
-    y = labels["labels"].to_numpy()[keep]
-    runs = labels["chunks"].to_numpy()[keep]
-    mask = np.asarray(mask_img.dataobj) != 0
-    _, spheres = sphere_neighbourhoods(mask, mask_img.affine, 5.6)
-    folds = list(LeaveOneGroupOut().split(X, y, runs))
-    return {"X": X, "y": y, "runs": runs, "spheres": spheres, "folds": folds,
-            "masker": masker, "mask_img": mask_img}  # fmt: skip
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Fraction of spheres with the same mean accuracy, and mean absolute difference."""
-    return float(np.mean(np.isclose(a, b, rtol=0, atol=1e-9))), float(np.mean(np.abs(a - b)))
-
-
-@pytest.fixture(scope="module")
-def batched_real(face_cat):
+def libsvm_real(face_cat):
     d = face_cat
-    return searchlight_accuracies(d["X"], d["y"], d["spheres"], d["folds"])
+    return libsvm.searchlight_accuracies(d["X"], d["y"], d["spheres"], d["folds"])
 
 
-def test_real_slice_matches_sklearn_path(face_cat, batched_real):
+def test_real_slice_matches_reference_path(face_cat, libsvm_real):
     d = face_cat
-    assert batched_real.shape == (530, 12)
+    assert libsvm_real.shape == (530, 12)
     rows = np.arange(0, 530, 5)  # a subset keeps the slow reference path short
-    ref = searchlight_accuracies_sklearn(d["X"], d["y"], d["spheres"][rows], d["folds"])
-    equal, mad = agreement(batched_real[rows].mean(1), ref.mean(1))
+    ref = reference.searchlight_accuracies(d["X"], d["y"], d["spheres"][rows], d["folds"])
+    equal, mad = agreement(libsvm_real[rows].mean(1), ref.mean(1))
     assert equal >= 0.90
     assert mad <= 0.001
     # In practice the solver follows libsvm's path exactly.
-    np.testing.assert_array_equal(batched_real[rows], ref)
+    np.testing.assert_array_equal(libsvm_real[rows], ref)
 
 
 def test_real_slice_decoding_reference_figures(face_cat):
     # README: all 530 voxels, SVC(kernel="linear"), leave-one-run-out -> mean 0.7407.
     d = face_cat
     whole = sp.csr_matrix(np.ones((1, 530), dtype=bool))
-    acc = searchlight_accuracies(d["X"], d["y"], whole, d["folds"])[0]
+    acc = libsvm.searchlight_accuracies(d["X"], d["y"], whole, d["folds"])[0]
     expected = [0.8889, 0.6111, 0.8333, 0.7778, 0.5556, 1, 0.5556, 0.8333, 0.5556,
                 0.6667, 0.6667, 0.9444]  # fmt: skip
     np.testing.assert_allclose(acc, expected, atol=1e-4)
@@ -258,7 +213,7 @@ def test_real_slice_decoding_reference_figures(face_cat):
 
 
 @pytest.mark.slow
-def test_real_slice_matches_nilearn_searchlight(face_cat, batched_real):
+def test_real_slice_matches_nilearn_searchlight(face_cat, libsvm_real):
     from nilearn.decoding import SearchLight
 
     d = face_cat
@@ -272,10 +227,10 @@ def test_real_slice_matches_nilearn_searchlight(face_cat, batched_real):
             cv=LeaveOneGroupOut(),
             n_jobs=1,
         ).fit(imgs, d["y"], groups=d["runs"])
-    equal, mad = agreement(batched_real.mean(1), sl.masked_scores_)
+    equal, mad = agreement(libsvm_real.mean(1), sl.masked_scores_)
     assert equal >= 0.90
     assert mad <= 0.001
-    full = searchlight_accuracies_sklearn(d["X"], d["y"], d["spheres"], d["folds"])
-    equal, mad = agreement(batched_real.mean(1), full.mean(1))
+    full = reference.searchlight_accuracies(d["X"], d["y"], d["spheres"], d["folds"])
+    equal, mad = agreement(libsvm_real.mean(1), full.mean(1))
     assert equal >= 0.90
     assert mad <= 0.001

@@ -1,4 +1,4 @@
-"""Many small linear SVMs at once: the searchlight's inner engine.
+"""``--solver libsvm``: many small linear SVMs at once on libsvm's path.
 
 Every sphere of a batch is cross-validated with the same C-SVC that
 ``sklearn.svm.SVC(kernel="linear", C=C)`` fits (libsvm: hinge loss, L2 penalty,
@@ -23,7 +23,7 @@ iteration count (about 1 700 SMO steps per fit on the Haxby slice); the speed co
 from compiled, vectorised, allocation-free iterations (see the comment above
 ``_smo``), about 6x the per-sphere ``SVC`` loop and 10x nilearn's ``SearchLight`` on
 one core. This is ``--solver libsvm``; the default searchlight solver
-(:mod:`nidecode.solvers.warm`) solves the folds exactly without SMO and refits here
+(:mod:`nidecode.solvers.batched`) solves the folds exactly without SMO and refits here
 where libsvm's answer matters.
 
 Note that nilearn's ``SearchLight(estimator="svc")`` uses ``LinearSVC`` (squared
@@ -45,12 +45,20 @@ import scipy.sparse as sp
 from numba import njit
 
 from nidecode.errors import InputError
+from nidecode.solvers._common import (
+    _check_c_tol,
+    _encode_binary,
+    _gram,
+    _group_train,
+    _kernel_arrays,
+    _prepare,
+    _to_qfloat,
+)
 
 __all__ = [
     "decision_function_gram",
     "fit_linear_svm_gram",
     "searchlight_accuracies",
-    "searchlight_accuracies_sklearn",
 ]
 
 # libsvm's alpha_status values.
@@ -552,36 +560,6 @@ def _smo(
 
 
 @njit(cache=True)
-def _gram(Xt, cols, K):
-    """K = Xs @ Xs.T for Xs = X[:, cols] (``Xt`` is X transposed), float64.
-
-    Sums over voxels in order, like libsvm's dense dot.
-    """
-    n = Xt.shape[1]
-    for a in range(n):
-        for b in range(a + 1):
-            K[a, b] = 0.0
-    for k in range(cols.shape[0]):
-        row = Xt[cols[k]]
-        for a in range(n):
-            xa = row[a]
-            for b in range(a + 1):
-                K[a, b] += xa * row[b]
-    for a in range(n):
-        for b in range(a):
-            K[b, a] = K[a, b]
-
-
-@njit(cache=True)
-def _to_qfloat(Kd, Kf):
-    """Kf = float32(Kd): the kernel values as libsvm stores them (``Qfloat``)."""
-    n = Kd.shape[0]
-    for a in range(n):
-        for b in range(n):
-            Kf[a, b] = np.float32(Kd[a, b])
-
-
-@njit(cache=True)
 def _alloc_workspace(lmax):
     """Scratch arrays for fits of up to ``lmax`` training samples (see ``_fit``)."""
     f64 = np.empty((10, lmax), dtype=np.float64)
@@ -662,42 +640,6 @@ def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, C, eps, shrinking, max_iter, ws):
 # --------------------------------------------------------------------------------------
 # Python API
 # --------------------------------------------------------------------------------------
-
-
-def _encode_binary(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Classes (sorted, as SVC's ``classes_``) and y as 0/1 indices into them."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise InputError(f"y must be 1D, got shape {y.shape}")
-    classes, y01 = np.unique(y, return_inverse=True)
-    if len(classes) != 2:
-        raise InputError(
-            f"y must have exactly 2 classes for a binary SVM, got {len(classes)}: {classes[:5]}"
-        )
-    return classes, y01.astype(np.int64)
-
-
-def _group_train(train: np.ndarray, y01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training indices in libsvm's order (classes_[0] first) and their ±1 labels."""
-    yt = y01[train]
-    if yt.min() == yt.max():
-        raise InputError(
-            "a training fold contains a single class; SVC needs both classes in every "
-            "training set (choose folds that keep both, e.g. leave-one-run-out)"
-        )
-    order = np.concatenate([train[yt == 0], train[yt == 1]])
-    sign = np.where(y01[order] == 0, 1, -1).astype(np.int8)
-    return order.astype(np.int64), sign
-
-
-def _check_c_tol(C: float, tol: float) -> tuple[float, float]:
-    C = float(C)
-    tol = float(tol)
-    if not (np.isfinite(C) and C > 0):
-        raise InputError(f"C must be a positive number, got {C}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise InputError(f"tol must be a positive number, got {tol}")
-    return C, tol
 
 
 def fit_linear_svm_gram(
@@ -784,68 +726,6 @@ def decision_function_gram(
     return np.asarray(K_test_train, dtype=np.float64) @ np.asarray(dual_coef) + intercept
 
 
-def _prepare(
-    X: np.ndarray, y: np.ndarray, spheres: sp.spmatrix, folds
-) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, list[tuple[np.ndarray, np.ndarray]]]:
-    """Validate inputs; keep only the scans used by some fold (reindexed)."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise InputError(f"X must be 2D (n_scans, n_voxels), got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.floating):
-        X = X.astype(np.float64)
-    if not np.all(np.isfinite(X)):
-        raise InputError("X contains NaN or infinite values; clean or mask them first")
-    y = np.asarray(y)
-    if y.shape != (X.shape[0],):
-        raise InputError(f"y has shape {y.shape}; expected ({X.shape[0]},) like X's rows")
-    # A private canonical copy: sorted voxels fix the Gram's summation order.
-    spheres = sp.csr_matrix(spheres, copy=True)
-    spheres.sum_duplicates()
-    spheres.sort_indices()
-    if spheres.shape[1] != X.shape[1]:
-        raise InputError(
-            f"spheres has {spheres.shape[1]} voxel columns but X has {X.shape[1]} voxels"
-        )
-    if np.any(np.diff(spheres.indptr) == 0):
-        raise InputError("some spheres are empty; every sphere needs at least one voxel")
-    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in folds]
-    if not folds:
-        raise InputError("folds is empty; give at least one (train, test) pair")
-    for k, (tr, te) in enumerate(folds):
-        for name, idx in (("train", tr), ("test", te)):
-            if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= X.shape[0])):
-                raise InputError(f"fold {k}: {name} indices must be 1D in [0, {X.shape[0]})")
-        if tr.size == 0 or te.size == 0:
-            raise InputError(f"fold {k} has an empty train or test set")
-    return X, y, spheres, folds
-
-
-def _kernel_arrays(X: np.ndarray, y: np.ndarray, spheres: sp.csr_matrix, folds) -> tuple:
-    """The searchlight kernels' arrays: ``Xt, y01, sphere pointers and voxels,
-    then per fold the training scans in libsvm's order, their signs and the
-    test scans`` (pointer + flat index arrays), with scans reindexed to those
-    some fold uses (only they enter the Gram matrices)."""
-    _, y01 = _encode_binary(y)
-    used = np.unique(np.concatenate([np.concatenate(fold) for fold in folds]))
-    remap = np.full(X.shape[0], -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    tr_parts, sign_parts, te_parts = [], [], []
-    for tr, te in folds:
-        order, sign = _group_train(tr, y01)
-        tr_parts.append(remap[order])
-        sign_parts.append(sign)
-        te_parts.append(remap[te])
-
-    def pointers(parts):
-        return np.concatenate([[0], np.cumsum([len(part) for part in parts])]).astype(np.int64)
-
-    # Transposed (voxel-major) so a sphere's voxel rows are contiguous for the Gram.
-    Xt = np.ascontiguousarray(X[used].T, dtype=np.float64)
-    return (Xt, y01[used], spheres.indptr.astype(np.int64), spheres.indices.astype(np.int64),
-            pointers(tr_parts), np.concatenate(tr_parts), np.concatenate(sign_parts),
-            pointers(te_parts), np.concatenate(te_parts))
-
-
 def searchlight_accuracies(
     X: np.ndarray,
     y: np.ndarray,
@@ -906,53 +786,3 @@ def searchlight_accuracies(
     if return_n_iter:
         return acc, iters
     return acc
-
-
-def searchlight_accuracies_sklearn(
-    X: np.ndarray,
-    y: np.ndarray,
-    spheres: sp.spmatrix,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    C: float = 1.0,
-    tol: float = 1e-3,
-) -> np.ndarray:
-    """Reference path: ``SVC(kernel="linear")`` fitted per sphere and fold.
-
-    Same parameters and result as :func:`searchlight_accuracies`; slow, exact
-    scikit-learn. Used to verify the batched solver (``--solver sklearn``).
-
-    Parameters
-    ----------
-    X : numpy.ndarray of shape (n_scans, n_voxels)
-        Masked data.
-    y : numpy.ndarray of shape (n_scans,)
-        Binary labels.
-    spheres : scipy.sparse matrix of shape (n_spheres, n_voxels)
-        Sphere membership.
-    folds : list of (numpy.ndarray, numpy.ndarray)
-        ``(train_indices, test_indices)`` pairs.
-    C : float, default=1.0
-        Penalty parameter.
-    tol : float, default=1e-3
-        SVC's stopping tolerance.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_spheres, n_folds)
-        Test accuracy per sphere and fold.
-    """
-    from sklearn.svm import SVC
-
-    C, tol = _check_c_tol(C, tol)
-    X, y, spheres, folds = _prepare(X, y, spheres, folds)
-    _, y01 = _encode_binary(y)
-    for tr, _te in folds:
-        _group_train(tr, y01)  # same error as the batched path for one-class folds
-    out = np.empty((spheres.shape[0], len(folds)))
-    for s in range(spheres.shape[0]):
-        cols = spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]]
-        Xs = X[:, np.sort(cols)]
-        for f, (tr, te) in enumerate(folds):
-            clf = SVC(kernel="linear", C=C, tol=tol).fit(Xs[tr], y[tr])
-            out[s, f] = np.mean(clf.predict(Xs[te]) == y[te])
-    return out

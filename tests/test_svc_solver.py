@@ -1,4 +1,4 @@
-"""The exact path calls libsvm as SVC does: bit-identical fits and predictions."""
+"""The ROI decode's fits call libsvm as SVC does: bit-identical fits and predictions."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +7,7 @@ from nilearn.maskers import NiftiMasker
 from sklearn.svm import SVC
 
 from nidecode.cv import make_folds
-from nidecode.solvers.exact import cross_validate_svc
+from nidecode.solvers.svc import cross_validate_svc
 
 
 def _assert_equals_svc(X, y, folds, C):
