@@ -1,4 +1,4 @@
-"""Searchlight folds from the all-scans solution: the default batched solver.
+"""``--solver batched``, the default: searchlight folds from the all-scans solution.
 
 Leave-one-run-out refits nearly the same SVM twelve times: a fold leaves out 18
 of 216 scans. So each sphere is solved exactly once on all its scans, and every
@@ -60,7 +60,7 @@ from nidecode.solvers._common import (
 )
 from nidecode.solvers.libsvm import _alloc_workspace, _fit, _score_fold_libsvm
 
-__all__ = ["searchlight_accuracies_warm"]
+__all__ = ["searchlight_accuracies"]
 
 _KKT_TOL = 1e-7  # on margins (scale 1), for the all-scans fit
 _MAX_STEPS = 400  # active-set steps per fit before giving up
@@ -560,7 +560,7 @@ def _intercept(h, ysg, F, p, beta, C):
 
 
 @njit(cache=True)
-def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, te_ptr,
+def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, te_ptr,
                  te_idx, C, eps, tie_margin):
     """Accuracies (n_spheres, n_folds) and fold outcomes; indices are scans."""
     N = Xt.shape[1]
@@ -666,7 +666,7 @@ def _warm_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, 
     return accuracy, info
 
 
-def searchlight_accuracies_warm(
+def searchlight_accuracies(
     X: np.ndarray,
     y: np.ndarray,
     spheres: sp.spmatrix,
@@ -721,7 +721,7 @@ def searchlight_accuracies_warm(
     # Every used scan in libsvm's order, for the all-scans fit.
     rows, signs = _group_train(np.arange(len(y_used)), y_used)
     sph_ptr, sph_idx, *fold_arrays = spheres_and_folds
-    accuracy, outcome = _warm_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs, *fold_arrays,
+    accuracy, outcome = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs, *fold_arrays,
                                      C, tol, float(tie_margin))
     if not return_info:
         return accuracy
