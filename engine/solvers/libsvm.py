@@ -22,9 +22,9 @@ match SVC's exactly in practice, not just within ``tol``. The price is libsvm's
 iteration count (about 1 700 SMO steps per fit on the Haxby slice); the speed comes
 from compiled, vectorised, allocation-free iterations (see the comment above
 ``_smo``), about 6x the per-sphere ``SVC`` loop and 10x nilearn's ``SearchLight`` on
-one core. This is ``--solver libsvm``; the default searchlight solver
-(:mod:`nidecode.solvers.batched`) solves the folds exactly without SMO and refits here
-where libsvm's answer matters.
+one core. The default searchlight solver (:mod:`nidecode.solvers.batched`) solves
+the folds exactly without SMO and refits with this module's SMO where libsvm's answer
+matters.
 
 Note that nilearn's ``SearchLight(estimator="svc")`` uses ``LinearSVC`` (squared
 hinge, penalized intercept), a different model: to reproduce a nilearn map with this
