@@ -39,23 +39,30 @@ def haxby_store(haxby_slice_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def face_cat(haxby_slice_dir):
-    """The real slice's face and cat scans (z-scored over all scans by nilearn's
-    masker), its 5.6 mm spheres and leave-one-run-out folds: the solvers' case."""
+def haxby_slice_masked(haxby_slice_dir):
+    """The real slice through its mask, z-scored over all scans by nilearn's
+    masker: ``(X, labels table, masker, mask image)``."""
     import warnings
 
     from nilearn.maskers import NiftiMasker
-    from sklearn.model_selection import LeaveOneGroupOut
 
-    from nidecode.spheres import sphere_neighbourhoods
-
-    labels = pd.read_csv(haxby_slice_dir / "labels.txt", sep=" ")
-    bold = nib.load(haxby_slice_dir / "bold.nii.gz")
     mask_img = nib.load(haxby_slice_dir / "mask.nii.gz")
     masker = NiftiMasker(mask_img=mask_img, standardize="zscore_sample")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        X_all = masker.fit_transform(bold)
+        X = masker.fit_transform(nib.load(haxby_slice_dir / "bold.nii.gz"))
+    return X, pd.read_csv(haxby_slice_dir / "labels.txt", sep=" "), masker, mask_img
+
+
+@pytest.fixture(scope="session")
+def face_cat(haxby_slice_masked):
+    """The real slice's face and cat scans, its 5.6 mm spheres and
+    leave-one-run-out folds: the searchlight solvers' case."""
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from nidecode.spheres import sphere_neighbourhoods
+
+    X_all, labels, masker, mask_img = haxby_slice_masked
     keep = labels["labels"].isin(["face", "cat"]).to_numpy()
     X = X_all[keep]
     y = labels["labels"].to_numpy()[keep]
