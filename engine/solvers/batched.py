@@ -560,8 +560,8 @@ def _intercept(h, ysg, F, p, beta, C):
 
 
 @njit(cache=True)
-def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign, te_ptr,
-                 te_idx, C, eps, tie_margin):
+def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign,
+                        te_ptr, te_idx, C, eps, tie_margin):
     """Accuracies (n_spheres, n_folds) and fold outcomes; indices are scans."""
     N = Xt.shape[1]
     n_spheres = sph_ptr.shape[0] - 1
@@ -721,8 +721,8 @@ def searchlight_accuracies(
     # Every used scan in libsvm's order, for the all-scans fit.
     rows, signs = _group_train(np.arange(len(y_used)), y_used)
     sph_ptr, sph_idx, *fold_arrays = spheres_and_folds
-    accuracy, outcome = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs, *fold_arrays,
-                                     C, tol, float(tie_margin))
+    accuracy, outcome = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs,
+                                            *fold_arrays, C, tol, float(tie_margin))
     if not return_info:
         return accuracy
     exact = outcome > 0
