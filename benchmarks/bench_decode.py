@@ -31,7 +31,7 @@ from nidecode.cv import make_folds
 from nidecode.decode import decode
 from nidecode.ingest import ingest
 from nidecode.plan import category_pairs
-from nidecode.solvers.exact import cross_validate_svc
+from nidecode.solvers.svc import cross_validate_svc
 
 from _common import machine, save, spread, symlinked_subjects, timed
 

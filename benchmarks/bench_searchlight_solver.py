@@ -1,20 +1,21 @@
-"""Benchmark the batched searchlight SVM solvers against nilearn's SearchLight.
+"""Benchmark the compiled searchlight SVM solvers against nilearn's SearchLight.
 
 Real Haxby slice, face vs cat (216 scans), data standardized over all scans with
 ``NiftiMasker(standardize="zscore_sample")``, radius 5.6 mm, leave-one-run-out
 (12 folds), one core for every contender. Runs in the same process:
 
 * nilearn ``SearchLight(estimator="svc")`` (nilearn's "svc" is ``LinearSVC``),
-* nilearn ``SearchLight(estimator=SVC(kernel="linear"))``, the model the batched
-  solver reproduces,
+* nilearn ``SearchLight(estimator=SVC(kernel="linear"))``, the model the
+  solvers reproduce,
 * the default batched solver, every fold solved exactly from the sphere's
   all-scans solution and refitted on libsvm's path at near ties
-  (``nidecode.solvers.warm.searchlight_accuracies_warm``), with how its folds
+  (``nidecode.solvers.batched.searchlight_accuracies``), with how its folds
   were solved, and the same without refits (``tie_margin=0``: the exact
   optimum's map),
-* the batched solver on libsvm's own path for every fit
-  (``nidecode.solvers.batched.searchlight_accuracies``, ``--solver libsvm``),
-* optionally the per-sphere scikit-learn reference path (``--with-sklearn``).
+* libsvm's own path for every fit
+  (``nidecode.solvers.libsvm.searchlight_accuracies``, ``--solver libsvm``),
+* optionally the per-sphere scikit-learn reference path
+  (``nidecode.solvers.reference.searchlight_accuracies``, ``--with-sklearn``).
 
 Prints spheres per second (CPU time of this process, so other load on the machine
 matters less; wall time is recorded too), speed ratios, numba compile and cache-load
@@ -52,10 +53,14 @@ sys.path.insert(0, str(REPO))
 
 from nidecode.datasets import load_haxby_slice  # noqa: E402
 from nidecode.solvers.batched import (  # noqa: E402
-    searchlight_accuracies,
-    searchlight_accuracies_sklearn,
+    searchlight_accuracies as batched_accuracies,
 )
-from nidecode.solvers.warm import searchlight_accuracies_warm  # noqa: E402
+from nidecode.solvers.libsvm import (  # noqa: E402
+    searchlight_accuracies as libsvm_accuracies,
+)
+from nidecode.solvers.reference import (  # noqa: E402
+    searchlight_accuracies as reference_accuracies,
+)
 from nidecode.spheres import sphere_neighbourhoods  # noqa: E402
 
 DEFAULT_DATA = load_haxby_slice()
@@ -64,12 +69,12 @@ _COMPILE_SNIPPET = """
 import time
 t0 = time.perf_counter()
 import numpy as np, scipy.sparse as sp
-from nidecode.solvers.warm import searchlight_accuracies_warm
+from nidecode.solvers.batched import searchlight_accuracies
 t1 = time.perf_counter()
 X = np.random.default_rng(0).standard_normal((12, 3))
 y = np.tile([0, 1], 6)
 folds = [(np.arange(6, 12), np.arange(6)), (np.arange(6), np.arange(6, 12))]
-searchlight_accuracies_warm(X, y, sp.csr_matrix(np.ones((1, 3), dtype=bool)), folds)
+searchlight_accuracies(X, y, sp.csr_matrix(np.ones((1, 3), dtype=bool)), folds)
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
@@ -184,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         results["spheres_build_s"] = t_spheres
 
-        searchlight_accuracies_warm(X, y, spheres[:2], folds)  # compile / load from cache
-        searchlight_accuracies(X, y, spheres[:2], folds)
+        batched_accuracies(X, y, spheres[:2], folds)  # compile / load from cache
+        libsvm_accuracies(X, y, spheres[:2], folds)
         print("batched solver ...", flush=True)
         (acc, info), cpu, wall = timed(
-            lambda: searchlight_accuracies_warm(X, y, spheres, folds, return_info=True),
+            lambda: batched_accuracies(X, y, spheres, folds, return_info=True),
             args.repeats,
         )
         batched = acc.mean(1)
@@ -203,13 +208,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print("libsvm path ...", flush=True)
         (libsvm, n_iter), cpu, wall = timed(
-            lambda: searchlight_accuracies(X, y, spheres, folds, return_n_iter=True),
+            lambda: libsvm_accuracies(X, y, spheres, folds, return_n_iter=True),
             args.repeats,
         )
         contenders = {"libsvm_path": (libsvm.mean(1), cpu, wall)}
         print("exact optimum, no refits ...", flush=True)
         exact, cpu, wall = timed(
-            lambda: searchlight_accuracies_warm(X, y, spheres, folds, tie_margin=0.0),
+            lambda: batched_accuracies(X, y, spheres, folds, tie_margin=0.0),
             args.repeats,
         )
         contenders["batched_without_refits"] = (exact.mean(1), cpu, wall)
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 contenders[key] = (scores, cpu, wall)
         if args.with_sklearn:
             print("sklearn reference path ...", flush=True)
-            ref, cpu, wall = timed(lambda: searchlight_accuracies_sklearn(X, y, spheres, folds), 1)
+            ref, cpu, wall = timed(lambda: reference_accuracies(X, y, spheres, folds), 1)
             contenders["sklearn_svc_loop"] = (ref.mean(1), cpu, wall)
 
     for key, (scores, cpu, wall) in contenders.items():

@@ -20,21 +20,10 @@ from nidecode import store
 from nidecode.cv import make_folds
 from nidecode.plan import REST, PairJob
 from nidecode.results import PairResult, PermutationScores, SphereScores
-from nidecode.solvers.batched import (
-    decision_function_gram,
-    fit_linear_svm_gram,
-    searchlight_accuracies,
-    searchlight_accuracies_sklearn,
-)
-from nidecode.solvers.exact import cross_validate_svc
-from nidecode.solvers.warm import searchlight_accuracies_warm
+from nidecode.solvers import SPHERE_SOLVERS
+from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
+from nidecode.solvers.svc import cross_validate_svc
 from nidecode.stats import permute_within_runs
-
-#: Searchlight solvers by name: every fold solved exactly from the sphere's
-#: all-scans solution, libsvm's path at near ties (batched, the default);
-#: libsvm's path for every fit (libsvm); SVC one sphere at a time (sklearn).
-SPHERE_SOLVERS = {"batched": searchlight_accuracies_warm, "libsvm": searchlight_accuracies,
-                  "sklearn": searchlight_accuracies_sklearn}
 
 
 @lru_cache(maxsize=2)

@@ -38,6 +38,42 @@ def haxby_store(haxby_slice_dir, tmp_path_factory):
     return stores
 
 
+@pytest.fixture(scope="session")
+def haxby_slice_masked(haxby_slice_dir):
+    """The real slice through its mask, z-scored over all scans by nilearn's
+    masker: ``(X, labels table, masker, mask image)``."""
+    import warnings
+
+    from nilearn.maskers import NiftiMasker
+
+    mask_img = nib.load(haxby_slice_dir / "mask.nii.gz")
+    masker = NiftiMasker(mask_img=mask_img, standardize="zscore_sample")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        X = masker.fit_transform(nib.load(haxby_slice_dir / "bold.nii.gz"))
+    return X, pd.read_csv(haxby_slice_dir / "labels.txt", sep=" "), masker, mask_img
+
+
+@pytest.fixture(scope="session")
+def face_cat(haxby_slice_masked):
+    """The real slice's face and cat scans, its 5.6 mm spheres and
+    leave-one-run-out folds: the searchlight solvers' case."""
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from nidecode.spheres import sphere_neighbourhoods
+
+    X_all, labels, masker, mask_img = haxby_slice_masked
+    keep = labels["labels"].isin(["face", "cat"]).to_numpy()
+    X = X_all[keep]
+    y = labels["labels"].to_numpy()[keep]
+    runs = labels["chunks"].to_numpy()[keep]
+    mask = np.asarray(mask_img.dataobj) != 0
+    _, spheres = sphere_neighbourhoods(mask, mask_img.affine, 5.6)
+    folds = list(LeaveOneGroupOut().split(X, y, runs))
+    return {"X": X, "y": y, "runs": runs, "spheres": spheres, "folds": folds,
+            "masker": masker, "mask_img": mask_img}  # fmt: skip
+
+
 def tiny_subject(directory, n_runs=3, scans_per_run=6, shape=(4, 3, 2), seed=0):
     """A tiny subject in the Haxby layout, int16 BOLD with a flipped affine."""
     rng = np.random.default_rng(seed)

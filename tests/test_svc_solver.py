@@ -1,13 +1,11 @@
-"""The exact path calls libsvm as SVC does: bit-identical fits and predictions."""
+"""The ROI decode's fits call libsvm as SVC does: bit-identical fits and predictions."""
 
 import numpy as np
-import pandas as pd
 import pytest
-from nilearn.maskers import NiftiMasker
 from sklearn.svm import SVC
 
 from nidecode.cv import make_folds
-from nidecode.solvers.exact import cross_validate_svc
+from nidecode.solvers.svc import cross_validate_svc
 
 
 def _assert_equals_svc(X, y, folds, C):
@@ -22,10 +20,8 @@ def _assert_equals_svc(X, y, folds, C):
 
 
 @pytest.mark.parametrize("pair", [("face", "cat"), ("bottle", "shoe"), ("scissors", "chair")])
-def test_real_slice_fits_are_bit_identical_to_svc(haxby_slice_dir, pair):
-    labels = pd.read_csv(haxby_slice_dir / "labels.txt", sep=" ")
-    X = NiftiMasker(mask_img=haxby_slice_dir / "mask.nii.gz",
-                    standardize="zscore_sample").fit_transform(haxby_slice_dir / "bold.nii.gz")
+def test_real_slice_fits_are_bit_identical_to_svc(haxby_slice_masked, pair):
+    X, labels, _, _ = haxby_slice_masked
     keep = labels["labels"].isin(pair).to_numpy()
     runs = labels["chunks"].to_numpy()[keep]
     _assert_equals_svc(X[keep], labels["labels"].to_numpy()[keep],

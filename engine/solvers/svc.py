@@ -1,4 +1,4 @@
-"""The exact path: scikit-learn's ``SVC(kernel="linear")``, one fit per fold.
+"""The ROI decode's fits: ``SVC(kernel="linear")`` through scikit-learn's libsvm, per fold.
 
 The fits call the libsvm wrapper that ``SVC.fit`` and ``SVC.predict`` call,
 with the arguments they pass, so the coefficients, intercepts and predictions

@@ -1,0 +1,66 @@
+"""``--solver sklearn``: scikit-learn's ``SVC(kernel="linear")``, one sphere at a time.
+
+The reference the compiled solvers are checked against: slow, and SVC itself
+(imported on the first call). Inputs are checked as the other solvers check
+them (:mod:`nidecode.solvers._common`), so the three raise the same errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from nidecode.solvers._common import _check_c_tol, _encode_binary, _group_train, _prepare
+
+__all__ = ["searchlight_accuracies"]
+
+
+def searchlight_accuracies(
+    X: np.ndarray,
+    y: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    C: float = 1.0,
+    tol: float = 1e-3,
+) -> np.ndarray:
+    """Reference path: ``SVC(kernel="linear")`` fitted per sphere and fold.
+
+    Same parameters and result as
+    :func:`nidecode.solvers.libsvm.searchlight_accuracies`; slow, exact
+    scikit-learn. Used to verify the compiled solvers (``--solver sklearn``).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_scans, n_voxels)
+        Masked data.
+    y : numpy.ndarray of shape (n_scans,)
+        Binary labels.
+    spheres : scipy.sparse matrix of shape (n_spheres, n_voxels)
+        Sphere membership.
+    folds : list of (numpy.ndarray, numpy.ndarray)
+        ``(train_indices, test_indices)`` pairs.
+    C : float, default=1.0
+        Penalty parameter.
+    tol : float, default=1e-3
+        SVC's stopping tolerance.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_spheres, n_folds)
+        Test accuracy per sphere and fold.
+    """
+    from sklearn.svm import SVC
+
+    C, tol = _check_c_tol(C, tol)
+    X, y, spheres, folds = _prepare(X, y, spheres, folds)
+    _, y01 = _encode_binary(y)
+    for tr, _te in folds:
+        _group_train(tr, y01)  # the compiled solvers' error for one-class folds
+    out = np.empty((spheres.shape[0], len(folds)))
+    for s in range(spheres.shape[0]):
+        cols = spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]]
+        Xs = X[:, np.sort(cols)]
+        for f, (tr, te) in enumerate(folds):
+            clf = SVC(kernel="linear", C=C, tol=tol).fit(Xs[tr], y[tr])
+            out[s, f] = np.mean(clf.predict(Xs[te]) == y[te])
+    return out
