@@ -15,6 +15,9 @@ from nilearn import signal
 from nidecode.errors import InputError
 
 STANDARDIZE_MODES = ("run", "global", "none")
+#: nilearn's warnings for signals it leaves alone (constant or single-scan ones).
+_CONSTANT_SIGNAL_WARNINGS = ("Standardization of 3D signal has been requested",
+                             "Detrending of 3D signal has been requested")
 
 
 def drop_dummy_scans(runs: np.ndarray, n_dummy: int, source: str | None = None) -> np.ndarray:
@@ -136,11 +139,11 @@ def _per_run(X: np.ndarray, runs: np.ndarray, confounds: np.ndarray | None,
 
 
 def _nilearn_clean(X: np.ndarray, runs: np.ndarray | None, **options) -> np.ndarray:
-    with warnings.catch_warnings():
-        # nilearn warns about constant voxels (and divides by their zero
-        # mean in a check); ingest reports them itself.
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # Constant voxels: nilearn skips them with these warnings (and divides
+        # by their zero mean in a check); ingest reports them itself.
+        for message in _CONSTANT_SIGNAL_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
         return signal.clean(X, runs=runs, ensure_finite=False, **options)
 
 

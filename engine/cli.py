@@ -111,10 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "scaling figures are added")
     _add_quiet(report)
 
-    demo = commands.add_parser("demo", help="synthetic study end to end: ingest, decode, table")
+    demo = commands.add_parser("demo", help="a study end to end: ingest, decode, table, report")
     demo.add_argument("--out", default="nidecode-demo", help="directory for data, store and "
                       "results (default: ./nidecode-demo)")
-    demo.add_argument("--subjects", type=int, default=3, help="synthetic subjects (default 3)")
+    demo.add_argument("--data", choices=("synthetic", "haxby"), default="synthetic",
+                      help="synthetic: generated Haxby-like subjects (default); haxby: the "
+                      "real Haxby 2001 slice shipped with nidecode, as one subject")
+    demo.add_argument("--subjects", type=int, default=3,
+                      help="synthetic subjects (default 3; --data haxby has one)")
     _add_cluster(demo)
     _add_quiet(demo)
 
@@ -124,11 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_analysis(parser: argparse.ArgumentParser) -> None:
     """The options every analysis shares: which pairs, cross-validation, C, --overwrite."""
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--categories", metavar="A,B[,...]",
-                       help="every pair among these categories, e.g. face,cat")
-    which.add_argument("--pairs", choices=("all",), default="all",
-                       help="every pair of categories (default)")
+    parser.add_argument("--categories", metavar="A,B[,...]",
+                        help="every pair among these categories, e.g. face,cat (default: "
+                        "every pair of each subject's categories but rest)")
     parser.add_argument("--cv", default="logo", metavar="logo|kfold:K",
                         help="leave one run out (default), or K-fold over scans (leaks "
                         "across neighbouring scans of a run: optimistic)")
@@ -349,12 +351,20 @@ def _print_accuracies(summary) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from nidecode.ingest import ingest
-    from nidecode.synth import make_dataset
 
     out = Path(args.out)
-    _say(args, f"generating {args.subjects} synthetic subjects in {out / 'data'}")
-    subject_dirs = make_dataset(out / "data", n_subjects=args.subjects)
-    ingest(subject_dirs, out / "store.zarr", "mask4_vt")
+    if args.data == "haxby":
+        from nidecode.datasets import load_haxby_slice
+
+        # One real subject: copies of it would be no replicates for the group test.
+        subject_dirs, mask = [load_haxby_slice()], "mask"
+        _say(args, f"the real Haxby 2001 slice ({subject_dirs[0]}) as one subject")
+    else:
+        from nidecode.synth import make_dataset
+
+        _say(args, f"generating {args.subjects} synthetic subjects in {out / 'data'}")
+        subject_dirs, mask = make_dataset(out / "data", n_subjects=args.subjects), "mask4_vt"
+    ingest(subject_dirs, out / "store.zarr", mask)
     _say(args, f"ingested into {out / 'store.zarr'}; decoding all category pairs")
     summary = _run_decode(args, out / "store.zarr", out / "results", None, "logo", 1.0, True)
     _print_accuracies(summary)

@@ -47,3 +47,18 @@ def test_demo_shuts_its_cluster_down_without_a_traceback(tmp_path):
         assert not [line for line in completed.stderr.splitlines() if "Error" in line], \
             completed.stderr
         assert "face vs house" in completed.stdout
+
+
+@pytest.mark.slow
+def test_demo_on_the_real_slice_gives_the_reference_accuracies(tmp_path, capsys):
+    assert main(["demo", "--data", "haxby", "--out", str(tmp_path), "--workers", "1",
+                 "--quiet"]) == 0
+    assert "face vs cat" in capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert set(summary["subject"]) == {"haxby2001_slice"} and len(summary) == 28
+    # The slice's README: z-scored within runs, leave one run out, SVC(C=1).
+    face_cat = summary[(summary["class_a"] == "cat") & (summary["class_b"] == "face")]
+    assert face_cat["mean_accuracy"].item() == pytest.approx(0.8102, abs=5e-5)
+    assert summary["mean_accuracy"].mean() == pytest.approx(0.8641, abs=5e-5)
+    assert not (tmp_path / "data").exists()  # the packaged slice is read in place
+    assert (tmp_path / "results" / "report.html").is_file()
