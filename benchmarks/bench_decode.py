@@ -26,11 +26,11 @@ from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
 from sklearn.svm import SVC
 
 from nidecode import store
+from nidecode.analyses.decode import decode
+from nidecode.analyses.plan import category_pairs
 from nidecode.cluster import get_client
 from nidecode.cv import make_folds
-from nidecode.decode import decode
 from nidecode.ingest import ingest
-from nidecode.plan import category_pairs
 from nidecode.solvers.svc import cross_validate_svc
 
 from _common import machine, save, spread, symlinked_subjects, timed
@@ -72,7 +72,8 @@ def main() -> None:
     started = time.perf_counter()
     with get_client(workers=args.workers) as client:
         startup = time.perf_counter() - started
-        client.run(lambda: __import__("nidecode.tasks"))  # imports, as a warm cluster has them
+        # The workers import the task code, as a warm cluster has it.
+        client.run(lambda: __import__("nidecode.analyses.tasks"))
         runs = iter(range(args.repeats))
         with get_task_stream(client) as stream:
             engine_times, _ = timed(lambda: decode(store_path, work / f"out{next(runs)}", client,

@@ -3,7 +3,7 @@
 20 synthetic subjects masked with the whole synthetic brain (about 2000
 voxels each, so the store holds about 230 MB of float32 time series),
 decoded on a LocalCluster of 2 workers. Each worker keeps at most two
-subjects' time series in memory (``nidecode.tasks`` caches two), so its peak
+subjects' time series in memory (``nidecode.analyses.tasks`` caches two), so its peak
 is bounded by that, not by the store. Run::
 
     python benchmarks/bench_memory.py [--subjects 20] [--workers 2]
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from nidecode import store
+from nidecode.analyses.decode import decode
 from nidecode.cluster import get_client
-from nidecode.decode import decode
 from nidecode.run import ingest_on_cluster
 from nidecode.synth import make_dataset
 

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from nidecode.analyses.searchlight import searchlight
 from nidecode.cluster import get_client
 from nidecode.ingest import ingest
-from nidecode.searchlight import searchlight
 from nidecode.synth import make_subject, write_subject
 
 from _common import machine, save

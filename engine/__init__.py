@@ -19,15 +19,23 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 #: Public name -> the module that defines it.
 _PUBLIC = {
+    "ClusterError": "errors",
     "InputError": "errors",
+    "NidecodeError": "errors",
+    "NidecodeWarning": "errors",
+    "OutputDirError": "errors",
+    "ParameterError": "errors",
     "SearchLight": "decoding",
-    "decode": "decode",
+    "StoreError": "errors",
+    "decode": "analyses.decode",
     "get_client": "cluster",
     "ingest": "ingest",
     "list_subjects": "store",
     "open_store": "store",
+    "permute": "analyses.permute",
     "read_design": "store",
     "read_timeseries": "store",
+    "searchlight": "analyses.searchlight",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -36,9 +44,7 @@ __all__ = sorted(_PUBLIC)
 def __getattr__(name: str):
     if name in _PUBLIC:
         value = getattr(importlib.import_module(f"nidecode.{_PUBLIC[name]}"), name)
-        # Bound here, so that the function and not its submodule of the same
-        # name (which the import above sets as an attribute) is what stays.
-        globals()[name] = value
+        globals()[name] = value  # looked up once
         return value
     raise AttributeError(f"module 'nidecode' has no attribute {name!r}")
 

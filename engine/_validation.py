@@ -1,6 +1,6 @@
 """Every parameter check, once, worded by parameter name (scikit-learn style).
 
-The public functions (:func:`nidecode.decode.decode`, ...) call these with
+The public functions (:func:`nidecode.analyses.decode.decode`, ...) call these with
 their own name; a bad value raises :class:`~nidecode.errors.ParameterError`::
 
     The 'C' parameter of decode must be a positive finite float. Got nan instead.

@@ -271,7 +271,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from nidecode.plan import parse_categories
+    from nidecode.analyses.plan import parse_categories
 
     summary = _run_decode(args, args.store, args.out, parse_categories(args.categories),
                           args.cv, args.C, args.overwrite)
@@ -281,7 +281,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _run_decode(args, store, out, categories, cv, C, overwrite):
-    from nidecode.decode import execute_decode, prepare_decode
+    from nidecode.analyses.decode import execute_decode, prepare_decode
 
     run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
     return _execute(args, execute_decode, run)
@@ -301,8 +301,8 @@ def _execute(args: argparse.Namespace, execute, run):
 
 
 def _searchlight(args: argparse.Namespace) -> int:
-    from nidecode.plan import parse_categories
-    from nidecode.searchlight import execute_searchlight, prepare_searchlight
+    from nidecode.analyses.plan import parse_categories
+    from nidecode.analyses.searchlight import execute_searchlight, prepare_searchlight
 
     run = prepare_searchlight(args.store, args.out, radius=args.radius,
                               categories=parse_categories(args.categories),
@@ -315,8 +315,8 @@ def _searchlight(args: argparse.Namespace) -> int:
 
 
 def _permute(args: argparse.Namespace) -> int:
-    from nidecode.permute import execute_permute, prepare_permute
-    from nidecode.plan import parse_categories
+    from nidecode.analyses.permute import execute_permute, prepare_permute
+    from nidecode.analyses.plan import parse_categories
 
     if args.searchlight != (args.radius is not None):
         raise InputError("--searchlight and --radius: give both for searchlight permutations, "

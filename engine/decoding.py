@@ -3,7 +3,7 @@
 A drop-in for ``nilearn.decoding.SearchLight`` (same parameters, ``fit``,
 ``scores_`` and ``scores_img_``) built on the engine's pieces: spheres from
 :func:`nidecode.spheres.sphere_neighbourhoods` (nilearn's, voxel for voxel),
-the batched solvers of :data:`nidecode.tasks.SPHERE_SOLVERS` for
+the batched solvers of :data:`nidecode.analyses.tasks.SPHERE_SOLVERS` for
 ``SVC(kernel="linear")``, and :func:`nidecode.results.to_nifti` for the map.
 Spheres run in batches, as Dask tasks on ``client`` or in the calling process.
 """
@@ -34,12 +34,12 @@ from sklearn.utils._param_validation import (
 )
 from tqdm.auto import tqdm
 
+from nidecode.analyses.searchlight import SPHERES_PER_TASK
+from nidecode.analyses.tasks import SPHERE_SOLVERS
 from nidecode.errors import InputError
 from nidecode.results import to_nifti
 from nidecode.run import run_tasks
-from nidecode.searchlight import SPHERES_PER_TASK
 from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
-from nidecode.tasks import SPHERE_SOLVERS
 
 __all__ = ["SearchLight"]
 

@@ -97,7 +97,7 @@ def scores_table(results: Iterable[PairResult],
     """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`.
 
     With ``chance`` (per result key, one value per fold, e.g.
-    :func:`nidecode.plan.majority_rates`), a ``chance`` column too.
+    :func:`nidecode.analyses.plan.majority_rates`), a ``chance`` column too.
     """
     frames = [pd.DataFrame({"subject": result.subject, "class_a": result.class_a,
                             "class_b": result.class_b, "fold": result.folds,

@@ -1,6 +1,6 @@
 """Running work on a Dask cluster: submit, wait, hand results over as they arrive.
 
-The commands (:mod:`nidecode.decode`, :mod:`nidecode.searchlight`, ...) plan
+The commands (:mod:`nidecode.analyses.decode`, :mod:`nidecode.analyses.searchlight`, ...) plan
 their tasks and save what :func:`run_tasks` hands them; ingest of many
 subjects runs here too, one task per subject.
 """

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from nidecode import decode, get_client, ingest
-from nidecode.permute import permute
+from nidecode.analyses.permute import permute
+from nidecode.analyses.searchlight import searchlight
 from nidecode.report import write_report
-from nidecode.searchlight import searchlight
 from nidecode.synth import make_dataset
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("nidecode-example")

@@ -9,8 +9,8 @@ import pytest
 from nilearn.glm.first_level import FirstLevelModel
 
 from nidecode import store
+from nidecode.analyses.decode import decode
 from nidecode.betas import estimate_betas, lsa_events, lss_events
-from nidecode.decode import decode
 from nidecode.errors import InputError
 from nidecode.ingest import find_bids_subjects, haxby_source, ingest_bids, ingest_subject
 from nidecode.run import ingest_sources_on_cluster

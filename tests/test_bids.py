@@ -14,7 +14,7 @@ from nilearn import signal
 from nilearn.interfaces.fmriprep import load_confounds
 
 from nidecode import store
-from nidecode.decode import decode
+from nidecode.analyses.decode import decode
 from nidecode.errors import InputError
 from nidecode.ingest import find_bids_subjects, ingest_bids
 from nidecode.io.bids import events_to_labels, find_runs, read_events, read_repetition_time

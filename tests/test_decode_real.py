@@ -9,7 +9,7 @@ from nilearn.maskers import NiftiMasker
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict, cross_val_score
 from sklearn.svm import SVC
 
-from nidecode.decode import decode
+from nidecode.analyses.decode import decode
 
 # Fold accuracies for face vs cat, runs 0-11, from the data's README.
 README_FOLDS = {

@@ -23,9 +23,9 @@ from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
 from sklearn.svm import SVC
 
 from nidecode import store
+from nidecode.analyses.decode import decode
 from nidecode.cli import main
 from nidecode.cluster import MallocTuning, get_client, tune_malloc
-from nidecode.decode import decode
 from nidecode.run import ingest_on_cluster
 
 pytestmark = pytest.mark.cluster

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from nidecode.analyses.decode import decode, prepare_decode
+from nidecode.analyses.permute import permute
+from nidecode.analyses.searchlight import searchlight
 from nidecode.cli import main
-from nidecode.decode import decode, prepare_decode
 from nidecode.errors import InputError
 from nidecode.ingest import ingest
-from nidecode.permute import permute
 from nidecode.report import write_report
-from nidecode.searchlight import searchlight
 
 N_RUNS, SCANS_PER_RUN, SHAPE = 4, 20, (5, 4, 3)
 

@@ -72,8 +72,8 @@ def _renumbered_slice(directory, haxby_slice_dir, new_id):
 
 
 def _face_vs_cat(path, subject=SLICE):
-    from nidecode.plan import PairJob
-    from nidecode.tasks import decode_pairs
+    from nidecode.analyses.plan import PairJob
+    from nidecode.analyses.tasks import decode_pairs
 
     design = store.read_design(path, subject)
     [result] = decode_pairs(str(path), [PairJob(subject, "cat", "face", 12)], design.checksum,

@@ -189,7 +189,7 @@ def _listing(root: Path) -> set[str]:
 @given(subject=SUBJECT, labels=st.lists(LABEL, min_size=3, max_size=3, unique=True))
 def test_hostile_labels_and_subject_ids_through_ingest_and_decode(client, tmp_path_factory,
                                                                   subject, labels):
-    from nidecode.decode import execute_decode, prepare_decode
+    from nidecode.analyses.decode import execute_decode, prepare_decode
     from nidecode.ingest import ingest
 
     root = tmp_path_factory.mktemp("hostile")
@@ -218,7 +218,7 @@ def test_hostile_labels_and_subject_ids_through_ingest_and_decode(client, tmp_pa
 
 
 def test_a_corrupt_part_on_resume_is_recomputed_and_named(client, tmp_path, recwarn):
-    from nidecode.decode import execute_decode, prepare_decode
+    from nidecode.analyses.decode import execute_decode, prepare_decode
     from nidecode.ingest import ingest
 
     ingest([tiny_subject(tmp_path / "sub01")], tmp_path / "s.zarr", "mask4_vt")

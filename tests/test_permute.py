@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from nidecode.analyses.permute import permute
 from nidecode.ingest import ingest
-from nidecode.permute import permute
 from nidecode.synth import make_dataset
 
 

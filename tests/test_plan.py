@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from nidecode.errors import InputError
-from nidecode.plan import (
+from nidecode.analyses.plan import (
     batch_jobs,
     category_pairs,
     majority_rates,
@@ -13,6 +12,7 @@ from nidecode.plan import (
     plan_decode,
     plan_notes,
 )
+from nidecode.errors import InputError
 from nidecode.store import Design
 
 

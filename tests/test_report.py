@@ -95,7 +95,7 @@ def decoded_study(tmp_path_factory, client):
     """A real decode of 2 synthetic subjects x 3 pairs, plus hand-made extra results."""
     from nilearn.image import mean_img
 
-    from nidecode.decode import decode
+    from nidecode.analyses.decode import decode
     from nidecode.ingest import ingest
     from nidecode.synth import make_dataset
 

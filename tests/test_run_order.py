@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nidecode import store
+from nidecode.analyses.plan import PairJob
+from nidecode.analyses.tasks import decode_pairs
 from nidecode.errors import InputError
 from nidecode.ingest import ingest
-from nidecode.plan import PairJob
-from nidecode.tasks import decode_pairs
 
 N_RUNS, SCANS, SHAPE = 4, 8, (3, 3, 2)
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])

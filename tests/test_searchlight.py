@@ -12,10 +12,10 @@ from nilearn.maskers import NiftiMasker
 from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.svm import SVC
 
+from nidecode.analyses.searchlight import searchlight
 from nidecode.errors import InputError
 from nidecode.ingest import ingest
 from nidecode.report import write_report
-from nidecode.searchlight import searchlight
 from nidecode.synth import make_dataset
 
 
@@ -146,7 +146,7 @@ def test_peak_lands_on_the_planted_region(synthetic_store, client, tmp_path):
 
 
 def test_bad_searchlight_arguments(haxby_store, tmp_path, haxby_slice_dir):
-    from nidecode.searchlight import prepare_searchlight
+    from nidecode.analyses.searchlight import prepare_searchlight
 
     with pytest.raises(InputError, match="'radius' parameter of searchlight must be a positive"):
         prepare_searchlight(haxby_store["run"], tmp_path / "a", radius=-1)

@@ -176,8 +176,8 @@ def _maps(out):
 
 
 def test_searchlight_planned_before_a_reingest_reads_the_planned_data(tmp_path, client):
+    from nidecode.analyses.searchlight import execute_searchlight, prepare_searchlight
     from nidecode.ingest import ingest
-    from nidecode.searchlight import execute_searchlight, prepare_searchlight
 
     new = _subject_pair(tmp_path)
     common = {"radius": 4.0, "categories": ["face", "cat"], "spheres_per_task": 5}
@@ -198,7 +198,7 @@ def test_searchlight_planned_before_a_reingest_reads_the_planned_data(tmp_path, 
 
 
 def test_decode_planned_before_a_reingest_reads_the_planned_data(tmp_path, client):
-    from nidecode.decode import execute_decode, prepare_decode
+    from nidecode.analyses.decode import execute_decode, prepare_decode
     from nidecode.ingest import ingest
 
     new = _subject_pair(tmp_path)
@@ -215,9 +215,9 @@ def test_decode_planned_before_a_reingest_reads_the_planned_data(tmp_path, clien
 def test_blocks_read_across_a_reingest_come_from_one_version(tmp_path):
     # A worker caches the design once, then reads voxel blocks task after
     # task: a re-ingest between two tasks must not hand it the new blocks.
+    from nidecode.analyses.tasks import searchlight_spheres
     from nidecode.ingest import ingest
     from nidecode.spheres import batch_voxel_block, sphere_neighbourhoods
-    from nidecode.tasks import searchlight_spheres
 
     new = _subject_pair(tmp_path)
     mask, affine = store.read_geometry(tmp_path / "planned.zarr", "sub01")

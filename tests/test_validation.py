@@ -114,9 +114,9 @@ def test_run_json_never_holds_nan(tmp_path):
 
 @pytest.mark.parametrize("C", [math.nan, math.inf])
 def test_every_analysis_refuses_a_non_finite_C_before_claiming_out(tiny_stores, tmp_path, C):
-    from nidecode.decode import prepare_decode
-    from nidecode.permute import prepare_permute
-    from nidecode.searchlight import prepare_searchlight
+    from nidecode.analyses.decode import prepare_decode
+    from nidecode.analyses.permute import prepare_permute
+    from nidecode.analyses.searchlight import prepare_searchlight
 
     for name, prepare, extra in (("decode", prepare_decode, {}),
                                  ("searchlight", prepare_searchlight, {"radius": 5.0}),
@@ -128,7 +128,7 @@ def test_every_analysis_refuses_a_non_finite_C_before_claiming_out(tiny_stores, 
 
 
 def test_permute_refuses_an_infinite_radius(tiny_stores, tmp_path):
-    from nidecode.permute import prepare_permute
+    from nidecode.analyses.permute import prepare_permute
 
     with pytest.raises(ParameterError, match="'radius' parameter of permute"):
         prepare_permute(tiny_stores["run"], tmp_path / "o", n_permutations=10, radius=math.inf)
@@ -136,7 +136,7 @@ def test_permute_refuses_an_infinite_radius(tiny_stores, tmp_path):
 
 
 def test_a_million_permutations_are_planned_lazily(tiny_stores, tmp_path):
-    from nidecode.permute import prepare_permute
+    from nidecode.analyses.permute import prepare_permute
 
     with pytest.warns(NidecodeWarning, match=r"1000000 permutations: about 3e\+06 SVM fits, "
                       r"4.17 core-hours"):
@@ -152,7 +152,7 @@ def test_a_million_permutations_are_planned_lazily(tiny_stores, tmp_path):
 
 
 def test_a_billion_permutations_are_refused_before_claiming_out(tiny_stores, tmp_path):
-    from nidecode.permute import prepare_permute
+    from nidecode.analyses.permute import prepare_permute
 
     with pytest.raises(ParameterError, match=r"'n_permutations' parameter of permute must be "
                        r"an int in the range \[1, 1000000\]. Got 1000000000 instead. 1000 "
@@ -162,7 +162,7 @@ def test_a_billion_permutations_are_refused_before_claiming_out(tiny_stores, tmp
 
 
 def test_searchlight_on_an_unstandardized_store_warns(tiny_stores, tmp_path):
-    from nidecode.searchlight import prepare_searchlight
+    from nidecode.analyses.searchlight import prepare_searchlight
 
     with pytest.warns(NidecodeWarning, match=r"1 subject\(s\) \('sub01'\) were ingested with "
                       r"--standardize none: on raw BOLD values C=1 is a near hard-margin SVM.*"
@@ -174,7 +174,7 @@ def test_searchlight_on_an_unstandardized_store_warns(tiny_stores, tmp_path):
 
 
 def test_searchlight_permutations_on_an_unstandardized_store_warn(tiny_stores, tmp_path):
-    from nidecode.permute import prepare_permute
+    from nidecode.analyses.permute import prepare_permute
 
     with pytest.warns(NidecodeWarning, match="--standardize none"):
         prepare_permute(tiny_stores["none"], tmp_path / "o", n_permutations=5, radius=5.0)

@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nidecode import store
-from nidecode.plan import REST, category_pairs
+from nidecode.analyses.plan import REST, category_pairs
 
 
 def serial_decode(store_path: Path) -> int:

@@ -94,7 +94,7 @@ def reset() -> dict:
     with _LOCK:
         for key in _COUNTERS:
             _COUNTERS[key] = 0 if isinstance(_COUNTERS[key], int) else 0.0
-    tasks = sys.modules.get("nidecode.tasks")
+    tasks = sys.modules.get("nidecode.analyses.tasks")
     if tasks is not None:
         for cached in ("_load_subject", "_read_design"):
             if hasattr(getattr(tasks, cached, None), "cache_clear"):

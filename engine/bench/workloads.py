@@ -17,6 +17,10 @@ from pathlib import Path
 from distributed import Client
 
 from nidecode import store
+from nidecode.analyses.decode import execute_decode, prepare_decode
+from nidecode.analyses.plan import batch_jobs, plan_decode
+from nidecode.analyses.searchlight import execute_searchlight, prepare_searchlight, subject_geometry
+from nidecode.analyses.tasks import decode_pairs, searchlight_spheres
 from nidecode.bench import baselines
 from nidecode.bench.data import (
     Dataset,
@@ -27,13 +31,9 @@ from nidecode.bench.data import (
     write_centres_mask,
 )
 from nidecode.bench.settings import BenchSettings
-from nidecode.decode import execute_decode, prepare_decode
 from nidecode.ingest import find_subjects, ingest_subject
-from nidecode.plan import batch_jobs, plan_decode
 from nidecode.run import ingest_sources_on_cluster
-from nidecode.searchlight import execute_searchlight, prepare_searchlight, subject_geometry
 from nidecode.spheres import batch_voxel_block
-from nidecode.tasks import decode_pairs, searchlight_spheres
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Labels are permuted within runs, blocks of a blocked design kept whole
 (:func:`nidecode.stats.permute_within_runs`); every permutation is drawn from
 the run's seed, the subject, the pair and its index alone, so the null does
 not depend on how the work is split or resumed. The work is distributed and
-resumable like :mod:`nidecode.decode`: subject x pair (x sphere batch) x chunk
+resumable like :mod:`nidecode.analyses.decode`: subject x pair (x sphere batch) x chunk
 of permutations per task, saved as it arrives.
 """
 
@@ -32,13 +32,19 @@ from nidecode._validation import (
     check_radius,
     check_seed,
 )
+from nidecode.analyses.plan import PairJob, plan_decode, plan_notes
+from nidecode.analyses.searchlight import (
+    SOLVERS,
+    Geometry,
+    subject_geometry,
+    warn_if_unstandardized,
+)
+from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import OutputDir, null_name, searchlight_name
-from nidecode.plan import PairJob, plan_decode, plan_notes
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
-from nidecode.searchlight import SOLVERS, Geometry, subject_geometry, warn_if_unstandardized
 from nidecode.spheres import batch_centres, batch_voxel_block
 from nidecode.stats import (
     count_distinct_permutations,
@@ -46,7 +52,6 @@ from nidecode.stats import (
     permutation_p_value,
     permutation_p_values,
 )
-from nidecode.tasks import permutation_accuracies, permutation_sphere_accuracies
 
 PERMUTATIONS_PER_TASK = {"roi": 50, "searchlight": 5}
 SPHERES_PER_TASK = 2000
@@ -345,7 +350,7 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         ``batched`` (default) and ``libsvm``: SVC's problem solved from a Gram
         matrix computed once per task and reused by every permutation and
         fold, on libsvm's path (ROI) or with the searchlight solver of that
-        name (see :func:`nidecode.searchlight.searchlight`); ``sklearn``:
+        name (see :func:`nidecode.analyses.searchlight.searchlight`); ``sklearn``:
         ``SVC`` refitted.
     radius : float, optional
         Searchlight permutations with spheres of this radius (mm).

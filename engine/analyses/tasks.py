@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from nidecode import store
+from nidecode.analyses.plan import REST, PairJob
 from nidecode.cv import make_folds
-from nidecode.plan import REST, PairJob
 from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram

@@ -6,7 +6,7 @@ within ``radius`` mm of the centre, through the affine; see
 ``spheres_per_task // n_pairs`` centres; a task does one batch for every
 pair: it reads from the store, once, only the voxel block its spheres need
 and fits every sphere x fold of each pair at once with a batched solver
-(:data:`nidecode.tasks.SPHERE_SOLVERS`; or one by one with scikit-learn's
+(:data:`nidecode.analyses.tasks.SPHERE_SOLVERS`; or one by one with scikit-learn's
 ``SVC``, to verify). Results are saved
 per pair and batch.
 """
@@ -30,6 +30,8 @@ from distributed import Client
 
 from nidecode import store
 from nidecode._validation import check_C, check_choice, check_cv, check_per_task, check_radius
+from nidecode.analyses.plan import PairJob, majority_rates, plan_decode, plan_notes
+from nidecode.analyses.tasks import SPHERE_SOLVERS, searchlight_spheres
 from nidecode.cluster import describe
 from nidecode.errors import InputError, NidecodeWarning
 from nidecode.io.haxby import load_mask_like
@@ -39,12 +41,10 @@ from nidecode.outdir import (
     searchlight_name,
     sphere_size_name,
 )
-from nidecode.plan import PairJob, majority_rates, plan_decode, plan_notes
 from nidecode.results import SphereScores, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
 from nidecode.stats import sign_flip_test
-from nidecode.tasks import SPHERE_SOLVERS, searchlight_spheres
 
 SOLVERS = tuple(SPHERE_SOLVERS)
 SIGN_FLIPS = 10000

@@ -17,9 +17,10 @@ from distributed import Client
 
 from nidecode import store
 from nidecode._validation import check_C, check_cv, check_per_task
+from nidecode.analyses.plan import PairJob, batch_jobs, majority_rates, plan_decode, plan_notes
+from nidecode.analyses.tasks import decode_pairs
 from nidecode.cluster import describe
 from nidecode.outdir import OutputDir, confusion_name, weights_name
-from nidecode.plan import PairJob, batch_jobs, majority_rates, plan_decode, plan_notes
 from nidecode.results import (
     PairResult,
     group_table,
@@ -30,7 +31,6 @@ from nidecode.results import (
 )
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
-from nidecode.tasks import decode_pairs
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     categories : sequence of str, optional
         Decode every pair among these categories that a subject has (a
         subject lacking one is decoded on the others' pairs, see
-        :func:`nidecode.plan.plan_notes`); default: each subject's pairs.
+        :func:`nidecode.analyses.plan.plan_notes`); default: each subject's pairs.
     cv : str
         ``"logo"`` (leave one run out) or ``"kfold:K"``.
     C : float
