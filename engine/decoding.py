@@ -3,7 +3,7 @@
 A drop-in for ``nilearn.decoding.SearchLight`` (same parameters, ``fit``,
 ``scores_`` and ``scores_img_``) built on the engine's pieces: spheres from
 :func:`nidecode.spheres.sphere_neighbourhoods` (nilearn's, voxel for voxel),
-the batched solvers of :data:`nidecode.analyses.tasks.SPHERE_SOLVERS` for
+the batched solvers of :data:`nidecode.solvers.SPHERE_SOLVERS` for
 ``SVC(kernel="linear")``, and :func:`nidecode.results.to_nifti` for the map.
 Spheres run in batches, as Dask tasks on ``client`` or in the calling process.
 """
@@ -34,11 +34,11 @@ from sklearn.utils._param_validation import (
 )
 from tqdm.auto import tqdm
 
-from nidecode.analyses.searchlight import SPHERES_PER_TASK
-from nidecode.analyses.tasks import SPHERE_SOLVERS
-from nidecode.errors import InputError
+from nidecode.analyses.plan import SPHERES_PER_TASK
+from nidecode.errors import InputError, first_line
 from nidecode.results import to_nifti
 from nidecode.run import run_tasks
+from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
 
 __all__ = ["SearchLight"]
@@ -335,12 +335,9 @@ def _load_imgs(imgs) -> nib.Nifti1Image:
     try:
         return check_niimg_4d(imgs)
     except (TypeError, ValueError, FileNotFoundError) as error:
-        raise InputError(f"imgs: {_first_line(error)}; give a 4D image or a list of 3D "
+        raise InputError(f"imgs: {first_line(error)}; give a 4D image or a list of 3D "
                          f"images") from None
 
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _load_mask(img, imgs: nib.Nifti1Image, name: str) -> np.ndarray:
@@ -348,7 +345,7 @@ def _load_mask(img, imgs: nib.Nifti1Image, name: str) -> np.ndarray:
     try:
         image = check_niimg_3d(img)
     except (TypeError, ValueError, FileNotFoundError) as error:
-        raise InputError(f"{name}: {_first_line(error)}; give a 3D mask image") from None
+        raise InputError(f"{name}: {first_line(error)}; give a 3D mask image") from None
     if image.shape[:3] != imgs.shape[:3] or not np.allclose(image.affine, imgs.affine,
                                                             atol=1e-3):
         raise InputError(f"{name}: shape {image.shape[:3]} / affine differ from the images' "

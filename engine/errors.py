@@ -70,3 +70,12 @@ class NidecodeWarning(UserWarning):
 
     The command line prints it as one line, ``nidecode: warning: ...``.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none).
+
+    Messages of other libraries quoted inside ours stay on one line.
+    """
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -228,16 +228,18 @@ class OutputDir:
         """Write a NIfTI image (atomic); ``name`` may hold sub-directories."""
         self._write_atomic(name, image.to_filename)
 
-    def write_background(self, store_path: str, subject: str) -> str | None:
+    def write_background(self, store_path: str, subject: str,
+                         checksum: str | None = None) -> str | None:
         """Write the subject's mean EPI as ``background.nii.gz`` (for the report's maps).
 
-        Returns the name to record as ``"background"`` in ``run.json``, or
-        ``None`` when the store has no mean EPI (trial betas).
+        ``checksum`` pins the subject's version the run planned with. Returns
+        the name to record as ``"background"`` in ``run.json``, or ``None``
+        when the store has no mean EPI (trial betas).
         """
-        mean = store.read_mean_volume(store_path, subject)
+        mean = store.read_mean_volume(store_path, subject, checksum)
         if mean is None:
             return None
-        _, affine = store.read_geometry(store_path, subject)
+        _, affine = store.read_geometry(store_path, subject, checksum)
         self.write_image(BACKGROUND, nib.Nifti1Image(mean, affine))
         return BACKGROUND
 

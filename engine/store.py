@@ -272,15 +272,16 @@ def read_geometry(path: str | Path, subject: str,
     return group["mask"][:].astype(bool), np.asarray(group.attrs["affine"], dtype=float)
 
 
-def read_mean_volume(path: str | Path, subject: str) -> np.ndarray | None:
+def read_mean_volume(path: str | Path, subject: str,
+                     checksum: str | None = None) -> np.ndarray | None:
     """The subject's mean EPI (3D), or ``None`` if it was not stored (trial betas)."""
-    group = _subject_group(path, subject)
+    group = _subject_group(path, subject, checksum)
     return group["mean"][:] if "mean" in group else None
 
 
-def read_attributes(path: str | Path, subject: str) -> dict:
+def read_attributes(path: str | Path, subject: str, checksum: str | None = None) -> dict:
     """All attributes of a subject group (cleaning settings, source files, ...)."""
-    return dict(_subject_group(path, subject).attrs)
+    return dict(_subject_group(path, subject, checksum).attrs)
 
 
 def _subject_group(path: str | Path, subject: str, checksum: str | None = None) -> zarr.Group:

@@ -30,6 +30,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.signal import lfilter
 
+from nidecode.io import REST
+
 __all__ = [
     "CATEGORIES",
     "SyntheticSubject",
@@ -51,7 +53,6 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 #: Label of the scans between category blocks.
-REST = "rest"
 
 #: File names written by :func:`write_subject`.
 BOLD_FILE = "bold.nii.gz"

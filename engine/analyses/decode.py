@@ -17,7 +17,8 @@ from distributed import Client
 
 from nidecode import store
 from nidecode._validation import check_C, check_cv, check_per_task
-from nidecode.analyses.plan import PairJob, batch_jobs, majority_rates, plan_decode, plan_notes
+from nidecode.analyses._prepare import claim_output, plan_study
+from nidecode.analyses.plan import PairJob, batch_jobs, majority_rates
 from nidecode.analyses.tasks import decode_pairs
 from nidecode.cluster import describe
 from nidecode.outdir import OutputDir, confusion_name, weights_name
@@ -29,7 +30,7 @@ from nidecode.results import (
     summary_table,
     weight_map,
 )
-from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
+from nidecode.run import phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
 
 
@@ -58,16 +59,11 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     """
     started = time.perf_counter()
     cv, C = check_cv(cv, "decode"), check_C(C, "decode")
-    store_path = normalise_store_path(store_path)
-    designs = store.read_designs(store_path)
-    jobs = plan_decode(list(designs.values()), cv, categories)
-    notes = plan_notes(list(designs.values()), jobs, categories)
-    identity = {"command": "decode", "store": store_path,
-                "subjects": {subject: design.checksum for subject, design in designs.items()},
-                "categories": sorted(categories) if categories else "all", "cv": cv, "C": C}
-    output = OutputDir(out)
-    output.start(identity, overwrite=overwrite, versions=versions())
-    return DecodeRun(store_path, output, designs, jobs, identity, started, notes)
+    study = plan_study(store_path, cv, categories)
+    identity, output = claim_output(out, study, "decode", overwrite=overwrite,
+                                    categories=categories, cv=cv, C=C)
+    return DecodeRun(study.store_path, output, study.designs, study.jobs, identity, started,
+                     study.notes)
 
 
 def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
@@ -111,7 +107,8 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
                    "fits_computed": n_fits - done_fits, "tasks": len(batches)},
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
-        "background": run.output.write_background(run.store_path, run.jobs[0].subject),
+        "background": run.output.write_background(
+            run.store_path, run.jobs[0].subject, run.designs[run.jobs[0].subject].checksum),
         "notes": run.notes,
     })
     return summary

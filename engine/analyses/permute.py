@@ -32,19 +32,21 @@ from nidecode._validation import (
     check_radius,
     check_seed,
 )
-from nidecode.analyses.plan import PairJob, plan_decode, plan_notes
-from nidecode.analyses.searchlight import (
-    SOLVERS,
+from nidecode.analyses._prepare import (
     Geometry,
+    claim_output,
+    plan_study,
     subject_geometry,
     warn_if_unstandardized,
 )
+from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
-from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
+from nidecode.run import phase_timings, run_tasks, task_key, versions
+from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.spheres import batch_centres, batch_voxel_block
 from nidecode.stats import (
     count_distinct_permutations,
@@ -54,7 +56,6 @@ from nidecode.stats import (
 )
 
 PERMUTATIONS_PER_TASK = {"roi": 50, "searchlight": 5}
-SPHERES_PER_TASK = 2000
 # Planning estimates from the README's benchmarks (one core): ROI fits on a
 # reused Gram matrix, and searchlight spheres of 12 folds at about 1000 spheres/s.
 FITS_PER_CORE_SECOND = 200
@@ -136,7 +137,7 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     cv, C = check_cv(cv, "permute"), check_C(C, "permute")
     n_permutations = check_n_permutations(n_permutations, "permute")
     seed = check_seed(seed, "permute")
-    solver = check_choice(solver, "solver", "permute", SOLVERS)
+    solver = check_choice(solver, "solver", "permute", tuple(SPHERE_SOLVERS))
     radius = None if radius is None else check_radius(radius, "permute")
     permutations_per_task = check_per_task(permutations_per_task, "permutations_per_task",
                                            "permute")
@@ -144,28 +145,25 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     if permutations_per_task is None:
         permutations_per_task = int(dask.config.get(f"nidecode.permutations-per-task.{mode}",
                                                     PERMUTATIONS_PER_TASK[mode]))
-    store_path = normalise_store_path(store_path)
-    designs = store.read_designs(store_path)
-    jobs = plan_decode(list(designs.values()), cv, categories)
     # Searchlight permutations make no group test: no note about pairs of one subject.
-    notes = plan_notes(list(designs.values()), jobs, categories, group=radius is None)
+    study = plan_study(store_path, cv, categories, group=radius is None)
+    designs, jobs = study.designs, study.jobs
     if radius is not None:
-        warn_if_unstandardized(store_path, designs, C)
+        warn_if_unstandardized(study, C)
     geometry = None if radius is None else {
-        subject: subject_geometry(store_path, subject, radius, None) for subject in designs}
+        subject: subject_geometry(study.store_path, subject, radius, None, design.checksum)
+        for subject, design in designs.items()}
     units = tuple((job, batch, centres) for job in jobs for batch, centres in enumerate(
         [None] if geometry is None else
         batch_centres(len(geometry[job.subject].centres), SPHERES_PER_TASK)))
     tasks = PermutationPlan(units, n_permutations, permutations_per_task)
     _warn_expected_time(tasks)
-    identity = {"command": "permute", "store": store_path,
-                "subjects": {subject: design.checksum for subject, design in designs.items()},
-                "categories": sorted(categories) if categories else "all", "cv": cv, "C": C,
-                "n_permutations": n_permutations, "seed": seed, "solver": solver,
-                "radius": radius, "permutations_per_task": permutations_per_task}
-    output = OutputDir(out)
-    output.start(identity, overwrite=overwrite, versions=versions())
-    return PermuteRun(store_path, output, designs, geometry, tasks, identity, started, notes)
+    identity, output = claim_output(
+        out, study, "permute", overwrite=overwrite, categories=categories, cv=cv, C=C,
+        n_permutations=n_permutations, seed=seed, solver=solver, radius=radius,
+        permutations_per_task=permutations_per_task)
+    return PermuteRun(study.store_path, output, designs, geometry, tasks, identity, started,
+                      study.notes)
 
 
 def _warn_expected_time(plan: PermutationPlan) -> None:
@@ -227,7 +225,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
                    "tasks_computed": n_computed},
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
-        "background": run.output.write_background(run.store_path, next(iter(run.designs))),
+        "background": run.output.write_background(
+            run.store_path, next(iter(run.designs)), next(iter(run.designs.values())).checksum),
         "notes": run.notes,
     })
     return table

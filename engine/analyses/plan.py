@@ -17,10 +17,12 @@ import numpy as np
 
 from nidecode.cv import make_folds
 from nidecode.errors import InputError
+from nidecode.io import REST
 from nidecode.store import Design
 
-REST = "rest"
 FITS_PER_TASK = 96
+#: Spheres x pairs per searchlight task (one task does every pair of its centres).
+SPHERES_PER_TASK = 2000
 
 
 @dataclass(frozen=True)

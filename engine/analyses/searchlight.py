@@ -6,7 +6,7 @@ within ``radius`` mm of the centre, through the affine; see
 ``spheres_per_task // n_pairs`` centres; a task does one batch for every
 pair: it reads from the store, once, only the voxel block its spheres need
 and fits every sphere x fold of each pair at once with a batched solver
-(:data:`nidecode.analyses.tasks.SPHERE_SOLVERS`; or one by one with scikit-learn's
+(:data:`nidecode.solvers.SPHERE_SOLVERS`; or one by one with scikit-learn's
 ``SVC``, to verify). Results are saved
 per pair and batch.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,16 +24,19 @@ import dask.config
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from distributed import Client
 
-from nidecode import store
 from nidecode._validation import check_C, check_choice, check_cv, check_per_task, check_radius
-from nidecode.analyses.plan import PairJob, majority_rates, plan_decode, plan_notes
-from nidecode.analyses.tasks import SPHERE_SOLVERS, searchlight_spheres
+from nidecode.analyses._prepare import (
+    Geometry,
+    claim_output,
+    plan_study,
+    subject_geometry,
+    warn_if_unstandardized,
+)
+from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob, majority_rates
+from nidecode.analyses.tasks import searchlight_spheres
 from nidecode.cluster import describe
-from nidecode.errors import InputError, NidecodeWarning
-from nidecode.io.haxby import load_mask_like
 from nidecode.outdir import (
     OutputDir,
     group_map_name,
@@ -42,13 +44,12 @@ from nidecode.outdir import (
     sphere_size_name,
 )
 from nidecode.results import SphereScores, to_nifti
-from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
-from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
+from nidecode.run import phase_timings, run_tasks, task_key, versions
+from nidecode.solvers import SPHERE_SOLVERS
+from nidecode.spheres import batch_centres, batch_voxel_block
 from nidecode.stats import sign_flip_test
 
-SOLVERS = tuple(SPHERE_SOLVERS)
 SIGN_FLIPS = 10000
-SPHERES_PER_TASK = 2000  # spheres x pairs: one task does every pair of its centres
 
 
 @dataclass(frozen=True)
@@ -66,16 +67,6 @@ class SphereBatch:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (*self.job.key, f"{self.index:06d}")
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """A subject's grid and its searchlight spheres."""
-
-    mask: np.ndarray
-    affine: np.ndarray
-    centres: np.ndarray  # indices among the mask voxels
-    spheres: sp.csr_matrix
 
 
 @dataclass(frozen=True)
@@ -107,64 +98,29 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     started = time.perf_counter()
     cv, C = check_cv(cv, "searchlight"), check_C(C, "searchlight")
     radius = check_radius(radius, "searchlight")
-    solver = check_choice(solver, "solver", "searchlight", SOLVERS)
+    solver = check_choice(solver, "solver", "searchlight", tuple(SPHERE_SOLVERS))
     spheres_per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
     if spheres_per_task is None:
         spheres_per_task = int(dask.config.get("nidecode.spheres-per-task", SPHERES_PER_TASK))
-    store_path = normalise_store_path(store_path)
-    designs = store.read_designs(store_path)
-    jobs = plan_decode(list(designs.values()), cv, categories)
-    notes = plan_notes(list(designs.values()), jobs, categories)
+    study = plan_study(store_path, cv, categories)
+    designs, jobs = study.designs, study.jobs
     chance = {job.key: float(majority_rates(designs[job.subject], job.class_a, job.class_b,
                                             cv).mean()) for job in jobs}
-    warn_if_unstandardized(store_path, designs, C)
-    geometry = {subject: subject_geometry(store_path, subject, radius, process_mask)
-                for subject in designs}
+    warn_if_unstandardized(study, C)
+    geometry = {subject: subject_geometry(study.store_path, subject, radius, process_mask,
+                                          design.checksum)
+                for subject, design in designs.items()}
     pairs = Counter(job.subject for job in jobs)
     batches = [SphereBatch(job, index, centres) for job in jobs
                for index, centres in enumerate(batch_centres(
                    len(geometry[job.subject].centres),
                    max(1, spheres_per_task // pairs[job.subject])))]
-    identity = {"command": "searchlight", "store": store_path,
-                "subjects": {subject: design.checksum for subject, design in designs.items()},
-                "categories": sorted(categories) if categories else "all", "cv": cv, "C": C,
-                "radius": radius, "solver": solver, "spheres_per_task": spheres_per_task,
-                "process_mask": _mask_digest(geometry) if process_mask else None}
-    output = OutputDir(out)
-    output.start(identity, overwrite=overwrite, versions=versions())
-    return SearchlightRun(store_path, output, identity["subjects"],
-                          geometry, batches, identity, started, chance, notes)
-
-
-def warn_if_unstandardized(store_path: str, subjects, C: float) -> None:
-    """Warn (:class:`~nidecode.errors.NidecodeWarning`) if a subject was stored unstandardized.
-
-    Raw BOLD values around 1000 make ``C = 1`` a near hard-margin problem:
-    the sphere solvers then run about 60 times slower (15.7 instead of about
-    1000 spheres/s).
-    """
-    raw = [subject for subject in subjects if store.read_attributes(store_path, subject)
-           .get("cleaning", {}).get("standardize") == "none"]
-    if raw:
-        warnings.warn(f"{store_path}: {len(raw)} subject(s) ({', '.join(map(repr, raw[:3]))}"
-                      f"{', ...' if len(raw) > 3 else ''}) were ingested with --standardize "
-                      f"none: on raw BOLD values C={C:g} is a near hard-margin SVM and the "
-                      f"searchlight runs about 60x slower; ingest with --standardize run (or "
-                      f"global), or lower C", NidecodeWarning, stacklevel=3)
-
-
-def subject_geometry(store_path: str, subject: str, radius: float,
-              process_mask: str | Path | None) -> Geometry:
-    mask, affine = store.read_geometry(store_path, subject)
-    centres_mask = None
-    if process_mask is not None:
-        centres_mask = load_mask_like(process_mask, mask.shape, affine,
-                                      f"{{what}} of subject {subject}'s grid") & mask
-        if not centres_mask.any():
-            raise InputError(f"{process_mask}: no voxel of the process mask lies in the mask "
-                             f"of subject {subject}; give a process mask inside the brain")
-    centres, spheres = sphere_neighbourhoods(mask, affine, radius, centres_mask)
-    return Geometry(mask, affine, centres, spheres)
+    identity, output = claim_output(
+        out, study, "searchlight", overwrite=overwrite, categories=categories, cv=cv, C=C,
+        radius=radius, solver=solver, spheres_per_task=spheres_per_task,
+        process_mask=_mask_digest(geometry) if process_mask else None)
+    return SearchlightRun(study.store_path, output, identity["subjects"],
+                          geometry, batches, identity, started, chance, study.notes)
 
 
 def _mask_digest(geometry: dict[str, Geometry]) -> str:
@@ -221,7 +177,8 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
                    "fits": total * _n_folds(run)},
         "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
-        "background": run.output.write_background(run.store_path, next(iter(run.geometry))),
+        "background": run.output.write_background(
+            run.store_path, next(iter(run.geometry)), next(iter(run.checksums.values()))),
         "notes": run.notes,
     })
     return table

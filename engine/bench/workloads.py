@@ -17,9 +17,10 @@ from pathlib import Path
 from distributed import Client
 
 from nidecode import store
+from nidecode.analyses._prepare import subject_geometry
 from nidecode.analyses.decode import execute_decode, prepare_decode
 from nidecode.analyses.plan import batch_jobs, plan_decode
-from nidecode.analyses.searchlight import execute_searchlight, prepare_searchlight, subject_geometry
+from nidecode.analyses.searchlight import execute_searchlight, prepare_searchlight
 from nidecode.analyses.tasks import decode_pairs, searchlight_spheres
 from nidecode.bench import baselines
 from nidecode.bench.data import (

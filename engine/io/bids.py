@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidecode.errors import InputError
+from nidecode.errors import InputError, first_line
+from nidecode.io import REST
 
-REST = "rest"
 BOLD_EXTENSIONS = (".nii.gz", ".nii")
 #: Entities fMRIPrep adds to the raw file name of a preprocessed series.
 DERIVATIVE_ENTITIES = ("space", "res", "den", "desc")
@@ -160,7 +160,7 @@ def read_repetition_time(bold: str | Path, bids_root: str | Path,
         try:
             content = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"{sidecar}: not a readable JSON sidecar ({_first_line(error)}); "
+            raise InputError(f"{sidecar}: not a readable JSON sidecar ({first_line(error)}); "
                              f"fix or remove the file") from None
         if not isinstance(content, dict):
             raise InputError(f"{sidecar}: a sidecar must hold a JSON object; fix the file")
@@ -204,7 +204,7 @@ def read_events(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: empty events file; give a header 'onset duration "
                          f"trial_type' (tab-separated) and one row per event") from None
     except (OSError, ValueError) as error:  # ParserError and UnicodeDecodeError are ValueErrors
-        raise InputError(f"{path}: cannot read events ({_first_line(error)}); expected a "
+        raise InputError(f"{path}: cannot read events ({first_line(error)}); expected a "
                          f"tab-separated table with columns onset, duration, trial_type") from None
     table.columns = [str(column).strip() for column in table.iloc[0].fillna("")]
     table = table.iloc[1:].fillna("")
@@ -314,7 +314,7 @@ def load_run_confounds(bold: str | Path,
             table, sample_mask = load_confounds(str(bold), strategy=strategy)
     except Exception as error:  # nilearn raises ValueError and its own exception types
         raise InputError(f"{bold}: cannot load the confounds {','.join(strategy)} "
-                         f"({_first_line(error)}); fMRIPrep's desc-confounds_timeseries.tsv "
+                         f"({first_line(error)}); fMRIPrep's desc-confounds_timeseries.tsv "
                          f"must sit beside the image and hold those columns") from None
     values = table.to_numpy(dtype=float)
     if not np.isfinite(values).all():
@@ -428,7 +428,3 @@ def _seconds(table: pd.DataFrame, column: str, path: str | Path) -> np.ndarray:
                          f"{column} must be a number of seconds")
     return values
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nidecode.errors import InputError
+from nidecode.errors import InputError, first_line
 
 BOLD_NAME = "bold.nii.gz"
 #: Accepted names of the BOLD image, the first found is used.
@@ -99,7 +99,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         # utf-8-sig: a byte-order mark (Windows editors) is not part of the header.
         lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read labels ({_first_line(error)}); expected a "
+        raise InputError(f"{path}: cannot read labels ({first_line(error)}); expected a "
                          f"UTF-8 text table with header 'labels chunks'") from None
     rows = [(number, line.split()) for number, line in enumerate(lines, 1) if line.strip()]
     if not rows:
@@ -263,7 +263,7 @@ def _read_volumes(bold: nib.Nifti1Image, start: int, count: int) -> np.ndarray:
         # A truncated .nii.gz ends early (EOFError, zlib.error); a short .nii
         # makes nibabel raise ValueError ("not enough data in file").
         raise InputError(f"{bold.get_filename()}: cannot read scans {start}-"
-                         f"{min(start + count, bold.shape[3]) - 1} ({_first_line(error)}); "
+                         f"{min(start + count, bold.shape[3]) - 1} ({first_line(error)}); "
                          f"the file is truncated or corrupt: copy or export it again") from None
 
 
@@ -274,14 +274,10 @@ def _load_nifti(path: str | Path, keep_file_open: bool = False) -> nib.Nifti1Ima
     try:
         return nib.load(path, keep_file_open=keep_file_open)
     except Exception as error:  # nibabel raises many types for foreign files
-        raise InputError(f"{path}: not a readable NIfTI image ({_first_line(error)}); "
+        raise InputError(f"{path}: not a readable NIfTI image ({first_line(error)}); "
                          f"give a .nii or .nii.gz file") from None
 
 
 def _affine_text(affine: np.ndarray) -> str:
     return np.array2string(np.asarray(affine)[:3], precision=2, separator=",").replace("\n", "")
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
