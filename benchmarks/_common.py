@@ -4,6 +4,10 @@ and spreads come from :mod:`nidecode.bench`, as ``nidecode bench`` reports them)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +16,8 @@ from nidecode.bench.machine import machine, spread
 from nidecode.bench.settings import HAXBY_SLICE
 
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["RESULTS", "machine", "save", "spread", "symlinked_subjects", "timed"]
+__all__ = ["RESULTS", "first_call_times", "machine", "save", "spread", "symlinked_subjects",
+           "timed"]
 
 
 def symlinked_subjects(directory: Path, n: int) -> list[Path]:
@@ -30,6 +35,22 @@ def timed(function, repeats: int) -> tuple[list[float], object]:
         result = function()
         times.append(time.perf_counter() - started)
     return times, result
+
+
+def first_call_times(snippet: str) -> dict:
+    """Seconds of import and first call in fresh processes: empty numba cache, then filled.
+
+    ``snippet`` is Python that prints the two times, separated by a space.
+    """
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for key in ("cold_cache", "warm_cache"):
+            done = subprocess.run([sys.executable, "-c", snippet], env=env,
+                                  capture_output=True, text=True, check=True)
+            t_import, t_first = map(float, done.stdout.split())
+            out[key] = {"import_s": t_import, "first_call_s": t_first}
+    return out
 
 
 def save(name: str, figures: dict) -> Path:

@@ -28,9 +28,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -45,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nidecode.datasets import load_haxby_slice  # noqa: E402
 
-from _common import RESULTS, machine, save  # noqa: E402
+from _common import RESULTS, first_call_times, machine, save  # noqa: E402
 
 RADIUS = 5.6
 
@@ -66,19 +64,6 @@ nidecode.SearchLight(mask, radius=3.0, estimator=SVC(kernel="linear"), cv=2).fit
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
-
-
-def first_call_times() -> dict:
-    """Import and first-fit times in fresh processes: empty numba cache, then filled."""
-    out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for key in ("cold_cache", "warm_cache"):
-            done = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env,
-                                  capture_output=True, text=True, check=True)
-            t_import, t_first = map(float, done.stdout.split())
-            out[key] = {"import_s": t_import, "first_fit_s": t_first}
-    return out
 
 
 def load(data_dir: Path, step: int):
@@ -146,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with threadpool_limits(limits=1):
         print("first fit in fresh processes (numba) ...", flush=True)
-        results["first_call"] = first_call_times()
+        results["first_call"] = first_call_times(_FIRST_CALL)
         first_started = time.perf_counter()
         ours()  # this process's first fit: numba loads its cache (or compiles)
         results["first_fit_in_this_process_s"] = time.perf_counter() - first_started
@@ -173,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{n} spheres, {len(y)} scans, radius {RADIUS} mm, 12 folds")
     for key in ("cold_cache", "warm_cache"):
         first = results["first_call"][key]
-        print(f"first fit, fresh process, {key}: {first['first_fit_s']:.2f} s "
+        print(f"first fit, fresh process, {key}: {first['first_call_s']:.2f} s "
               f"(import {first['import_s']:.2f} s)")
     print(f"first fit in this process: {results['first_fit_in_this_process_s']:.2f} s")
     for key in ("nidecode", "nilearn_svc_linear_kernel"):

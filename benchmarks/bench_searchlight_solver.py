@@ -36,9 +36,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,9 +44,6 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from nidecode.datasets import load_haxby_slice  # noqa: E402
 from nidecode.solvers.batched import (  # noqa: E402
@@ -62,6 +56,8 @@ from nidecode.solvers.reference import (  # noqa: E402
     searchlight_accuracies as reference_accuracies,
 )
 from nidecode.spheres import sphere_neighbourhoods  # noqa: E402
+
+from _common import RESULTS, first_call_times  # noqa: E402
 
 DEFAULT_DATA = load_haxby_slice()
 
@@ -90,24 +86,6 @@ def timed(fn, repeats: int):
         best_cpu = min(best_cpu, time.process_time() - c0)
         best_wall = min(best_wall, time.perf_counter() - w0)
     return result, best_cpu, best_wall
-
-
-def compile_times() -> dict:
-    """First-call time of the solver in fresh processes: empty numba cache, then warm."""
-    out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(REPO))
-        for key in ("cold_cache", "warm_cache"):
-            res = subprocess.run(
-                [sys.executable, "-c", _COMPILE_SNIPPET],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            t_import, t_first = map(float, res.stdout.split())
-            out[key] = {"import_s": t_import, "first_call_s": t_first}
-    return out
 
 
 def load(data_dir: Path, radius: float):
@@ -154,7 +132,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "searchlight_solver.json"
+        "--out", type=Path, default=RESULTS / "searchlight_solver.json"
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--radius", type=float, default=5.6)
@@ -178,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with threadpool_limits(limits=1):
         print("numba compile (fresh processes) ...", flush=True)
-        results["compile"] = compile_times()
+        results["compile"] = first_call_times(_COMPILE_SNIPPET)
         X, y, runs, spheres, folds, imgs, mask_img, t_spheres = load(args.data_dir, args.radius)
         n = spheres.shape[0]
         results["n_spheres"] = int(n)

@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 from nilearn import signal
 
+from nidecode._validation import check_drop_scans, check_standardize
 from nidecode.errors import InputError
 
-STANDARDIZE_MODES = ("run", "global", "none")
 #: nilearn's warnings for signals it leaves alone (constant or single-scan ones).
 _CONSTANT_SIGNAL_WARNINGS = ("Standardization of 3D signal has been requested",
                              "Detrending of 3D signal has been requested")
@@ -37,8 +37,7 @@ def drop_dummy_scans(runs: np.ndarray, n_dummy: int, source: str | None = None) 
     -------
     numpy.ndarray of bool, shape (n_scans,)
     """
-    if n_dummy < 0:
-        raise InputError(f"--drop-scans {n_dummy}: must be zero or a positive number of scans")
+    n_dummy = check_drop_scans(n_dummy, "drop_dummy_scans")
     keep = np.ones(len(runs), dtype=bool)
     if n_dummy == 0:
         return keep
@@ -108,9 +107,7 @@ def clean_signal(X: np.ndarray, runs: np.ndarray, standardize: str = "run",
     A voxel constant over a run (or over all scans) has zero variance;
     nilearn then divides by one, so it becomes all zeros instead of NaN.
     """
-    if standardize not in STANDARDIZE_MODES:
-        raise InputError(f"--standardize {standardize}: choose one of "
-                         f"{', '.join(STANDARDIZE_MODES)}")
+    standardize = check_standardize(standardize, "clean_signal")
     if confounds is not None:
         return _clean_with_confounds(X, runs, standardize, detrend, confounds)
     if standardize == "none" and not detrend:

@@ -39,3 +39,16 @@ def test_public_names_resolve_on_first_use():
     assert nidecode.searchlight.__module__ == "nidecode.analyses.searchlight"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = nidecode.nothing
+
+
+def test_every_sub_package_is_listed_for_installation():
+    # package-dir maps engine/ to nidecode, so sub-packages are listed by hand.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(("nidecode", *init.parent.relative_to(root / "engine").parts))
+             for init in (root / "engine").rglob("__init__.py")}
+    assert listed == found

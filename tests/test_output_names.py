@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nidecode import outdir
+from nidecode.errors import InputError
 from nidecode.outdir import (
     MAX_PART,
     confusion_name,
@@ -155,10 +156,16 @@ def _one_field(text: str) -> bool:
 
 
 def _directory_name(text: str) -> bool:
-    # A subject id is a directory name. Left out: what the store cannot hold yet (a
-    # subject "a\\b" is silently dropped, one named "zarr.json" breaks the store).
-    return (text not in ("", ".", "..", "zarr.json") and not set(text) & {"/", "\0", "\\"}
-            and len(text.encode()) <= 200)
+    # A subject id is the name of a directory this test can create.
+    return text not in ("", ".", "..") and not set(text) & {"/", "\0"} and \
+        len(text.encode()) <= 200
+
+
+def _refused_by_the_store(subject: str) -> bool:
+    # The store's own entries (zarr.json, hidden .versions) and ids that are not
+    # one printable file name on every system (a backslash, control characters).
+    return (subject.startswith(".") or subject.lower() == "zarr.json" or "\\" in subject
+            or not subject.isprintable())
 
 
 TEXT = st.characters(exclude_categories=("Cs",))
@@ -166,7 +173,8 @@ LABEL = st.one_of(st.sampled_from(["x/../../../OUTSIDE", "a_vs_b", "b_vs_c", "a"
                                    "$HOME", "%2F", "..", "Face", "face", "CON", "é" * 100]),
                   st.text(TEXT, min_size=1, max_size=120)).filter(_one_field)
 SUBJECT = st.one_of(st.sampled_from(["sub 01", "NA", "01", "...", "$x", "%", "mean", "ü-Ω",
-                                     " ", "s" * 180]),
+                                     " ", "s" * 180, "zarr.json", ".versions", "a\\b",
+                                     "tab\there"]),
                     st.text(TEXT, min_size=1, max_size=60)).filter(_directory_name)
 
 
@@ -193,7 +201,13 @@ def test_hostile_labels_and_subject_ids_through_ingest_and_decode(client, tmp_pa
     from nidecode.ingest import ingest
 
     root = tmp_path_factory.mktemp("hostile")
-    ingest([_hostile_subject(root / "data" / subject, labels)], root / "s.zarr", "mask4_vt")
+    directory = _hostile_subject(root / "data" / subject, labels)
+    if _refused_by_the_store(subject):
+        with pytest.raises(InputError, match="rename the subject"):
+            ingest([directory], root / "s.zarr", "mask4_vt")
+        assert not (root / "s.zarr").exists()  # refused before anything is written
+        return
+    ingest([directory], root / "s.zarr", "mask4_vt")
     (root / "box").mkdir()
     before = _listing(root)
     out = root / "box" / "out"

@@ -56,5 +56,6 @@ def test_the_solvers_refuse_bad_inputs_alike(name):
     for args, message in cases:
         with pytest.raises(InputError, match=message):
             solve(*args)
-    with pytest.raises(InputError, match="C must be a positive number, got 0.0"):
+    with pytest.raises(InputError, match="The 'C' parameter of searchlight_accuracies must be "
+                                         "a positive finite float. Got 0.0 instead."):
         solve(X, y, spheres, folds, C=0.0)

@@ -206,7 +206,7 @@ def test_too_many_workers_are_capped_with_a_warning():
 
 def test_permutations_run_a_window_of_tasks_at_a_time(tiny_stores, client, tmp_path,
                                                       monkeypatch):
-    from nidecode import permute as permute_module
+    from nidecode.analyses import permute as permute_module
 
     common = {"n_permutations": 19, "categories": ["face", "cat"], "progress": False,
               "permutations_per_task": 5}

@@ -310,7 +310,9 @@ def load_run_confounds(bold: str | Path,
     strategy = check_confounds(strategy)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+            # Advice about strategies check_confounds has already settled.
+            warnings.filterwarnings("ignore", message="Non-steady state volumes are always "
+                                    "detected", category=UserWarning)
             table, sample_mask = load_confounds(str(bold), strategy=strategy)
     except Exception as error:  # nilearn raises ValueError and its own exception types
         raise InputError(f"{bold}: cannot load the confounds {','.join(strategy)} "

@@ -8,6 +8,7 @@ left alone and no figure stays open after it is saved.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 DPI = 100
+#: nilearn's warnings for a map with no voxel above the threshold.
+_EMPTY_MAP_WARNINGS = ("Could not determine cut coords", "empty mask")
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -135,9 +138,13 @@ def brain_map(image: str | Path | nib.Nifti1Image, title: str,
         top = float(np.nanmax(image.get_fdata()))
         options = {"threshold": above, "vmin": above, "vmax": max(top, above + 1e-6),
                    "cmap": "hot", "symmetric_cbar": False}
-    plotting.plot_stat_map(image, bg_img=background, figure=figure, title=plain(title),
-                           draw_cross=False, black_bg=False, annotate=True,
-                           **options, **cuts)
+    with warnings.catch_warnings():
+        # A map with nothing above the threshold is drawn empty, as it should be.
+        for message in _EMPTY_MAP_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        plotting.plot_stat_map(image, bg_img=background, figure=figure, title=plain(title),
+                               draw_cross=False, black_bg=False, annotate=True,
+                               **options, **cuts)
     return to_png(figure)
 
 

@@ -14,18 +14,14 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from nidecode._validation import check_C, check_float
 from nidecode.errors import InputError
 
 
 def _check_c_tol(C: float, tol: float) -> tuple[float, float]:
-    """C and tol as floats; InputError unless both are finite and positive."""
-    C = float(C)
-    tol = float(tol)
-    if not (np.isfinite(C) and C > 0):
-        raise InputError(f"C must be a positive number, got {C}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise InputError(f"tol must be a positive number, got {tol}")
-    return C, tol
+    """C and tol as floats; a ParameterError unless both are finite and positive."""
+    return (check_C(C, "searchlight_accuracies"),
+            check_float(tol, "tol", "searchlight_accuracies", positive=True))
 
 
 def _encode_binary(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
