@@ -156,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
+            # The engine's warnings are one line each on stderr, whatever the filters.
+            warnings.simplefilter("always", NidecodeWarning)
             warnings.showwarning = _show_warning
             check_arguments(args)
             return COMMANDS[args.command](args)

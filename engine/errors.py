@@ -4,11 +4,14 @@ Every exception nidecode raises on purpose derives from :class:`NidecodeError`;
 the command line prints any of them as one line and exits with status 2::
 
     NidecodeError
-    +-- InputError (also a ValueError)   bad input file or parameter
+    +-- InputError (also a ValueError)   bad input the user can fix
     |   +-- ParameterError               a parameter out of its range
-    +-- StoreError                       store unreadable or changed after ingest
-    +-- OutputDirError                   output directory problems
+    |   +-- StoreError                   a store unreadable, or changed after ingest
+    |   +-- OutputDirError               an output directory that cannot be used
     +-- ClusterError                     no scheduler answered, workers died
+
+A store or an output directory is input the user gives (and can fix), so
+``except InputError`` catches their errors too; a dead scheduler is not.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ class ParameterError(InputError):
                          f"Got {value!r} instead." + (f" {hint}" if hint else ""))
 
 
-class StoreError(NidecodeError):
+class StoreError(InputError):
     """A store that cannot be read, or whose data changed after ingest."""
 
 
-class OutputDirError(NidecodeError):
+class OutputDirError(InputError):
     """An output directory that cannot be used (other parameters, foreign files, ...)."""
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from nidecode import store
-from nidecode.errors import InputError
+from nidecode.errors import NidecodeWarning, OutputDirError
 
 MANIFEST = "run.json"
 BACKGROUND = "background.nii.gz"
@@ -108,7 +108,7 @@ class OutputDir:
             if not overwrite:
                 changed = sorted(key for key in set(identity) | set(previous.get("identity", {}))
                                  if identity.get(key) != previous.get("identity", {}).get(key))
-                raise InputError(f"{self.path}: holds results of a run with other parameters "
+                raise OutputDirError(f"{self.path}: holds results of a run with other parameters "
                                  f"({', '.join(changed)}); choose another --out or pass "
                                  f"--overwrite")
             self.clear(previous)
@@ -117,7 +117,7 @@ class OutputDir:
         try:
             (self.path / PARTS).mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise InputError(f"--out {self.path}: cannot create the directory "
+            raise OutputDirError(f"--out {self.path}: cannot create the directory "
                              f"({error.strerror}); give a directory path you can write") from None
         for leftover in [*self.path.rglob(f"{TEMPORARY}*"), *(self.path / PARTS).glob(".*")]:
             leftover.unlink()  # temporary files of a killed write
@@ -125,14 +125,14 @@ class OutputDir:
 
     def _check_path(self, overwrite: bool) -> None:
         if not self.given.strip():
-            raise InputError("--out '': empty path; give an output directory")
+            raise OutputDirError("--out '': empty path; give an output directory")
         if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--out {self.path}: is a file, not a directory; give a new or "
+            raise OutputDirError(f"--out {self.path}: is a file, not a directory; give a new or "
                              f"empty directory path")
         if overwrite:
             resolved, cwd = self.path.resolve(), Path.cwd().resolve()
             if resolved == Path.home().resolve() or resolved == cwd or resolved in cwd.parents:
-                raise InputError(f"--out {self.given}: --overwrite refused for the current "
+                raise OutputDirError(f"--out {self.given}: --overwrite refused for the current "
                                  f"directory, one of its parents or the home directory; give "
                                  f"the run's own directory")
 
@@ -172,7 +172,7 @@ class OutputDir:
         path = self.path / MANIFEST
         if not path.exists():
             if self.path.is_dir() and any(self.path.iterdir()):
-                raise InputError(f"{self.path}: not empty and holds no {MANIFEST}; choose an "
+                raise OutputDirError(f"{self.path}: not empty and holds no {MANIFEST}; choose an "
                                  f"empty or new --out directory")
             return None
         try:
@@ -180,7 +180,7 @@ class OutputDir:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             manifest = None
         if not isinstance(manifest, dict):
-            raise InputError(f"{path}: unreadable run manifest; remove {self.path} or choose "
+            raise OutputDirError(f"{path}: unreadable run manifest; remove {self.path} or choose "
                              f"another --out")
         return manifest
 
@@ -207,12 +207,13 @@ class OutputDir:
         parts = {}
         for path in sorted((self.path / PARTS).glob("[!.]*.npz")):
             try:
-                with np.load(path) as arrays:
+                # The file is opened here so that it is closed when np.load fails.
+                with open(path, "rb") as handle, np.load(handle) as arrays:
                     key = tuple(str(name) for name in arrays["key"])
                     parts[key] = part_type.from_arrays(key, arrays)
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 warnings.warn(f"{path}: unreadable saved result ({type(error).__name__}); it is "
-                              f"removed and computed again", stacklevel=2)
+                              f"removed and computed again", NidecodeWarning, stacklevel=2)
                 path.unlink(missing_ok=True)
         return parts
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from nidecode.errors import InputError
+from nidecode.errors import InputError, StoreError
 
 FORMAT_VERSION = 1
 VOXEL_CHUNK = 256
@@ -94,7 +94,7 @@ def create_store(path: str | Path) -> zarr.Group:
     """Open a store for writing, creating it if needed, and check its format."""
     path = Path(path)
     if path.exists() and not (path / "zarr.json").exists():
-        raise InputError(f"{path}: exists but is not a nidecode store; give a new or "
+        raise StoreError(f"{path}: exists but is not a nidecode store; give a new or "
                          f"an existing store path")
     root = zarr.open_group(str(path), mode="a")
     if "nidecode_format" not in root.attrs:
@@ -184,7 +184,7 @@ def _sweep_orphans(path: Path) -> None:
 def _check_format(root: zarr.Group, path: str | Path) -> None:
     version = root.attrs.get("nidecode_format")
     if version != FORMAT_VERSION:
-        raise InputError(f"{path}: store format {version!r}, this nidecode reads format "
+        raise StoreError(f"{path}: store format {version!r}, this nidecode reads format "
                          f"{FORMAT_VERSION}; ingest the subjects again into a new store")
 
 
@@ -192,11 +192,11 @@ def open_store(path: str | Path) -> zarr.Group:
     """Open an existing store read-only (a local path or an fsspec URL)."""
     text = str(path)
     if "://" not in text and not (Path(text) / "zarr.json").is_file():
-        raise InputError(f"{path}: not a nidecode store; create one with 'nidecode ingest'")
+        raise StoreError(f"{path}: not a nidecode store; create one with 'nidecode ingest'")
     try:
         root = zarr.open_group(text, mode="r")
     except Exception as error:  # zarr raises several types for foreign data
-        raise InputError(f"{path}: cannot open the store ({error}); create one with "
+        raise StoreError(f"{path}: cannot open the store ({error}); create one with "
                          f"'nidecode ingest'") from None
     _check_format(root, path)
     return root
@@ -233,7 +233,7 @@ def read_designs(path: str | Path) -> dict[str, Design]:
     """The design of every complete subject, by id; an empty store is an error."""
     subjects = list_subjects(path)
     if not subjects:
-        raise InputError(f"{path}: the store holds no subject; run 'nidecode ingest' first")
+        raise StoreError(f"{path}: the store holds no subject; run 'nidecode ingest' first")
     return {subject: read_design(path, subject) for subject in subjects}
 
 
@@ -260,7 +260,7 @@ def read_timeseries(path: str | Path, subject: str, voxels: slice | np.ndarray |
     X = _subject_group(path, subject, verify)["X"]
     data = X[:] if voxels is None else X.oindex[:, voxels]
     if verify is not None and voxels is None and checksum(data) != verify:
-        raise InputError(f"{path}/{subject}: time series changed after ingest (checksum "
+        raise StoreError(f"{path}/{subject}: time series changed after ingest (checksum "
                          f"mismatch); ingest the subject again")
     return data
 
@@ -288,14 +288,14 @@ def _subject_group(path: str | Path, subject: str, checksum: str | None = None) 
     root = open_store(path)
     group = _complete_group(root, subject)
     if group is None:
-        raise InputError(f"{path}: no complete subject {subject!r}; ingest it first")
+        raise StoreError(f"{path}: no complete subject {subject!r}; ingest it first")
     if checksum is None or group.attrs.get("checksum") == checksum:
         return group
     for name in _version_names(path, subject):
         version = _complete_group(root, f"{_VERSIONS}/{name}")
         if version is not None and version.attrs.get("checksum") == checksum:
             return version
-    raise InputError(f"{path}/{subject}: ingested again since this run was planned, and the "
+    raise StoreError(f"{path}/{subject}: ingested again since this run was planned, and the "
                      f"version it planned with is gone; run the command again to use the "
                      f"new data")
 

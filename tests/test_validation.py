@@ -41,7 +41,19 @@ def test_error_hierarchy():
         assert issubclass(error, NidecodeError)
     assert issubclass(InputError, ValueError) and issubclass(ParameterError, InputError)
     assert not issubclass(ClusterError, InputError)  # a dead scheduler is not bad input
-    assert not issubclass(StoreError, ValueError) and not issubclass(OutputDirError, ValueError)
+    # A store or an output directory is input the user gives and can fix.
+    assert issubclass(StoreError, InputError) and issubclass(OutputDirError, InputError)
+
+
+def test_store_and_output_problems_raise_their_own_errors(tmp_path):
+    from nidecode.outdir import OutputDir
+    from nidecode.store import open_store
+
+    with pytest.raises(StoreError, match="not a nidecode store"):
+        open_store(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="not empty and holds no run.json"):
+        OutputDir(tmp_path).start({"command": "decode"})
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 0, 0.0, -1, True, "1", None])
