@@ -16,8 +16,8 @@ from nidecode.bench.machine import machine, spread
 from nidecode.bench.settings import HAXBY_SLICE
 
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["RESULTS", "first_call_times", "machine", "save", "spread", "symlinked_subjects",
-           "timed"]
+__all__ = ["RESULTS", "data_name", "first_call_times", "machine", "save", "spread",
+           "symlinked_subjects", "timed"]
 
 
 def symlinked_subjects(directory: Path, n: int) -> list[Path]:
@@ -35,6 +35,14 @@ def timed(function, repeats: int) -> tuple[list[float], object]:
         result = function()
         times.append(time.perf_counter() - started)
     return times, result
+
+
+def data_name(directory: Path) -> str:
+    """How results name their data: the packaged slice by its loader, not a machine path."""
+    from nidecode.datasets import load_haxby_slice
+
+    return ("nidecode.datasets.load_haxby_slice()" if directory == load_haxby_slice()
+            else directory.name)
 
 
 def first_call_times(snippet: str) -> dict:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nidecode.datasets import load_haxby_slice  # noqa: E402
 
-from _common import RESULTS, first_call_times, machine, save  # noqa: E402
+from _common import RESULTS, data_name, first_call_times, machine, save  # noqa: E402
 
 RADIUS = 5.6
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore")  # nilearn: "Use a custom estimator at your own risk"
     imgs, y, runs, mask_img, process_img = load(args.data_dir, args.step)
-    results: dict = {"data": str(args.data_dir), "contrast": "face vs cat",
+    results: dict = {"data": data_name(args.data_dir), "contrast": "face vs cat",
                      "radius_mm": RADIUS, "cv": "LeaveOneGroupOut (12 runs)",
                      "step": args.step, "machine": machine(),
                      "timing": "best CPU time of this process, one thread; wall time too; "

@@ -57,7 +57,7 @@ from nidecode.solvers.reference import (  # noqa: E402
 )
 from nidecode.spheres import sphere_neighbourhoods  # noqa: E402
 
-from _common import RESULTS, first_call_times  # noqa: E402
+from _common import RESULTS, data_name, first_call_times  # noqa: E402
 
 DEFAULT_DATA = load_haxby_slice()
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore")
     results: dict = {
-        "data": str(args.data_dir),
+        "data": data_name(args.data_dir),
         "contrast": "face vs cat",
         "radius_mm": args.radius,
         "cv": "LeaveOneGroupOut (12 runs)",

@@ -15,7 +15,8 @@ def test_drop_dummy_scans_drops_the_start_of_each_run():
     keep = drop_dummy_scans(runs, 2)
     np.testing.assert_array_equal(np.flatnonzero(~keep), [0, 1, 4, 5, 7, 8])
     assert drop_dummy_scans(runs, 0).all()
-    with pytest.raises(InputError, match="'drop_scans' parameter of drop_dummy_scans must be an int >= 0"):
+    with pytest.raises(InputError, match="'drop_scans' parameter of drop_dummy_scans must "
+                                         "be an int >= 0"):
         drop_dummy_scans(runs, -1)
 
 

@@ -174,7 +174,8 @@ def test_bad_inputs_raise_input_error():
         libsvm.searchlight_accuracies(X_nan, y, spheres, folds)
     with pytest.raises(InputError, match="indices"):
         libsvm.searchlight_accuracies(X, y, spheres, [(np.array([0, 1, 999]), np.array([2]))])
-    with pytest.raises(InputError, match="'C' parameter of searchlight_accuracies must be a positive finite"):
+    with pytest.raises(InputError, match="'C' parameter of searchlight_accuracies must be "
+                                         "a positive finite"):
         libsvm.searchlight_accuracies(X, y, spheres, folds, C=0.0)
 
 
