@@ -20,6 +20,7 @@ from pathlib import Path
 from nidecode import _validation as check
 from nidecode.bench import cli as bench_cli
 from nidecode.errors import InputError, NidecodeError, NidecodeWarning, ParameterError
+from nidecode.solvers import SPHERE_SOLVERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sphere radius in millimetres (world space, through the affine)")
     light.add_argument("--process-mask", metavar="PATH",
                        help="NIfTI on the subjects' grid: sphere centres (default: the mask)")
-    light.add_argument("--solver", choices=("batched", "libsvm", "sklearn"), default="batched",
+    light.add_argument("--solver", choices=tuple(SPHERE_SOLVERS), default="batched",
                        help="batched: every fold solved exactly from the sphere's all-scans "
                        "solution, libsvm's own path where a test scan is a near tie (default); "
                        "libsvm: libsvm's path for every fit, SVC's iterates (about 6x slower); "
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "corrected with the maximum statistic")
     permute.add_argument("--radius", type=float, metavar="MM", help="searchlight radius (mm)")
     permute.add_argument("--seed", type=int, default=0, help="seed of the permutations")
-    permute.add_argument("--solver", choices=("batched", "libsvm", "sklearn"),
+    permute.add_argument("--solver", choices=tuple(SPHERE_SOLVERS),
                          default="batched",
                          help="Gram matrix reused by every permutation and, for searchlight "
                          "maps, the solvers of 'nidecode searchlight' (default: batched); "
