@@ -16,7 +16,7 @@ from nidecode.bench.machine import machine, spread
 from nidecode.bench.settings import HAXBY_SLICE
 
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["RESULTS", "data_name", "first_call_times", "machine", "save", "spread",
+__all__ = ["RESULTS", "best_times", "data_name", "first_call_times", "machine", "save", "spread",
            "symlinked_subjects", "timed"]
 
 
@@ -59,6 +59,18 @@ def first_call_times(snippet: str) -> dict:
             t_import, t_first = map(float, done.stdout.split())
             out[key] = {"import_s": t_import, "first_call_s": t_first}
     return out
+
+
+def best_times(function, repeats: int) -> tuple[object, float, float]:
+    """The last call's result and the best CPU and wall seconds of ``repeats`` calls."""
+    best_cpu = best_wall = float("inf")
+    result = None
+    for _ in range(repeats):
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = function()
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+    return result, best_cpu, best_wall
 
 
 def save(name: str, figures: dict) -> Path:

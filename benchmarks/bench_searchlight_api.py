@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nidecode.datasets import load_haxby_slice  # noqa: E402
 
-from _common import RESULTS, data_name, first_call_times, machine, save  # noqa: E402
+from _common import RESULTS, best_times, data_name, first_call_times, machine, save  # noqa: E402
 
 RADIUS = 5.6
 
@@ -81,18 +81,6 @@ def load(data_dir: Path, step: int):
     process_img = nib.Nifti1Image(centres.reshape(mask.shape).astype(np.uint8), mask_img.affine)
     return (masker.inverse_transform(X[keep]), labels["labels"].to_numpy()[keep],
             labels["chunks"].to_numpy()[keep], mask_img, process_img)
-
-
-def timed(fit, repeats: int):
-    """Best CPU and wall times of ``repeats`` calls, and the last result."""
-    best_cpu = best_wall = np.inf
-    result = None
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        result = fit()
-        best_cpu = min(best_cpu, time.process_time() - c0)
-        best_wall = min(best_wall, time.perf_counter() - w0)
-    return result, best_cpu, best_wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         ours()  # this process's first fit: numba loads its cache (or compiles)
         results["first_fit_in_this_process_s"] = time.perf_counter() - first_started
         print("nidecode.SearchLight, warm ...", flush=True)
-        light, cpu, wall = timed(ours, args.repeats)
+        light, cpu, wall = best_times(ours, args.repeats)
         print("nilearn SearchLight(SVC(kernel='linear')) ...", flush=True)
-        reference, ref_cpu, ref_wall = timed(theirs, args.nilearn_repeats)
+        reference, ref_cpu, ref_wall = best_times(theirs, args.nilearn_repeats)
 
     n = int(light.n_elements_)
     a, b = light.masked_scores_, np.asarray(reference.masked_scores_)

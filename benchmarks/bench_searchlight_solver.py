@@ -57,7 +57,7 @@ from nidecode.solvers.reference import (  # noqa: E402
 )
 from nidecode.spheres import sphere_neighbourhoods  # noqa: E402
 
-from _common import RESULTS, data_name, first_call_times  # noqa: E402
+from _common import RESULTS, best_times, data_name, first_call_times  # noqa: E402
 
 DEFAULT_DATA = load_haxby_slice()
 
@@ -74,18 +74,6 @@ searchlight_accuracies(X, y, sp.csr_matrix(np.ones((1, 3), dtype=bool)), folds)
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
-
-
-def timed(fn, repeats: int):
-    """Run ``fn`` ``repeats`` times; return its result and the best CPU and wall times."""
-    best_cpu = best_wall = np.inf
-    result = None
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        result = fn()
-        best_cpu = min(best_cpu, time.process_time() - c0)
-        best_wall = min(best_wall, time.perf_counter() - w0)
-    return result, best_cpu, best_wall
 
 
 def load(data_dir: Path, radius: float):
@@ -170,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         batched_accuracies(X, y, spheres[:2], folds)  # compile / load from cache
         libsvm_accuracies(X, y, spheres[:2], folds)
         print("batched solver ...", flush=True)
-        (acc, info), cpu, wall = timed(
+        (acc, info), cpu, wall = best_times(
             lambda: batched_accuracies(X, y, spheres, folds, return_info=True),
             args.repeats,
         )
@@ -185,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         }
 
         print("libsvm path ...", flush=True)
-        (libsvm, n_iter), cpu, wall = timed(
+        (libsvm, n_iter), cpu, wall = best_times(
             lambda: libsvm_accuracies(X, y, spheres, folds, return_n_iter=True),
             args.repeats,
         )
         contenders = {"libsvm_path": (libsvm.mean(1), cpu, wall)}
         print("exact optimum, no refits ...", flush=True)
-        exact, cpu, wall = timed(
+        exact, cpu, wall = best_times(
             lambda: batched_accuracies(X, y, spheres, folds, tie_margin=0.0),
             args.repeats,
         )
@@ -203,14 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                 ("nilearn_svc_linear_kernel", SVC(kernel="linear")),
             ):
                 print(f"{key} ...", flush=True)
-                scores, cpu, wall = timed(
+                scores, cpu, wall = best_times(
                     lambda est=est: run_nilearn(imgs, y, runs, mask_img, args.radius, est),
                     args.nilearn_repeats,
                 )
                 contenders[key] = (scores, cpu, wall)
         if args.with_sklearn:
             print("sklearn reference path ...", flush=True)
-            ref, cpu, wall = timed(lambda: reference_accuracies(X, y, spheres, folds), 1)
+            ref, cpu, wall = best_times(lambda: reference_accuracies(X, y, spheres, folds), 1)
             contenders["sklearn_svc_loop"] = (ref.mean(1), cpu, wall)
 
     for key, (scores, cpu, wall) in contenders.items():
