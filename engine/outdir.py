@@ -109,8 +109,8 @@ class OutputDir:
                 changed = sorted(key for key in set(identity) | set(previous.get("identity", {}))
                                  if identity.get(key) != previous.get("identity", {}).get(key))
                 raise OutputDirError(f"{self.path}: holds results of a run with other parameters "
-                                 f"({', '.join(changed)}); choose another --out or pass "
-                                 f"--overwrite")
+                                     f"({', '.join(changed)}); choose another --out or pass "
+                                     f"--overwrite")
             self.clear(previous)
         elif previous is not None:  # resumed: the files of the interrupted run stay listed
             self.written = set(_recorded(previous))
@@ -118,7 +118,8 @@ class OutputDir:
             (self.path / PARTS).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputDirError(f"--out {self.path}: cannot create the directory "
-                             f"({error.strerror}); give a directory path you can write") from None
+                                 f"({error.strerror}); give a directory path you can "
+                                 f"write") from None
         for leftover in [*self.path.rglob(f"{TEMPORARY}*"), *(self.path / PARTS).glob(".*")]:
             leftover.unlink()  # temporary files of a killed write
         self.write_manifest({**manifest, "status": "running", "identity": identity})
@@ -128,13 +129,13 @@ class OutputDir:
             raise OutputDirError("--out '': empty path; give an output directory")
         if self.path.exists() and not self.path.is_dir():
             raise OutputDirError(f"--out {self.path}: is a file, not a directory; give a new or "
-                             f"empty directory path")
+                                 f"empty directory path")
         if overwrite:
             resolved, cwd = self.path.resolve(), Path.cwd().resolve()
             if resolved == Path.home().resolve() or resolved == cwd or resolved in cwd.parents:
                 raise OutputDirError(f"--out {self.given}: --overwrite refused for the current "
-                                 f"directory, one of its parents or the home directory; give "
-                                 f"the run's own directory")
+                                     f"directory, one of its parents or the home directory; give "
+                                     f"the run's own directory")
 
     def clear(self, manifest: dict | None = None) -> None:
         """Remove the files a run wrote here (listed in ``run.json``), and ``parts/``.
@@ -173,7 +174,7 @@ class OutputDir:
         if not path.exists():
             if self.path.is_dir() and any(self.path.iterdir()):
                 raise OutputDirError(f"{self.path}: not empty and holds no {MANIFEST}; choose an "
-                                 f"empty or new --out directory")
+                                     f"empty or new --out directory")
             return None
         try:
             manifest = json.loads(path.read_text())
@@ -181,7 +182,7 @@ class OutputDir:
             manifest = None
         if not isinstance(manifest, dict):
             raise OutputDirError(f"{path}: unreadable run manifest; remove {self.path} or choose "
-                             f"another --out")
+                                 f"another --out")
         return manifest
 
     def write_manifest(self, manifest: dict) -> None:
