@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from distributed import Client, as_completed
+from distributed import Client, KilledWorker, as_completed
 from tqdm.auto import tqdm
 
 from nidecode import store
+from nidecode.errors import ClusterError, first_line
 from nidecode.ingest import (
     SubjectSource,
     estimate_run_betas,
@@ -83,7 +84,8 @@ def run_tasks(client: Client, futures: list, *, on_result: Callable, count: Call
     """Wait for futures as they finish, hand each result to ``on_result``.
 
     On any error or interrupt, the futures still pending are cancelled;
-    results already handed over stay saved.
+    results already handed over stay saved. A task whose workers kept dying
+    (distributed's ``KilledWorker``) raises :class:`~nidecode.errors.ClusterError`.
     """
     bar = tqdm(total=total, initial=initial, unit=unit, disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
@@ -93,6 +95,11 @@ def run_tasks(client: Client, futures: list, *, on_result: Callable, count: Call
             on_result(result)
             bar.update(count(result))
             future.release()
+    except KilledWorker as error:
+        client.cancel(futures)
+        raise ClusterError(f"the workers running a task died ({first_line(error)}); results "
+                           f"saved so far are kept: check the workers' memory and logs, then "
+                           f"run the same command again to resume") from None
     except BaseException:
         client.cancel(futures)
         raise

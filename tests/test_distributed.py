@@ -224,3 +224,20 @@ def test_workers_drop_heartbeat_failures_once_the_cluster_closes():
         assert list(local.run(_heartbeat_failure_is_logged).values()) == [True]
         quiet_heartbeats(local)
         assert list(local.run(_heartbeat_failure_is_logged).values()) == [False]
+
+
+@pytest.mark.cluster
+def test_a_task_whose_workers_keep_dying_is_one_cluster_error(tmp_path):
+    import dask
+
+    from nidecode.errors import ClusterError
+    from nidecode.run import run_tasks
+
+    saved = []
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            get_client(workers=1) as client:
+        futures = [client.submit(int, 7, pure=False), client.submit(os._exit, 1, pure=False)]
+        with pytest.raises(ClusterError, match="the workers running a task died"):
+            run_tasks(client, futures, on_result=saved.append, count=lambda _: 1, total=2,
+                      progress=False)
+    assert saved in ([], [7])  # what finished first stays handed over
