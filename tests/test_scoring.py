@@ -189,3 +189,13 @@ def test_bad_scoring_and_class_weight_one_line_exit_2(haxby_store, tmp_path, cap
 def test_bad_scoring_in_the_api(haxby_store, tmp_path, client, scoring):
     with pytest.raises(ParameterError, match="'scoring' parameter of decode"):
         decode(haxby_store["run"], tmp_path / "out", client, scoring=scoring)
+
+
+def test_searchlight_permutations_refuse_scoring(haxby_store, tmp_path, capsys):
+    status = main(["permute", str(haxby_store["run"]), "--out", str(tmp_path / "out"),
+                   "--n-permutations", "5", "--searchlight", "--radius", "5",
+                   "--scoring", "roc_auc"])
+    error = capsys.readouterr().err
+    assert status == 2 and error.count("\n") == 1
+    assert error.startswith("nidecode: error: --scoring and --class-weight: for ROI "
+                            "permutations only")
