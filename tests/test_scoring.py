@@ -199,3 +199,35 @@ def test_searchlight_permutations_refuse_scoring(haxby_store, tmp_path, capsys):
     assert status == 2 and error.count("\n") == 1
     assert error.startswith("nidecode: error: --scoring and --class-weight: for ROI "
                             "permutations only")
+
+
+def test_multiclass_balanced_accuracy_equals_sklearn_on_rare_cat(rare_cat_store, client,
+                                                                 tmp_path):
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import cross_val_predict
+
+    (subject, design), = store.read_designs(rare_cat_store).items()
+    X = store.read_timeseries(rare_cat_store, subject)
+    keep = np.isin(design.labels, ["cat", "face", "house"])
+    predicted = cross_val_predict(SVC(kernel="linear"), X[keep], design.labels[keep],
+                                  cv=LeaveOneGroupOut(), groups=design.runs[keep])
+    decode(rare_cat_store, tmp_path / "out", client, categories=["cat", "face", "house"],
+           progress=False)
+    table = pd.read_csv(tmp_path / "out" / "multiclass" / "accuracy.csv")
+    expected = balanced_accuracy_score(design.labels[keep], predicted)
+    assert table["balanced_accuracy"].item() == pytest.approx(expected, abs=1e-12)
+    assert table["balanced_accuracy"].item() != table["accuracy"].item()
+
+
+def test_scoring_and_class_weight_are_part_of_the_identity(haxby_store, client, tmp_path):
+    from nidecode.errors import OutputDirError
+
+    decode(haxby_store["run"], tmp_path / "out", client, categories=["face", "cat"],
+           progress=False)
+    for options in ({"scoring": "roc_auc"}, {"class_weight": "balanced"}):
+        with pytest.raises(OutputDirError):
+            decode(haxby_store["run"], tmp_path / "out", client, categories=["face", "cat"],
+                   progress=False, **options)
+    # The same scoring written otherwise is the same run (resumed).
+    decode(haxby_store["run"], tmp_path / "out", client, categories=["face", "cat"],
+           scoring=["accuracy"], class_weight="none", progress=False)
