@@ -20,6 +20,9 @@ STANDARDIZE_MODES = ("run", "global", "none")
 # A p-value's resolution is 1 / (1 + n): 10^6 permutations resolve 1e-6, far
 # below any threshold in use, and already cost 10^6 fits per fold and pair.
 MAX_PERMUTATIONS = 10**6
+# Scorers of scikit-learn's names computed per fold (roc_auc from decision values).
+METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
+CLASS_WEIGHTS = ("none", "balanced")
 CV_RULE = "'logo' (leave one run out) or 'kfold:K' with K >= 2"
 
 
@@ -141,3 +144,30 @@ def check_per_task(value, parameter: str, function: str) -> int | None:
     if value is None:
         return None
     return check_int(value, parameter, function, minimum=1)
+
+
+def check_scoring(scoring, function: str) -> tuple[str, ...]:
+    """Metrics among :data:`METRICS`: a name, comma-separated names or a sequence of names.
+
+    Returns
+    -------
+    tuple of str
+        The names chosen, each once, in the order of :data:`METRICS` (so that
+        ``"roc_auc,accuracy"`` and ``["accuracy", "roc_auc"]`` are one run).
+    """
+    rule = "one or more of " + ", ".join(repr(name) for name in METRICS)
+    names = scoring.split(",") if isinstance(scoring, str) else scoring
+    try:
+        names = [name.strip() for name in names]
+    except (TypeError, AttributeError):
+        raise ParameterError(function, "scoring", scoring, rule) from None
+    if not names or any(name not in METRICS for name in names):
+        raise ParameterError(function, "scoring", scoring, rule)
+    return tuple(name for name in METRICS if name in names)
+
+
+def check_class_weight(class_weight, function: str) -> str:
+    """``"balanced"`` or ``"none"`` (``None`` too), returned as one of :data:`CLASS_WEIGHTS`."""
+    if class_weight is None:
+        return "none"
+    return check_choice(class_weight, "class_weight", function, CLASS_WEIGHTS)

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("store", help="Zarr store written by 'nidecode ingest'")
     decode.add_argument("--out", required=True, help="output directory")
     _add_analysis(decode)
+    _add_scoring(decode)
     _add_cluster(decode)
     _add_quiet(decode)
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     permute.add_argument("--n-permutations", type=int, required=True, metavar="N",
                          help="label permutations within runs (blocks kept whole) per pair")
     _add_analysis(permute)
+    _add_scoring(permute, " (ROI only)")
     permute.add_argument("--searchlight", action="store_true",
                          help="permute searchlight maps (needs --radius): voxel-wise p-values, "
                          "corrected with the maximum statistic")
@@ -138,6 +140,17 @@ def _add_analysis(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results of other parameters in --out")
+
+
+def _add_scoring(parser: argparse.ArgumentParser, where: str = "") -> None:
+    """``--scoring`` and ``--class-weight`` (checked by :mod:`nidecode._validation`)."""
+    parser.add_argument("--scoring", default="accuracy", metavar="accuracy,balanced_accuracy,"
+                        "roc_auc", help="metrics per fold, any of these, comma-separated "
+                        f"(default accuracy); prefer balanced_accuracy or roc_auc when the "
+                        f"classes are unbalanced{where}")
+    parser.add_argument("--class-weight", default="none", metavar="balanced|none",
+                        help="'balanced': each class's SVM penalty scaled by n_samples / "
+                        f"(2 * n_class_samples) of the training fold (default none){where}")
 
 
 def _add_cluster(parser: argparse.ArgumentParser, what: str = "") -> None:
@@ -205,7 +218,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         return  # 'bench' has options of its own ('--workers 1,2,4')
     checks = {"C": check.check_C, "radius": check.check_radius, "cv": check.check_cv,
               "n_permutations": check.check_n_permutations, "seed": check.check_seed,
-              "workers": check.check_workers, "drop_scans": check.check_drop_scans}
+              "workers": check.check_workers, "drop_scans": check.check_drop_scans,
+              "scoring": check.check_scoring, "class_weight": check.check_class_weight}
     for name, check_value in checks.items():
         value = getattr(args, name, None)
         if value is not None:
@@ -277,16 +291,18 @@ def _decode(args: argparse.Namespace) -> int:
     from nidecode.analyses.plan import parse_categories
 
     summary = _run_decode(args, args.store, args.out, parse_categories(args.categories),
-                          args.cv, args.C, args.overwrite)
+                          args.cv, args.C, args.overwrite, scoring=args.scoring,
+                          class_weight=args.class_weight)
     if not args.quiet:
         _print_accuracies(summary)
     return 0
 
 
-def _run_decode(args, store, out, categories, cv, C, overwrite):
+def _run_decode(args, store, out, categories, cv, C, overwrite, **options):
     from nidecode.analyses.decode import execute_decode, prepare_decode
 
-    run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite)
+    run = prepare_decode(store, out, categories=categories, cv=cv, C=C, overwrite=overwrite,
+                         **options)
     return _execute(args, execute_decode, run)
 
 
@@ -327,7 +343,8 @@ def _permute(args: argparse.Namespace) -> int:
     run = prepare_permute(args.store, args.out, n_permutations=args.n_permutations,
                           categories=parse_categories(args.categories), cv=args.cv, C=args.C,
                           seed=args.seed, solver=args.solver, radius=args.radius,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, scoring=args.scoring,
+                          class_weight=args.class_weight)
     table = _execute(args, execute_permute, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))

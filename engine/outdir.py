@@ -380,6 +380,11 @@ def weights_name(subject: str, class_a: str, class_b: str) -> str:
     return f"weights/{_subject_pair(subject, class_a, class_b)}.nii.gz"
 
 
+def patterns_name(subject: str, class_a: str, class_b: str) -> str:
+    """``patterns/{subject}_{class_a}_vs_{class_b}.nii.gz``: the weights' activation pattern."""
+    return f"patterns/{_subject_pair(subject, class_a, class_b)}.nii.gz"
+
+
 def searchlight_name(subject: str, class_a: str, class_b: str, statistic: str = "") -> str:
     """``searchlight/{subject}_{class_a}_vs_{class_b}{_statistic}.nii.gz``.
 
@@ -401,10 +406,19 @@ def group_map_name(class_a: str, class_b: str, statistic: str) -> str:
     return f"searchlight/group_{pair_stem(class_a, class_b)}{_GROUP_STATISTICS[statistic]}.nii.gz"
 
 
-def null_name(subject: str, class_a: str, class_b: str, *, searchlight: bool = False) -> str:
-    """``permutations/null/{subject}_{class_a}_vs_{class_b}[_searchlight].npy``."""
+def null_name(subject: str, class_a: str, class_b: str, *, searchlight: bool = False,
+              metric: str = "accuracy") -> str:
+    """``permutations/null/{subject}_{class_a}_vs_{class_b}[_searchlight][_{metric}].npy``.
+
+    ``metric``: a metric name (no suffix for accuracy, the null of old runs).
+    """
+    suffix = "" if metric == "accuracy" else f"_{_METRIC_SUFFIXES[metric]}"
     return f"permutations/null/{_subject_pair(subject, class_a, class_b)}" \
-           f"{'_searchlight' if searchlight else ''}.npy"
+           f"{'_searchlight' if searchlight else ''}{suffix}.npy"
+
+
+# Fixed suffixes (never data): the names of nidecode._validation.METRICS.
+_METRIC_SUFFIXES = {"balanced_accuracy": "balanced_accuracy", "roc_auc": "roc_auc"}
 
 
 def confusion_name(subject: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nibabel as nib
 import numpy as np
@@ -11,8 +11,12 @@ import pandas as pd
 
 from nidecode.stats import group_test, multiclass_vote
 
-_PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef", "test_scans", "decision")
+_PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef", "test_scans", "decision",
+                "balanced_accuracy", "roc_auc", "pattern")
+_METRIC_PREFIX = "metric_"
 SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]
+# Metrics whose chance is 0.5 whatever the class sizes (accuracy's is the design's).
+OTHER_METRICS = ("balanced_accuracy", "roc_auc")
 GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "chance", "t", "p_value", "n_subjects"]
 
 
@@ -32,6 +36,9 @@ class PairResult:
     # the held-out runs (indices into the subject's scans), for multiclass.
     test_scans: np.ndarray
     decision: np.ndarray
+    balanced_accuracy: np.ndarray  # per fold
+    roc_auc: np.ndarray  # per fold; NaN for a fold whose test scans hold one class
+    pattern: np.ndarray  # (n_voxels,): Haufe pattern of the fold-mean weights
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -75,54 +82,76 @@ class PermutationScores:
     ``key`` is (subject, class_a, class_b, chunk number); ``indices`` the
     relabellings (-1: the true labels); ``accuracy`` has one row per index:
     the fold accuracies (ROI) or the sphere accuracies (searchlight).
+    ``metrics`` (ROI): the other metrics chosen, name -> fold scores of the
+    same shape as ``accuracy``.
     """
 
     key: tuple[str, ...]
     indices: np.ndarray
     accuracy: np.ndarray
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The result as named arrays (for ``numpy.savez``)."""
-        return {"indices": self.indices, "accuracy": self.accuracy}
+        return {"indices": self.indices, "accuracy": self.accuracy,
+                **{_METRIC_PREFIX + name: values for name, values in self.metrics.items()}}
 
     @classmethod
     def from_arrays(cls, key: tuple[str, ...], arrays) -> PermutationScores:
         """Inverse of :meth:`to_arrays`."""
-        return cls(key, np.asarray(arrays["indices"]), np.asarray(arrays["accuracy"]))
+        metrics = {name[len(_METRIC_PREFIX):]: np.asarray(arrays[name]) for name in arrays
+                   if name.startswith(_METRIC_PREFIX)}
+        return cls(key, np.asarray(arrays["indices"]), np.asarray(arrays["accuracy"]), metrics)
 
 
 def scores_table(results: Iterable[PairResult],
-                 chance: Mapping[tuple[str, str, str], np.ndarray] | None = None
-                 ) -> pd.DataFrame:
+                 chance: Mapping[tuple[str, str, str], np.ndarray] | None = None,
+                 metrics: Sequence[str] = ("accuracy",)) -> pd.DataFrame:
     """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`.
 
     With ``chance`` (per result key, one value per fold, e.g.
     :func:`nidecode.analyses.plan.majority_rates`), a ``chance`` column too.
+    Each metric of ``metrics`` besides accuracy (always there) adds its column
+    after ``accuracy`` (``roc_auc`` empty for a fold of one class).
     """
+    others = [metric for metric in metrics if metric != "accuracy"]
     frames = [pd.DataFrame({"subject": result.subject, "class_a": result.class_a,
                             "class_b": result.class_b, "fold": result.folds,
-                            "accuracy": result.accuracy, "n_train": result.n_train,
-                            "n_test": result.n_test,
+                            "accuracy": result.accuracy,
+                            **{metric: getattr(result, metric) for metric in others},
+                            "n_train": result.n_train, "n_test": result.n_test,
                             **({} if chance is None else {"chance": chance[result.key]})})
               for result in results]
     if not frames:
-        return pd.DataFrame(columns=SCORE_COLUMNS + ([] if chance is None else ["chance"]))
+        columns = SCORE_COLUMNS[:5] + others + SCORE_COLUMNS[5:]
+        return pd.DataFrame(columns=columns + ([] if chance is None else ["chance"]))
     table = pd.concat(frames, ignore_index=True)
     return table.sort_values(["subject", "class_a", "class_b", "fold"], ignore_index=True)
 
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of the fold accuracies per subject and pair.
+    """Mean and standard deviation of the fold scores per subject and pair.
 
+    ``mean_accuracy``, ``std_accuracy``, ``n_folds``, then ``mean_<metric>``
+    and ``std_<metric>`` of every other metric column of ``scores``
+    (``balanced_accuracy``, ``roc_auc``: folds without a value are left out).
     When ``scores`` has a ``chance`` column (per fold), its fold mean is the
     pair's ``chance`` column: the level the mean accuracy is tested against.
     """
     grouped = scores.groupby(["subject", "class_a", "class_b"], sort=True)
     summary = grouped["accuracy"].agg(mean_accuracy="mean", std_accuracy="std",
                                       n_folds="count")
+    for metric in _other_metrics(scores.columns):
+        summary[f"mean_{metric}"] = grouped[metric].mean()
+        summary[f"std_{metric}"] = grouped[metric].std()
     if "chance" in scores:
         summary["chance"] = grouped["chance"].mean()
     return summary.reset_index()
+
+
+def _other_metrics(columns: Iterable[str], prefix: str = "") -> list[str]:
+    """The metrics besides accuracy that a table has columns ``{prefix}{metric}`` of."""
+    return [metric for metric in OTHER_METRICS if f"{prefix}{metric}" in set(columns)]
 
 
 def accuracy_matrix(summary: pd.DataFrame) -> pd.DataFrame:
@@ -187,33 +216,50 @@ def multiclass_predictions(results: Sequence[PairResult], n_scans: int,
 
 
 def group_table(summary: pd.DataFrame, chance: float = 0.5) -> pd.DataFrame:
-    """Per pair, a one-sided t-test across subjects of their accuracy minus their chance.
+    """Per pair, a one-sided t-test across subjects of their score minus its chance.
 
-    Each subject's chance is the summary's ``chance`` column when there is
-    one (see :func:`summary_table`), else ``chance``. A pair that fewer than
-    two subjects have gets a row with its ``n_subjects`` and no ``t`` or
-    ``p_value`` (NaN, an empty cell in CSV): a t-test needs two subjects.
+    Accuracy: each subject's chance is the summary's ``chance`` column when
+    there is one (see :func:`summary_table`), else ``chance``. Every other
+    metric the summary has (``mean_balanced_accuracy``, ``mean_roc_auc``) is
+    tested against 0.5, its chance whatever the class sizes. A pair that
+    fewer than two subjects have gets a row with its ``n_subjects`` and no
+    ``t`` or ``p_value`` (NaN, an empty cell in CSV): a t-test needs two subjects.
 
     Returns
     -------
     pandas.DataFrame
         ``class_a, class_b, mean_accuracy, chance`` (mean over subjects),
-        ``t, p_value, n_subjects``.
+        ``t, p_value, n_subjects``, then per other metric ``mean_<metric>,
+        chance_<metric>, t_<metric>, p_value_<metric>``.
     """
+    others = _other_metrics(summary.columns, "mean_")
     rows = []
     for (class_a, class_b), pair in summary.groupby(["class_a", "class_b"], sort=True):
-        accuracies = pair["mean_accuracy"].to_numpy(dtype=float)
         chances = pair["chance"].to_numpy(dtype=float) if "chance" in pair else np.full(
             len(pair), chance)
-        if len(pair) < 2:
-            test = {"mean": float(accuracies.mean()), "chance": float(chances.mean()),
-                    "t": np.nan, "p_value": np.nan, "n": len(pair)}
-        else:
-            test = group_test(accuracies, chances)
-        rows.append({"class_a": class_a, "class_b": class_b, "mean_accuracy": test["mean"],
-                     "chance": test["chance"], "t": test["t"], "p_value": test["p_value"],
-                     "n_subjects": test["n"]})
-    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+        test = _pair_test(pair["mean_accuracy"].to_numpy(dtype=float), chances)
+        row = {"class_a": class_a, "class_b": class_b, "mean_accuracy": test["mean"],
+               "chance": test["chance"], "t": test["t"], "p_value": test["p_value"],
+               "n_subjects": test["n"]}
+        for metric in others:
+            values = pair[f"mean_{metric}"].to_numpy(dtype=float)
+            values = values[~np.isnan(values)]  # a subject without a value is left out
+            test = _pair_test(values, np.full(len(values), 0.5))
+            row.update({f"mean_{metric}": test["mean"], f"chance_{metric}": 0.5,
+                        f"t_{metric}": test["t"], f"p_value_{metric}": test["p_value"]})
+        rows.append(row)
+    columns = GROUP_COLUMNS + [f"{what}_{metric}" for metric in others
+                               for what in ("mean", "chance", "t", "p_value")]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _pair_test(values: np.ndarray, chances: np.ndarray) -> dict:
+    """:func:`group_test` of one pair; no t or p-value below two subjects."""
+    if len(values) < 2:
+        return {"mean": float(values.mean()) if len(values) else np.nan,
+                "chance": float(chances.mean()) if len(chances) else np.nan,
+                "t": np.nan, "p_value": np.nan, "n": len(values)}
+    return group_test(values, chances)
 
 
 def to_nifti(values: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -230,3 +276,18 @@ def to_nifti(values: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nib.Ni
 def weight_map(result: PairResult, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     """The fold-mean SVM weights of one pair as a NIfTI image."""
     return to_nifti(result.coef.mean(axis=0), mask, affine)
+
+
+def pattern_map(result: PairResult, mask: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """The activation pattern of one pair's fold-mean weights as a NIfTI image.
+
+    ``Cov(X) w / Var(X w)`` (Haufe et al. 2014) on the pair's scans, computed
+    by the worker (see :func:`nidecode.stats.haufe_pattern`).
+    """
+    return to_nifti(result.pattern, mask, affine)
+
+
+def multiclass_balanced_accuracy(true: np.ndarray, predicted: np.ndarray) -> float:
+    """Balanced accuracy of multiclass predictions: the mean recall over the true classes."""
+    classes = np.unique(true)
+    return float(np.mean([np.mean(predicted[true == name] == name) for name in classes]))

@@ -517,3 +517,65 @@ def confusion_matrix_table(true: np.ndarray, predicted: np.ndarray,
                        [position[name] for name in predicted.tolist()]), 1)
     return pd.DataFrame(counts, index=pd.Index(classes, name="true"),
                         columns=pd.Index(classes, name="predicted"))
+
+
+def fold_metrics(true: np.ndarray, predicted: np.ndarray, decision: np.ndarray,
+                 metrics: Sequence[str]) -> dict[str, float]:
+    """A test fold's scores, as scikit-learn's scorers of these names compute them.
+
+    Parameters
+    ----------
+    true, predicted : numpy.ndarray
+        The test scans' classes and the classifier's predictions (any labels;
+        the second class in sorted order of the pair is the positive one).
+    decision : numpy.ndarray
+        ``SVC.decision_function`` of the test scans (positive favours the
+        positive class): what the ``roc_auc`` scorer ranks.
+    metrics : sequence of str
+        Among :data:`nidecode._validation.METRICS`.
+
+    Returns
+    -------
+    dict
+        Metric name -> score. ``roc_auc`` is NaN when the fold's test scans
+        hold one class only (no ranking to score; scikit-learn raises there).
+    """
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    scores = {}
+    for metric in metrics:
+        if metric == "accuracy":
+            scores[metric] = float(np.mean(true == predicted))
+        elif metric == "balanced_accuracy" and len(np.unique(true)) < 2:
+            # scikit-learn's value (the recall of the one class), without its warning.
+            scores[metric] = float(np.mean(true == predicted))
+        elif metric == "balanced_accuracy":
+            scores[metric] = float(balanced_accuracy_score(true, predicted))
+        elif len(np.unique(true)) < 2:
+            scores[metric] = np.nan
+        else:
+            scores[metric] = float(roc_auc_score(true, decision))
+    return scores
+
+
+def haufe_pattern(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The activation pattern ``Cov(X) w / Var(X w)`` of linear weights (Haufe et al. 2014).
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n_samples, n_features)
+        The scans the weights were fitted on (centred here).
+    weights : numpy.ndarray, shape (n_features,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_features,)
+        Same sign convention as ``weights``; zeros when ``X w`` is constant.
+    """
+    centred = np.asarray(X, dtype=np.float64)
+    centred = centred - centred.mean(axis=0)
+    source = centred @ np.asarray(weights, dtype=np.float64)
+    variance = source @ source  # the (n - 1) of both covariances cancels
+    if variance <= 0:
+        return np.zeros(centred.shape[1])
+    return centred.T @ source / variance

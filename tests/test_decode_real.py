@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from nilearn import signal
 from nilearn.maskers import NiftiMasker
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict, cross_val_score
 from sklearn.svm import SVC
 
@@ -87,6 +88,8 @@ def test_all_pairs_mean_equals_readme(haxby_slice_dir, haxby_store, client, tmp_
     np.testing.assert_array_equal(confusion.to_numpy(), expected.to_numpy())
     accuracy = pd.read_csv(tmp_path / "multiclass" / "accuracy.csv")
     assert accuracy["accuracy"].item() == pytest.approx(np.mean(predicted == labels[keep]))
+    assert accuracy["balanced_accuracy"].item() == pytest.approx(
+        balanced_accuracy_score(labels[keep], predicted), abs=1e-12)
     assert accuracy["n_scans"].item() == 864 and accuracy["chance"].item() == 0.125
 
 

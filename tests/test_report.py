@@ -113,8 +113,9 @@ def decoded_study(tmp_path_factory, client):
             "anat": anat, "bench_dir": bench_dir}
 
 
-# bars, confusion of subj1, weights of subj1 (3 pairs), 1 searchlight map, the mask, bench
-EXPECTED_IMAGES = 1 + 1 + 3 + 1 + 1 + 1
+# bars, confusion of subj1, weights and patterns of subj1 (3 pairs), 1 searchlight map, the
+# mask, bench
+EXPECTED_IMAGES = 1 + 1 + 3 * 2 + 1 + 1 + 1
 SECTIONS = ["parameters", "accuracy", "permutations", "group", "confusion", "weights",
             "searchlight", "mask", "scaling"]
 
@@ -150,7 +151,9 @@ def test_report_shows_the_values_of_every_result(decoded_study):
         assert f"{row.t:.2f}" in text
     assert "subj1: accuracy 0.889 (chance 0.333)" in text  # 32 of 36 on the diagonal
     assert "Fold-mean linear SVM weights of subj1, 3 of its 3 pairs" in text
-    assert "subj1: face vs house (red: house, blue: face)" in text
+    assert "subj1: face vs house (red: house, blue: face), weights" in text
+    assert "subj1: face vs house (red: house, blue: face), pattern" in text
+    assert "its activation pattern (patterns/: Cov(X) w / Var(Xw)" in text
     assert f"Background: {decoded_study['anat']}." in text
     assert "searchlight/subj1_face_vs_house_accuracy.nii.gz (accuracy above 0.5)" in text
     assert "the mask of subj1 in the store" in text
@@ -164,7 +167,8 @@ def test_report_limits_the_brain_figures_and_says_so(decoded_study, tmp_path):
     text = " ".join(page.text)
     assert "Fold-mean linear SVM weights of subj1, 1 of its 3 pairs" in text
     assert "Background: background.nii.gz (the first subject's mean EPI" in text
-    assert len(page.attributes("img", "src")) == EXPECTED_IMAGES - 2 - 1  # 1 weight, no bench
+    # 1 weight map and its pattern, no bench
+    assert len(page.attributes("img", "src")) == EXPECTED_IMAGES - 2 * 2 - 1
 
 
 def _chromium() -> str:

@@ -7,6 +7,7 @@ an earlier run with the same parameters are not computed again.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +17,25 @@ import pandas as pd
 from distributed import Client
 
 from nidecode import store
-from nidecode._validation import check_C, check_cv, check_per_task
+from nidecode._validation import (
+    check_C,
+    check_class_weight,
+    check_cv,
+    check_per_task,
+    check_scoring,
+)
 from nidecode.analyses._prepare import claim_output, plan_study
 from nidecode.analyses.plan import PairJob, batch_jobs, majority_rates
 from nidecode.analyses.tasks import decode_pairs
 from nidecode.cluster import describe
-from nidecode.outdir import OutputDir, confusion_name, weights_name
+from nidecode.errors import NidecodeWarning
+from nidecode.outdir import OutputDir, confusion_name, patterns_name, weights_name
 from nidecode.results import (
     PairResult,
     group_table,
+    multiclass_balanced_accuracy,
     multiclass_predictions,
+    pattern_map,
     scores_table,
     summary_table,
     weight_map,
@@ -49,6 +59,7 @@ class DecodeRun:
 
 def prepare_decode(store_path: str | Path, out: str | Path, *,
                    categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
+                   scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
                    overwrite: bool = False) -> DecodeRun:
     """Check the inputs, plan the jobs and claim the output directory (no cluster needed).
 
@@ -59,9 +70,14 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     """
     started = time.perf_counter()
     cv, C = check_cv(cv, "decode"), check_C(C, "decode")
+    scoring = check_scoring(scoring, "decode")
+    class_weight = check_class_weight(class_weight, "decode")
     study = plan_study(store_path, cv, categories)
+    # The scoring and class weights are part of the identity: a run with other
+    # ones is not resumed from these results.
     identity, output = claim_output(out, study, "decode", overwrite=overwrite,
-                                    categories=categories, cv=cv, C=C)
+                                    categories=categories, cv=cv, C=C, scoring=list(scoring),
+                                    class_weight=class_weight)
     return DecodeRun(study.store_path, output, study.designs, study.jobs, identity, started,
                      study.notes)
 
@@ -83,6 +99,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     def submit(batch: tuple[PairJob, ...]):
         checksum = run.designs[batch[0].subject].checksum
         return client.submit(decode_pairs, run.store_path, batch, checksum, cv, C,
+                             run.identity["class_weight"],
                              key=task_key("decode", run.identity, batch))
 
     n_fits = sum(job.n_folds for job in run.jobs)
@@ -116,6 +133,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
 
 def decode(store_path: str | Path, out: str | Path, client: Client, *,
            categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
+           scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
            overwrite: bool = False, progress: bool = True,
            fits_per_task: int | None = None) -> pd.DataFrame:
     """Cross-validate linear SVMs for every subject x category pair of a store.
@@ -128,7 +146,10 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     out : str or Path
         Output directory: ``scores.csv``, ``summary.csv``, ``group.csv``,
         ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (the strings encoded
-        by :func:`nidecode.outdir.weights_name`) and ``run.json``.
+        by :func:`nidecode.outdir.weights_name`), their activation patterns
+        ``patterns/{subject}_{class_a}_vs_{class_b}.nii.gz`` (``Cov(X) w /
+        Var(X w)`` on the pair's scans, Haufe et al. 2014; same sign as the
+        weights: positive favours ``class_b``) and ``run.json``.
         Results already saved there by a run of the same parameters are
         reused (resume).
         ``scores.csv`` has a ``chance`` per fold: the share of the larger
@@ -147,6 +168,20 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         ``"logo"`` (leave one run out) or ``"kfold:K"``.
     C : float
         SVM penalty of ``SVC(kernel="linear", C=C)``.
+    scoring : str or sequence of str
+        Among ``"accuracy"``, ``"balanced_accuracy"`` and ``"roc_auc"`` (a
+        name, comma-separated names or a sequence): each is computed per fold
+        as scikit-learn's scorer of that name (``roc_auc`` from the decision
+        values; empty for a fold whose test scans hold one class, with a
+        :class:`~nidecode.errors.NidecodeWarning`). ``scores.csv`` gets a
+        column per metric (``accuracy`` always), ``summary.csv``
+        ``mean_<metric>`` and ``std_<metric>``, ``group.csv`` ``mean_<metric>,
+        chance_<metric>, t_<metric>, p_value_<metric>`` (chance 0.5) after
+        the accuracy's columns.
+    class_weight : {None, "none", "balanced"}
+        ``SVC(kernel="linear", class_weight=...)``: ``"balanced"`` scales the
+        penalty of each class by ``n_samples / (2 * n_class_samples)`` of the
+        training fold.
     overwrite : bool
         Replace the results of a run with other parameters in ``out``.
     progress : bool
@@ -167,8 +202,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     ...     summary = decode("study.zarr", "results", client, categories=["face", "cat"])
     """
     fits_per_task = check_per_task(fits_per_task, "fits_per_task", "decode")
-    run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C,
-                         overwrite=overwrite)
+    run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C, scoring=scoring,
+                         class_weight=class_weight, overwrite=overwrite)
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 
@@ -176,7 +211,9 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     chance = {result.key: majority_rates(run.designs[result.subject], result.class_a,
                                          result.class_b, run.identity["cv"])
               for result in results}
-    scores = scores_table(results, chance)
+    metrics = run.identity["scoring"]
+    scores = scores_table(results, chance, metrics)
+    _warn_one_class_folds(scores)
     summary = summary_table(scores)
     geometry = {}
     for result in results:
@@ -185,6 +222,8 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
                 run.store_path, result.subject, checksum=run.designs[result.subject].checksum)
         run.output.write_image(weights_name(*result.key),
                                weight_map(result, *geometry[result.subject]))
+        run.output.write_image(patterns_name(*result.key),
+                               pattern_map(result, *geometry[result.subject]))
     if run.identity["cv"] == "logo":
         _write_multiclass(run, results)
     if len(run.designs) > 1:
@@ -210,7 +249,22 @@ def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
         # Chance: the share of the most frequent category (1 / n_classes when balanced).
         shares = np.unique(true[keep], return_counts=True)[1] / keep.sum()
         rows.append({"subject": subject, "accuracy": float(np.mean(true[keep] == predicted[keep])),
+                     "balanced_accuracy": multiclass_balanced_accuracy(true[keep],
+                                                                      predicted[keep]),
                      "n_scans": int(keep.sum()), "n_classes": len(classes),
                      "chance": float(shares.max())})
     if rows:
         run.output.write_table("multiclass/accuracy.csv", pd.DataFrame(rows))
+
+
+def _warn_one_class_folds(scores: pd.DataFrame) -> None:
+    """Warn when some folds have no ROC AUC: their test scans hold one class."""
+    if "roc_auc" not in scores or not scores["roc_auc"].isna().any():
+        return
+    empty = scores[scores["roc_auc"].isna()]
+    first = empty.iloc[0]
+    warnings.warn(f"{len(empty)} fold(s) have test scans of one class only (first: subject "
+                  f"{first['subject']!r}, {first['class_a']!r} vs {first['class_b']!r}, fold "
+                  f"{first['fold']}): their roc_auc is empty in scores.csv and left out of the "
+                  f"means; use leave-one-run-out with both classes in every run",
+                  NidecodeWarning, stacklevel=4)

@@ -26,10 +26,12 @@ from nidecode import store
 from nidecode._validation import (
     check_C,
     check_choice,
+    check_class_weight,
     check_cv,
     check_n_permutations,
     check_per_task,
     check_radius,
+    check_scoring,
     check_seed,
 )
 from nidecode.analyses._prepare import (
@@ -42,7 +44,7 @@ from nidecode.analyses._prepare import (
 from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
-from nidecode.errors import NidecodeWarning
+from nidecode.errors import InputError, NidecodeWarning
 from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import phase_timings, run_tasks, task_key, versions
@@ -128,7 +130,9 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                     categories: Sequence[str] | None = None, cv: str = "logo",
                     C: float = 1.0, seed: int = 0, solver: str = "batched",
                     radius: float | None = None, overwrite: bool = False,
-                    permutations_per_task: int | None = None) -> PermuteRun:
+                    permutations_per_task: int | None = None,
+                    scoring: str | Sequence[str] = "accuracy",
+                    class_weight: str | None = None) -> PermuteRun:
     """Check the inputs, plan the tasks and claim the output (no cluster needed).
 
     Parameters are those of :func:`permute`.
@@ -139,6 +143,11 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     seed = check_seed(seed, "permute")
     solver = check_choice(solver, "solver", "permute", tuple(SPHERE_SOLVERS))
     radius = None if radius is None else check_radius(radius, "permute")
+    scoring = check_scoring(scoring, "permute")
+    class_weight = check_class_weight(class_weight, "permute")
+    if radius is not None and (scoring != ("accuracy",) or class_weight != "none"):
+        raise InputError("--scoring and --class-weight: for ROI permutations only; the "
+                         "searchlight scores accuracy without class weights: drop them")
     permutations_per_task = check_per_task(permutations_per_task, "permutations_per_task",
                                            "permute")
     mode = "roi" if radius is None else "searchlight"
@@ -161,7 +170,9 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     identity, output = claim_output(
         out, study, "permute", overwrite=overwrite, categories=categories, cv=cv, C=C,
         n_permutations=n_permutations, seed=seed, solver=solver, radius=radius,
-        permutations_per_task=permutations_per_task)
+        permutations_per_task=permutations_per_task,
+        **({} if radius is not None else {"scoring": list(scoring),
+                                          "class_weight": class_weight}))
     return PermuteRun(study.store_path, output, designs, geometry, tasks, identity, started,
                       study.notes)
 
@@ -199,7 +210,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         key = task_key("permute", identity, [task])
         if task.centres is None:
             return client.submit(permutation_accuracies, run.store_path, task.key, checksum,
-                                 *common, key=key)
+                                 *common, identity["scoring"], identity["class_weight"],
+                                 key=key)
         voxels, spheres = batch_voxel_block(run.geometry[task.job.subject].spheres,
                                             task.centres)
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
@@ -239,11 +251,13 @@ def _by_job(run: PermuteRun, saved: dict) -> dict[tuple[str, str, str], list]:
     return parts
 
 
-def _observed_and_null(parts: list[PermutationScores]) -> tuple[np.ndarray, np.ndarray]:
+def _observed_and_null(parts: list[PermutationScores],
+                       metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
     indices = np.concatenate([part.indices for part in parts])
-    accuracy = np.concatenate([part.accuracy for part in parts])
+    scores = np.concatenate([part.accuracy if metric == "accuracy" else part.metrics[metric]
+                             for part in parts])
     order = np.argsort(indices, kind="stable")
-    return accuracy[order][0], accuracy[order][1:]  # index -1 sorts first
+    return scores[order][0], scores[order][1:]  # index -1 sorts first
 
 
 def _distinct(run: PermuteRun, subject: str, class_a: str, class_b: str) -> int:
@@ -254,19 +268,25 @@ def _distinct(run: PermuteRun, subject: str, class_a: str, class_b: str) -> int:
 
 def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
     rows, scores = [], []
+    others = [metric for metric in run.identity["scoring"] if metric != "accuracy"]
     for (subject, class_a, class_b), parts in _by_job(run, saved).items():
         observed, null_folds = _observed_and_null(parts)
         null = null_folds.mean(axis=1)
         run.output.write_array(null_name(subject, class_a, class_b), null)
-        rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
-                     "accuracy": observed.mean(), "p_value": permutation_p_value(
-                         observed.mean(), null), "n_permutations": len(null),
-                     "n_distinct_permutations": _distinct(run, subject, class_a, class_b),
-                     "null_mean": null.mean(), "null_std": null.std()})
+        row = {"subject": subject, "class_a": class_a, "class_b": class_b,
+               "accuracy": observed.mean(), "p_value": permutation_p_value(observed.mean(), null),
+               "n_permutations": len(null),
+               "n_distinct_permutations": _distinct(run, subject, class_a, class_b),
+               "null_mean": null.mean(), "null_std": null.std()}
         # Chance of each fold: its mean accuracy under the permutations.
+        fold_scores = {"accuracy": observed, "chance": null_folds.mean(axis=0)}
+        for metric in others:
+            row.update(_metric_p_value(run, parts, (subject, class_a, class_b), metric))
+            fold_scores[metric] = _observed_and_null(parts, metric)[0]
+        rows.append(row)
         scores.append(pd.DataFrame({"subject": subject, "class_a": class_a,
                                     "class_b": class_b, "fold": np.arange(len(observed)),
-                                    "accuracy": observed, "chance": null_folds.mean(axis=0)}))
+                                    **fold_scores}))
     table = pd.DataFrame(rows)
     summary = summary_table(pd.concat(scores, ignore_index=True))
     run.output.write_table("permutations/pvalues.csv", table)
@@ -274,6 +294,23 @@ def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
     if len(run.designs) > 1:
         run.output.write_table("group.csv", group_table(summary))
     return table
+
+
+def _metric_p_value(run: PermuteRun, parts: list[PermutationScores],
+                    key: tuple[str, str, str], metric: str) -> dict:
+    """A metric's observed fold mean, its p-value against its own null, and the null saved.
+
+    Folds without a value (ROC AUC of a fold of one class) are left out of
+    each mean; a relabelling keeps the scans of each fold, so the same folds.
+    """
+    observed, null_folds = _observed_and_null(parts, metric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all folds empty: NaN, said below
+        value, null = np.nanmean(observed), np.nanmean(null_folds, axis=1)
+    run.output.write_array(null_name(*key, metric=metric), null)
+    p_value = permutation_p_value(value, null) if np.isfinite(value) else np.nan
+    return {metric: value, f"p_value_{metric}": p_value, f"null_mean_{metric}": null.mean(),
+            f"null_std_{metric}": null.std()}
 
 
 def _write_searchlight(run: PermuteRun, saved: dict) -> pd.DataFrame:
@@ -309,7 +346,9 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
             categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
             seed: int = 0, solver: str = "batched", radius: float | None = None,
             overwrite: bool = False, progress: bool = True,
-            permutations_per_task: int | None = None) -> pd.DataFrame:
+            permutations_per_task: int | None = None,
+            scoring: str | Sequence[str] = "accuracy",
+            class_weight: str | None = None) -> pd.DataFrame:
     """Permutation tests of the decoding accuracy of every subject x pair.
 
     Parameters
@@ -359,6 +398,17 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         Progress bar of the permutations.
     permutations_per_task : int, optional
         Permutations per Dask task (default 50, or 5 for a searchlight).
+    scoring : str or sequence of str
+        ROI only: metrics among ``"accuracy"``, ``"balanced_accuracy"`` and
+        ``"roc_auc"`` (see :func:`nidecode.analyses.decode.decode`). Every
+        permutation scores each; ``pvalues.csv`` gets ``<metric>,
+        p_value_<metric>, null_mean_<metric>, null_std_<metric>`` per other
+        metric than accuracy (its p-value against the null of that metric,
+        saved as ``permutations/null/{subject}_{pair}_<metric>.npy``), and
+        ``summary.csv`` / ``group.csv`` their columns as for ``decode``.
+    class_weight : {None, "none", "balanced"}
+        ROI only: ``SVC``'s class weights (see :func:`~nidecode.analyses.decode.decode`);
+        ``"balanced"`` refits ``SVC`` per permutation whatever the ``solver``.
 
     Returns
     -------
@@ -369,5 +419,6 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     run = prepare_permute(store_path, out, n_permutations=n_permutations,
                           categories=categories, cv=cv, C=C, seed=seed, solver=solver,
                           radius=radius, overwrite=overwrite,
-                          permutations_per_task=permutations_per_task)
+                          permutations_per_task=permutations_per_task, scoring=scoring,
+                          class_weight=class_weight)
     return execute_permute(run, client, progress=progress)

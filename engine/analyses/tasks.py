@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
 
 from nidecode import store
+from nidecode._validation import METRICS
 from nidecode.analyses.plan import REST, PairJob
 from nidecode.cv import make_folds
 from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
 from nidecode.solvers.svc import cross_validate_svc
-from nidecode.stats import permute_within_runs
+from nidecode.stats import fold_metrics, haufe_pattern, permute_within_runs
 
 
 @lru_cache(maxsize=2)
@@ -38,7 +40,7 @@ def _load_subject(store_path: str, subject: str,
 
 
 def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: str,
-                 C: float) -> list[PairResult]:
+                 C: float, class_weight: str = "none") -> list[PairResult]:
     """Cross-validate a linear SVM for each job (one subject, several pairs).
 
     Parameters
@@ -55,10 +57,14 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
         ``"logo"`` or ``"kfold:K"``.
     C : float
         SVM penalty.
+    class_weight : {"none", "balanced"}
+        ``SVC``'s ``class_weight`` (``"none"``: None).
 
     Returns
     -------
     list of PairResult
+        Every metric of :data:`nidecode._validation.METRICS` per fold, and
+        the Haufe pattern of the fold-mean weights on the pair's scans.
     """
     X, design = _load_subject(store_path, jobs[0].subject, checksum)
     results = []
@@ -70,15 +76,34 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
         # run, so that the pairs' votes give one-vs-one multiclass predictions.
         extra = ([np.flatnonzero((design.runs == fold.fold) & (design.labels != REST))
                   for fold in folds] if cv == "logo" else [np.empty(0, int) for _ in folds])
-        scores = cross_validate_svc(X[selected], design.labels[selected], folds, C,
-                                    extra=[X[scans] for scans in extra])
+        labels = design.labels[selected]
+        scores = cross_validate_svc(X[selected], labels, folds, C,
+                                    extra=[X[scans] for scans in extra],
+                                    class_weight=_svc_class_weight(class_weight))
+        metrics = _fold_metrics(labels, folds, scores)
         results.append(PairResult(
             subject=job.subject, class_a=job.class_a, class_b=job.class_b,
             folds=np.array([fold.fold for fold in folds]), accuracy=scores.accuracy,
             n_train=np.array([len(fold.train) for fold in folds]),
             n_test=np.array([len(fold.test) for fold in folds]), coef=scores.coef,
-            test_scans=np.concatenate(extra), decision=np.concatenate(scores.decision)))
+            test_scans=np.concatenate(extra), decision=np.concatenate(scores.decision),
+            balanced_accuracy=metrics["balanced_accuracy"], roc_auc=metrics["roc_auc"],
+            pattern=haufe_pattern(X[selected], scores.coef.mean(axis=0))))
     return results
+
+
+def _svc_class_weight(class_weight: str) -> str | None:
+    return None if class_weight == "none" else class_weight
+
+
+def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[str, np.ndarray]:
+    """Each metric per fold, from the predictions and decision values of cross_validate_svc."""
+    classes = np.unique(labels)
+    per_fold = [fold_metrics(labels[fold.test], classes[predicted.astype(int)], decision,
+                             metrics)
+                for fold, predicted, decision in zip(folds, scores.predicted,
+                                                     scores.test_decision, strict=True)]
+    return {metric: np.array([fold[metric] for fold in per_fold]) for metric in metrics}
 
 
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
@@ -133,13 +158,14 @@ def _verified_design(store_path: str, subject: str, checksum: str) -> store.Desi
 
 
 def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str, cv: str,
-                           C: float, seed: int, indices: Sequence[int],
-                           solver: str) -> PermutationScores:
-    """Fold accuracies of one pair under label permutations (ROI decoding).
+                           C: float, seed: int, indices: Sequence[int], solver: str,
+                           metrics: Sequence[str] = ("accuracy",),
+                           class_weight: str = "none") -> PermutationScores:
+    """Fold scores of one pair under label permutations (ROI decoding).
 
     Parameters
     ----------
-    store_path, checksum, cv, C
+    store_path, checksum, cv, C, class_weight
         As for :func:`decode_pairs`.
     key : tuple of str
         (subject, class_a, class_b, chunk number).
@@ -151,31 +177,54 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
     solver : {"batched", "libsvm", "sklearn"}
         The Gram matrix is computed once and reused by every permutation
         and fold (batched and libsvm: libsvm's path), or ``SVC`` is refitted
-        on the data (sklearn).
+        on the data (sklearn, and any solver with balanced class weights).
+    metrics : sequence of str
+        The metrics scored (:data:`nidecode._validation.METRICS`).
 
     Returns
     -------
     PermutationScores
-        ``accuracy`` of shape (len(indices), n_folds).
+        ``accuracy`` of shape (len(indices), n_folds), and the other metrics
+        of that shape in ``metrics``.
     """
     X, design = _load_subject(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = X[selected]
-    gram = X.astype(np.float64) @ X.T.astype(np.float64) if solver != "sklearn" else None
-    accuracy = np.empty((len(indices), len(folds)))
+    refit = solver == "sklearn" or class_weight != "none"
+    gram = None if refit else X.astype(np.float64) @ X.T.astype(np.float64)
+    names = tuple(dict.fromkeys(("accuracy", *metrics)))
+    scores = {name: np.empty((len(indices), len(folds))) for name in names}
     for row, index in enumerate(indices):
         y = relabel(labels, runs, key, seed, index)
         if gram is None:
-            accuracy[row] = cross_validate_svc(X, y, folds, C).accuracy
-            continue
-        classes = np.unique(y)
-        for column, fold in enumerate(folds):
-            train, test = fold.train, fold.test
-            dual_coef, intercept = fit_linear_svm_gram(gram[np.ix_(train, train)], y[train], C)
-            decision = decision_function_gram(gram[np.ix_(test, train)], dual_coef, intercept)
-            # SVC predicts classes_[1] for a decision of exactly zero too.
-            accuracy[row, column] = np.mean(classes[(decision >= 0).astype(int)] == y[test])
-    return PermutationScores(key, np.asarray(indices), accuracy)
+            fits = cross_validate_svc(X, y, folds, C, class_weight=_svc_class_weight(
+                class_weight))
+        else:
+            fits = _gram_folds(gram, y, folds, C)
+        for name, values in _fold_metrics(y, folds, fits, names).items():
+            scores[name][row] = values
+    accuracy = scores.pop("accuracy")
+    return PermutationScores(key, np.asarray(indices), accuracy, scores)
+
+
+@dataclass(frozen=True)
+class _GramFits:
+    """Per fold, predicted codes and decision values (the fields _fold_metrics reads)."""
+
+    predicted: list[np.ndarray]
+    test_decision: list[np.ndarray]
+
+
+def _gram_folds(gram: np.ndarray, y: np.ndarray, folds, C: float) -> _GramFits:
+    predicted, decisions = [], []
+    for fold in folds:
+        train, test = fold.train, fold.test
+        dual_coef, intercept = fit_linear_svm_gram(gram[np.ix_(train, train)], y[train], C)
+        decision = decision_function_gram(gram[np.ix_(test, train)], dual_coef, intercept)
+        # SVC predicts classes_[1] for a decision of exactly zero too.
+        predicted.append((decision >= 0).astype(int))
+        decisions.append(decision)
+    return _GramFits(predicted, decisions)
 
 
 def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksum: str,

@@ -319,14 +319,24 @@ def _weights(results: RunResults, background, background_note: str, max_figures:
                       f"{n_subjects} subject(s) are in weights/). Positive weights (red) "
                       f"favour the second category of the pair, negative ones (blue) the "
                       f"first. {background_note}", class_="note")]
+    if results.pattern_maps:
+        parts.append(tag("p", "Beside each weight map, its activation pattern (patterns/: "
+                              "Cov(X) w / Var(Xw), Haufe et al. 2014), same colours. Weights "
+                              "say how the classifier combines voxels (a voxel may weigh much "
+                              "only to cancel noise elsewhere); patterns say where the "
+                              "signal the classifier reads lies: interpret patterns, not "
+                              "weights, as brain activity (docs/patterns.md).", class_="note"))
     maps = []
     for key in shown:
         _, class_a, class_b = key
         title = f"{subject}: {class_a} vs {class_b}"
         caption = f"{title} (red: {class_b}, blue: {class_a})"
-        image = read_map(results.weight_maps[key])
-        maps.append(figure(figures.brain_map(image, title, background),
-                           caption))
+        for kind, paths in (("weights", results.weight_maps),
+                            ("pattern", results.pattern_maps)):
+            if key in paths:
+                maps.append(figure(figures.brain_map(read_map(paths[key]),
+                                                     f"{title}, {kind}", background),
+                                   f"{caption}, {kind}"))
     return join_parts(*parts, tag("div", *maps, class_="grid maps"))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nidecode.errors import InputError
-from nidecode.outdir import confusion_name, weights_name
+from nidecode.outdir import confusion_name, patterns_name, weights_name
 
 SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accuracy", "n_folds"]
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
@@ -36,6 +36,7 @@ class RunResults:
     group: pd.DataFrame | None = None
     confusions: dict[str, pd.DataFrame] = field(default_factory=dict)
     weight_maps: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    pattern_maps: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     searchlight_maps: list[Path] = field(default_factory=list)
     searchlight_table: pd.DataFrame | None = None  # searchlight.csv, if any
 
@@ -86,6 +87,9 @@ def read_results(out_dir: str | Path) -> RunResults:
         weights = path / weights_name(row.subject, row.class_a, row.class_b)
         if weights.exists():
             results.weight_maps[(row.subject, row.class_a, row.class_b)] = weights
+        pattern = path / patterns_name(row.subject, row.class_a, row.class_b)
+        if pattern.exists():  # runs before activation patterns have none
+            results.pattern_maps[(row.subject, row.class_a, row.class_b)] = pattern
     return results
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.svm import _libsvm
+from sklearn.utils.class_weight import compute_class_weight
 
 from nidecode.cv import Fold
 
@@ -21,8 +22,7 @@ from nidecode.cv import Fold
 _LIBSVM_PARAMETERS = dict(svm_type=0, kernel="linear", degree=3, gamma=0.0, coef0=0.0,
                           cache_size=200)
 _FIT_PARAMETERS = dict(tol=1e-3, shrinking=1, probability=0, max_iter=-1, nu=0.5,
-                       epsilon=0.0, random_seed=0, class_weight=np.ones(2),
-                       sample_weight=np.empty(0))
+                       epsilon=0.0, random_seed=0, sample_weight=np.empty(0))
 _libsvm.set_verbosity_wrap(0)  # a process-wide switch, set by SVC.fit otherwise
 
 
@@ -34,15 +34,19 @@ class FoldScores:
     coef: np.ndarray  # (n_folds, n_features); positive favours the second class
     intercept: np.ndarray  # (n_folds,)
     decision: list[np.ndarray]  # per fold, decision values of the ``extra`` samples
+    predicted: list[np.ndarray]  # per fold, predicted codes (0, 1) of the test samples
+    test_decision: list[np.ndarray]  # per fold, SVC.decision_function of the test samples
 
 
 def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
                        C: float = 1.0,
-                       extra: Sequence[np.ndarray] | None = None) -> FoldScores:
+                       extra: Sequence[np.ndarray] | None = None,
+                       class_weight: str | None = None) -> FoldScores:
     """Fit ``SVC(kernel="linear", C=C)`` on each training fold, score the test fold.
 
-    The accuracies equal ``cross_val_score(SVC(kernel="linear", C=C), X, y,
-    cv=folds)`` exactly: same solver, same data, same splits.
+    The accuracies equal ``cross_val_score(SVC(kernel="linear", C=C,
+    class_weight=class_weight), X, y, cv=folds)`` exactly: same solver, same
+    data, same splits, same class weights.
 
     Parameters
     ----------
@@ -56,6 +60,9 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
         Per fold, more samples (rows of features) to take decision values
         of, e.g. the held-out run's scans of other categories (one-vs-one
         multiclass votes).
+    class_weight : {None, "balanced"}
+        ``"balanced"``: each class's penalty scaled by ``n_samples / (2 *
+        n_class_samples)`` of the training fold, as ``SVC`` computes it.
 
     Returns
     -------
@@ -69,13 +76,19 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     accuracy = np.empty(len(folds))
     coef = np.empty((len(folds), X.shape[1]))
     intercept = np.empty(len(folds))
-    decision = []
+    decision, predictions, test_decisions = [], [], []
     for index, fold in enumerate(folds):
+        weights = _class_weights(class_weight, codes[fold.train])
         (support, vectors, n_support, dual_coef, libsvm_intercept, prob_a, prob_b, _,
-         _) = _libsvm.fit(X[fold.train], codes[fold.train], C=C, **_LIBSVM_PARAMETERS,
-                          **_FIT_PARAMETERS)
-        predicted = _libsvm.predict(X[fold.test], support, vectors, n_support, dual_coef,
-                                    libsvm_intercept, prob_a, prob_b, **_LIBSVM_PARAMETERS)
+         _) = _libsvm.fit(X[fold.train], codes[fold.train], C=C, class_weight=weights,
+                          **_LIBSVM_PARAMETERS, **_FIT_PARAMETERS)
+        model = (support, vectors, n_support, dual_coef, libsvm_intercept, prob_a, prob_b)
+        test = np.ascontiguousarray(X[fold.test])
+        predicted = _libsvm.predict(test, *model, **_LIBSVM_PARAMETERS)
+        # SVC.decision_function: libsvm's values, sign flipped for two classes.
+        test_decisions.append(-_libsvm.decision_function(test, *model,
+                                                         **_LIBSVM_PARAMETERS).ravel())
+        predictions.append(predicted)
         accuracy[index] = np.mean(predicted == codes[fold.test])
         # SVC flips libsvm's signs for two classes: positive favours classes[1].
         coef[index] = -(dual_coef @ vectors)[0]
@@ -84,4 +97,12 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
             # The linear decision function as SVC computes it (coef_ is the
             # dual coefficients times the support vectors).
             decision.append(extra[index] @ coef[index] + intercept[index])
-    return FoldScores(accuracy, coef, intercept, decision)
+    return FoldScores(accuracy, coef, intercept, decision, predictions, test_decisions)
+
+
+def _class_weights(class_weight: str | None, codes: np.ndarray) -> np.ndarray:
+    # SVC.fit: class_weight_ = compute_class_weight(...) over the fold's classes
+    # (all ones without class weights), handed to libsvm.fit as class_weight.
+    classes = np.unique(codes)
+    return np.asarray(compute_class_weight(class_weight, classes=classes, y=codes),
+                      dtype=np.float64)
