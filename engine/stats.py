@@ -558,6 +558,56 @@ def fold_metrics(true: np.ndarray, predicted: np.ndarray, decision: np.ndarray,
     return scores
 
 
+def sphere_fold_metrics(decisions: np.ndarray, y01: np.ndarray, tests: Sequence[np.ndarray],
+                        metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """:func:`fold_metrics` of every sphere and fold at once, from decision values.
+
+    Parameters
+    ----------
+    decisions : numpy.ndarray, shape (n_spheres, n_scans)
+        ``SVC.decision_function`` of each scan in the fold that tests it, as the
+        sphere solvers return it (``return_decisions=True``).
+    y01 : numpy.ndarray of int, shape (n_scans,)
+        0 for ``classes_[0]``, 1 for ``classes_[1]``.
+    tests : sequence of numpy.ndarray
+        Each fold's test scans.
+    metrics : sequence of str
+        Among :data:`nidecode._validation.METRICS`.
+
+    Returns
+    -------
+    dict
+        Metric name -> (n_spheres, n_folds) scores; ``roc_auc`` is NaN for a
+        fold whose test scans hold one class, as in :func:`fold_metrics`.
+    """
+    decisions = np.asarray(decisions, dtype=np.float64)
+    y01 = np.asarray(y01)
+    out = {metric: np.empty((decisions.shape[0], len(tests))) for metric in metrics}
+    for f, test in enumerate(tests):
+        true, dec = y01[test], decisions[:, test]
+        # The solvers' tie rule: a zero decision predicts classes_[1], as libsvm does.
+        correct = (dec >= 0) == (true == 1)
+        for metric in metrics:
+            out[metric][:, f] = _sphere_metric(metric, true, dec, correct)
+    return out
+
+
+def _sphere_metric(metric: str, true: np.ndarray, dec: np.ndarray,
+                   correct: np.ndarray) -> np.ndarray:
+    """One fold's ``metric`` for every sphere (rows of ``dec``)."""
+    present = [c for c in (0, 1) if np.any(true == c)]
+    if metric == "accuracy" or (metric == "balanced_accuracy" and len(present) < 2):
+        return correct.mean(axis=1)
+    if metric == "balanced_accuracy":
+        return (correct[:, true == 0].mean(axis=1) + correct[:, true == 1].mean(axis=1)) / 2
+    if len(present) < 2:
+        return np.full(dec.shape[0], np.nan)
+    # Mann-Whitney: AUC = P(positive ranked above negative), ties counting half.
+    pos, neg = dec[:, true == 1, None], dec[:, None, true == 0]
+    wins = (pos > neg).sum(axis=(1, 2)) + 0.5 * (pos == neg).sum(axis=(1, 2))
+    return wins / (pos.shape[1] * neg.shape[2])
+
+
 def haufe_pattern(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The activation pattern ``Cov(X) w / Var(X w)`` of linear weights (Haufe et al. 2014).
 

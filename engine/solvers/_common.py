@@ -86,13 +86,33 @@ def _prepare(
     return X, y, spheres, folds
 
 
+def _used_scans(folds) -> np.ndarray:
+    """The scans some fold trains or tests on, sorted: the kernels' scan indices."""
+    return np.unique(np.concatenate([np.concatenate(fold) for fold in folds]))
+
+
+def _decision_array(n_spheres: int, n_used: int, wanted: bool) -> np.ndarray:
+    """The kernels' decision output: NaN-filled (n_spheres, n_used) when wanted,
+    else an empty array that they never touch (no extra work)."""
+    if not wanted:
+        return np.empty((0, 0))
+    return np.full((n_spheres, n_used), np.nan)
+
+
+def _scatter_decisions(decisions: np.ndarray, folds, n_scans: int) -> np.ndarray:
+    """Decisions over used scans -> (n_spheres, n_scans), NaN for scans no fold uses."""
+    out = np.full((decisions.shape[0], n_scans), np.nan)
+    out[:, _used_scans(folds)] = decisions
+    return out
+
+
 def _kernel_arrays(X: np.ndarray, y: np.ndarray, spheres: sp.csr_matrix, folds) -> tuple:
     """The searchlight kernels' arrays: ``Xt, y01, sphere pointers and voxels,
     then per fold the training scans in libsvm's order, their signs and the
     test scans`` (pointer + flat index arrays), with scans reindexed to those
     some fold uses (only they enter the Gram matrices)."""
     _, y01 = _encode_binary(y)
-    used = np.unique(np.concatenate([np.concatenate(fold) for fold in folds]))
+    used = _used_scans(folds)
     remap = np.full(X.shape[0], -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     tr_parts, sign_parts, te_parts = [], [], []

@@ -52,10 +52,12 @@ from numba import njit
 
 from nidecode.solvers._common import (
     _check_c_tol,
+    _decision_array,
     _gram,
     _group_train,
     _kernel_arrays,
     _prepare,
+    _scatter_decisions,
     _to_qfloat,
 )
 from nidecode.solvers.libsvm import _alloc_workspace, _fit, _score_fold_libsvm
@@ -561,7 +563,7 @@ def _intercept(h, ysg, F, p, beta, C):
 
 @njit(cache=True)
 def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign,
-                        te_ptr, te_idx, C, eps, tie_margin):
+                        te_ptr, te_idx, C, eps, tie_margin, dec, store):
     """Accuracies (n_spheres, n_folds) and fold outcomes; indices are scans."""
     N = Xt.shape[1]
     n_spheres = sph_ptr.shape[0] - 1
@@ -653,6 +655,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
                     # Positive decisions are libsvm's class +1, classes_[0].
                     if (0 if decision > 0.0 else 1) == y[i]:
                         correct += 1
+                    if store:  # SVC's sign; a near-tie refit below overwrites it
+                        dec[q, i] = -decision
                 accuracy[q, f] = correct / test.shape[0]
             info[q, f] = outcome
             if outcome < 0:
@@ -662,7 +666,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
                     gram_ready = True
                 accuracy[q, f], _ = _score_fold_libsvm(Kf, Kd, train,
                                                        tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
-                                                       test, y, C, eps, True, -1, ws)
+                                                       test, y, C, eps, True, -1, ws,
+                                                       dec, q, store)
     return accuracy, info
 
 
@@ -676,7 +681,8 @@ def searchlight_accuracies(
     *,
     tie_margin: float = 2e-3,
     return_info: bool = False,
-) -> np.ndarray | tuple[np.ndarray, dict]:
+    return_decisions: bool = False,
+) -> np.ndarray | tuple:
     """Cross-validated accuracy of a linear C-SVC in every sphere, from the
     all-scans solution.
 
@@ -705,6 +711,9 @@ def searchlight_accuracies(
         than this (0: never; the exact optimum's predictions).
     return_info : bool, default=False
         Also return how the folds were solved.
+    return_decisions : bool, default=False
+        Also return every test scan's decision value (the one whose sign
+        scored it: the libsvm refit's at near ties).
 
     Returns
     -------
@@ -714,19 +723,31 @@ def searchlight_accuracies(
         ``"near_tie"``, ``"non_unique"`` (no unique optimal intercept) and
         ``"failed"`` (all three refitted on libsvm's path), and
         ``"mean_steps"`` (active-set steps per exact fold).
+    decisions : numpy.ndarray of shape (n_spheres, n_scans)
+        Only if ``return_decisions`` (last): as in
+        :func:`nidecode.solvers.libsvm.searchlight_accuracies`.
     """
     C, tol = _check_c_tol(C, tol)
+    n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     Xt, y_used, *spheres_and_folds = _kernel_arrays(X, y, spheres, folds)
     # Every used scan in libsvm's order, for the all-scans fit.
     rows, signs = _group_train(np.arange(len(y_used)), y_used)
     sph_ptr, sph_idx, *fold_arrays = spheres_and_folds
+    dec = _decision_array(spheres.shape[0], Xt.shape[1], return_decisions)
     accuracy, outcome = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs,
-                                            *fold_arrays, C, tol, float(tie_margin))
-    if not return_info:
-        return accuracy
+                                            *fold_arrays, C, tol, float(tie_margin),
+                                            dec, bool(return_decisions))
+    result = (accuracy, _info(outcome)) if return_info else (accuracy,)
+    if return_decisions:
+        result += (_scatter_decisions(dec, folds, n_scans),)
+    return result if len(result) > 1 else accuracy
+
+
+def _info(outcome: np.ndarray) -> dict:
+    """How the folds were solved, from the kernel's outcome codes."""
     exact = outcome > 0
-    return accuracy, {
+    return {
         "exact": int(exact.sum()), "near_tie": int((outcome == _NEAR_TIE).sum()),
         "non_unique": int((outcome == _NON_UNIQUE).sum()),
         "failed": int((outcome == _FAILED).sum()),

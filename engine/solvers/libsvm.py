@@ -47,11 +47,13 @@ from numba import njit
 from nidecode.errors import InputError
 from nidecode.solvers._common import (
     _check_c_tol,
+    _decision_array,
     _encode_binary,
     _gram,
     _group_train,
     _kernel_arrays,
     _prepare,
+    _scatter_decisions,
     _to_qfloat,
 )
 
@@ -594,7 +596,8 @@ def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
 
 @njit(cache=True)
 def _searchlight_kernel(
-    Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx, C, eps, shrinking, max_iter
+    Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx, C, eps, shrinking, max_iter,
+    dec, store
 ):
     n = Xt.shape[1]
     n_spheres = sph_ptr.shape[0] - 1
@@ -613,27 +616,33 @@ def _searchlight_kernel(
         for f in range(n_folds):
             out[s, f], iters[s, f] = _score_fold_libsvm(
                 Kf, Kd, tr_idx[tr_ptr[f] : tr_ptr[f + 1]], tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
-                te_idx[te_ptr[f] : te_ptr[f + 1]], y, C, eps, shrinking, max_iter, ws)
+                te_idx[te_ptr[f] : te_ptr[f + 1]], y, C, eps, shrinking, max_iter, ws,
+                dec, s, store)
     return out, iters
 
 
 @njit(cache=True)
-def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, C, eps, shrinking, max_iter, ws):
-    """Fit one fold on libsvm's path and score its test scans: (accuracy, n_iter)."""
+def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, C, eps, shrinking, max_iter, ws, dec, s, store):
+    """Fit one fold on libsvm's path and score its test scans: (accuracy, n_iter).
+
+    If ``store``, ``dec[s, scan]`` receives each test scan's decision in
+    ``SVC.decision_function``'s sign (libsvm's negated)."""
     rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws)
     coef = ws[9]
     correct = 0
     for t in range(te.shape[0]):
         krow = Kd[te[t]]
-        dec = 0.0
+        value = 0.0
         # Sum over support vectors in libsvm's order (class +1 first).
         for a in range(tr.shape[0]):
             if coef[a] != 0.0:
-                dec += coef[a] * krow[tr[a]]
-        dec -= rho
-        pred = 0 if dec > 0.0 else 1
+                value += coef[a] * krow[tr[a]]
+        value -= rho
+        pred = 0 if value > 0.0 else 1
         if pred == y[te[t]]:
             correct += 1
+        if store:
+            dec[s, te[t]] = -value
     return correct / te.shape[0], it
 
 
@@ -737,7 +746,8 @@ def searchlight_accuracies(
     shrinking: bool = True,
     max_iter: int = -1,
     return_n_iter: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    return_decisions: bool = False,
+) -> np.ndarray | tuple[np.ndarray, ...]:
     """Cross-validated accuracy of a linear C-SVC in every sphere, all folds at once.
 
     Equivalent to ``cross_val_score(SVC(kernel="linear", C=C, tol=tol),
@@ -764,6 +774,8 @@ def searchlight_accuracies(
         Iteration limit per fit, -1 for none.
     return_n_iter : bool, default=False
         Also return the SMO iteration count of every fit.
+    return_decisions : bool, default=False
+        Also return every test scan's decision value.
 
     Returns
     -------
@@ -772,17 +784,26 @@ def searchlight_accuracies(
         over folds is nilearn's searchlight score.
     n_iter : numpy.ndarray of shape (n_spheres, n_folds), int64
         Only if ``return_n_iter``; negative where ``max_iter`` stopped the solver.
+    decisions : numpy.ndarray of shape (n_spheres, n_scans)
+        Only if ``return_decisions`` (last): each scan's
+        ``SVC.decision_function`` value (positive: ``classes_[1]``) in the fold
+        that tests it (the last such fold if several do), NaN for scans no fold
+        tests.
     """
     C, tol = _check_c_tol(C, tol)
+    n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
-    acc, iters = _searchlight_kernel(
-        *_kernel_arrays(X, y, spheres, folds), C, tol, bool(shrinking), int(max_iter))
+    arrays = _kernel_arrays(X, y, spheres, folds)
+    dec = _decision_array(spheres.shape[0], arrays[0].shape[1], return_decisions)
+    acc, iters = _searchlight_kernel(*arrays, C, tol, bool(shrinking), int(max_iter),
+                                     dec, bool(return_decisions))
     if np.any(iters < 0):
         warnings.warn(
             f"SMO stopped at max_iter={max_iter} before convergence in "
             f"{int(np.count_nonzero(iters < 0))} fits",
             stacklevel=2,
         )
-    if return_n_iter:
-        return acc, iters
-    return acc
+    result = (acc, iters) if return_n_iter else (acc,)
+    if return_decisions:
+        result += (_scatter_decisions(dec, folds, n_scans),)
+    return result if len(result) > 1 else acc

@@ -22,7 +22,9 @@ def searchlight_accuracies(
     folds: list[tuple[np.ndarray, np.ndarray]],
     C: float = 1.0,
     tol: float = 1e-3,
-) -> np.ndarray:
+    *,
+    return_decisions: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Reference path: ``SVC(kernel="linear")`` fitted per sphere and fold.
 
     Same parameters and result as
@@ -43,11 +45,16 @@ def searchlight_accuracies(
         Penalty parameter.
     tol : float, default=1e-3
         SVC's stopping tolerance.
+    return_decisions : bool, default=False
+        Also return ``SVC.decision_function`` of every test scan.
 
     Returns
     -------
-    numpy.ndarray of shape (n_spheres, n_folds)
+    accuracies : numpy.ndarray of shape (n_spheres, n_folds)
         Test accuracy per sphere and fold.
+    decisions : numpy.ndarray of shape (n_spheres, n_scans)
+        Only if ``return_decisions``: as in
+        :func:`nidecode.solvers.libsvm.searchlight_accuracies`.
     """
     from sklearn.svm import SVC
 
@@ -57,10 +64,13 @@ def searchlight_accuracies(
     for tr, _te in folds:
         _group_train(tr, y01)  # the compiled solvers' error for one-class folds
     out = np.empty((spheres.shape[0], len(folds)))
+    decisions = np.full((spheres.shape[0], len(y)), np.nan)
     for s in range(spheres.shape[0]):
         cols = spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]]
         Xs = X[:, np.sort(cols)]
         for f, (tr, te) in enumerate(folds):
             clf = SVC(kernel="linear", C=C, tol=tol).fit(Xs[tr], y[tr])
             out[s, f] = np.mean(clf.predict(Xs[te]) == y[te])
-    return out
+            if return_decisions:
+                decisions[s, te] = clf.decision_function(Xs[te])
+    return (out, decisions) if return_decisions else out
