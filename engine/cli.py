@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--out", required=True, help="output directory")
     _add_analysis(decode)
     _add_scoring(decode)
+    _add_per_fold(decode, shown=False)
     _add_cluster(decode)
     _add_quiet(decode)
 
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "solution, libsvm's own path where a test scan is a near tie (default); "
                        "libsvm: libsvm's path for every fit, SVC's iterates (about 6x slower); "
                        "sklearn: SVC one sphere at a time (slow, for verification)")
+    light.add_argument("--scoring", default="accuracy", metavar="accuracy,balanced_accuracy,"
+                       "roc_auc", help="metrics mapped, any of these, comma-separated (default "
+                       "accuracy; its maps are always written): one map per metric")
+    _add_per_fold(light)
     _add_cluster(light)
     _add_quiet(light)
 
@@ -91,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="label permutations within runs (blocks kept whole) per pair")
     _add_analysis(permute)
     _add_scoring(permute, " (ROI only)")
+    _add_per_fold(permute, shown=False)
     permute.add_argument("--searchlight", action="store_true",
                          help="permute searchlight maps (needs --radius): voxel-wise p-values, "
                          "corrected with the maximum statistic")
@@ -151,6 +157,14 @@ def _add_scoring(parser: argparse.ArgumentParser, where: str = "") -> None:
     parser.add_argument("--class-weight", default="none", metavar="balanced|none",
                         help="'balanced': each class's SVM penalty scaled by n_samples / "
                         f"(2 * n_class_samples) of the training fold (default none){where}")
+
+
+def _add_per_fold(parser: argparse.ArgumentParser, shown: bool = True) -> None:
+    """``--per-fold``: written by searchlight; elsewhere accepted, then refused in one line."""
+    parser.add_argument("--per-fold", action="store_true",
+                        help="also write each metric's fold scores as a 4D image "
+                        "({subject}_{pair}_{metric}_folds.nii.gz, one volume per fold)"
+                        if shown else argparse.SUPPRESS)
 
 
 def _add_cluster(parser: argparse.ArgumentParser, what: str = "") -> None:
@@ -224,6 +238,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None:
             check_value(value, command)
+    if getattr(args, "per_fold", False) and command != "searchlight":
+        raise InputError(f"--per-fold: only 'nidecode searchlight' writes per-fold maps; "
+                         f"drop it from 'nidecode {command}'")
     if getattr(args, "hrf_shift", None) is not None:
         check.check_float(args.hrf_shift, "hrf_shift", command)
     if command == "demo":
@@ -326,7 +343,8 @@ def _searchlight(args: argparse.Namespace) -> int:
     run = prepare_searchlight(args.store, args.out, radius=args.radius,
                               categories=parse_categories(args.categories),
                               process_mask=args.process_mask, cv=args.cv, C=args.C,
-                              solver=args.solver, overwrite=args.overwrite)
+                              solver=args.solver, overwrite=args.overwrite,
+                              scoring=args.scoring, per_fold=args.per_fold)
     table = _execute(args, execute_searchlight, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))

@@ -61,8 +61,15 @@ _RESERVED = frozenset({"vs", "mean", "group", *(name.lower() for name in WINDOWS
 _LEGACY_NAMES = ("scores.csv", "summary.csv", "group.csv", "searchlight.csv", BACKGROUND)
 _LEGACY_DIRECTORIES = ("weights", "searchlight", "multiclass", "permutations",
                        "permutations/null")
-_STATISTICS = {"": "", "p": "_p", "p_fwe": "_p_fwe"}
+_STATISTICS = {"": "", "p": "_p", "p_fwe": "_p_fwe", "accuracy": "",
+               "balanced_accuracy": "_balanced_accuracy", "roc_auc": "_roc_auc",
+               "accuracy_folds": "_accuracy_folds",
+               "balanced_accuracy_folds": "_balanced_accuracy_folds",
+               "roc_auc_folds": "_roc_auc_folds"}
 _GROUP_STATISTICS = {"t": "_t", "p_fwe": "_p_fwe"}
+#: Map-name suffix of a searchlight metric; accuracy keeps the names of old runs.
+_METRIC_SUFFIX = {"accuracy": "", "balanced_accuracy": "_balanced_accuracy",
+                  "roc_auc": "_roc_auc"}
 
 
 class Part(Protocol):
@@ -388,7 +395,9 @@ def patterns_name(subject: str, class_a: str, class_b: str) -> str:
 def searchlight_name(subject: str, class_a: str, class_b: str, statistic: str = "") -> str:
     """``searchlight/{subject}_{class_a}_vs_{class_b}{_statistic}.nii.gz``.
 
-    ``statistic``: ``""`` (accuracy), ``"p"`` or ``"p_fwe"`` (permutation p-values).
+    ``statistic``: ``""`` or ``"accuracy"`` (the accuracy map),
+    ``"balanced_accuracy"`` or ``"roc_auc"`` (that metric's map), ``"{metric}_folds"``
+    (a metric's fold scores, 4D), ``"p"`` or ``"p_fwe"`` (permutation p-values).
     """
     stem = _subject_pair(subject, class_a, class_b)
     return f"searchlight/{stem}{_STATISTICS[statistic]}.nii.gz"
@@ -399,11 +408,13 @@ def sphere_size_name(subject: str) -> str:
     return f"searchlight/{encode_part(subject, subject=True)}_sphere_size.nii.gz"
 
 
-def group_map_name(class_a: str, class_b: str, statistic: str) -> str:
-    """Across subjects: ``searchlight/mean_{pair}.nii.gz`` or ``group_{pair}_{t|p_fwe}.nii.gz``."""
+def group_map_name(class_a: str, class_b: str, statistic: str, metric: str = "accuracy") -> str:
+    """Across subjects: ``searchlight/mean_{pair}[_{metric}].nii.gz`` or
+    ``group_{pair}[_{metric}]_{t|p_fwe}.nii.gz`` (no metric suffix for accuracy)."""
+    stem = pair_stem(class_a, class_b) + _METRIC_SUFFIX[metric]
     if statistic == "mean":
-        return f"searchlight/mean_{pair_stem(class_a, class_b)}.nii.gz"
-    return f"searchlight/group_{pair_stem(class_a, class_b)}{_GROUP_STATISTICS[statistic]}.nii.gz"
+        return f"searchlight/mean_{stem}.nii.gz"
+    return f"searchlight/group_{stem}{_GROUP_STATISTICS[statistic]}.nii.gz"
 
 
 def null_name(subject: str, class_a: str, class_b: str, *, searchlight: bool = False,

@@ -64,15 +64,24 @@ class SphereScores:
     key: tuple[str, ...]
     accuracy: np.ndarray  # (n_spheres, n_folds)
     folds: np.ndarray
+    # The other metrics chosen (``--scoring``): name -> (n_spheres, n_folds).
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The result as named arrays (for ``numpy.savez``)."""
-        return {"accuracy": self.accuracy, "folds": self.folds}
+        return {"accuracy": self.accuracy, "folds": self.folds,
+                **{_METRIC_PREFIX + name: values for name, values in self.metrics.items()}}
 
     @classmethod
     def from_arrays(cls, key: tuple[str, ...], arrays) -> SphereScores:
         """Inverse of :meth:`to_arrays`."""
-        return cls(key, np.asarray(arrays["accuracy"]), np.asarray(arrays["folds"]))
+        metrics = {name[len(_METRIC_PREFIX):]: np.asarray(arrays[name]) for name in arrays
+                   if name.startswith(_METRIC_PREFIX)}
+        return cls(key, np.asarray(arrays["accuracy"]), np.asarray(arrays["folds"]), metrics)
+
+    def metric(self, name: str) -> np.ndarray:
+        """Fold scores of one metric (accuracy or one of :attr:`metrics`)."""
+        return self.accuracy if name == "accuracy" else self.metrics[name]
 
 
 @dataclass(frozen=True)
@@ -266,9 +275,10 @@ def to_nifti(values: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nib.Ni
     """Put one value per mask voxel back on the subject's grid (zero outside).
 
     Equivalent to ``NiftiMasker(mask_img).inverse_transform(values)``: mask
-    voxels are in C order, the columns of the stored time series.
+    voxels are in C order, the columns of the stored time series. Values of
+    shape (n_voxels, n) give a 4D image of n volumes.
     """
-    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume = np.zeros(mask.shape + np.shape(values)[1:], dtype=np.float32)
     volume[mask] = values
     return nib.Nifti1Image(volume, affine)
 

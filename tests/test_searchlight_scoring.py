@@ -105,3 +105,95 @@ def test_untested_scans_get_nan_decisions(face_cat, few_spheres, solver):
     tested[np.concatenate([te for _, te in folds])] = True
     assert np.isnan(decisions[:, ~tested]).all()
     assert not np.isnan(decisions[:, tested]).any()
+
+
+@pytest.fixture(scope="module")
+def tiny_two_subjects(tmp_path_factory):
+    """Two tiny subjects on one grid (3 runs of 2 face + 2 cat scans), stored."""
+    from nidecode.ingest import ingest
+
+    from .conftest import tiny_subject
+
+    directory = tmp_path_factory.mktemp("tiny")
+    subjects = [tiny_subject(directory / f"sub0{i}", seed=i) for i in (1, 2)]
+    ingest(subjects, directory / "store.zarr", "mask4_vt")
+    return directory / "store.zarr"
+
+
+def _image(path):
+    import nibabel as nib
+
+    return nib.load(path).get_fdata()
+
+
+def test_searchlight_maps_per_metric_and_per_fold(tiny_two_subjects, client, tmp_path):
+    import pandas as pd
+
+    from nidecode.analyses.searchlight import searchlight
+
+    common = dict(radius=5.0, categories=["face", "cat"], progress=False)
+    plain = searchlight(tiny_two_subjects, tmp_path / "plain", client, **common)
+    table = searchlight(tiny_two_subjects, tmp_path / "all", client, **common,
+                        scoring=["accuracy", "balanced_accuracy", "roc_auc"], per_fold=True)
+    maps = tmp_path / "all" / "searchlight"
+    for subject in ("sub01", "sub02"):
+        accuracy = _image(maps / f"{subject}_cat_vs_face.nii.gz")
+        np.testing.assert_array_equal(
+            accuracy, _image(tmp_path / "plain" / "searchlight" / f"{subject}_cat_vs_face.nii.gz"))
+        centres = accuracy > 0
+        for metric in METRICS:
+            suffix = "" if metric == "accuracy" else f"_{metric}"
+            mean = _image(maps / f"{subject}_cat_vs_face{suffix}.nii.gz")
+            folds = _image(maps / f"{subject}_cat_vs_face_{metric}_folds.nii.gz")
+            assert folds.shape == (*mean.shape, 3)  # three runs: three folds
+            np.testing.assert_allclose(folds.mean(axis=-1), mean, atol=1e-6)
+            assert ((mean[centres] >= 0) & (mean[centres] <= 1)).all()
+        # Two balanced classes per test run: balanced accuracy is the accuracy.
+        np.testing.assert_allclose(_image(maps / f"{subject}_cat_vs_face_balanced_accuracy"
+                                          ".nii.gz"), accuracy, atol=1e-6)
+    for metric in ("balanced_accuracy", "roc_auc"):
+        for name in (f"mean_cat_vs_face_{metric}", f"group_cat_vs_face_{metric}_t",
+                     f"group_cat_vs_face_{metric}_p_fwe"):
+            assert (maps / f"{name}.nii.gz").exists(), name
+    saved = pd.read_csv(tmp_path / "all" / "searchlight.csv")
+    assert {"mean_balanced_accuracy", "mean_roc_auc"} <= set(saved.columns)
+    np.testing.assert_allclose(table["mean_accuracy"], plain["mean_accuracy"])
+    np.testing.assert_allclose(table["mean_balanced_accuracy"], table["mean_accuracy"])
+
+
+def test_scoring_is_part_of_the_identity(tiny_two_subjects, client, tmp_path):
+    from nidecode.analyses.searchlight import searchlight
+    from nidecode.errors import InputError
+
+    common = dict(radius=5.0, categories=["face", "cat"], progress=False)
+    searchlight(tiny_two_subjects, tmp_path, client, **common)
+    with pytest.raises(InputError):
+        searchlight(tiny_two_subjects, tmp_path, client, **common, scoring="roc_auc")
+
+
+def _one_line_error(capsys, status, pattern):
+    import re
+
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nidecode: error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(("command", "arguments", "message"), [
+    ("decode", ["--per-fold"], "--per-fold: only 'nidecode searchlight' writes per-fold maps; "
+                               "drop it from 'nidecode decode'"),
+    ("permute", ["--n-permutations", "5", "--per-fold"],
+     "--per-fold: only 'nidecode searchlight'"),
+    ("searchlight", ["--radius", "5", "--scoring", "accuracy,f1"], "--scoring accuracy,f1"),
+])
+def test_bad_scoring_arguments(tiny_two_subjects, tmp_path, capsys, command, arguments,
+                               message):
+    from nidecode.cli import main
+
+    status = main([command, str(tiny_two_subjects), "--out", str(tmp_path / "out"), "--quiet",
+                   *arguments])
+    _one_line_error(capsys, status, message)
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,14 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from nidecode._validation import check_C, check_choice, check_cv, check_per_task, check_radius
+from nidecode._validation import (
+    check_C,
+    check_choice,
+    check_cv,
+    check_per_task,
+    check_radius,
+    check_scoring,
+)
 from nidecode.analyses._prepare import (
     Geometry,
     claim_output,
@@ -37,6 +45,7 @@ from nidecode.analyses._prepare import (
 from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob, majority_rates
 from nidecode.analyses.tasks import searchlight_spheres
 from nidecode.cluster import describe
+from nidecode.errors import NidecodeWarning
 from nidecode.outdir import (
     OutputDir,
     group_map_name,
@@ -83,13 +92,16 @@ class SearchlightRun:
     # Chance of each subject x pair: the fold mean of its majority-class rates.
     chance: dict[tuple[str, str, str], float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the plan leaves out, to print
+    per_fold: bool = False  # also write each metric's fold scores as 4D images
 
 
 def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: float,
                         categories: Sequence[str] | None = None,
                         process_mask: str | Path | None = None, cv: str = "logo",
                         C: float = 1.0, solver: str = "batched", overwrite: bool = False,
-                        spheres_per_task: int | None = None) -> SearchlightRun:
+                        spheres_per_task: int | None = None,
+                        scoring: str | Sequence[str] = "accuracy",
+                        per_fold: bool = False) -> SearchlightRun:
     """Check the inputs, build the spheres, plan the batches, claim the output.
 
     Parameters are those of :func:`searchlight`; every problem is raised
@@ -99,6 +111,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     cv, C = check_cv(cv, "searchlight"), check_C(C, "searchlight")
     radius = check_radius(radius, "searchlight")
     solver = check_choice(solver, "solver", "searchlight", tuple(SPHERE_SOLVERS))
+    scoring = check_scoring(scoring, "searchlight")
     spheres_per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
     if spheres_per_task is None:
         spheres_per_task = int(dask.config.get("nidecode.spheres-per-task", SPHERES_PER_TASK))
@@ -118,9 +131,10 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     identity, output = claim_output(
         out, study, "searchlight", overwrite=overwrite, categories=categories, cv=cv, C=C,
         radius=radius, solver=solver, spheres_per_task=spheres_per_task,
-        process_mask=_mask_digest(geometry) if process_mask else None)
+        process_mask=_mask_digest(geometry) if process_mask else None, scoring=list(scoring))
     return SearchlightRun(study.store_path, output, identity["subjects"],
-                          geometry, batches, identity, started, chance, study.notes)
+                          geometry, batches, identity, started, chance, study.notes,
+                          bool(per_fold))
 
 
 def _mask_digest(geometry: dict[str, Geometry]) -> str:
@@ -154,7 +168,8 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         return client.submit(searchlight_spheres, run.store_path,
                              [batch.key for batch in group], run.checksums[first.job.subject],
                              voxels, local_spheres, identity["cv"], identity["C"],
-                             identity["solver"], key=task_key("searchlight", identity, group))
+                             identity["solver"], _metrics(run),
+                             key=task_key("searchlight", identity, group))
 
     groups: dict[tuple[str, int], list[SphereBatch]] = {}
     for batch in todo:
@@ -192,6 +207,20 @@ def _n_folds(run: SearchlightRun) -> int:
     return run.batches[0].job.n_folds if run.batches else 0
 
 
+def _metrics(run: SearchlightRun) -> list[str]:
+    """The metrics mapped: accuracy (always: the table's peak is an accuracy) and
+    the others chosen, in the order of :data:`nidecode._validation.METRICS`."""
+    chosen = run.identity.get("scoring", ["accuracy"])
+    return ["accuracy"] + [metric for metric in chosen if metric != "accuracy"]
+
+
+def _fold_mean(values: np.ndarray) -> np.ndarray:
+    """Per sphere, the mean over the folds that have a score (NaN if none has)."""
+    counts = np.sum(~np.isnan(values), axis=1)
+    sums = np.nansum(values, axis=1)
+    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
+
+
 def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
     rows, maps = [], {}
     by_pair: dict[tuple[str, str, str], list[SphereBatch]] = {}
@@ -199,19 +228,25 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         by_pair.setdefault(batch.job.key, []).append(batch)
     for (subject, class_a, class_b), batches in by_pair.items():
         geometry = run.geometry[subject]
+        means = {}
+        for metric in _metrics(run):
+            folds = np.concatenate([saved[batch.key].metric(metric) for batch in batches])
+            # Accuracy as before (no fold is ever empty); others skip NaN (AUC) folds.
+            means[metric] = folds.mean(axis=1) if metric == "accuracy" else _fold_mean(folds)
+            _note_empty_folds(run, subject, class_a, class_b, metric, folds)
+            image = _write_metric(run, geometry, (subject, class_a, class_b), metric,
+                                  means[metric], folds)
+            chance = run.chance[(subject, class_a, class_b)] if metric == "accuracy" else 0.5
+            maps.setdefault((class_a, class_b, metric), []).append((subject, image, chance))
         accuracy = np.concatenate([saved[batch.key].accuracy for batch in batches])
-        values = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
-        values[geometry.centres] = accuracy.mean(axis=1)
-        image = to_nifti(values, geometry.mask, geometry.affine)
-        run.output.write_image(searchlight_name(subject, class_a, class_b), image)
-        chance = run.chance[(subject, class_a, class_b)]
-        maps.setdefault((class_a, class_b), []).append((subject, image, chance))
-        peak = int(np.argmax(accuracy.mean(axis=1)))
+        peak = int(np.argmax(means["accuracy"]))
         ijk = np.argwhere(geometry.mask)[geometry.centres[peak]]
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
                      "n_spheres": len(accuracy), "mean_accuracy": accuracy.mean(),
-                     "chance": chance,
-                     "peak_accuracy": accuracy.mean(axis=1)[peak],
+                     **{f"mean_{metric}": _nan_mean(means[metric])
+                        for metric in _metrics(run)[1:]},
+                     "chance": run.chance[(subject, class_a, class_b)],
+                     "peak_accuracy": means["accuracy"][peak],
                      **dict(zip(("peak_x_mm", "peak_y_mm", "peak_z_mm"),
                                 nib.affines.apply_affine(geometry.affine, ijk), strict=True))})
     for subject, geometry in run.geometry.items():
@@ -219,37 +254,73 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         sizes[geometry.centres] = np.diff(geometry.spheres.indptr)
         run.output.write_image(sphere_size_name(subject),
                                to_nifti(sizes, geometry.mask, geometry.affine))
-    for (class_a, class_b), subject_maps in maps.items():
+    for (class_a, class_b, metric), subject_maps in maps.items():
         images = [image for _, image, _ in subject_maps]
         if len(images) > 1 and _same_grid(images):
-            _write_group_maps(run, (class_a, class_b), subject_maps)
+            _write_group_maps(run, (class_a, class_b), subject_maps, metric)
     table = pd.DataFrame(rows)
     run.output.write_table("searchlight.csv", table)
     return table
 
 
+def _nan_mean(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if finite.size else np.nan
+
+
+def _write_metric(run: SearchlightRun, geometry: Geometry, key: tuple[str, str, str],
+                  metric: str, means: np.ndarray, folds: np.ndarray) -> nib.Nifti1Image:
+    """A metric's map of fold means, and with ``per_fold`` its 4D fold image."""
+    values = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
+    values[geometry.centres] = means
+    image = to_nifti(values, geometry.mask, geometry.affine)
+    run.output.write_image(searchlight_name(*key, metric), image)
+    if run.per_fold:
+        volumes = np.zeros((len(values), folds.shape[1]), dtype=np.float32)
+        volumes[geometry.centres] = folds
+        run.output.write_image(searchlight_name(*key, f"{metric}_folds"),
+                               to_nifti(volumes, geometry.mask, geometry.affine))
+    return image
+
+
+def _note_empty_folds(run: SearchlightRun, subject: str, class_a: str, class_b: str,
+                      metric: str, folds: np.ndarray) -> None:
+    """Warn (and note in run.json) when folds have no score (AUC of one-class tests)."""
+    empty = np.isnan(folds).all(axis=0) if len(folds) else np.zeros(0, bool)
+    if not empty.any():
+        return
+    note = (f"{metric} of subject {subject!r}, {class_a!r} vs {class_b!r}: "
+            f"{int(empty.sum())} of {len(empty)} folds test one class only and have no score; "
+            + ("the map averages the others" if not empty.all() else "the map is NaN"))
+    run.notes.append(note)
+    warnings.warn(note, NidecodeWarning, stacklevel=2)
+
+
 def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
-                      subject_maps: list[tuple[str, nib.Nifti1Image, float]]) -> None:
+                      subject_maps: list[tuple[str, nib.Nifti1Image, float]],
+                      metric: str = "accuracy") -> None:
     """Mean map and a second-level sign-flip test across subjects on one grid.
 
-    At the voxels that are sphere centres in every subject: the one-sample t
-    of (accuracy - chance), each subject's own chance of the pair, and its
-    family-wise corrected p-value (maximum statistic over voxels), as
-    nilearn's ``non_parametric_inference`` does.
+    At the voxels that are sphere centres in every subject (with a score in
+    every subject): the one-sample t of (score - chance), each subject's own
+    chance of the pair for accuracy and 0.5 for balanced accuracy and AUC,
+    and its family-wise corrected p-value (maximum statistic over voxels),
+    as nilearn's ``non_parametric_inference`` does.
     """
     affine = subject_maps[0][1].affine
     stack = np.stack([image.get_fdata() for _, image, _ in subject_maps])
     chance = np.array([level for _, _, level in subject_maps])
-    run.output.write_image(group_map_name(*pair, "mean"),
+    run.output.write_image(group_map_name(*pair, "mean", metric),
                            nib.Nifti1Image(stack.mean(axis=0).astype(np.float32), affine))
     common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
                                     for subject, _, _ in subject_maps])
+    common &= np.isfinite(stack).all(axis=0)
     t_map, p_fwe = sign_flip_test(stack[:, common], chance=chance,
                                   n_permutations=SIGN_FLIPS, rng=0)
     for name, values in (("t", t_map), ("p_fwe", p_fwe)):
         volume = np.zeros(common.shape, dtype=np.float32)
         volume[common] = values
-        run.output.write_image(group_map_name(*pair, name),
+        run.output.write_image(group_map_name(*pair, name, metric),
                                nib.Nifti1Image(volume, affine))
 
 
@@ -271,7 +342,8 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
                 categories: Sequence[str] | None = None,
                 process_mask: str | Path | None = None, cv: str = "logo", C: float = 1.0,
                 solver: str = "batched", overwrite: bool = False, progress: bool = True,
-                spheres_per_task: int | None = None) -> pd.DataFrame:
+                spheres_per_task: int | None = None, scoring: str | Sequence[str] = "accuracy",
+                per_fold: bool = False) -> pd.DataFrame:
     """Searchlight accuracy maps for every subject x category pair of a store.
 
     Parameters
@@ -317,6 +389,20 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         Spheres x pairs per Dask task (default: ``nidecode.spheres-per-task``,
         2000): a task does every pair of ``spheres_per_task // n_pairs``
         centres.
+    scoring : str or sequence of str
+        Metrics mapped, among ``accuracy``, ``balanced_accuracy`` and
+        ``roc_auc`` (a name, comma-separated names or a list). The accuracy
+        maps are always written, under the names above; each other metric gets
+        ``searchlight/{subject}_{pair}_{metric}.nii.gz`` (per fold as
+        :func:`nidecode.stats.fold_metrics` scores it, from the test scans'
+        decision values, then averaged over the folds that have a score: an
+        AUC fold whose test scans hold one class has none, with a warning; a
+        sphere without any is NaN), ``mean_{pair}_{metric}`` and
+        ``group_{pair}_{metric}_t`` / ``_p_fwe`` (chance 0.5), and a
+        ``mean_{metric}`` column in ``searchlight.csv``. Part of the run's identity.
+    per_fold : bool
+        Also write ``searchlight/{subject}_{pair}_{metric}_folds.nii.gz`` for
+        each metric (accuracy too): a 4D image, one volume per fold in fold order.
 
     Returns
     -------
@@ -326,5 +412,6 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
     """
     run = prepare_searchlight(store_path, out, radius=radius, categories=categories,
                               process_mask=process_mask, cv=cv, C=C, solver=solver,
-                              overwrite=overwrite, spheres_per_task=spheres_per_task)
+                              overwrite=overwrite, spheres_per_task=spheres_per_task,
+                              scoring=scoring, per_fold=per_fold)
     return execute_searchlight(run, client, progress=progress)

@@ -25,7 +25,7 @@ from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
 from nidecode.solvers.svc import cross_validate_svc
-from nidecode.stats import fold_metrics, haufe_pattern, permute_within_runs
+from nidecode.stats import fold_metrics, haufe_pattern, permute_within_runs, sphere_fold_metrics
 
 
 @lru_cache(maxsize=2)
@@ -108,8 +108,8 @@ def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[st
 
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
                         voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
-                        solver: str) -> list[SphereScores]:
-    """Cross-validated accuracy of every sphere of a batch, for several pairs.
+                        solver: str, metrics: Sequence[str] = ("accuracy",)) -> list[SphereScores]:
+    """Cross-validated scores of every sphere of a batch, for several pairs.
 
     The voxel block is read once and serves every pair.
 
@@ -130,6 +130,10 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
     C : float
     solver : {"batched", "libsvm", "sklearn"}
         See :data:`SPHERE_SOLVERS`.
+    metrics : sequence of str
+        Among :data:`nidecode._validation.METRICS`; those besides accuracy are
+        computed from the test scans' decision values
+        (:func:`nidecode.stats.sphere_fold_metrics`).
 
     Returns
     -------
@@ -142,9 +146,18 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
     results = []
     for key in keys:
         selected, labels, _, folds = _pair_design(design, key, cv)
-        accuracy = fit(block[selected], labels, spheres,
-                       [(fold.train, fold.test) for fold in folds], C=C)
-        results.append(SphereScores(key, accuracy, np.array([fold.fold for fold in folds])))
+        others = [metric for metric in metrics if metric != "accuracy"]
+        pairs = [(fold.train, fold.test) for fold in folds]
+        scores = {}
+        if others:
+            accuracy, decisions = fit(block[selected], labels, spheres, pairs, C=C,
+                                      return_decisions=True)
+            y01 = np.unique(labels, return_inverse=True)[1]
+            scores = sphere_fold_metrics(decisions, y01, [fold.test for fold in folds], others)
+        else:
+            accuracy = fit(block[selected], labels, spheres, pairs, C=C)
+        results.append(SphereScores(key, accuracy, np.array([fold.fold for fold in folds]),
+                                    scores))
     return results
 
 
