@@ -40,6 +40,7 @@ from nidecode.results import to_nifti
 from nidecode.run import run_tasks
 from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.spheres import batch_centres, batch_voxel_block, sphere_neighbourhoods
+from nidecode.stats import sphere_fold_metrics
 
 __all__ = ["SearchLight"]
 
@@ -84,8 +85,8 @@ class SearchLight(BaseEstimator):
         ``SVC(kernel="linear", C=...)`` runs the engine's batched solvers
         (``solver``): all folds of a batch of spheres at once, compiled.
         Any other estimator (and ``SVC`` with a non-binary target, a
-        ``scoring`` other than accuracy or parameters the solvers do not
-        reproduce) is cross-validated one sphere at a time with
+        ``scoring`` other than accuracy, balanced accuracy or ROC AUC, or
+        parameters the solvers do not reproduce) is cross-validated one sphere at a time with
         ``cross_val_score``, as nilearn does.
         **The string "svc" means what it means in nilearn**: ``LinearSVC``
         (squared hinge loss, penalised intercept; another problem than
@@ -96,7 +97,9 @@ class SearchLight(BaseEstimator):
         -1 for all cores.
     scoring : str or callable, optional
         As in ``cross_val_score``; default: the estimator's ``score``
-        (accuracy for classifiers).
+        (accuracy for classifiers). ``"accuracy"``, ``"balanced_accuracy"``
+        and ``"roc_auc"`` keep ``SVC(kernel="linear")`` on the solvers (the
+        last two computed from each test scan's decision value).
     cv : int, cross-validation generator or iterable, optional
         As in ``cross_val_score`` (default: 5-fold, stratified for
         classifiers). The folds are made once, with ``groups``, and every
@@ -307,8 +310,17 @@ def _score_batch(batch: slice, X: np.ndarray, spheres: sp.csr_matrix, y: np.ndar
     """
     if method in SPHERE_SOLVERS:
         params = estimator.get_params()
-        accuracy = SPHERE_SOLVERS[method](X, y, spheres, folds, C=params["C"], tol=params["tol"])
-        return batch, accuracy.mean(axis=1)
+        fit = SPHERE_SOLVERS[method]
+        if scoring in (None, "accuracy"):
+            return batch, fit(X, y, spheres, folds, C=params["C"], tol=params["tol"]).mean(axis=1)
+        # batched: rank near ties refitted on libsvm's path only for the AUC.
+        ranks = {"rank_margin": 0.0} if method == "batched" and scoring != "roc_auc" else {}
+        _, decisions = fit(X, y, spheres, folds, C=params["C"], tol=params["tol"],
+                           return_decisions=True, **ranks)
+        y01 = np.unique(y, return_inverse=True)[1]
+        scores = sphere_fold_metrics(decisions, y01, [test for _, test in folds], [scoring])
+        # A plain mean, as nilearn's: an AUC fold of one class (NaN) makes the sphere NaN.
+        return batch, scores[scoring].mean(axis=1)
     scores = np.empty(spheres.shape[0])
     for row in range(spheres.shape[0]):
         columns = spheres.indices[spheres.indptr[row]:spheres.indptr[row + 1]]
@@ -319,9 +331,13 @@ def _score_batch(batch: slice, X: np.ndarray, spheres: sp.csr_matrix, y: np.ndar
     return batch, scores
 
 
+#: ``scoring`` values the solvers reproduce (the others from the test decisions).
+_FAST_SCORING = (None, "accuracy", "balanced_accuracy", "roc_auc")
+
+
 def _method(estimator, scoring, y, solver: str) -> str:
     """The engine's solver when it reproduces the estimator's score, else "generic"."""
-    if type(estimator) is not SVC or scoring not in (None, "accuracy"):
+    if type(estimator) is not SVC or scoring not in _FAST_SCORING:
         return "generic"
     params = estimator.get_params()
     if any(params[name] != value for name, value in _SVC_DEFAULTS.items()):
