@@ -210,3 +210,52 @@ def test_bad_scoring_arguments(tiny_two_subjects, tmp_path, capsys, command, arg
                    *arguments])
     _one_line_error(capsys, status, message)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def slice_imgs(haxby_slice_dir):
+    """Face and cat scans of the real slice as images (test_decoding's set-up)."""
+    from .test_decoding import _scans
+
+    return _scans(haxby_slice_dir, ["face", "cat"])
+
+
+def _nilearn_scored(data, scoring, process_mask=None):
+    import warnings
+
+    from nilearn.decoding import SearchLight
+
+    from .test_decoding import RADIUS
+
+    light = SearchLight(mask_img=data["mask"], process_mask_img=process_mask, radius=RADIUS,
+                        estimator=SVC(kernel="linear"), cv=LeaveOneGroupOut(), scoring=scoring)
+    with warnings.catch_warnings():  # "Use a custom estimator at your own risk": on purpose
+        warnings.simplefilter("ignore")
+        return light.fit(data["imgs"], data["y"], groups=data["runs"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scoring", ["balanced_accuracy", "roc_auc"])
+def test_estimator_scoring_matches_nilearn_on_the_real_slice(slice_imgs, scoring):
+    from .test_decoding import _ours
+
+    reference = _nilearn_scored(slice_imgs, scoring)
+    light = _ours(slice_imgs, SVC(kernel="linear"), scoring=scoring)
+    assert light.method_ == "batched"
+    equal = np.isclose(light.scores_, reference.scores_, rtol=0, atol=1e-9)
+    assert equal.mean() >= 0.98
+
+
+@pytest.mark.parametrize("solver", ["libsvm", "sklearn"])
+@pytest.mark.parametrize("scoring", ["balanced_accuracy", "roc_auc"])
+def test_estimator_scoring_matches_nilearn_exactly(slice_imgs, haxby_slice_dir, solver,
+                                                   scoring):
+    from .test_decoding import _every, _ours
+
+    centres = _every(haxby_slice_dir, 53)
+    reference = _nilearn_scored(slice_imgs, scoring, centres)
+    light = _ours(slice_imgs, SVC(kernel="linear"), centres, solver=solver, scoring=scoring)
+    assert light.method_ == solver
+    np.testing.assert_allclose(light.masked_scores_, reference.masked_scores_, rtol=0,
+                               atol=1e-12)
+    assert 0.5 < light.masked_scores_.mean() <= 1
