@@ -259,3 +259,21 @@ def test_estimator_scoring_matches_nilearn_exactly(slice_imgs, haxby_slice_dir, 
     np.testing.assert_allclose(light.masked_scores_, reference.masked_scores_, rtol=0,
                                atol=1e-12)
     assert 0.5 < light.masked_scores_.mean() <= 1
+
+
+def test_auc_of_one_class_test_folds_is_nan_with_a_warning(tiny_two_subjects, client, tmp_path):
+    """kfold:6 on 12 ordered scans (face face cat cat per run): every test fold
+    holds one class, so no fold has an AUC; balanced accuracy still has one."""
+    from nidecode.analyses.searchlight import searchlight
+    from nidecode.errors import NidecodeWarning
+
+    with pytest.warns(NidecodeWarning, match="roc_auc of subject 'sub0[12]', 'cat' vs 'face': "
+                      "6 of 6 folds test one class only and have no score; the map is NaN"):
+        table = searchlight(tiny_two_subjects, tmp_path, client, radius=5.0,
+                            categories=["face", "cat"], progress=False, cv="kfold:6",
+                            scoring="roc_auc,balanced_accuracy", per_fold=True)
+    auc = _image(tmp_path / "searchlight" / "sub01_cat_vs_face_roc_auc.nii.gz")
+    accuracy = _image(tmp_path / "searchlight" / "sub01_cat_vs_face.nii.gz")
+    assert np.isnan(auc[accuracy > 0]).all()
+    assert table["mean_roc_auc"].isna().all()
+    assert table["mean_balanced_accuracy"].notna().all()

@@ -315,6 +315,8 @@ def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
     common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
                                     for subject, _, _ in subject_maps])
     common &= np.isfinite(stack).all(axis=0)
+    if not common.any():  # e.g. an AUC map without a scored fold: nothing to test
+        return
     t_map, p_fwe = sign_flip_test(stack[:, common], chance=chance,
                                   n_permutations=SIGN_FLIPS, rng=0)
     for name, values in (("t", t_map), ("p_fwe", p_fwe)):
