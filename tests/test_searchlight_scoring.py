@@ -277,3 +277,14 @@ def test_auc_of_one_class_test_folds_is_nan_with_a_warning(tiny_two_subjects, cl
     assert np.isnan(auc[accuracy > 0]).all()
     assert table["mean_roc_auc"].isna().all()
     assert table["mean_balanced_accuracy"].notna().all()
+
+
+def test_report_of_a_per_fold_run_draws_the_3d_maps(tiny_two_subjects, client, tmp_path):
+    from nidecode.analyses.searchlight import searchlight
+    from nidecode.report import write_report
+
+    searchlight(tiny_two_subjects, tmp_path, client, radius=5.0, categories=["face", "cat"],
+                progress=False, scoring="balanced_accuracy", per_fold=True)
+    drawn = write_report(tmp_path).read_text().split('<section id="searchlight">')[1]
+    assert "searchlight/sub01_cat_vs_face_balanced_accuracy.nii.gz" in drawn
+    assert "_folds.nii.gz" not in drawn  # the run.json file list names them, no figure

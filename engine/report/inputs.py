@@ -61,7 +61,8 @@ def read_results(out_dir: str | Path) -> RunResults:
     """
     path = Path(out_dir)
     manifest_path, summary_path = path / "run.json", path / "summary.csv"
-    maps = sorted((path / "searchlight").glob("[!.]*.nii.gz"))
+    maps = [map_path for map_path in sorted((path / "searchlight").glob("[!.]*.nii.gz"))
+            if not _is_4d(map_path)]  # --per-fold images: one volume per fold, not drawn
     if not manifest_path.exists() or not (summary_path.exists() or maps):
         missing = manifest_path if not manifest_path.exists() else summary_path
         raise InputError(f"{missing}: not found; give the output directory of a completed "
@@ -186,6 +187,14 @@ def read_image_option(option: str, path: str | Path, *, average: bool) -> nib.Ni
         raise InputError(f"{option} {path}: a {data.ndim}D image with shape {data.shape}; "
                          f"give a 3D {'image' if average else 'mask'}")
     return nib.Nifti1Image(data, image.affine)
+
+
+def _is_4d(path: Path) -> bool:
+    """Whether a map's header says 4D (an unreadable file is left to :func:`read_map`)."""
+    try:
+        return len(nib.load(path).shape) == 4
+    except Exception:  # nibabel raises many types for bad files; read_map reports them
+        return False
 
 
 def read_map(path: Path) -> nib.Nifti1Image:
