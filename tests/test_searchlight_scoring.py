@@ -288,3 +288,16 @@ def test_report_of_a_per_fold_run_draws_the_3d_maps(tiny_two_subjects, client, t
     drawn = write_report(tmp_path).read_text().split('<section id="searchlight">')[1]
     assert "searchlight/sub01_cat_vs_face_balanced_accuracy.nii.gz" in drawn
     assert "_folds.nii.gz" not in drawn  # the run.json file list names them, no figure
+
+
+def test_command_line_writes_the_metric_and_fold_maps(tiny_two_subjects, tmp_path, capsys):
+    from nidecode.cli import main
+
+    assert main(["searchlight", str(tiny_two_subjects), "--out", str(tmp_path), "--quiet",
+                 "--categories", "face,cat", "--radius", "5", "--workers", "1",
+                 "--scoring", "roc_auc", "--per-fold"]) == 0
+    maps = tmp_path / "searchlight"
+    assert _image(maps / "sub01_cat_vs_face_roc_auc_folds.nii.gz").shape[-1] == 3
+    assert (maps / "sub01_cat_vs_face_roc_auc.nii.gz").exists()
+    assert (maps / "sub01_cat_vs_face_accuracy_folds.nii.gz").exists()
+    assert not (maps / "sub01_cat_vs_face_balanced_accuracy.nii.gz").exists()
