@@ -1,0 +1,81 @@
+"""What the searchlight's extra metrics cost: accuracy alone against balanced
+accuracy and ROC AUC (issue #15), with the default ``batched`` solver.
+
+Real Haxby slice, face vs cat, radius 5.6 mm, leave one run out, one core, in
+this process (solver and metrics: the part of a searchlight task that the
+metrics change; reading and writing are the same for every choice). Three
+contenders in the same run, best CPU time of the repeats:
+
+* ``accuracy``: the solver as ``--scoring accuracy`` calls it;
+* ``+ balanced_accuracy``: decisions returned, metrics from them
+  (:func:`nidecode.stats.sphere_fold_metrics`), no extra refits;
+* ``+ roc_auc``: also the folds whose test decisions nearly tie in rank are
+  refitted on libsvm's path (``rank_margin``), so the AUC is SVC's.
+
+Run: ``python benchmarks/bench_searchlight_metrics.py [--repeats 5]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core for everyone: set before numpy / BLAS are imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+
+import numpy as np  # noqa: E402
+from bench_searchlight_solver import load  # noqa: E402
+
+from _common import best_times, machine, save  # noqa: E402
+from nidecode.datasets import load_haxby_slice  # noqa: E402
+from nidecode.solvers.batched import searchlight_accuracies  # noqa: E402
+from nidecode.stats import sphere_fold_metrics  # noqa: E402
+
+RADIUS = 5.6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    X, y, _, spheres, folds, _, _, _ = load(load_haxby_slice(), RADIUS)
+    y01 = (y == np.unique(y)[1]).astype(int)
+    tests = [test for _, test in folds]
+
+    def scored(metrics, rank_margin):
+        def run():
+            accuracy, decisions = searchlight_accuracies(X, y, spheres, folds,
+                                                         return_decisions=True,
+                                                         rank_margin=rank_margin)
+            return accuracy, sphere_fold_metrics(decisions, y01, tests, metrics)
+        return run
+
+    contenders = {
+        "accuracy": lambda: searchlight_accuracies(X, y, spheres, folds),
+        "+ balanced_accuracy": scored(("accuracy", "balanced_accuracy"), 0.0),
+        "+ roc_auc": scored(("accuracy", "balanced_accuracy", "roc_auc"), 1e-2),
+    }
+    contenders["accuracy"]()  # compile or load numba's cache
+    scored(("accuracy",), 1e-2)()
+    cpu = {name: best_times(run, args.repeats)[1] for name, run in contenders.items()}
+    n_spheres = spheres.shape[0]
+    figures = {
+        "what": "batched solver + metrics on the real slice, face vs cat, r = 5.6 mm, "
+                "leave one run out, one core, best CPU time",
+        "n_spheres": n_spheres, "repeats": args.repeats,
+        "cpu_s": cpu,
+        "spheres_per_s": {name: n_spheres / seconds for name, seconds in cpu.items()},
+        "extra_cost": {name: seconds / cpu["accuracy"] - 1 for name, seconds in cpu.items()},
+        "machine": machine(),
+    }
+    path = save("searchlight_metrics", figures)
+    for name, seconds in cpu.items():
+        print(f"{name:22s} {seconds:7.3f} s  {n_spheres / seconds:8.1f} spheres/s  "
+              f"{figures['extra_cost'][name]:+.0%}")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
