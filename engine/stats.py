@@ -539,23 +539,21 @@ def fold_metrics(true: np.ndarray, predicted: np.ndarray, decision: np.ndarray,
     dict
         Metric name -> score. ``roc_auc`` is NaN when the fold's test scans
         hold one class only (no ranking to score; scikit-learn raises there).
-    """
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-    scores = {}
-    for metric in metrics:
-        if metric == "accuracy":
-            scores[metric] = float(np.mean(true == predicted))
-        elif metric == "balanced_accuracy" and len(np.unique(true)) < 2:
-            # scikit-learn's value (the recall of the one class), without its warning.
-            scores[metric] = float(np.mean(true == predicted))
-        elif metric == "balanced_accuracy":
-            scores[metric] = float(balanced_accuracy_score(true, predicted))
-        elif len(np.unique(true)) < 2:
-            scores[metric] = np.nan
-        else:
-            scores[metric] = float(roc_auc_score(true, decision))
-    return scores
+    Notes
+    -----
+    Computed as :func:`sphere_fold_metrics` does (balanced accuracy: the mean
+    recall of the classes present; ROC AUC: the Mann-Whitney count, ties
+    counting half), which equals ``balanced_accuracy_score`` and
+    ``roc_auc_score`` without their per-call input checks: a fold costs
+    microseconds, not a millisecond.
+    """
+    true = np.asarray(true)
+    positive = (true == np.unique(true)[-1]).astype(int)  # one class: all positive
+    correct = (np.asarray(predicted) == true)[None, :]
+    decision = np.asarray(decision, dtype=np.float64)[None, :]
+    return {metric: float(_sphere_metric(metric, positive, decision, correct)[0])
+            for metric in metrics}
 
 
 def sphere_fold_metrics(decisions: np.ndarray, y01: np.ndarray, tests: Sequence[np.ndarray],

@@ -23,6 +23,7 @@ _LIBSVM_PARAMETERS = dict(svm_type=0, kernel="linear", degree=3, gamma=0.0, coef
                           cache_size=200)
 _FIT_PARAMETERS = dict(tol=1e-3, shrinking=1, probability=0, max_iter=-1, nu=0.5,
                        epsilon=0.0, random_seed=0, sample_weight=np.empty(0))
+_NO_CLASS_WEIGHTS = np.ones(2)
 _libsvm.set_verbosity_wrap(0)  # a process-wide switch, set by SVC.fit otherwise
 
 
@@ -84,10 +85,12 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
                           **_LIBSVM_PARAMETERS, **_FIT_PARAMETERS)
         model = (support, vectors, n_support, dual_coef, libsvm_intercept, prob_a, prob_b)
         test = np.ascontiguousarray(X[fold.test])
-        predicted = _libsvm.predict(test, *model, **_LIBSVM_PARAMETERS)
         # SVC.decision_function: libsvm's values, sign flipped for two classes.
-        test_decisions.append(-_libsvm.decision_function(test, *model,
-                                                         **_LIBSVM_PARAMETERS).ravel())
+        # libsvm's predict votes on these same values (svm_predict_values): a
+        # value > 0 is classes[0], anything else classes[1]; one call gives both.
+        test_decision = -_libsvm.decision_function(test, *model, **_LIBSVM_PARAMETERS).ravel()
+        predicted = (test_decision >= 0).astype(np.float64)
+        test_decisions.append(test_decision)
         predictions.append(predicted)
         accuracy[index] = np.mean(predicted == codes[fold.test])
         # SVC flips libsvm's signs for two classes: positive favours classes[1].
@@ -103,6 +106,8 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
 def _class_weights(class_weight: str | None, codes: np.ndarray) -> np.ndarray:
     # SVC.fit: class_weight_ = compute_class_weight(...) over the fold's classes
     # (all ones without class weights), handed to libsvm.fit as class_weight.
+    if class_weight is None:
+        return _NO_CLASS_WEIGHTS  # what compute_class_weight(None) gives, without its checks
     classes = np.unique(codes)
     return np.asarray(compute_class_weight(class_weight, classes=classes, y=codes),
                       dtype=np.float64)
