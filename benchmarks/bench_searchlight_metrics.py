@@ -28,10 +28,11 @@ import argparse  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_searchlight_solver import load  # noqa: E402
 
-from _common import best_times, machine, save  # noqa: E402
 from nidecode.datasets import load_haxby_slice  # noqa: E402
 from nidecode.solvers.batched import searchlight_accuracies  # noqa: E402
 from nidecode.stats import sphere_fold_metrics  # noqa: E402
+
+from _common import best_times, machine, save  # noqa: E402
 
 RADIUS = 5.6
 
