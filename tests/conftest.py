@@ -1,5 +1,6 @@
 """Shared fixtures: the real Haxby slice and small synthetic datasets."""
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -90,3 +91,13 @@ def tiny_subject(directory, n_runs=3, scans_per_run=6, shape=(4, 3, 2), seed=0):
     pd.DataFrame({"labels": labels, "chunks": runs}).to_csv(directory / "labels.txt", sep=" ",
                                                             index=False)
     return directory
+
+
+def one_line_error(capsys, status, pattern):
+    """The command failed as bad input should: exit 2, one stderr line matching ``pattern``."""
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nidecode: error: ")
+    assert re.search(pattern, lines[0]), lines[0]

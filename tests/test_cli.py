@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nidecode.cli import main
-from tests.conftest import tiny_subject
+from tests.conftest import one_line_error, tiny_subject
 
 
 def _break_bold_missing(d):
@@ -111,17 +111,6 @@ BAD_SUBJECTS = [
 ]
 
 
-def _one_line_error(capsys, status, pattern):
-    import re
-
-    err = capsys.readouterr().err
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nidecode: error: ")
-    assert re.search(pattern, lines[0]), lines[0]
-
-
 @pytest.mark.parametrize(("breaker", "message"), BAD_SUBJECTS,
                          ids=[breaker.__name__[7:] for breaker, _ in BAD_SUBJECTS])
 def test_bad_subject_input(tmp_path, capsys, breaker, message):
@@ -129,7 +118,7 @@ def test_bad_subject_input(tmp_path, capsys, breaker, message):
     breaker(directory)
     status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
                    "--mask", "mask4_vt", "--quiet"])
-    _one_line_error(capsys, status, message)
+    one_line_error(capsys, status, message)
     assert not (tmp_path / "s.zarr" / "sub01").exists()
 
 
@@ -168,19 +157,19 @@ def tiny_store(tmp_path):
 def test_bad_decode_arguments(tiny_store, tmp_path, capsys, arguments, message):
     status = main(["decode", str(tiny_store), "--out", str(tmp_path / "out"), "--quiet",
                    *arguments])
-    _one_line_error(capsys, status, message)
+    one_line_error(capsys, status, message)
 
 
 def test_decode_of_a_missing_store(tmp_path, capsys):
     status = main(["decode", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "o")])
-    _one_line_error(capsys, status, "nope.zarr: not a nidecode store")
+    one_line_error(capsys, status, "nope.zarr: not a nidecode store")
 
 
 def test_scheduler_that_does_not_answer_fails_fast(tiny_store, tmp_path, capsys):
     started = time.perf_counter()
     status = main(["decode", str(tiny_store), "--out", str(tmp_path / "out"), "--quiet",
                    "--scheduler", "tcp://127.0.0.1:9"])
-    _one_line_error(capsys, status, "--scheduler tcp://127.0.0.1:9: no Dask scheduler answered")
+    one_line_error(capsys, status, "--scheduler tcp://127.0.0.1:9: no Dask scheduler answered")
     assert time.perf_counter() - started < 30
 
 
@@ -203,7 +192,7 @@ def test_drop_scans_that_empty_a_run_are_refused(tmp_path, capsys, drop, message
     directory = tiny_subject(tmp_path / "sub01")
     status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"), "--mask",
                    "mask4_vt", "--drop-scans", str(drop), "--quiet"])
-    _one_line_error(capsys, status, message)
+    one_line_error(capsys, status, message)
 
 
 def test_uncompressed_bold_and_a_labels_bom_are_accepted(tmp_path):
@@ -232,7 +221,7 @@ def test_truncated_bold_on_a_cluster_is_one_line(tmp_path, capsys, client):
     status = main(["ingest", str(tmp_path / "sub01"), str(tmp_path / "sub02"), "--store",
                    str(tmp_path / "s.zarr"), "--mask", "mask4_vt", "--quiet",
                    "--scheduler", client.scheduler.address])
-    _one_line_error(capsys, status, r"sub02/bold.nii.gz: cannot read scans .* truncated")
+    one_line_error(capsys, status, r"sub02/bold.nii.gz: cannot read scans .* truncated")
 
 
 def test_one_class_advice_does_not_suggest_the_cv_in_use(tmp_path, capsys, haxby_slice_dir):
@@ -241,7 +230,7 @@ def test_one_class_advice_does_not_suggest_the_cv_in_use(tmp_path, capsys, haxby
                  "--mask", "mask", "--drop-scans", "110", "--quiet"]) == 0
     status = main(["decode", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "out"),
                    "--quiet"])
-    _one_line_error(capsys, status, r"training scans hold one class only; choose categories "
+    one_line_error(capsys, status, r"training scans hold one class only; choose categories "
                                     r"present in more runs, or keep more scans of each run")
 
 
@@ -264,7 +253,7 @@ def test_bad_parameters_are_refused_before_out_is_claimed(tiny_store, tmp_path, 
                                                           arguments, message):
     out = tmp_path / "out"
     status = main([command, str(tiny_store), "--out", str(out), "--quiet", *arguments])
-    _one_line_error(capsys, status, message)
+    one_line_error(capsys, status, message)
     assert not out.exists()
 
 
@@ -272,12 +261,12 @@ def test_bad_ingest_and_demo_parameters_are_one_line(tmp_path, capsys):
     directory = tiny_subject(tmp_path / "sub01")
     status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
                    "--mask", "mask4_vt", "--drop-scans", "-1", "--quiet"])
-    _one_line_error(capsys, status, "--drop-scans -1: must be an int >= 0")
+    one_line_error(capsys, status, "--drop-scans -1: must be an int >= 0")
     status = main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
                    "--mask", "mask4_vt", "--hrf-shift", "nan", "--quiet"])
-    _one_line_error(capsys, status, "--hrf-shift nan: must be a finite float")
+    one_line_error(capsys, status, "--hrf-shift nan: must be a finite float")
     status = main(["demo", "--out", str(tmp_path / "demo"), "--subjects", "0", "--quiet"])
-    _one_line_error(capsys, status, "--subjects 0: must be a positive int")
+    one_line_error(capsys, status, "--subjects 0: must be a positive int")
     assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "demo").exists()
 
 
@@ -299,7 +288,7 @@ def test_too_many_workers_are_capped_with_one_warning_line(tiny_store, tmp_path,
 def test_bench_keeps_its_own_workers_option(tmp_path, capsys):
     # 'bench --workers 1,2,4' is a list: the analyses' --workers rule is not applied to it.
     status = main(["bench", "--workers", "0,x", "--out", str(tmp_path / "b")])
-    _one_line_error(capsys, status, "--workers 0,x: give worker counts as positive whole")
+    one_line_error(capsys, status, "--workers 0,x: give worker counts as positive whole")
 
 
 def test_empty_out_with_overwrite_deletes_nothing(tiny_store, tmp_path, capsys, monkeypatch):
@@ -309,16 +298,16 @@ def test_empty_out_with_overwrite_deletes_nothing(tiny_store, tmp_path, capsys, 
     (work / "thesis.tex").write_text("years of work")
     monkeypatch.chdir(work)
     status = main(["decode", str(tiny_store), "--out", "", "--overwrite", "--quiet"])
-    _one_line_error(capsys, status, "--out '': empty path")
+    one_line_error(capsys, status, "--out '': empty path")
     status = main(["decode", str(tiny_store), "--out", ".", "--overwrite", "--quiet"])
-    _one_line_error(capsys, status, "--out .: --overwrite refused for the current directory")
+    one_line_error(capsys, status, "--out .: --overwrite refused for the current directory")
     assert sorted(path.name for path in work.iterdir()) == ["run.json", "thesis.tex"]
 
 
 def test_out_naming_a_file_is_one_line(tiny_store, tmp_path, capsys):
     (tmp_path / "results").write_text("not a directory")
     status = main(["decode", str(tiny_store), "--out", str(tmp_path / "results"), "--quiet"])
-    _one_line_error(capsys, status, "results: is a file, not a directory")
+    one_line_error(capsys, status, "results: is a file, not a directory")
 
 
 def test_report_of_a_corrupt_weights_map_is_one_line(tmp_path, capsys):
@@ -337,4 +326,4 @@ def test_report_of_a_corrupt_weights_map_is_one_line(tmp_path, capsys):
     data = (out / "weights" / "01_cat_vs_face.nii.gz").read_bytes()
     (out / "weights" / "01_cat_vs_face.nii.gz").write_bytes(data[:len(data) // 2])
     status = main(["report", str(out), "--quiet"])
-    _one_line_error(capsys, status, "01_cat_vs_face.nii.gz: not a readable NIfTI image")
+    one_line_error(capsys, status, "01_cat_vs_face.nii.gz: not a readable NIfTI image")

@@ -8,6 +8,7 @@ from sklearn.svm import SVC
 
 from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.stats import sphere_fold_metrics
+from tests.conftest import one_line_error
 
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 
@@ -184,17 +185,6 @@ def test_scoring_is_part_of_the_identity(tiny_two_subjects, client, tmp_path):
         searchlight(tiny_two_subjects, tmp_path, client, **common, scoring="roc_auc")
 
 
-def _one_line_error(capsys, status, pattern):
-    import re
-
-    err = capsys.readouterr().err
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nidecode: error: ")
-    assert re.search(pattern, lines[0]), lines[0]
-
-
 @pytest.mark.parametrize(("command", "arguments", "message"), [
     ("decode", ["--per-fold"], "--per-fold: only 'nidecode searchlight' writes per-fold maps; "
                                "drop it from 'nidecode decode'"),
@@ -208,7 +198,7 @@ def test_bad_scoring_arguments(tiny_two_subjects, tmp_path, capsys, command, arg
 
     status = main([command, str(tiny_two_subjects), "--out", str(tmp_path / "out"), "--quiet",
                    *arguments])
-    _one_line_error(capsys, status, message)
+    one_line_error(capsys, status, message)
     assert not (tmp_path / "out").exists()
 
 
