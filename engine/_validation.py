@@ -171,3 +171,74 @@ def check_class_weight(class_weight, function: str) -> str:
     if class_weight is None:
         return "none"
     return check_choice(class_weight, "class_weight", function, CLASS_WEIGHTS)
+
+
+#: ``--classifier`` choices -> what each fits (scikit-learn's estimator, its defaults otherwise).
+CLASSIFIERS = {
+    "svc": "linear SVM (SVC(kernel='linear'))",
+    "lda": "shrinkage LDA (LinearDiscriminantAnalysis(solver='lsqr'))",
+    "gnb": "Gaussian naive Bayes (GaussianNB())",
+    "logreg": "L2 logistic regression (LogisticRegression())",
+}
+# Classifiers without class weights (scikit-learn's estimators have no class_weight).
+_NO_CLASS_WEIGHTS = ("lda", "gnb")
+_SHRINKAGE_RULE = "'auto' or a float in the range [0, 1]"
+
+
+def check_classifier(classifier, function: str) -> str:
+    """One of :data:`CLASSIFIERS`."""
+    return check_choice(classifier, "classifier", function, tuple(CLASSIFIERS))
+
+
+def check_shrinkage(shrinkage, function: str) -> str | float:
+    """LDA's shrinkage: ``"auto"`` (Ledoit-Wolf) or a float in [0, 1]."""
+    if isinstance(shrinkage, str) and shrinkage == "auto":
+        return shrinkage
+    if isinstance(shrinkage, bool) or not isinstance(shrinkage, Real):
+        raise ParameterError(function, "shrinkage", shrinkage, _SHRINKAGE_RULE)
+    if not 0.0 <= float(shrinkage) <= 1.0:  # NaN fails too
+        raise ParameterError(function, "shrinkage", shrinkage, _SHRINKAGE_RULE)
+    return float(shrinkage)
+
+
+def check_classifier_options(classifier, shrinkage, class_weight: str, function: str,
+                             solver: str | None = None) -> tuple[str, str | float | None]:
+    """The classifier and its shrinkage, checked together with the options it constrains.
+
+    Parameters
+    ----------
+    classifier : str
+        One of :data:`CLASSIFIERS`.
+    shrinkage : {None, "auto"} or float
+        Only with ``"lda"``; ``None`` means ``"auto"`` there.
+    class_weight : {"none", "balanced"}
+        As returned by :func:`check_class_weight`; ``lda`` and ``gnb`` have none.
+    function : str
+    solver : str, optional
+        The searchlight's ``--solver``: ``"libsvm"`` is the SVM's only
+        (``"sklearn"`` runs the scikit-learn estimator one sphere at a time,
+        ``"batched"`` a closed form where there is one).
+
+    Returns
+    -------
+    (str, "auto" or float or None)
+        The classifier and the shrinkage (``None`` unless ``lda``).
+    """
+    classifier = check_classifier(classifier, function)
+    if classifier != "lda":
+        if shrinkage is not None:
+            raise ParameterError(function, "shrinkage", shrinkage,
+                                 "left unset unless classifier is 'lda'",
+                                 f"'{classifier}' has no shrinkage.")
+    else:
+        shrinkage = check_shrinkage("auto" if shrinkage is None else shrinkage, function)
+    if classifier in _NO_CLASS_WEIGHTS and class_weight != "none":
+        raise ParameterError(function, "class_weight", class_weight,
+                             f"'none' with classifier '{classifier}'",
+                             "LDA and naive Bayes take no class weights; use classifier "
+                             "'svc' or 'logreg', or score balanced_accuracy.")
+    if solver == "libsvm" and classifier != "svc":
+        raise ParameterError(function, "solver", solver,
+                             f"'batched' or 'sklearn' with classifier '{classifier}'",
+                             "libsvm is the SVM's solver.")
+    return classifier, shrinkage

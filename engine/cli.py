@@ -144,8 +144,31 @@ def _add_analysis(parser: argparse.ArgumentParser) -> None:
                         help="leave one run out (default), or K-fold over scans (leaks "
                         "across neighbouring scans of a run: optimistic)")
     parser.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
+    _add_classifier(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results of other parameters in --out")
+
+
+def _add_classifier(parser: argparse.ArgumentParser) -> None:
+    """``--classifier`` and ``--shrinkage`` (checked by :mod:`nidecode._validation`, not by
+    argparse's choices: a bad value is one line)."""
+    parser.add_argument("--classifier", default="svc", metavar="svc|lda|gnb|logreg",
+                        help="svc: SVC(kernel='linear', C) (default); lda: "
+                        "LinearDiscriminantAnalysis(solver='lsqr', shrinkage); gnb: GaussianNB(); "
+                        "logreg: LogisticRegression(C) (see README, Classifiers)")
+    parser.add_argument("--shrinkage", metavar="auto|FLOAT",
+                        help="lda only: covariance shrinkage, 'auto' (Ledoit-Wolf, the "
+                        "default) or a float in [0, 1]")
+
+
+def shrinkage_value(text: str | None) -> str | float | None:
+    """``--shrinkage``'s text as the API takes it: a float if it reads as one."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _add_scoring(parser: argparse.ArgumentParser, where: str = "") -> None:
@@ -238,6 +261,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None:
             check_value(value, command)
+    if getattr(args, "classifier", None) is not None:
+        check.check_classifier_options(args.classifier, shrinkage_value(args.shrinkage),
+                                       check.check_class_weight(
+                                           getattr(args, "class_weight", None), command),
+                                       command, getattr(args, "solver", None))
     if getattr(args, "per_fold", False) and command != "searchlight":
         raise InputError(f"--per-fold: only 'nidecode searchlight' writes per-fold maps; "
                          f"drop it from 'nidecode {command}'")
@@ -309,7 +337,8 @@ def _decode(args: argparse.Namespace) -> int:
 
     summary = _run_decode(args, args.store, args.out, parse_categories(args.categories),
                           args.cv, args.C, args.overwrite, scoring=args.scoring,
-                          class_weight=args.class_weight)
+                          class_weight=args.class_weight, classifier=args.classifier,
+                          shrinkage=shrinkage_value(args.shrinkage))
     if not args.quiet:
         _print_accuracies(summary)
     return 0
@@ -344,7 +373,9 @@ def _searchlight(args: argparse.Namespace) -> int:
                               categories=parse_categories(args.categories),
                               process_mask=args.process_mask, cv=args.cv, C=args.C,
                               solver=args.solver, overwrite=args.overwrite,
-                              scoring=args.scoring, per_fold=args.per_fold)
+                              scoring=args.scoring, per_fold=args.per_fold,
+                              classifier=args.classifier,
+                              shrinkage=shrinkage_value(args.shrinkage))
     table = _execute(args, execute_searchlight, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
@@ -362,7 +393,8 @@ def _permute(args: argparse.Namespace) -> int:
                           categories=parse_categories(args.categories), cv=args.cv, C=args.C,
                           seed=args.seed, solver=args.solver, radius=args.radius,
                           overwrite=args.overwrite, scoring=args.scoring,
-                          class_weight=args.class_weight)
+                          class_weight=args.class_weight, classifier=args.classifier,
+                          shrinkage=shrinkage_value(args.shrinkage))
     table = _execute(args, execute_permute, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))

@@ -20,6 +20,7 @@ from nidecode import store
 from nidecode._validation import (
     check_C,
     check_class_weight,
+    check_classifier_options,
     check_cv,
     check_per_task,
     check_scoring,
@@ -60,7 +61,8 @@ class DecodeRun:
 def prepare_decode(store_path: str | Path, out: str | Path, *,
                    categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
                    scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
-                   overwrite: bool = False) -> DecodeRun:
+                   overwrite: bool = False, classifier: str = "svc",
+                   shrinkage: str | float | None = None) -> DecodeRun:
     """Check the inputs, plan the jobs and claim the output directory (no cluster needed).
 
     Parameters are those of :func:`decode`. Every problem with the store,
@@ -72,12 +74,15 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     cv, C = check_cv(cv, "decode"), check_C(C, "decode")
     scoring = check_scoring(scoring, "decode")
     class_weight = check_class_weight(class_weight, "decode")
+    classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
+                                                     "decode")
     study = plan_study(store_path, cv, categories)
     # The scoring and class weights are part of the identity: a run with other
     # ones is not resumed from these results.
     identity, output = claim_output(out, study, "decode", overwrite=overwrite,
                                     categories=categories, cv=cv, C=C, scoring=list(scoring),
-                                    class_weight=class_weight)
+                                    class_weight=class_weight, classifier=classifier,
+                                    shrinkage=shrinkage)
     return DecodeRun(study.store_path, output, study.designs, study.jobs, identity, started,
                      study.notes)
 
@@ -99,7 +104,8 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     def submit(batch: tuple[PairJob, ...]):
         checksum = run.designs[batch[0].subject].checksum
         return client.submit(decode_pairs, run.store_path, batch, checksum, cv, C,
-                             run.identity["class_weight"],
+                             run.identity["class_weight"], run.identity["classifier"],
+                             run.identity["shrinkage"],
                              key=task_key("decode", run.identity, batch))
 
     n_fits = sum(job.n_folds for job in run.jobs)
@@ -135,8 +141,9 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
            categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
            scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
            overwrite: bool = False, progress: bool = True,
-           fits_per_task: int | None = None) -> pd.DataFrame:
-    """Cross-validate linear SVMs for every subject x category pair of a store.
+           fits_per_task: int | None = None, classifier: str = "svc",
+           shrinkage: str | float | None = None) -> pd.DataFrame:
+    """Cross-validate linear classifiers for every subject x category pair of a store.
 
     Parameters
     ----------
@@ -145,8 +152,9 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         that every worker can read.
     out : str or Path
         Output directory: ``scores.csv``, ``summary.csv``, ``group.csv``,
-        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (the strings encoded
-        by :func:`nidecode.outdir.weights_name`), their activation patterns
+        ``weights/{subject}_{class_a}_vs_{class_b}.nii.gz`` (the fold-mean
+        weights of the classifier, see :mod:`nidecode.solvers.estimators`;
+        the strings encoded by :func:`nidecode.outdir.weights_name`), their activation patterns
         ``patterns/{subject}_{class_a}_vs_{class_b}.nii.gz`` (``Cov(X) w /
         Var(X w)`` on the pair's scans, Haufe et al. 2014; same sign as the
         weights: positive favours ``class_b``) and ``run.json``.
@@ -167,7 +175,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     cv : str
         ``"logo"`` (leave one run out) or ``"kfold:K"``.
     C : float
-        SVM penalty of ``SVC(kernel="linear", C=C)``.
+        SVM penalty of ``SVC(kernel="linear", C=C)`` (and ``LogisticRegression(C=C)``'s;
+        unused by ``lda`` and ``gnb``).
     scoring : str or sequence of str
         Among ``"accuracy"``, ``"balanced_accuracy"`` and ``"roc_auc"`` (a
         name, comma-separated names or a sequence): each is computed per fold
@@ -189,6 +198,15 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     fits_per_task : int
         About how many SVM fits one Dask task does (default: the config's
         ``nidecode.fits-per-task``, else 96).
+    classifier : {"svc", "lda", "gnb", "logreg"}
+        ``SVC(kernel="linear", C=C)`` (default),
+        ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)``,
+        ``GaussianNB()`` or ``LogisticRegression(C=C)``
+        (:func:`nidecode.solvers.estimators.make_estimator`). ``roc_auc``
+        ranks ``decision_function`` (``gnb``: the log-probability ratio).
+        ``class_weight="balanced"`` is refused with ``lda`` and ``gnb``.
+    shrinkage : {None, "auto"} or float in [0, 1]
+        ``lda`` only (``None``: ``"auto"``, Ledoit-Wolf).
 
     Returns
     -------
@@ -203,7 +221,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     """
     fits_per_task = check_per_task(fits_per_task, "fits_per_task", "decode")
     run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C, scoring=scoring,
-                         class_weight=class_weight, overwrite=overwrite)
+                         class_weight=class_weight, overwrite=overwrite,
+                         classifier=classifier, shrinkage=shrinkage)
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 

@@ -27,6 +27,7 @@ from nidecode._validation import (
     check_C,
     check_choice,
     check_class_weight,
+    check_classifier_options,
     check_cv,
     check_n_permutations,
     check_per_task,
@@ -132,7 +133,8 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                     radius: float | None = None, overwrite: bool = False,
                     permutations_per_task: int | None = None,
                     scoring: str | Sequence[str] = "accuracy",
-                    class_weight: str | None = None) -> PermuteRun:
+                    class_weight: str | None = None, classifier: str = "svc",
+                    shrinkage: str | float | None = None) -> PermuteRun:
     """Check the inputs, plan the tasks and claim the output (no cluster needed).
 
     Parameters are those of :func:`permute`.
@@ -145,6 +147,8 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     radius = None if radius is None else check_radius(radius, "permute")
     scoring = check_scoring(scoring, "permute")
     class_weight = check_class_weight(class_weight, "permute")
+    classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
+                                                     "permute", solver)
     if radius is not None and (scoring != ("accuracy",) or class_weight != "none"):
         raise InputError("--scoring and --class-weight: for ROI permutations only; the "
                          "searchlight scores accuracy without class weights: drop them")
@@ -170,7 +174,8 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     identity, output = claim_output(
         out, study, "permute", overwrite=overwrite, categories=categories, cv=cv, C=C,
         n_permutations=n_permutations, seed=seed, solver=solver, radius=radius,
-        permutations_per_task=permutations_per_task,
+        permutations_per_task=permutations_per_task, classifier=classifier,
+        shrinkage=shrinkage,
         **({} if radius is not None else {"scoring": list(scoring),
                                           "class_weight": class_weight}))
     return PermuteRun(study.store_path, output, designs, geometry, tasks, identity, started,
@@ -207,15 +212,16 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         checksum = run.designs[task.job.subject].checksum
         common = (identity["cv"], identity["C"], identity["seed"], task.indices,
                   identity["solver"])
+        model = {"classifier": identity["classifier"], "shrinkage": identity["shrinkage"]}
         key = task_key("permute", identity, [task])
         if task.centres is None:
             return client.submit(permutation_accuracies, run.store_path, task.key, checksum,
                                  *common, identity["scoring"], identity["class_weight"],
-                                 key=key)
+                                 **model, key=key)
         voxels, spheres = batch_voxel_block(run.geometry[task.job.subject].spheres,
                                             task.centres)
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
-                             checksum, voxels, spheres, *common, key=key)
+                             checksum, voxels, spheres, *common, **model, key=key)
 
     total = (run.tasks.n_permutations + 1) * len(run.tasks.units)
     done = sum(len(part.indices) for part in saved.values())
@@ -348,7 +354,8 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
             overwrite: bool = False, progress: bool = True,
             permutations_per_task: int | None = None,
             scoring: str | Sequence[str] = "accuracy",
-            class_weight: str | None = None) -> pd.DataFrame:
+            class_weight: str | None = None, classifier: str = "svc",
+            shrinkage: str | float | None = None) -> pd.DataFrame:
     """Permutation tests of the decoding accuracy of every subject x pair.
 
     Parameters
@@ -409,6 +416,13 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     class_weight : {None, "none", "balanced"}
         ROI only: ``SVC``'s class weights (see :func:`~nidecode.analyses.decode.decode`);
         ``"balanced"`` refits ``SVC`` per permutation whatever the ``solver``.
+    classifier : {"svc", "lda", "gnb", "logreg"}
+        See :func:`nidecode.analyses.decode.decode`; ROI permutations of
+        classifiers other than ``svc`` refit the scikit-learn estimator, and
+        their searchlight permutations use the sphere functions of
+        :func:`nidecode.analyses.searchlight.searchlight`.
+    shrinkage : {None, "auto"} or float in [0, 1]
+        ``lda`` only.
 
     Returns
     -------
@@ -420,5 +434,6 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
                           categories=categories, cv=cv, C=C, seed=seed, solver=solver,
                           radius=radius, overwrite=overwrite,
                           permutations_per_task=permutations_per_task, scoring=scoring,
-                          class_weight=class_weight)
+                          class_weight=class_weight, classifier=classifier,
+                          shrinkage=shrinkage)
     return execute_permute(run, client, progress=progress)

@@ -30,6 +30,7 @@ from distributed import Client
 from nidecode._validation import (
     check_C,
     check_choice,
+    check_classifier_options,
     check_cv,
     check_per_task,
     check_radius,
@@ -101,7 +102,8 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
                         C: float = 1.0, solver: str = "batched", overwrite: bool = False,
                         spheres_per_task: int | None = None,
                         scoring: str | Sequence[str] = "accuracy",
-                        per_fold: bool = False) -> SearchlightRun:
+                        per_fold: bool = False, classifier: str = "svc",
+                        shrinkage: str | float | None = None) -> SearchlightRun:
     """Check the inputs, build the spheres, plan the batches, claim the output.
 
     Parameters are those of :func:`searchlight`; every problem is raised
@@ -112,6 +114,8 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     radius = check_radius(radius, "searchlight")
     solver = check_choice(solver, "solver", "searchlight", tuple(SPHERE_SOLVERS))
     scoring = check_scoring(scoring, "searchlight")
+    classifier, shrinkage = check_classifier_options(classifier, shrinkage, "none",
+                                                     "searchlight", solver)
     spheres_per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
     if spheres_per_task is None:
         spheres_per_task = int(dask.config.get("nidecode.spheres-per-task", SPHERES_PER_TASK))
@@ -131,7 +135,8 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     identity, output = claim_output(
         out, study, "searchlight", overwrite=overwrite, categories=categories, cv=cv, C=C,
         radius=radius, solver=solver, spheres_per_task=spheres_per_task,
-        process_mask=_mask_digest(geometry) if process_mask else None, scoring=list(scoring))
+        process_mask=_mask_digest(geometry) if process_mask else None, scoring=list(scoring),
+        classifier=classifier, shrinkage=shrinkage)
     return SearchlightRun(study.store_path, output, identity["subjects"],
                           geometry, batches, identity, started, chance, study.notes,
                           bool(per_fold))
@@ -168,7 +173,8 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         return client.submit(searchlight_spheres, run.store_path,
                              [batch.key for batch in group], run.checksums[first.job.subject],
                              voxels, local_spheres, identity["cv"], identity["C"],
-                             identity["solver"], _metrics(run),
+                             identity["solver"], _metrics(run), identity["classifier"],
+                             identity["shrinkage"],
                              key=task_key("searchlight", identity, group))
 
     groups: dict[tuple[str, int], list[SphereBatch]] = {}
@@ -345,7 +351,8 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
                 process_mask: str | Path | None = None, cv: str = "logo", C: float = 1.0,
                 solver: str = "batched", overwrite: bool = False, progress: bool = True,
                 spheres_per_task: int | None = None, scoring: str | Sequence[str] = "accuracy",
-                per_fold: bool = False) -> pd.DataFrame:
+                per_fold: bool = False, classifier: str = "svc",
+                shrinkage: str | float | None = None) -> pd.DataFrame:
     """Searchlight accuracy maps for every subject x category pair of a store.
 
     Parameters
@@ -382,7 +389,10 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         tie (the same sphere accuracy as SVC on 98.9 % of the Haxby slice's
         spheres); ``libsvm``: libsvm's path for every fit (SVC's iterates;
         about 6x slower); ``sklearn``: SVC one fit at a time (slow, for
-        verification).
+        verification). Other classifiers: ``batched`` is their closed form
+        where there is one (``lda``, ``gnb``; else scikit-learn's estimator
+        one sphere at a time, as for ``logreg``), ``sklearn`` scikit-learn's
+        estimator one sphere at a time; ``libsvm`` is refused.
     overwrite : bool
         Replace results of other parameters in ``out``.
     progress : bool
@@ -405,6 +415,10 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
     per_fold : bool
         Also write ``searchlight/{subject}_{pair}_{metric}_folds.nii.gz`` for
         each metric (accuracy too): a 4D image, one volume per fold in fold order.
+    classifier : {"svc", "lda", "gnb", "logreg"}
+        The classifier of every sphere (see :func:`nidecode.analyses.decode.decode`).
+    shrinkage : {None, "auto"} or float in [0, 1]
+        ``lda`` only (``None``: ``"auto"``).
 
     Returns
     -------
@@ -415,5 +429,6 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
     run = prepare_searchlight(store_path, out, radius=radius, categories=categories,
                               process_mask=process_mask, cv=cv, C=C, solver=solver,
                               overwrite=overwrite, spheres_per_task=spheres_per_task,
-                              scoring=scoring, per_fold=per_fold)
+                              scoring=scoring, per_fold=per_fold, classifier=classifier,
+                              shrinkage=shrinkage)
     return execute_searchlight(run, client, progress=progress)

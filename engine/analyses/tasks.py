@@ -22,7 +22,8 @@ from nidecode._validation import METRICS
 from nidecode.analyses.plan import REST, PairJob
 from nidecode.cv import make_folds
 from nidecode.results import PairResult, PermutationScores, SphereScores
-from nidecode.solvers import SPHERE_SOLVERS
+from nidecode.solvers import sphere_solver
+from nidecode.solvers.estimators import cross_validate_estimator, make_estimator
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
 from nidecode.solvers.svc import cross_validate_svc
 from nidecode.stats import fold_metrics, haufe_pattern, permute_within_runs, sphere_fold_metrics
@@ -40,8 +41,9 @@ def _load_subject(store_path: str, subject: str,
 
 
 def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: str,
-                 C: float, class_weight: str = "none") -> list[PairResult]:
-    """Cross-validate a linear SVM for each job (one subject, several pairs).
+                 C: float, class_weight: str = "none", classifier: str = "svc",
+                 shrinkage: str | float | None = None) -> list[PairResult]:
+    """Cross-validate a classifier (default: a linear SVM) for each job (one subject, its pairs).
 
     Parameters
     ----------
@@ -59,6 +61,10 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
         SVM penalty.
     class_weight : {"none", "balanced"}
         ``SVC``'s ``class_weight`` (``"none"``: None).
+    classifier : {"svc", "lda", "gnb", "logreg"}
+        See :func:`nidecode.solvers.estimators.make_estimator`.
+    shrinkage : {None, "auto"} or float
+        ``lda`` only.
 
     Returns
     -------
@@ -77,9 +83,8 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
         extra = ([np.flatnonzero((design.runs == fold.fold) & (design.labels != REST))
                   for fold in folds] if cv == "logo" else [np.empty(0, int) for _ in folds])
         labels = design.labels[selected]
-        scores = cross_validate_svc(X[selected], labels, folds, C,
-                                    extra=[X[scans] for scans in extra],
-                                    class_weight=_svc_class_weight(class_weight))
+        scores = _cross_validate(X[selected], labels, folds, C, class_weight, classifier,
+                                 shrinkage, extra=[X[scans] for scans in extra])
         metrics = _fold_metrics(labels, folds, scores)
         results.append(PairResult(
             subject=job.subject, class_a=job.class_a, class_b=job.class_b,
@@ -96,6 +101,17 @@ def _svc_class_weight(class_weight: str) -> str | None:
     return None if class_weight == "none" else class_weight
 
 
+def _cross_validate(X: np.ndarray, y: np.ndarray, folds, C: float, class_weight: str,
+                    classifier: str, shrinkage, extra=None):
+    """The fold fits of a classifier: SVC on its bit-identical libsvm path, others
+    through their scikit-learn estimator."""
+    if classifier == "svc":
+        return cross_validate_svc(X, y, folds, C, extra=extra,
+                                  class_weight=_svc_class_weight(class_weight))
+    estimator = make_estimator(classifier, C, shrinkage, _svc_class_weight(class_weight))
+    return cross_validate_estimator(X, y, folds, estimator, extra=extra)
+
+
 def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[str, np.ndarray]:
     """Each metric per fold, from the predictions and decision values of cross_validate_svc."""
     classes = np.unique(labels)
@@ -108,7 +124,9 @@ def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[st
 
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
                         voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
-                        solver: str, metrics: Sequence[str] = ("accuracy",)) -> list[SphereScores]:
+                        solver: str, metrics: Sequence[str] = ("accuracy",),
+                        classifier: str = "svc",
+                        shrinkage: str | float | None = None) -> list[SphereScores]:
     """Cross-validated scores of every sphere of a batch, for several pairs.
 
     The voxel block is read once and serves every pair.
@@ -134,6 +152,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         Among :data:`nidecode._validation.METRICS`; those besides accuracy are
         computed from the test scans' decision values
         (:func:`nidecode.stats.sphere_fold_metrics`).
+    classifier, shrinkage
+        The classifier fitted per sphere (:func:`nidecode.solvers.sphere_solver`).
 
     Returns
     -------
@@ -142,7 +162,7 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
     """
     design = _verified_design(store_path, keys[0][0], checksum)
     block = store.read_timeseries(store_path, keys[0][0], voxels=voxels, verify=checksum)
-    fit = SPHERE_SOLVERS[solver]
+    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage)
     results = []
     for key in keys:
         selected, labels, _, folds = _pair_design(design, key, cv)
@@ -150,21 +170,22 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         pairs = [(fold.train, fold.test) for fold in folds]
         scores = {}
         if others:
-            accuracy, decisions = fit(block[selected], labels, spheres, pairs, C=C,
+            accuracy, decisions = fit(block[selected], labels, spheres, pairs,
                                       return_decisions=True,
-                                      **_rank_options(solver, others))
+                                      **_rank_options(classifier, solver, others))
             y01 = np.unique(labels, return_inverse=True)[1]
             scores = sphere_fold_metrics(decisions, y01, [fold.test for fold in folds], others)
         else:
-            accuracy = fit(block[selected], labels, spheres, pairs, C=C)
+            accuracy = fit(block[selected], labels, spheres, pairs)
         results.append(SphereScores(key, accuracy, np.array([fold.fold for fold in folds]),
                                     scores))
     return results
 
 
-def _rank_options(solver: str, metrics: Sequence[str]) -> dict:
+def _rank_options(classifier: str, solver: str, metrics: Sequence[str]) -> dict:
     """``batched`` refits folds whose test decisions nearly tie in rank only for the AUC."""
-    return {"rank_margin": 0.0} if solver == "batched" and "roc_auc" not in metrics else {}
+    batched_svc = classifier == "svc" and solver == "batched"
+    return {"rank_margin": 0.0} if batched_svc and "roc_auc" not in metrics else {}
 
 
 @lru_cache(maxsize=8)
@@ -179,13 +200,15 @@ def _verified_design(store_path: str, subject: str, checksum: str) -> store.Desi
 def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str, cv: str,
                            C: float, seed: int, indices: Sequence[int], solver: str,
                            metrics: Sequence[str] = ("accuracy",),
-                           class_weight: str = "none") -> PermutationScores:
+                           class_weight: str = "none", classifier: str = "svc",
+                           shrinkage: str | float | None = None) -> PermutationScores:
     """Fold scores of one pair under label permutations (ROI decoding).
 
     Parameters
     ----------
-    store_path, checksum, cv, C, class_weight
-        As for :func:`decode_pairs`.
+    store_path, checksum, cv, C, class_weight, classifier, shrinkage
+        As for :func:`decode_pairs`; classifiers other than ``svc`` are
+        refitted per permutation whatever the ``solver``.
     key : tuple of str
         (subject, class_a, class_b, chunk number).
     seed : int
@@ -209,15 +232,14 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
     X, design = _load_subject(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = X[selected]
-    refit = solver == "sklearn" or class_weight != "none"
+    refit = solver == "sklearn" or class_weight != "none" or classifier != "svc"
     gram = None if refit else X.astype(np.float64) @ X.T.astype(np.float64)
     names = tuple(dict.fromkeys(("accuracy", *metrics)))
     scores = {name: np.empty((len(indices), len(folds))) for name in names}
     for row, index in enumerate(indices):
         y = relabel(labels, runs, key, seed, index)
         if gram is None:
-            fits = cross_validate_svc(X, y, folds, C, class_weight=_svc_class_weight(
-                class_weight))
+            fits = _cross_validate(X, y, folds, C, class_weight, classifier, shrinkage)
         else:
             fits = _gram_folds(gram, y, folds, C)
         for name, values in _fold_metrics(y, folds, fits, names).items():
@@ -249,7 +271,8 @@ def _gram_folds(gram: np.ndarray, y: np.ndarray, folds, C: float) -> _GramFits:
 def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
                                   voxels: np.ndarray, spheres: sp.csr_matrix, cv: str,
                                   C: float, seed: int, indices: Sequence[int],
-                                  solver: str) -> PermutationScores:
+                                  solver: str, classifier: str = "svc",
+                                  shrinkage: str | float | None = None) -> PermutationScores:
     """Sphere accuracies (mean over folds) of a batch of spheres under label permutations.
 
     ``key`` is (subject, class_a, class_b, sphere batch, chunk number); the
@@ -265,9 +288,9 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = store.read_timeseries(store_path, key[0], voxels=voxels, verify=checksum)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
-    fit = SPHERE_SOLVERS[solver]
-    accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres, splits,
-                             C=C).mean(axis=1) for index in indices])
+    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage)
+    accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres,
+                             splits).mean(axis=1) for index in indices])
     return PermutationScores(key, np.asarray(indices), accuracy)
 
 

@@ -17,6 +17,13 @@ C=1.0, tol=1e-3, *, ...)`` returning the (n_spheres, n_folds) accuracies of
 ROI decoding: :mod:`nidecode.solvers.svc` (``cross_validate_svc``) calls
 scikit-learn's libsvm wrapper as ``SVC`` does, with bit-identical results.
 
+Other classifiers (``--classifier lda|gnb|logreg``):
+:mod:`nidecode.solvers.estimators` makes their scikit-learn estimators and
+fits them per fold (``cross_validate_estimator``); :func:`sphere_solver`
+picks any classifier's searchlight function (a closed form where
+:data:`_FAST_CLASSIFIERS` names one, else scikit-learn's estimator one
+sphere at a time, :func:`nidecode.solvers.reference.searchlight_scores_estimator`).
+
 :mod:`nidecode.solvers._common` holds the private helpers the searchlight
 solvers share (input checks, labels, kernel arrays, the Gram matrix).
 Modules are imported on first use: :data:`SPHERE_SOLVERS` lists the names
@@ -25,10 +32,11 @@ without loading numba or scikit-learn.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["SPHERE_SOLVERS"]
+__all__ = ["SPHERE_SOLVERS", "sphere_solver"]
 
 #: ``--solver`` choice -> the module (in this package) whose function it runs.
 _SPHERE_SOLVER_MODULES = {"batched": "batched", "libsvm": "libsvm", "sklearn": "reference"}
@@ -51,3 +59,50 @@ class _SphereSolvers(Mapping):
 
 #: Searchlight solvers by ``--solver`` name (see the module docstring).
 SPHERE_SOLVERS: Mapping[str, Callable] = _SphereSolvers()
+
+
+#: Classifier -> the module (in this package) whose ``searchlight_accuracies(X, y, spheres,
+#: folds, *, return_decisions=False, **options)`` computes its searchlight in closed form
+#: (``lda``'s takes ``shrinkage=``); classifiers absent here run their scikit-learn
+#: estimator one sphere at a time.
+_FAST_CLASSIFIERS: dict[str, str] = {}
+
+
+def sphere_solver(classifier: str, solver: str, *, C: float, shrinkage="auto",
+                  class_weight: str | None = None) -> Callable:
+    """The searchlight function of a classifier, its parameters bound.
+
+    Parameters
+    ----------
+    classifier : {"svc", "lda", "gnb", "logreg"}
+    solver : {"batched", "libsvm", "sklearn"}
+        ``svc``: :data:`SPHERE_SOLVERS`'s function of that name. Other
+        classifiers: ``"sklearn"`` runs the scikit-learn estimator one sphere
+        at a time; ``"batched"`` the classifier's closed form where there is
+        one (:data:`_FAST_CLASSIFIERS`), else the same per-sphere fits.
+    C : float
+        ``svc`` and ``logreg``.
+    shrinkage : {"auto"} or float
+        ``lda`` only.
+    class_weight : {None, "balanced"}
+        ``svc`` and ``logreg``; passed to the SVM solvers only when given.
+
+    Returns
+    -------
+    callable
+        ``fit(X, y, spheres, folds, return_decisions=False, **solver_options)``
+        returning the (n_spheres, n_folds) accuracies, and the test scans'
+        decision values with ``return_decisions``.
+    """
+    if classifier == "svc":
+        options = {} if class_weight is None else {"class_weight": class_weight}
+        return functools.partial(SPHERE_SOLVERS[solver], C=C, **options)
+    if classifier in _FAST_CLASSIFIERS and solver != "sklearn":
+        module = importlib.import_module(f"{__name__}.{_FAST_CLASSIFIERS[classifier]}")
+        options = {"shrinkage": shrinkage} if classifier == "lda" else {}
+        return functools.partial(module.searchlight_accuracies, **options)
+    from nidecode.solvers.estimators import make_estimator
+    from nidecode.solvers.reference import searchlight_scores_estimator
+
+    estimator = make_estimator(classifier, C, shrinkage, class_weight)
+    return functools.partial(searchlight_scores_estimator, estimator=estimator)

@@ -1,7 +1,10 @@
 """``--solver sklearn``: scikit-learn's ``SVC(kernel="linear")``, one sphere at a time.
 
 The reference the compiled solvers are checked against: slow, and SVC itself
-(imported on the first call). Inputs are checked as the other solvers check
+(imported on the first call). :func:`searchlight_scores_estimator` is the
+same loop for any scikit-learn classifier: the searchlight path of the
+classifiers without a closed form (``--classifier logreg``, and ``lda`` /
+``gnb`` with ``--solver sklearn``). Inputs are checked as the other solvers check
 them (:mod:`nidecode.solvers._common`), so the three raise the same errors.
 """
 
@@ -9,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, clone
 
 from nidecode.solvers._common import _check_c_tol, _encode_binary, _group_train, _prepare
 
-__all__ = ["searchlight_accuracies"]
+__all__ = ["searchlight_accuracies", "searchlight_scores_estimator"]
 
 
 def searchlight_accuracies(
@@ -59,6 +63,41 @@ def searchlight_accuracies(
     from sklearn.svm import SVC
 
     C, tol = _check_c_tol(C, tol)
+    return searchlight_scores_estimator(X, y, spheres, folds, SVC(kernel="linear", C=C, tol=tol),
+                                        return_decisions=return_decisions)
+
+
+def searchlight_scores_estimator(
+    X: np.ndarray,
+    y: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    estimator: BaseEstimator,
+    return_decisions: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Any binary scikit-learn classifier fitted per sphere and fold (a clone each).
+
+    As nilearn's ``SearchLight`` fits it: the sphere's voxels in increasing
+    order, ``estimator.predict`` scored against the test labels.
+
+    Parameters
+    ----------
+    X, y, spheres, folds
+        As for :func:`searchlight_accuracies`.
+    estimator : sklearn.base.BaseEstimator
+        E.g. :func:`nidecode.solvers.estimators.make_estimator`'s.
+    return_decisions : bool, default=False
+        Also return the decision values of every test scan
+        (:func:`nidecode.solvers.estimators.decision_values`).
+
+    Returns
+    -------
+    accuracies : numpy.ndarray of shape (n_spheres, n_folds)
+    decisions : numpy.ndarray of shape (n_spheres, n_scans)
+        Only if ``return_decisions``; NaN for scans no fold tests.
+    """
+    from nidecode.solvers.estimators import decision_values
+
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     _, y01 = _encode_binary(y)
     for tr, _te in folds:
@@ -69,8 +108,8 @@ def searchlight_accuracies(
         cols = spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]]
         Xs = X[:, np.sort(cols)]
         for f, (tr, te) in enumerate(folds):
-            clf = SVC(kernel="linear", C=C, tol=tol).fit(Xs[tr], y[tr])
+            clf = clone(estimator).fit(Xs[tr], y[tr])
             out[s, f] = np.mean(clf.predict(Xs[te]) == y[te])
             if return_decisions:
-                decisions[s, te] = clf.decision_function(Xs[te])
+                decisions[s, te] = decision_values(clf, Xs[te])
     return (out, decisions) if return_decisions else out
