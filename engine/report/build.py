@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from nidecode import store
+from nidecode._validation import CLASSIFIERS
 from nidecode.errors import InputError
 from nidecode.outdir import write_atomic
 from nidecode.report import figures
@@ -130,7 +131,7 @@ def _header(results: RunResults) -> list[Html]:
         return [tag("h1", "nidecode report"),
                 tag("p", f"{results.path.resolve()}: searchlight of {len(subjects)} "
                          f"subject(s), radius {format_value(parameters.get('radius', ''))} mm, "
-                         f"{_cv_text(parameters.get('cv'))}, "
+                         f"{_cv_text(parameters.get('cv'))}, {_classifier_text(parameters)}, "
                          f"{len(results.searchlight_maps)} map(s).")]
     categories = sorted(set(summary["class_a"]) | set(summary["class_b"]))
     pairs = summary.groupby(["class_a", "class_b"])["mean_accuracy"].mean()
@@ -139,7 +140,7 @@ def _header(results: RunResults) -> list[Html]:
              tag("p", f"{results.path.resolve()}: {summary['subject'].nunique()} subject(s), "
                       f"{len(categories)} categories ({', '.join(categories)}), "
                       f"{len(pairs)} pair(s), {_cv_text(parameters.get('cv'))}, "
-                      f"C = {format_value(parameters.get('C', ''))}."),
+                      f"{_classifier_text(parameters)}."),
              tag("p", f"Mean accuracy {summary['mean_accuracy'].mean():.3f} over subjects and "
                       f"pairs ({_chance_text(results)})"
                       + (f"; highest {best[0]} vs {best[1]} ({pairs[best]:.3f}), lowest "
@@ -148,12 +149,30 @@ def _header(results: RunResults) -> list[Html]:
     counts, timings = manifest.get("counts", {}), manifest.get("timings", {})
     cluster = manifest.get("cluster", {})
     if counts.get("fits") is not None and timings.get("total_s") is not None:
-        lines.append(tag("p", f"{counts['fits']} SVM fits in {timings['total_s']:.1f} s on "
+        lines.append(tag("p", f"{counts['fits']} {_classifier_name(parameters)} fits in "
+                              f"{timings['total_s']:.1f} s on "
                               f"{cluster.get('n_workers', '?')} Dask worker(s)."))
     if manifest.get("status") != "complete":
         lines.append(tag("p", f"Run status: {manifest.get('status', 'unknown')}: the results "
                               f"may be incomplete.", class_="warning"))
     return lines
+
+
+def _classifier_name(parameters: dict) -> str:
+    """The classifier's short name (runs written before ``--classifier``: the SVM)."""
+    return CLASSIFIERS.get(parameters.get("classifier", "svc"), "").split(" (")[0] or str(
+        parameters.get("classifier"))
+
+
+def _classifier_text(parameters: dict) -> str:
+    """The classifier and its parameters, e.g. ``linear SVM (SVC(kernel='linear')), C = 1``."""
+    classifier = parameters.get("classifier", "svc")
+    text = CLASSIFIERS.get(classifier, str(classifier))
+    if classifier in ("svc", "logreg"):
+        return f"{text}, C = {format_value(parameters.get('C', ''))}"
+    if classifier == "lda":
+        return f"{text}, shrinkage {format_value(parameters.get('shrinkage', 'auto'))}"
+    return text
 
 
 def _cv_text(cv: object) -> str:
@@ -314,7 +333,11 @@ def _weights(results: RunResults, background, background_note: str, max_figures:
     keys = [key for key in results.weight_maps if key[0] == subject]
     shown = keys[:max_figures]
     n_subjects = len({key[0] for key in results.weight_maps})
-    parts = [tag("p", f"Fold-mean linear SVM weights of {subject}, {len(shown)} of its "
+    parameters = results.manifest.get("parameters", results.manifest.get("identity", {}))
+    name = _classifier_name(parameters)
+    if parameters.get("classifier") == "gnb":  # quadratic: its weights are a linear part
+        name += " (the linear term of its log-probability ratio, docs/patterns.md)"
+    parts = [tag("p", f"Fold-mean {name} weights of {subject}, {len(shown)} of its "
                       f"{len(keys)} pairs (all {len(results.weight_maps)} maps of "
                       f"{n_subjects} subject(s) are in weights/). Positive weights (red) "
                       f"favour the second category of the pair, negative ones (blue) the "
