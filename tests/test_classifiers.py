@@ -178,6 +178,33 @@ def test_generic_sphere_path_with_svc_is_the_sklearn_solver(face_cat):
     assert sphere_solver("svc", "sklearn", C=0.5).func is SPHERE_SOLVERS["sklearn"]
 
 
+def test_sphere_tasks_fit_the_classifier(haxby_store):
+    """searchlight_spheres and permutation_sphere_accuracies (observed labels) with gnb:
+    cross_val_score of GaussianNB on each sphere's stored voxels."""
+    from sklearn.model_selection import cross_val_score
+
+    from nidecode.analyses._prepare import subject_geometry
+    from nidecode.analyses.tasks import permutation_sphere_accuracies, searchlight_spheres
+    from nidecode.spheres import batch_voxel_block
+
+    path = str(haxby_store["run"])
+    subject, X, y, runs = _face_cat(path)
+    checksum = store.read_designs(path)[subject].checksum
+    geometry = subject_geometry(path, subject, 5.6, None, checksum)
+    voxels, spheres = batch_voxel_block(geometry.spheres, slice(100, 104))
+    light, = searchlight_spheres(path, [(subject, "cat", "face", "000000")], checksum, voxels,
+                                 spheres, "logo", 1.0, "batched", classifier="gnb")
+    permuted = permutation_sphere_accuracies(path, (subject, "cat", "face", "000000", "00000"),
+                                             checksum, voxels, spheres, "logo", 1.0, 0, [-1, 0],
+                                             "batched", classifier="gnb")
+    expected = [cross_val_score(GaussianNB(), X[:, np.sort(sphere.indices)], y,
+                                cv=LeaveOneGroupOut(), groups=runs)
+                for sphere in geometry.spheres[100:104]]
+    np.testing.assert_array_equal(light.accuracy, expected)
+    np.testing.assert_array_equal(permuted.accuracy[0], light.accuracy.mean(axis=1))
+    assert not np.array_equal(permuted.accuracy[1], permuted.accuracy[0])
+
+
 @pytest.mark.slow
 def test_lda_permutations_observe_decode_accuracy(haxby_store, client, tmp_path):
     path = haxby_store["run"]
