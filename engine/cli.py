@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="batched: every fold solved exactly from the sphere's all-scans "
                        "solution, libsvm's own path where a test scan is a near tie (default); "
                        "libsvm: libsvm's path for every fit, SVC's iterates (about 6x slower); "
-                       "sklearn: SVC one sphere at a time (slow, for verification)")
+                       "sklearn: SVC one sphere at a time (slow, for verification); other "
+                       "--classifier: batched is its closed form where it has one, sklearn its "
+                       "estimator one sphere at a time, libsvm refused")
     light.add_argument("--scoring", default="accuracy", metavar="accuracy,balanced_accuracy,"
                        "roc_auc", help="metrics mapped, any of these, comma-separated (default "
                        "accuracy; its maps are always written): one map per metric")
