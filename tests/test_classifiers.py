@@ -30,7 +30,7 @@ from nidecode.solvers.estimators import (
     make_estimator,
 )
 from nidecode.solvers.reference import searchlight_accuracies, searchlight_scores_estimator
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, tiny_subject
 
 METRICS = ["accuracy", "balanced_accuracy", "roc_auc"]
 # The estimators of issue #17, exactly.
@@ -289,3 +289,21 @@ def test_bad_classifier_options_in_the_api(haxby_store, tmp_path, options, match
     with pytest.raises(ParameterError, match=match):
         decode(haxby_store["run"], tmp_path / "out", None, **options)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_raw_bold_warning_is_for_the_svm_only(tmp_path):
+    """Raw BOLD makes C = 1 a near hard-margin SVM; LDA and naive Bayes have no C."""
+    from nidecode.analyses.permute import prepare_permute
+    from nidecode.analyses.searchlight import prepare_searchlight
+    from nidecode.errors import NidecodeWarning
+    from nidecode.ingest import ingest
+
+    ingest([tiny_subject(tmp_path / "sub01")], tmp_path / "s.zarr", "mask4_vt",
+           standardize="none")
+    with pytest.warns(NidecodeWarning, match="--standardize none"):
+        prepare_searchlight(tmp_path / "s.zarr", tmp_path / "svc", radius=5.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NidecodeWarning)
+        prepare_searchlight(tmp_path / "s.zarr", tmp_path / "gnb", radius=5.0, classifier="gnb")
+        prepare_permute(tmp_path / "s.zarr", tmp_path / "lda", n_permutations=5, radius=5.0,
+                        classifier="lda")

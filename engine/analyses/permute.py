@@ -161,7 +161,7 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     # Searchlight permutations make no group test: no note about pairs of one subject.
     study = plan_study(store_path, cv, categories, group=radius is None)
     designs, jobs = study.designs, study.jobs
-    if radius is not None:
+    if radius is not None and classifier == "svc":  # the warning is about the SVM's C
         warn_if_unstandardized(study, C)
     geometry = None if radius is None else {
         subject: subject_geometry(study.store_path, subject, radius, None, design.checksum)

@@ -123,7 +123,8 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     designs, jobs = study.designs, study.jobs
     chance = {job.key: float(majority_rates(designs[job.subject], job.class_a, job.class_b,
                                             cv).mean()) for job in jobs}
-    warn_if_unstandardized(study, C)
+    if classifier == "svc":  # the warning is about the SVM's C
+        warn_if_unstandardized(study, C)
     geometry = {subject: subject_geometry(study.store_path, subject, radius, process_mask,
                                           design.checksum)
                 for subject, design in designs.items()}
