@@ -95,6 +95,16 @@ def test_decode_equals_sklearn_cross_validate_on_the_real_slice(haxby_store, cli
     manifest = json.loads((tmp_path / "out" / "run.json").read_text())
     assert manifest["identity"]["classifier"] == classifier
     assert manifest["identity"]["shrinkage"] == ("auto" if classifier == "lda" else None)
+    if classifier != "logreg":  # the report names the classifier and its weights
+        assert main(["report", str(tmp_path / "out"), "--quiet"]) == 0
+        text = (tmp_path / "out" / "report.html").read_text()
+        assert REPORTED[classifier] in text
+
+
+REPORTED = {"lda": "shrinkage LDA (LinearDiscriminantAnalysis(solver=&#x27;lsqr&#x27;)), "
+                   "shrinkage auto.",
+            "gnb": "Fold-mean Gaussian naive Bayes (the linear term of its log-probability "
+                   "ratio, docs/patterns.md) weights of haxby2001_slice"}
 
 
 def test_fold_fits_equal_the_sklearn_estimators(haxby_store):
