@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from nidecode.solvers._common import _check_c_tol, _encode_binary, _group_train, _prepare
+from nidecode.solvers._common import (
+    _check_c_tol,
+    _check_class_weight,
+    _encode_binary,
+    _group_train,
+    _prepare,
+)
 
 __all__ = ["searchlight_accuracies"]
 
@@ -24,8 +30,9 @@ def searchlight_accuracies(
     tol: float = 1e-3,
     *,
     return_decisions: bool = False,
+    class_weight: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Reference path: ``SVC(kernel="linear")`` fitted per sphere and fold.
+    """Reference path: ``SVC(kernel="linear", class_weight=...)`` fitted per sphere and fold.
 
     Same parameters and result as
     :func:`nidecode.solvers.libsvm.searchlight_accuracies`; slow, exact
@@ -47,6 +54,8 @@ def searchlight_accuracies(
         SVC's stopping tolerance.
     return_decisions : bool, default=False
         Also return ``SVC.decision_function`` of every test scan.
+    class_weight : {None, "none", "balanced"}, default=None
+        ``SVC``'s ``class_weight`` (``"none"``: None).
 
     Returns
     -------
@@ -59,6 +68,7 @@ def searchlight_accuracies(
     from sklearn.svm import SVC
 
     C, tol = _check_c_tol(C, tol)
+    weights = "balanced" if _check_class_weight(class_weight) else None
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     _, y01 = _encode_binary(y)
     for tr, _te in folds:
@@ -69,7 +79,7 @@ def searchlight_accuracies(
         cols = spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]]
         Xs = X[:, np.sort(cols)]
         for f, (tr, te) in enumerate(folds):
-            clf = SVC(kernel="linear", C=C, tol=tol).fit(Xs[tr], y[tr])
+            clf = SVC(kernel="linear", C=C, tol=tol, class_weight=weights).fit(Xs[tr], y[tr])
             out[s, f] = np.mean(clf.predict(Xs[te]) == y[te])
             if return_decisions:
                 decisions[s, te] = clf.decision_function(Xs[te])
