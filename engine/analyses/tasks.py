@@ -108,7 +108,8 @@ def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[st
 
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
                         voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
-                        solver: str, metrics: Sequence[str] = ("accuracy",)) -> list[SphereScores]:
+                        solver: str, metrics: Sequence[str] = ("accuracy",),
+                        class_weight: str = "none") -> list[SphereScores]:
     """Cross-validated scores of every sphere of a batch, for several pairs.
 
     The voxel block is read once and serves every pair.
@@ -134,6 +135,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         Among :data:`nidecode._validation.METRICS`; those besides accuracy are
         computed from the test scans' decision values
         (:func:`nidecode.stats.sphere_fold_metrics`).
+    class_weight : {"none", "balanced"}
+        ``SVC``'s ``class_weight`` (``"none"``: None), for every solver.
 
     Returns
     -------
@@ -151,12 +154,13 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         scores = {}
         if others:
             accuracy, decisions = fit(block[selected], labels, spheres, pairs, C=C,
-                                      return_decisions=True,
+                                      return_decisions=True, class_weight=class_weight,
                                       **_rank_options(solver, others))
             y01 = np.unique(labels, return_inverse=True)[1]
             scores = sphere_fold_metrics(decisions, y01, [fold.test for fold in folds], others)
         else:
-            accuracy = fit(block[selected], labels, spheres, pairs, C=C)
+            accuracy = fit(block[selected], labels, spheres, pairs, C=C,
+                           class_weight=class_weight)
         results.append(SphereScores(key, accuracy, np.array([fold.fold for fold in folds]),
                                     scores))
     return results
@@ -249,8 +253,9 @@ def _gram_folds(gram: np.ndarray, y: np.ndarray, folds, C: float) -> _GramFits:
 def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
                                   voxels: np.ndarray, spheres: sp.csr_matrix, cv: str,
                                   C: float, seed: int, indices: Sequence[int],
-                                  solver: str) -> PermutationScores:
-    """Sphere accuracies (mean over folds) of a batch of spheres under label permutations.
+                                  solver: str, metrics: Sequence[str] = ("accuracy",),
+                                  class_weight: str = "none") -> PermutationScores:
+    """Sphere scores (means over folds) of a batch of spheres under label permutations.
 
     ``key`` is (subject, class_a, class_b, sphere batch, chunk number); the
     other parameters are those of :func:`searchlight_spheres` and
@@ -259,16 +264,40 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     Returns
     -------
     PermutationScores
-        ``accuracy`` of shape (len(indices), n_spheres).
+        ``accuracy`` of shape (len(indices), n_spheres), and each other metric
+        of ``metrics`` of that shape (fold means over the folds that have a
+        score, :func:`fold_mean`).
     """
     design = _verified_design(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = store.read_timeseries(store_path, key[0], voxels=voxels, verify=checksum)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
+    others = [metric for metric in metrics if metric != "accuracy"]
     fit = SPHERE_SOLVERS[solver]
-    accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres, splits,
-                             C=C).mean(axis=1) for index in indices])
-    return PermutationScores(key, np.asarray(indices), accuracy)
+    accuracy = np.empty((len(indices), spheres.shape[0]))
+    scores = {metric: np.empty_like(accuracy) for metric in others}
+    for row, index in enumerate(indices):
+        y = relabel(labels, runs, key, seed, index)
+        if not others:
+            accuracy[row] = fit(X, y, spheres, splits, C=C, class_weight=class_weight).mean(1)
+            continue
+        folds_accuracy, decisions = fit(X, y, spheres, splits, C=C, return_decisions=True,
+                                        class_weight=class_weight,
+                                        **_rank_options(solver, others))
+        accuracy[row] = folds_accuracy.mean(axis=1)
+        y01 = np.unique(y, return_inverse=True)[1]
+        for metric, values in sphere_fold_metrics(decisions, y01, [test for _, test in splits],
+                                                  others).items():
+            scores[metric][row] = fold_mean(values)
+    return PermutationScores(key, np.asarray(indices), accuracy, scores)
+
+
+def fold_mean(values: np.ndarray) -> np.ndarray:
+    """Per sphere (row), the mean over the folds that have a score (NaN if none has:
+    an AUC fold whose test scans hold one class has none)."""
+    counts = np.sum(~np.isnan(values), axis=1)
+    sums = np.nansum(values, axis=1)
+    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
 
 
 def relabel(labels: np.ndarray, runs: np.ndarray, key: tuple[str, ...], seed: int,
