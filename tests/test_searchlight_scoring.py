@@ -427,3 +427,20 @@ def test_searchlight_permutations_per_metric_with_class_weights(tiny_two_subject
     np.testing.assert_allclose(
         _image(tmp_path / "light" / "searchlight" / "sub02_cat_vs_face_roc_auc.nii.gz"),
         _image(maps / "sub02_cat_vs_face_roc_auc.nii.gz"), atol=1e-6)
+
+
+def test_searchlight_permutations_of_an_auc_without_scores_are_nan(tiny_two_subjects, client,
+                                                                   tmp_path):
+    # kfold:6 on 12 ordered scans: every true test fold holds one class (no AUC).
+    from nidecode.analyses.permute import permute
+
+    table = permute(tiny_two_subjects, tmp_path, client, n_permutations=3, radius=5.0,
+                    categories=["face", "cat"], cv="kfold:6", scoring="roc_auc",
+                    progress=False)
+    maps = tmp_path / "searchlight"
+    centres = _image(maps / "sub01_cat_vs_face.nii.gz") > 0
+    for statistic in ("", "_p", "_p_fwe"):
+        assert np.isnan(_image(maps / f"sub01_cat_vs_face_roc_auc{statistic}.nii.gz")[centres]
+                        ).all()
+    assert table["peak_roc_auc"].isna().all() and (table["n_spheres_p_fwe_05_roc_auc"] == 0).all()
+    assert (table["min_p_fwe"] > 0).all()  # accuracy's p maps are there
