@@ -444,3 +444,50 @@ def test_searchlight_permutations_of_an_auc_without_scores_are_nan(tiny_two_subj
                         ).all()
     assert table["peak_roc_auc"].isna().all() and (table["n_spheres_p_fwe_05_roc_auc"] == 0).all()
     assert (table["min_p_fwe"] > 0).all()  # accuracy's p maps are there
+
+
+# --------------------------------------------------------------------------------------
+# the report: each metric at its own chance, group tests per metric
+# --------------------------------------------------------------------------------------
+
+
+def test_report_draws_metric_maps_above_their_own_chance(rare_cat_store, haxby_slice_dir,
+                                                         client, tmp_path):
+    import nibabel as nib
+
+    from nidecode.analyses.searchlight import searchlight
+    from nidecode.report import write_report
+
+    from .test_decoding import RADIUS, _every
+
+    centres = tmp_path / "centres.nii.gz"
+    nib.save(_every(haxby_slice_dir, 53), centres)
+    table = searchlight(rare_cat_store, tmp_path / "out", client, radius=RADIUS,
+                        categories=["face", "cat"], process_mask=centres,
+                        scoring="balanced_accuracy,roc_auc", progress=False)
+    chance = table["chance"].item()
+    assert chance == pytest.approx(0.75)  # 36 cat against 108 face scans
+    drawn = write_report(tmp_path / "out").read_text().split('<section id="searchlight">')[1]
+    stem = f"searchlight/{table['subject'].item()}_cat_vs_face"
+    assert f"{stem}.nii.gz (accuracy above {chance:.3g})" in drawn
+    assert f"{stem}_balanced_accuracy.nii.gz (balanced_accuracy above 0.5)" in drawn
+    assert f"{stem}_roc_auc.nii.gz (roc_auc above 0.5)" in drawn
+
+
+def test_report_shows_a_group_table_per_metric(tiny_two_subjects, client, tmp_path):
+    import pandas as pd
+
+    from nidecode.analyses.decode import decode
+    from nidecode.report import write_report
+
+    decode(tiny_two_subjects, tmp_path, client, categories=["face", "cat"],
+           scoring=list(METRICS), progress=False)
+    group = pd.read_csv(tmp_path / "group.csv")
+    section = write_report(tmp_path).read_text().split('<section id="group">')[1]
+    section = section.split("</section>")[0]
+    for metric in ("balanced_accuracy", "roc_auc"):
+        part = section.split(f"<h3>{metric}</h3>")[1].split("<h3>")[0]
+        t = group[f"t_{metric}"].item()
+        cells = [f"{group[f'mean_{metric}'].item():.3f}", "0.500",
+                 "" if np.isnan(t) else f"{t:.2f}"]
+        assert "".join(f'<td class="num">{cell}</td>' for cell in cells) in part
