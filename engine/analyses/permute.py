@@ -415,16 +415,22 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     permutations_per_task : int, optional
         Permutations per Dask task (default 50, or 5 for a searchlight).
     scoring : str or sequence of str
-        ROI only: metrics among ``"accuracy"``, ``"balanced_accuracy"`` and
-        ``"roc_auc"`` (see :func:`nidecode.analyses.decode.decode`). Every
-        permutation scores each; ``pvalues.csv`` gets ``<metric>,
-        p_value_<metric>, null_mean_<metric>, null_std_<metric>`` per other
-        metric than accuracy (its p-value against the null of that metric,
-        saved as ``permutations/null/{subject}_{pair}_<metric>.npy``), and
+        Metrics among ``"accuracy"``, ``"balanced_accuracy"`` and ``"roc_auc"``
+        (see :func:`nidecode.analyses.decode.decode`). Every permutation scores
+        each. ROI: ``pvalues.csv`` gets ``<metric>, p_value_<metric>,
+        null_mean_<metric>, null_std_<metric>`` per other metric than accuracy
+        (its p-value against the null of that metric, saved as
+        ``permutations/null/{subject}_{pair}_<metric>.npy``), and
         ``summary.csv`` / ``group.csv`` their columns as for ``decode``.
+        Searchlight: per other metric its map and p maps
+        (``searchlight/{subject}_{pair}_<metric>[_p|_p_fwe].nii.gz``, against
+        that metric's null maps ``permutations/null/{subject}_{pair}_searchlight_<metric>.npy``)
+        and ``peak_<metric>, min_p_fwe_<metric>, n_spheres_p_fwe_05_<metric>``
+        columns in ``permutations/searchlight.csv``.
     class_weight : {None, "none", "balanced"}
-        ROI only: ``SVC``'s class weights (see :func:`~nidecode.analyses.decode.decode`);
-        ``"balanced"`` refits ``SVC`` per permutation whatever the ``solver``.
+        ``SVC``'s class weights (see :func:`~nidecode.analyses.decode.decode`).
+        ROI: ``"balanced"`` refits ``SVC`` per permutation whatever the
+        ``solver``; searchlight: the sphere solvers weigh the classes.
 
     Returns
     -------
