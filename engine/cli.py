@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     light.add_argument("--scoring", default="accuracy", metavar="accuracy,balanced_accuracy,"
                        "roc_auc", help="metrics mapped, any of these, comma-separated (default "
                        "accuracy; its maps are always written): one map per metric")
+    _add_class_weight(light)
     _add_per_fold(light)
     _add_cluster(light)
     _add_quiet(light)
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     permute.add_argument("--n-permutations", type=int, required=True, metavar="N",
                          help="label permutations within runs (blocks kept whole) per pair")
     _add_analysis(permute)
-    _add_scoring(permute, " (ROI only)")
+    _add_scoring(permute)
     _add_per_fold(permute, shown=False)
     permute.add_argument("--searchlight", action="store_true",
                          help="permute searchlight maps (needs --radius): voxel-wise p-values, "
@@ -173,15 +174,20 @@ def shrinkage_value(text: str | None) -> str | float | None:
         return text
 
 
-def _add_scoring(parser: argparse.ArgumentParser, where: str = "") -> None:
+def _add_scoring(parser: argparse.ArgumentParser) -> None:
     """``--scoring`` and ``--class-weight`` (checked by :mod:`nidecode._validation`)."""
     parser.add_argument("--scoring", default="accuracy", metavar="accuracy,balanced_accuracy,"
                         "roc_auc", help="metrics per fold, any of these, comma-separated "
-                        f"(default accuracy); prefer balanced_accuracy or roc_auc when the "
-                        f"classes are unbalanced{where}")
+                        "(default accuracy); prefer balanced_accuracy or roc_auc when the "
+                        "classes are unbalanced")
+    _add_class_weight(parser)
+
+
+def _add_class_weight(parser: argparse.ArgumentParser) -> None:
+    """``--class-weight`` (checked by :mod:`nidecode._validation`)."""
     parser.add_argument("--class-weight", default="none", metavar="balanced|none",
                         help="'balanced': each class's SVM penalty scaled by n_samples / "
-                        f"(2 * n_class_samples) of the training fold (default none){where}")
+                        "(2 * n_class_samples) of the training fold (default none)")
 
 
 def _add_per_fold(parser: argparse.ArgumentParser, shown: bool = True) -> None:
@@ -377,7 +383,8 @@ def _searchlight(args: argparse.Namespace) -> int:
                               solver=args.solver, overwrite=args.overwrite,
                               scoring=args.scoring, per_fold=args.per_fold,
                               classifier=args.classifier,
-                              shrinkage=shrinkage_value(args.shrinkage))
+                              shrinkage=shrinkage_value(args.shrinkage),
+                              class_weight=args.class_weight)
     table = _execute(args, execute_searchlight, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))

@@ -51,7 +51,9 @@ GENERIC_SPHERES_PER_BATCH = 32
 #: SVC parameters that change the fitted model or its predictions for a
 #: binary problem; the batched solvers reproduce SVC only at these values (C
 #: and tol are passed on; probability does not change SVC's predictions).
-_SVC_DEFAULTS = {"kernel": "linear", "class_weight": None, "max_iter": -1, "shrinking": True}
+_SVC_DEFAULTS = {"kernel": "linear", "max_iter": -1, "shrinking": True}
+#: ``SVC(class_weight=...)`` values the sphere solvers reproduce (a dict goes generic).
+_SVC_CLASS_WEIGHTS = (None, "balanced")
 
 _SVC_HINT = ('nidecode.SearchLight: estimator="svc" is nilearn\'s LinearSVC (squared hinge, '
              'penalised intercept), fitted one sphere at a time; pass '
@@ -312,11 +314,12 @@ def _score_batch(batch: slice, X: np.ndarray, spheres: sp.csr_matrix, y: np.ndar
         params = estimator.get_params()
         fit = SPHERE_SOLVERS[method]
         if scoring in (None, "accuracy"):
-            return batch, fit(X, y, spheres, folds, C=params["C"], tol=params["tol"]).mean(axis=1)
+            return batch, fit(X, y, spheres, folds, C=params["C"], tol=params["tol"],
+                              class_weight=params["class_weight"]).mean(axis=1)
         # batched: rank near ties refitted on libsvm's path only for the AUC.
         ranks = {"rank_margin": 0.0} if method == "batched" and scoring != "roc_auc" else {}
         _, decisions = fit(X, y, spheres, folds, C=params["C"], tol=params["tol"],
-                           return_decisions=True, **ranks)
+                           return_decisions=True, class_weight=params["class_weight"], **ranks)
         y01 = np.unique(y, return_inverse=True)[1]
         scores = sphere_fold_metrics(decisions, y01, [test for _, test in folds], [scoring])
         # A plain mean, as nilearn's: an AUC fold of one class (NaN) makes the sphere NaN.
@@ -341,6 +344,8 @@ def _method(estimator, scoring, y, solver: str) -> str:
         return "generic"
     params = estimator.get_params()
     if any(params[name] != value for name, value in _SVC_DEFAULTS.items()):
+        return "generic"
+    if params["class_weight"] not in _SVC_CLASS_WEIGHTS:
         return "generic"
     # The batched solvers are binary; SVC's one-vs-one multiclass goes generic.
     return solver if len(np.unique(y)) == 2 else "generic"

@@ -65,7 +65,10 @@ _STATISTICS = {"": "", "p": "_p", "p_fwe": "_p_fwe", "accuracy": "",
                "balanced_accuracy": "_balanced_accuracy", "roc_auc": "_roc_auc",
                "accuracy_folds": "_accuracy_folds",
                "balanced_accuracy_folds": "_balanced_accuracy_folds",
-               "roc_auc_folds": "_roc_auc_folds"}
+               "roc_auc_folds": "_roc_auc_folds",
+               "balanced_accuracy_p": "_balanced_accuracy_p",
+               "balanced_accuracy_p_fwe": "_balanced_accuracy_p_fwe",
+               "roc_auc_p": "_roc_auc_p", "roc_auc_p_fwe": "_roc_auc_p_fwe"}
 _GROUP_STATISTICS = {"t": "_t", "p_fwe": "_p_fwe"}
 #: Map-name suffix of a searchlight metric; accuracy keeps the names of old runs.
 _METRIC_SUFFIX = {"accuracy": "", "balanced_accuracy": "_balanced_accuracy",
@@ -397,7 +400,8 @@ def searchlight_name(subject: str, class_a: str, class_b: str, statistic: str = 
 
     ``statistic``: ``""`` or ``"accuracy"`` (the accuracy map),
     ``"balanced_accuracy"`` or ``"roc_auc"`` (that metric's map), ``"{metric}_folds"``
-    (a metric's fold scores, 4D), ``"p"`` or ``"p_fwe"`` (permutation p-values).
+    (a metric's fold scores, 4D), ``"p"`` or ``"p_fwe"`` (permutation p-values),
+    ``"{metric}_p"`` or ``"{metric}_p_fwe"`` (those of balanced accuracy or AUC).
     """
     stem = _subject_pair(subject, class_a, class_b)
     return f"searchlight/{stem}{_STATISTICS[statistic]}.nii.gz"

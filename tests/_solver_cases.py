@@ -25,3 +25,17 @@ def synthetic_searchlight(seed: int, n_scans=72, n_vox=40, n_spheres=25, separab
 def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Fraction of spheres with the same mean accuracy, and mean absolute difference."""
     return float(np.mean(np.isclose(a, b, rtol=0, atol=1e-9))), float(np.mean(np.abs(a - b)))
+
+
+def unbalanced_searchlight(seed: int, n_spheres=25):
+    """:func:`synthetic_searchlight` with class 1 made rare (one scan in three
+    kept) and random folds of unequal sizes: ``(X, y, spheres, folds)``."""
+    X, y, spheres, _ = synthetic_searchlight(seed, n_spheres=n_spheres)
+    rng = np.random.default_rng(seed + 100)
+    ones = np.flatnonzero(y == 1)
+    keep = np.setdiff1d(np.arange(len(y)), ones[np.arange(len(ones)) % 3 != 0])
+    X, y = X[keep], y[keep]
+    groups = rng.integers(0, 5, len(y))
+    folds = [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(5)]
+    return X, y, spheres, [fold for fold in folds if fold[1].size
+                           and len(np.unique(y[fold[0]])) == 2]

@@ -40,6 +40,25 @@ def haxby_store(haxby_slice_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def rare_cat_store(haxby_slice_dir, tmp_path_factory):
+    """The real slice with cat made rare: 3 of every 9 cat scans kept, the others rest."""
+    import shutil
+
+    from nidecode.ingest import ingest
+
+    directory = tmp_path_factory.mktemp("rare-cat")
+    data = directory / "slice"
+    shutil.copytree(haxby_slice_dir, data)
+    labels = pd.read_csv(data / "labels.txt", sep=" ")
+    cat = np.flatnonzero(labels["labels"].to_numpy() == "cat")
+    labels.loc[cat[np.arange(len(cat)) % 9 >= 3], "labels"] = "rest"
+    labels.to_csv(data / "labels.txt", sep=" ", index=False)
+    path = directory / "rare.zarr"
+    ingest([data], path, "mask", standardize="run")
+    return path
+
+
+@pytest.fixture(scope="session")
 def haxby_slice_masked(haxby_slice_dir):
     """The real slice through its mask, z-scored over all scans by nilearn's
     masker: ``(X, labels table, masker, mask image)``."""

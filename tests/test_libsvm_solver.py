@@ -13,7 +13,7 @@ from sklearn.svm import SVC
 from nidecode.errors import InputError
 from nidecode.solvers import libsvm, reference
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
-from tests._solver_cases import agreement, synthetic_searchlight
+from tests._solver_cases import agreement, synthetic_searchlight, unbalanced_searchlight
 
 # --------------------------------------------------------------------------------------
 # single problems against SVC
@@ -235,3 +235,25 @@ def test_real_slice_matches_nilearn_searchlight(face_cat, libsvm_real):
     equal, mad = agreement(libsvm_real.mean(1), full.mean(1))
     assert equal >= 0.90
     assert mad <= 0.001
+
+
+# --------------------------------------------------------------------------------------
+# balanced class weights: libsvm's per-class C
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("C", [0.1, 1.0, 5.0])
+def test_balanced_class_weights_equal_svc_bit_for_bit(C):
+    X, y, spheres, folds = unbalanced_searchlight(11)
+    ours, decisions = libsvm.searchlight_accuracies(X, y, spheres, folds, C=C,
+                                                    class_weight="balanced",
+                                                    return_decisions=True)
+    ref, ref_decisions = reference.searchlight_accuracies(X, y, spheres, folds, C=C,
+                                                          class_weight="balanced",
+                                                          return_decisions=True)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(decisions, ref_decisions)
+    # The weights matter here: the unweighted SVM's decisions differ.
+    unweighted = libsvm.searchlight_accuracies(X, y, spheres, folds, C=C,
+                                               return_decisions=True)[1]
+    assert not np.allclose(unweighted, decisions, equal_nan=True)

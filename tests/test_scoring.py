@@ -1,6 +1,5 @@
 """Issue #15: balanced accuracy, ROC AUC, balanced class weights and activation patterns."""
 
-import shutil
 
 import nibabel as nib
 import numpy as np
@@ -21,21 +20,6 @@ from nidecode.solvers.svc import cross_validate_svc
 from nidecode.stats import haufe_pattern
 
 METRICS = ["accuracy", "balanced_accuracy", "roc_auc"]
-
-
-@pytest.fixture(scope="module")
-def rare_cat_store(haxby_slice_dir, tmp_path_factory):
-    """The real slice with cat made rare: 3 of every 9 cat scans kept, the others rest."""
-    directory = tmp_path_factory.mktemp("rare-cat")
-    data = directory / "slice"
-    shutil.copytree(haxby_slice_dir, data)
-    labels = pd.read_csv(data / "labels.txt", sep=" ")
-    cat = np.flatnonzero(labels["labels"].to_numpy() == "cat")
-    labels.loc[cat[np.arange(len(cat)) % 9 >= 3], "labels"] = "rest"
-    labels.to_csv(data / "labels.txt", sep=" ", index=False)
-    path = directory / "rare.zarr"
-    ingest([data], path, "mask", standardize="run")
-    return path
 
 
 def _pair_data(path, pair=("cat", "face")):
@@ -189,16 +173,6 @@ def test_bad_scoring_and_class_weight_one_line_exit_2(haxby_store, tmp_path, cap
 def test_bad_scoring_in_the_api(haxby_store, tmp_path, client, scoring):
     with pytest.raises(ParameterError, match="'scoring' parameter of decode"):
         decode(haxby_store["run"], tmp_path / "out", client, scoring=scoring)
-
-
-def test_searchlight_permutations_refuse_scoring(haxby_store, tmp_path, capsys):
-    status = main(["permute", str(haxby_store["run"]), "--out", str(tmp_path / "out"),
-                   "--n-permutations", "5", "--searchlight", "--radius", "5",
-                   "--scoring", "roc_auc"])
-    error = capsys.readouterr().err
-    assert status == 2 and error.count("\n") == 1
-    assert error.startswith("nidecode: error: --scoring and --class-weight: for ROI "
-                            "permutations only")
 
 
 def test_multiclass_balanced_accuracy_equals_sklearn_on_rare_cat(rare_cat_store, client,

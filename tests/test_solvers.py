@@ -59,3 +59,19 @@ def test_the_solvers_refuse_bad_inputs_alike(name):
     with pytest.raises(InputError, match="The 'C' parameter of searchlight_accuracies must be "
                                          "a positive finite float. Got 0.0 instead."):
         solve(X, y, spheres, folds, C=0.0)
+
+
+@pytest.mark.parametrize("name", ["batched", "libsvm", "sklearn"])
+def test_the_solvers_refuse_an_unknown_class_weight_alike(name):
+    X, y, spheres, folds = synthetic_searchlight(6)
+    with pytest.raises(InputError, match="The 'class_weight' parameter of "
+                                         "searchlight_accuracies must be"):
+        SPHERE_SOLVERS[name](X, y, spheres, folds, class_weight="auto")
+
+
+@pytest.mark.parametrize("name", ["batched", "libsvm", "sklearn"])
+def test_class_weight_none_is_the_unweighted_svm(name):
+    X, y, spheres, folds = synthetic_searchlight(7, n_spheres=6)
+    solve = SPHERE_SOLVERS[name]
+    np.testing.assert_array_equal(solve(X, y, spheres, folds, class_weight="none"),
+                                  solve(X, y, spheres, folds))

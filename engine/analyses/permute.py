@@ -45,7 +45,7 @@ from nidecode.analyses._prepare import (
 from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
-from nidecode.errors import InputError, NidecodeWarning
+from nidecode.errors import NidecodeWarning
 from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import phase_timings, run_tasks, task_key, versions
@@ -149,9 +149,6 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     class_weight = check_class_weight(class_weight, "permute")
     classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
                                                      "permute", solver)
-    if radius is not None and (scoring != ("accuracy",) or class_weight != "none"):
-        raise InputError("--scoring and --class-weight: for ROI permutations only; the "
-                         "searchlight scores accuracy without class weights: drop them")
     permutations_per_task = check_per_task(permutations_per_task, "permutations_per_task",
                                            "permute")
     mode = "roi" if radius is None else "searchlight"
@@ -174,10 +171,8 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     identity, output = claim_output(
         out, study, "permute", overwrite=overwrite, categories=categories, cv=cv, C=C,
         n_permutations=n_permutations, seed=seed, solver=solver, radius=radius,
-        permutations_per_task=permutations_per_task, classifier=classifier,
-        shrinkage=shrinkage,
-        **({} if radius is not None else {"scoring": list(scoring),
-                                          "class_weight": class_weight}))
+        permutations_per_task=permutations_per_task, scoring=list(scoring),
+        class_weight=class_weight, classifier=classifier, shrinkage=shrinkage)
     return PermuteRun(study.store_path, output, designs, geometry, tasks, identity, started,
                       study.notes)
 
@@ -221,7 +216,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         voxels, spheres = batch_voxel_block(run.geometry[task.job.subject].spheres,
                                             task.centres)
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
-                             checksum, voxels, spheres, *common, **model, key=key)
+                             checksum, voxels, spheres, *common, identity["scoring"],
+                             identity["class_weight"], **model, key=key)
 
     total = (run.tasks.n_permutations + 1) * len(run.tasks.units)
     done = sum(len(part.indices) for part in saved.values())
@@ -321,31 +317,50 @@ def _metric_p_value(run: PermuteRun, parts: list[PermutationScores],
 
 def _write_searchlight(run: PermuteRun, saved: dict) -> pd.DataFrame:
     rows = []
+    others = [metric for metric in run.identity["scoring"] if metric != "accuracy"]
     for (subject, class_a, class_b), parts in _by_job(run, saved).items():
-        geometry = run.geometry[subject]
         by_batch: dict[str, list] = {}
         for part in parts:
             by_batch.setdefault(part.key[3], []).append(part)
-        pieces = [_observed_and_null(by_batch[batch]) for batch in sorted(by_batch)]
-        observed = np.concatenate([piece[0] for piece in pieces])
-        null = np.concatenate([piece[1] for piece in pieces], axis=1)
-        run.output.write_array(null_name(subject, class_a, class_b, searchlight=True),
-                               null.astype(np.float32))
-        uncorrected = permutation_p_values(observed, null)
-        corrected = max_statistic_p_values(observed, null)
-        for statistic, values in (("", observed), ("p", uncorrected), ("p_fwe", corrected)):
-            full = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
-            full[geometry.centres] = values
-            run.output.write_image(searchlight_name(subject, class_a, class_b, statistic),
-                                   to_nifti(full, geometry.mask, geometry.affine))
-        rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
-                     "n_spheres": len(observed), "peak_accuracy": observed.max(),
-                     "min_p_fwe": corrected.min(),
-                     "n_spheres_p_fwe_05": int((corrected < 0.05).sum()),
-                     "n_permutations": len(null)})
+        row = {"subject": subject, "class_a": class_a, "class_b": class_b}
+        for metric in ("accuracy", *others):
+            row.update(_searchlight_metric(run, (subject, class_a, class_b), by_batch, metric))
+        rows.append(row)
     table = pd.DataFrame(rows)
     run.output.write_table("permutations/searchlight.csv", table)
     return table
+
+
+def _searchlight_metric(run: PermuteRun, key: tuple[str, str, str], by_batch: dict,
+                        metric: str) -> dict:
+    """One metric's map, null maps and p maps (uncorrected, max-statistic FWE) of a
+    subject x pair; its columns of ``searchlight.csv`` (suffixed but for accuracy)."""
+    geometry = run.geometry[key[0]]
+    pieces = [_observed_and_null(by_batch[batch], metric) for batch in sorted(by_batch)]
+    observed = np.concatenate([piece[0] for piece in pieces])
+    null = np.concatenate([piece[1] for piece in pieces], axis=1)
+    run.output.write_array(null_name(*key, searchlight=True, metric=metric),
+                           null.astype(np.float32))
+    if np.isfinite(observed).all() and np.isfinite(null).all():
+        uncorrected = permutation_p_values(observed, null)
+        corrected = max_statistic_p_values(observed, null)
+    else:  # an AUC map of folds that all test one class: no score, no p-value
+        uncorrected = corrected = np.full(len(observed), np.nan)
+    prefix = "" if metric == "accuracy" else f"{metric}_"
+    for statistic, values in ((metric, observed), (f"{prefix}p", uncorrected),
+                              (f"{prefix}p_fwe", corrected)):
+        full = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
+        full[geometry.centres] = values
+        run.output.write_image(searchlight_name(*key, statistic),
+                               to_nifti(full, geometry.mask, geometry.affine))
+    suffix = "" if metric == "accuracy" else f"_{metric}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN map: NaN columns
+        return {**({"n_spheres": len(observed)} if metric == "accuracy" else {}),
+                f"peak_{metric}": np.nanmax(observed) if len(observed) else np.nan,
+                f"min_p_fwe{suffix}": np.nanmin(corrected) if len(corrected) else np.nan,
+                f"n_spheres_p_fwe_05{suffix}": int((corrected < 0.05).sum()),
+                **({"n_permutations": null.shape[0]} if metric == "accuracy" else {})}
 
 
 def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permutations: int,
@@ -406,16 +421,23 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     permutations_per_task : int, optional
         Permutations per Dask task (default 50, or 5 for a searchlight).
     scoring : str or sequence of str
-        ROI only: metrics among ``"accuracy"``, ``"balanced_accuracy"`` and
-        ``"roc_auc"`` (see :func:`nidecode.analyses.decode.decode`). Every
-        permutation scores each; ``pvalues.csv`` gets ``<metric>,
-        p_value_<metric>, null_mean_<metric>, null_std_<metric>`` per other
-        metric than accuracy (its p-value against the null of that metric,
-        saved as ``permutations/null/{subject}_{pair}_<metric>.npy``), and
+        Metrics among ``"accuracy"``, ``"balanced_accuracy"`` and ``"roc_auc"``
+        (see :func:`nidecode.analyses.decode.decode`). Every permutation scores
+        each. ROI: ``pvalues.csv`` gets ``<metric>, p_value_<metric>,
+        null_mean_<metric>, null_std_<metric>`` per other metric than accuracy
+        (its p-value against the null of that metric, saved as
+        ``permutations/null/{subject}_{pair}_<metric>.npy``), and
         ``summary.csv`` / ``group.csv`` their columns as for ``decode``.
+        Searchlight: per other metric its map and p maps
+        (``searchlight/{subject}_{pair}_<metric>[_p|_p_fwe].nii.gz``, against
+        that metric's null maps ``permutations/null/{subject}_{pair}_searchlight_<metric>.npy``)
+        and ``peak_<metric>, min_p_fwe_<metric>, n_spheres_p_fwe_05_<metric>``
+        columns in ``permutations/searchlight.csv``.
     class_weight : {None, "none", "balanced"}
-        ROI only: ``SVC``'s class weights (see :func:`~nidecode.analyses.decode.decode`);
-        ``"balanced"`` refits ``SVC`` per permutation whatever the ``solver``.
+        ``SVC``'s (and ``logreg``'s) class weights (see
+        :func:`~nidecode.analyses.decode.decode`). ROI: ``"balanced"`` refits
+        the estimator per permutation whatever the ``solver``; searchlight: the
+        sphere solvers weigh the classes.
     classifier : {"svc", "lda", "gnb", "logreg"}
         See :func:`nidecode.analyses.decode.decode`; ROI permutations of
         classifiers other than ``svc`` refit the scikit-learn estimator, and

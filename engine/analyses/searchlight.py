@@ -30,6 +30,7 @@ from distributed import Client
 from nidecode._validation import (
     check_C,
     check_choice,
+    check_class_weight,
     check_classifier_options,
     check_cv,
     check_per_task,
@@ -44,7 +45,7 @@ from nidecode.analyses._prepare import (
     warn_if_unstandardized,
 )
 from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob, majority_rates
-from nidecode.analyses.tasks import searchlight_spheres
+from nidecode.analyses.tasks import fold_mean, searchlight_spheres
 from nidecode.cluster import describe
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import (
@@ -103,7 +104,8 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
                         spheres_per_task: int | None = None,
                         scoring: str | Sequence[str] = "accuracy",
                         per_fold: bool = False, classifier: str = "svc",
-                        shrinkage: str | float | None = None) -> SearchlightRun:
+                        shrinkage: str | float | None = None,
+                        class_weight: str | None = None) -> SearchlightRun:
     """Check the inputs, build the spheres, plan the batches, claim the output.
 
     Parameters are those of :func:`searchlight`; every problem is raised
@@ -114,7 +116,8 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     radius = check_radius(radius, "searchlight")
     solver = check_choice(solver, "solver", "searchlight", tuple(SPHERE_SOLVERS))
     scoring = check_scoring(scoring, "searchlight")
-    classifier, shrinkage = check_classifier_options(classifier, shrinkage, "none",
+    class_weight = check_class_weight(class_weight, "searchlight")
+    classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
                                                      "searchlight", solver)
     spheres_per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
     if spheres_per_task is None:
@@ -137,7 +140,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
         out, study, "searchlight", overwrite=overwrite, categories=categories, cv=cv, C=C,
         radius=radius, solver=solver, spheres_per_task=spheres_per_task,
         process_mask=_mask_digest(geometry) if process_mask else None, scoring=list(scoring),
-        classifier=classifier, shrinkage=shrinkage)
+        classifier=classifier, shrinkage=shrinkage, class_weight=class_weight)
     return SearchlightRun(study.store_path, output, identity["subjects"],
                           geometry, batches, identity, started, chance, study.notes,
                           bool(per_fold))
@@ -175,7 +178,7 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
                              [batch.key for batch in group], run.checksums[first.job.subject],
                              voxels, local_spheres, identity["cv"], identity["C"],
                              identity["solver"], _metrics(run), identity["classifier"],
-                             identity["shrinkage"],
+                             identity["shrinkage"], identity["class_weight"],
                              key=task_key("searchlight", identity, group))
 
     groups: dict[tuple[str, int], list[SphereBatch]] = {}
@@ -221,13 +224,6 @@ def _metrics(run: SearchlightRun) -> list[str]:
     return ["accuracy"] + [metric for metric in chosen if metric != "accuracy"]
 
 
-def _fold_mean(values: np.ndarray) -> np.ndarray:
-    """Per sphere, the mean over the folds that have a score (NaN if none has)."""
-    counts = np.sum(~np.isnan(values), axis=1)
-    sums = np.nansum(values, axis=1)
-    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
-
-
 def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
     rows, maps = [], {}
     by_pair: dict[tuple[str, str, str], list[SphereBatch]] = {}
@@ -239,7 +235,7 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         for metric in _metrics(run):
             folds = np.concatenate([saved[batch.key].metric(metric) for batch in batches])
             # Accuracy as before (no fold is ever empty); others skip NaN (AUC) folds.
-            means[metric] = folds.mean(axis=1) if metric == "accuracy" else _fold_mean(folds)
+            means[metric] = folds.mean(axis=1) if metric == "accuracy" else fold_mean(folds)
             _note_empty_folds(run, subject, class_a, class_b, metric, folds)
             image = _write_metric(run, geometry, (subject, class_a, class_b), metric,
                                   means[metric], folds)
@@ -353,7 +349,8 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
                 solver: str = "batched", overwrite: bool = False, progress: bool = True,
                 spheres_per_task: int | None = None, scoring: str | Sequence[str] = "accuracy",
                 per_fold: bool = False, classifier: str = "svc",
-                shrinkage: str | float | None = None) -> pd.DataFrame:
+                shrinkage: str | float | None = None,
+                class_weight: str | None = None) -> pd.DataFrame:
     """Searchlight accuracy maps for every subject x category pair of a store.
 
     Parameters
@@ -420,6 +417,11 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         The classifier of every sphere (see :func:`nidecode.analyses.decode.decode`).
     shrinkage : {None, "auto"} or float in [0, 1]
         ``lda`` only (``None``: ``"auto"``).
+    class_weight : {None, "none", "balanced"}
+        ``svc`` and ``logreg``: ``"balanced"`` scales each class's penalty by
+        ``n_samples / (2 * n_class_samples)`` of the training fold, as
+        scikit-learn does (every solver; ``batched`` agrees with SVC as without
+        weights). Part of the run's identity.
 
     Returns
     -------
@@ -431,5 +433,5 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
                               process_mask=process_mask, cv=cv, C=C, solver=solver,
                               overwrite=overwrite, spheres_per_task=spheres_per_task,
                               scoring=scoring, per_fold=per_fold, classifier=classifier,
-                              shrinkage=shrinkage)
+                              shrinkage=shrinkage, class_weight=class_weight)
     return execute_searchlight(run, client, progress=progress)

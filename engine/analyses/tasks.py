@@ -125,8 +125,8 @@ def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[st
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
                         voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
                         solver: str, metrics: Sequence[str] = ("accuracy",),
-                        classifier: str = "svc",
-                        shrinkage: str | float | None = None) -> list[SphereScores]:
+                        classifier: str = "svc", shrinkage: str | float | None = None,
+                        class_weight: str = "none") -> list[SphereScores]:
     """Cross-validated scores of every sphere of a batch, for several pairs.
 
     The voxel block is read once and serves every pair.
@@ -154,6 +154,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         (:func:`nidecode.stats.sphere_fold_metrics`).
     classifier, shrinkage
         The classifier fitted per sphere (:func:`nidecode.solvers.sphere_solver`).
+    class_weight : {"none", "balanced"}
+        The class weights of ``svc`` and ``logreg`` (``"none"``: None), for every solver.
 
     Returns
     -------
@@ -162,7 +164,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
     """
     design = _verified_design(store_path, keys[0][0], checksum)
     block = store.read_timeseries(store_path, keys[0][0], voxels=voxels, verify=checksum)
-    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage)
+    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage,
+                        class_weight=_svc_class_weight(class_weight))
     results = []
     for key in keys:
         selected, labels, _, folds = _pair_design(design, key, cv)
@@ -271,9 +274,10 @@ def _gram_folds(gram: np.ndarray, y: np.ndarray, folds, C: float) -> _GramFits:
 def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
                                   voxels: np.ndarray, spheres: sp.csr_matrix, cv: str,
                                   C: float, seed: int, indices: Sequence[int],
-                                  solver: str, classifier: str = "svc",
+                                  solver: str, metrics: Sequence[str] = ("accuracy",),
+                                  class_weight: str = "none", classifier: str = "svc",
                                   shrinkage: str | float | None = None) -> PermutationScores:
-    """Sphere accuracies (mean over folds) of a batch of spheres under label permutations.
+    """Sphere scores (means over folds) of a batch of spheres under label permutations.
 
     ``key`` is (subject, class_a, class_b, sphere batch, chunk number); the
     other parameters are those of :func:`searchlight_spheres` and
@@ -282,16 +286,40 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     Returns
     -------
     PermutationScores
-        ``accuracy`` of shape (len(indices), n_spheres).
+        ``accuracy`` of shape (len(indices), n_spheres), and each other metric
+        of ``metrics`` of that shape (fold means over the folds that have a
+        score, :func:`fold_mean`).
     """
     design = _verified_design(store_path, key[0], checksum)
     selected, labels, runs, folds = _pair_design(design, key, cv)
     X = store.read_timeseries(store_path, key[0], voxels=voxels, verify=checksum)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
-    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage)
-    accuracy = np.stack([fit(X, relabel(labels, runs, key, seed, index), spheres,
-                             splits).mean(axis=1) for index in indices])
-    return PermutationScores(key, np.asarray(indices), accuracy)
+    others = [metric for metric in metrics if metric != "accuracy"]
+    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage,
+                        class_weight=_svc_class_weight(class_weight))
+    accuracy = np.empty((len(indices), spheres.shape[0]))
+    scores = {metric: np.empty_like(accuracy) for metric in others}
+    for row, index in enumerate(indices):
+        y = relabel(labels, runs, key, seed, index)
+        if not others:
+            accuracy[row] = fit(X, y, spheres, splits).mean(axis=1)
+            continue
+        folds_accuracy, decisions = fit(X, y, spheres, splits, return_decisions=True,
+                                        **_rank_options(classifier, solver, others))
+        accuracy[row] = folds_accuracy.mean(axis=1)
+        y01 = np.unique(y, return_inverse=True)[1]
+        for metric, values in sphere_fold_metrics(decisions, y01, [test for _, test in splits],
+                                                  others).items():
+            scores[metric][row] = fold_mean(values)
+    return PermutationScores(key, np.asarray(indices), accuracy, scores)
+
+
+def fold_mean(values: np.ndarray) -> np.ndarray:
+    """Per sphere (row), the mean over the folds that have a score (NaN if none has:
+    an AUC fold whose test scans hold one class has none)."""
+    counts = np.sum(~np.isnan(values), axis=1)
+    sums = np.nansum(values, axis=1)
+    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
 
 
 def relabel(labels: np.ndarray, runs: np.ndarray, key: tuple[str, ...], seed: int,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from nidecode import store
-from nidecode._validation import CLASSIFIERS
+from nidecode._validation import CLASSIFIERS, METRICS
 from nidecode.errors import InputError
 from nidecode.outdir import write_atomic
 from nidecode.report import figures
@@ -278,13 +278,38 @@ def _group(group: pd.DataFrame) -> Html:
                     f"p ≤ {ALPHA:g}.", class_="note")
     columns = ["class_a", "class_b", "mean_accuracy", "chance", "t", "p_value", "n_subjects"]
     frame = group[[column for column in columns if column in group]]
-    return join_parts(note, table(frame, formats={"mean_accuracy": _three, "chance": _three,
-                                                  "p_value": format_p, "t": _two},
-                                  row_class=_significant))
+    parts = [note, table(frame, caption="accuracy",
+                         formats={"mean_accuracy": _three, "chance": _three,
+                                  "p_value": format_p, "t": _two},
+                         row_class=_significant)]
+    for metric in _group_metrics(group):
+        parts.append(_group_metric(group, metric))
+    return join_parts(*parts)
+
+
+def _group_metrics(group: pd.DataFrame) -> list[str]:
+    """The metrics besides accuracy that group.csv tests (``t_<metric>`` columns)."""
+    return [metric for metric in METRICS if metric != "accuracy" and f"t_{metric}" in group]
+
+
+def _group_metric(group: pd.DataFrame, metric: str) -> Html:
+    """One metric's group tests as a table of their own (group.csv's ``*_<metric>`` columns)."""
+    columns = {"class_a": "class_a", "class_b": "class_b", f"mean_{metric}": f"mean_{metric}",
+               f"chance_{metric}": "chance", f"t_{metric}": "t",
+               f"p_value_{metric}": "p_value"}
+    frame = group[[column for column in columns if column in group]].rename(columns=columns)
+    note = tag("p", f"{metric}: the same test of the {metric} minus its chance, "
+                    f"{CHANCE:g} whatever the class sizes (subjects without a value left out).",
+               class_="note")
+    return join_parts(tag("h3", metric), note,
+                      table(frame, caption=metric,
+                            formats={f"mean_{metric}": _three, "chance": _three,
+                                     "p_value": format_p, "t": _two},
+                            row_class=_significant))
 
 
 def _significant(row: pd.Series) -> str | None:
-    return "significant" if row["p_value"] <= ALPHA else None
+    return "significant" if row["p_value"] <= ALPHA else None  # NaN (no test): False
 
 
 def _three(value: object) -> str:
@@ -370,17 +395,31 @@ def _searchlight(results: RunResults, background, background_note: str,
     floor, floor_text = _searchlight_chance(results.searchlight_table)
     parts = [tag("p", f"Shown: {len(shown)} of {len(maps)} map(s) of searchlight/, in name "
                       f"order. Maps of accuracies (values in [0, 1]) show the voxels above "
-                      f"{floor_text}; other maps all values. {background_note}",
-                 class_="note")]
+                      f"{floor_text}; balanced accuracy and ROC AUC maps (named "
+                      f"*_balanced_accuracy, *_roc_auc) those above their own chance, "
+                      f"{CHANCE:g} whatever the class sizes; other maps all values. "
+                      f"{background_note}", class_="note")]
     images = []
     for path in shown:
         image = read_map(path)
-        accuracy = figures.is_accuracy_map(image)
+        metric = _map_metric(path)
+        if metric is None and figures.is_accuracy_map(image):
+            metric, above = "accuracy", floor
+        else:
+            above = None if metric is None else CHANCE
         png = figures.brain_map(image, path.name.removesuffix(".nii.gz"), background,
-                                above=floor if accuracy else None)
+                                above=above)
         images.append(figure(png, f"searchlight/{path.name}"
-                             + (f" (accuracy above {floor:.3g})" if accuracy else "")))
+                             + (f" ({metric} above {above:.3g})" if metric else "")))
     return join_parts(*parts, tag("div", *images, class_="grid maps"))
+
+
+def _map_metric(path: Path) -> str | None:
+    """``"balanced_accuracy"`` or ``"roc_auc"`` for a map of that metric (its name ends with
+    the metric, a suffix no encoded label or subject can produce), else None."""
+    stem = path.name.removesuffix(".nii.gz")
+    return next((metric for metric in ("balanced_accuracy", "roc_auc")
+                 if stem.endswith(f"_{metric}")), None)
 
 
 def _searchlight_chance(table: pd.DataFrame | None) -> tuple[float, str]:

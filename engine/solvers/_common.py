@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from nidecode._validation import check_C, check_float
+from nidecode._validation import check_C, check_class_weight, check_float
 from nidecode.errors import InputError
 
 
@@ -22,6 +22,30 @@ def _check_c_tol(C: float, tol: float) -> tuple[float, float]:
     """C and tol as floats; a ParameterError unless both are finite and positive."""
     return (check_C(C, "searchlight_accuracies"),
             check_float(tol, "tol", "searchlight_accuracies", positive=True))
+
+
+def _check_class_weight(class_weight) -> bool:
+    """Whether the classes are weighted: ``None``/``"none"`` or ``"balanced"``, else a
+    ParameterError."""
+    return check_class_weight(class_weight, "searchlight_accuracies") == "balanced"
+
+
+def _class_bounds(C: float, y01: np.ndarray, balanced: bool) -> tuple[float, float]:
+    """The upper bounds of ``classes_[0]`` and ``classes_[1]`` on the scans ``y01`` (0/1):
+    ``C`` each, or with balanced weights ``C * n / (2 * n_class)`` as ``SVC`` hands
+    libsvm ``C * class_weight_`` (``compute_class_weight``'s arithmetic)."""
+    if not balanced:
+        return C, C
+    counts = np.bincount(y01, minlength=2).astype(np.float64)
+    weights = len(y01) / (2 * counts)
+    return C * float(weights[0]), C * float(weights[1])
+
+
+def _fold_bounds(C: float, y: np.ndarray, folds, balanced: bool) -> np.ndarray:
+    """Per fold, the class upper bounds of its training scans: shape (n_folds, 2)."""
+    _, y01 = _encode_binary(y)
+    return np.array([_class_bounds(C, y01[train], balanced) for train, _ in folds],
+                    dtype=np.float64).reshape(len(folds), 2)
 
 
 def _encode_binary(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,8 +47,10 @@ from numba import njit
 from nidecode.errors import InputError
 from nidecode.solvers._common import (
     _check_c_tol,
+    _check_class_weight,
     _decision_array,
     _encode_binary,
+    _fold_bounds,
     _gram,
     _group_train,
     _kernel_arrays,
@@ -258,10 +260,13 @@ def _calculate_rho(F, pen_up, pen_low, active_size):
 
 @njit(cache=True)
 def _smo(
-    Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
+    Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter,
     F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
 ):  # fmt: skip
-    """libsvm ``Solver::Solve`` for C-SVC (p = -1, C_i = C), from alpha = 0.
+    """libsvm ``Solver::Solve`` for C-SVC (p = -1), from alpha = 0.
+
+    ``Cp`` / ``Cn``: the upper bounds of the +1 / -1 class (libsvm's ``get_C``:
+    ``C * weight`` of the class; equal without class weights).
 
     ``Kf`` / ``Kd``: float32 / float64 kernel over all scans; ``tr``: training scans
     in libsvm's order; ``ysign``: their +-1 labels. The other arrays are
@@ -472,6 +477,8 @@ def _smo(
                 qb[_u(oj) + _u(k)] = qb[_u(base) + _u(aset[k])]
         yi = y[i]
         yj = y[j]
+        C_i = Cp if yi == 1 else Cn
+        C_j = Cp if yj == 1 else Cn
         g_i = -yi * F[i]
         g_j = -yj * F[j]
         old_alpha_i = alpha[i]
@@ -495,31 +502,31 @@ def _smo(
                 if a_i < 0.0:
                     a_i = 0.0
                     a_j = -diff
-            if diff > 0.0:  # libsvm: diff > C_i - C_j, and C_i = C_j here
-                if a_i > C:
-                    a_i = C
-                    a_j = C - diff
+            if diff > C_i - C_j:  # 0.0 without class weights, as before
+                if a_i > C_i:
+                    a_i = C_i
+                    a_j = C_i - diff
             else:
-                if a_j > C:
-                    a_j = C
-                    a_i = C + diff
+                if a_j > C_j:
+                    a_j = C_j
+                    a_i = C_j + diff
         else:
             delta = (g_i - g_j) / quad_coef
             total = a_i + a_j
             a_i -= delta
             a_j += delta
-            if total > C:
-                if a_i > C:
-                    a_i = C
-                    a_j = total - C
+            if total > C_i:
+                if a_i > C_i:
+                    a_i = C_i
+                    a_j = total - C_i
             else:
                 if a_j < 0.0:
                     a_j = 0.0
                     a_i = total
-            if total > C:
-                if a_j > C:
-                    a_j = C
-                    a_i = total - C
+            if total > C_j:
+                if a_j > C_j:
+                    a_j = C_j
+                    a_i = total - C_j
             else:
                 if a_i < 0.0:
                     a_i = 0.0
@@ -527,9 +534,10 @@ def _smo(
         alpha[i] = a_i
         alpha[j] = a_j
 
-        # ---- alpha_status and G_bar (G_bar_k -+= C Q_pk  <=>  Fbar_k +-= C y_p Kf_pk);
+        # ---- alpha_status and G_bar (G_bar_k -+= C_p Q_pk  <=>  Fbar_k +-= C_p y_p Kf_pk);
         # Fbar is kept in the original order, so its kernel row (block 0) is contiguous.
         for p in (i, j):
+            C = Cp if y[p] == 1 else Cn
             was_upper = st[p] == _UPPER
             s_new = _status(alpha[p], C)
             st[p] = s_new
@@ -574,30 +582,30 @@ def _alloc_workspace(lmax):
 
 
 @njit(cache=True)
-def _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws):
+def _fit(Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter, ws):
     """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[9]``."""
     F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb = ws
     return _smo(
-        Kf, Kd, tr, ysign, C, eps, shrinking, max_iter,
+        Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter,
         F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
     )  # fmt: skip
 
 
 @njit(cache=True)
-def _fit_gram(Kd, tr, ysign, C, eps, shrinking, max_iter):
+def _fit_gram(Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter):
     """One fit from a float64 Gram matrix; returns (alpha*y in tr order, rho, n_iter)."""
     n = Kd.shape[0]
     Kf = np.empty((n, n), dtype=np.float32)
     _to_qfloat(Kd, Kf)
     ws = _alloc_workspace(tr.shape[0])
-    rho, it = _fit(Kf, Kd, tr, ysign, C, eps, shrinking, max_iter, ws)
+    rho, it = _fit(Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter, ws)
     return ws[9][: tr.shape[0]].copy(), rho, it
 
 
 @njit(cache=True)
 def _searchlight_kernel(
-    Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx, C, eps, shrinking, max_iter,
-    dec, store
+    Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx, fold_C, eps, shrinking,
+    max_iter, dec, store
 ):
     n = Xt.shape[1]
     n_spheres = sph_ptr.shape[0] - 1
@@ -616,18 +624,20 @@ def _searchlight_kernel(
         for f in range(n_folds):
             out[s, f], iters[s, f] = _score_fold_libsvm(
                 Kf, Kd, tr_idx[tr_ptr[f] : tr_ptr[f + 1]], tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
-                te_idx[te_ptr[f] : te_ptr[f + 1]], y, C, eps, shrinking, max_iter, ws,
-                dec, s, store)
+                te_idx[te_ptr[f] : te_ptr[f + 1]], y, fold_C[f, 0], fold_C[f, 1], eps, shrinking,
+                max_iter, ws, dec, s, store)
     return out, iters
 
 
 @njit(cache=True)
-def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, C, eps, shrinking, max_iter, ws, dec, s, store):
+def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, Cp, Cn, eps, shrinking, max_iter, ws, dec, s,
+                       store):
     """Fit one fold on libsvm's path and score its test scans: (accuracy, n_iter).
 
+    ``Cp`` / ``Cn``: the fold's upper bounds of ``classes_[0]`` / ``classes_[1]``.
     If ``store``, ``dec[s, scan]`` receives each test scan's decision in
     ``SVC.decision_function``'s sign (libsvm's negated)."""
-    rho, it = _fit(Kf, Kd, tr, ys, C, eps, shrinking, max_iter, ws)
+    rho, it = _fit(Kf, Kd, tr, ys, Cp, Cn, eps, shrinking, max_iter, ws)
     coef = ws[9]
     correct = 0
     for t in range(te.shape[0]):
@@ -702,7 +712,7 @@ def fit_linear_svm_gram(
     if len(y01) != n:
         raise InputError(f"y_train has {len(y01)} labels for a {n}x{n} Gram matrix")
     order, sign = _group_train(np.arange(n), y01)
-    coef, rho, it = _fit_gram(K, order, sign, C, tol, bool(shrinking), int(max_iter))
+    coef, rho, it = _fit_gram(K, order, sign, C, C, tol, bool(shrinking), int(max_iter))
     if it < 0:
         warnings.warn("SMO stopped at max_iter before convergence", stacklevel=2)
     dual_coef = np.zeros(n)
@@ -747,12 +757,13 @@ def searchlight_accuracies(
     max_iter: int = -1,
     return_n_iter: bool = False,
     return_decisions: bool = False,
+    class_weight: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     """Cross-validated accuracy of a linear C-SVC in every sphere, all folds at once.
 
-    Equivalent to ``cross_val_score(SVC(kernel="linear", C=C, tol=tol),
-    X[:, sphere], y, cv=folds)`` for each sphere, but one Gram matrix per sphere
-    serves all folds and the SMO runs compiled.
+    Equivalent to ``cross_val_score(SVC(kernel="linear", C=C, tol=tol,
+    class_weight=class_weight), X[:, sphere], y, cv=folds)`` for each sphere, but
+    one Gram matrix per sphere serves all folds and the SMO runs compiled.
 
     Parameters
     ----------
@@ -776,6 +787,10 @@ def searchlight_accuracies(
         Also return the SMO iteration count of every fit.
     return_decisions : bool, default=False
         Also return every test scan's decision value.
+    class_weight : {None, "none", "balanced"}, default=None
+        ``"balanced"``: each class's penalty is ``C * n / (2 * n_class)`` of the
+        fold's training scans, as ``SVC(class_weight="balanced")`` (libsvm's
+        per-class C).
 
     Returns
     -------
@@ -791,12 +806,14 @@ def searchlight_accuracies(
         tests.
     """
     C, tol = _check_c_tol(C, tol)
+    balanced = _check_class_weight(class_weight)
     n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     arrays = _kernel_arrays(X, y, spheres, folds)
     dec = _decision_array(spheres.shape[0], arrays[0].shape[1], return_decisions)
-    acc, iters = _searchlight_kernel(*arrays, C, tol, bool(shrinking), int(max_iter),
-                                     dec, bool(return_decisions))
+    acc, iters = _searchlight_kernel(*arrays, _fold_bounds(C, y, folds, balanced), tol,
+                                     bool(shrinking), int(max_iter), dec,
+                                     bool(return_decisions))
     if np.any(iters < 0):
         warnings.warn(
             f"SMO stopped at max_iter={max_iter} before convergence in "

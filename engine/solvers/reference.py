@@ -14,7 +14,13 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 
-from nidecode.solvers._common import _check_c_tol, _encode_binary, _group_train, _prepare
+from nidecode.solvers._common import (
+    _check_c_tol,
+    _check_class_weight,
+    _encode_binary,
+    _group_train,
+    _prepare,
+)
 
 __all__ = ["searchlight_accuracies", "searchlight_scores_estimator"]
 
@@ -28,8 +34,9 @@ def searchlight_accuracies(
     tol: float = 1e-3,
     *,
     return_decisions: bool = False,
+    class_weight: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Reference path: ``SVC(kernel="linear")`` fitted per sphere and fold.
+    """Reference path: ``SVC(kernel="linear", class_weight=...)`` fitted per sphere and fold.
 
     Same parameters and result as
     :func:`nidecode.solvers.libsvm.searchlight_accuracies`; slow, exact
@@ -51,6 +58,8 @@ def searchlight_accuracies(
         SVC's stopping tolerance.
     return_decisions : bool, default=False
         Also return ``SVC.decision_function`` of every test scan.
+    class_weight : {None, "none", "balanced"}, default=None
+        ``SVC``'s ``class_weight`` (``"none"``: None).
 
     Returns
     -------
@@ -63,7 +72,9 @@ def searchlight_accuracies(
     from sklearn.svm import SVC
 
     C, tol = _check_c_tol(C, tol)
-    return searchlight_scores_estimator(X, y, spheres, folds, SVC(kernel="linear", C=C, tol=tol),
+    weights = "balanced" if _check_class_weight(class_weight) else None
+    estimator = SVC(kernel="linear", C=C, tol=tol, class_weight=weights)
+    return searchlight_scores_estimator(X, y, spheres, folds, estimator,
                                         return_decisions=return_decisions)
 
 
