@@ -1,0 +1,190 @@
+"""Gaussian naive Bayes searchlight: ``GaussianNB()`` in every sphere and fold, closed form.
+
+GaussianNB is a per-voxel model: per class a mean and a variance of each
+voxel over the training scans, plus the class frequencies. A fold's statistics
+come from per-atom sums and sums of squares
+(:mod:`nidecode.solvers._sufficient`): one pass over the data for all folds.
+The one term that is not per voxel is ``var_smoothing``: GaussianNB adds
+``var_smoothing`` times the largest variance of the sphere's voxels over all
+training scans to every variance, so each sphere's log-likelihood is summed in
+a compiled kernel with its own epsilon (numba).
+
+The joint log-likelihood is computed as GaussianNB's ``_joint_log_likelihood``
+(``log prior - sum log(2 pi var) / 2 - sum (x - mean)^2 / var / 2``) and a
+test scan is predicted ``classes_[1]`` only if its likelihood is strictly
+larger (``argmax`` keeps the first class at a tie).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+from nidecode.errors import InputError
+from nidecode.solvers._common import _decision_array, _prepare, _scatter_decisions
+from nidecode.solvers._sufficient import atom_sums, fold_class_counts, fold_design
+
+__all__ = ["searchlight_accuracies", "fold_statistics"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def fold_statistics(design: dict) -> dict:
+    """Per fold, class and voxel: GaussianNB's means and variances (no smoothing).
+
+    Parameters
+    ----------
+    design : dict
+        :func:`nidecode.solvers._sufficient.fold_design`'s arrays.
+
+    Returns
+    -------
+    dict
+        ``theta`` and ``var`` of shape (n_folds, 2, n_voxels), ``pooled``
+        (n_folds, n_voxels): the variance over both classes' training scans
+        (the smoothing's scale), and ``log_prior`` (n_folds, 2).
+    """
+    n_atoms = len(design["atom_class"])
+    sums, squares = atom_sums(design["Xt"], design["atom"], n_atoms)
+    counts = fold_class_counts(design)
+    n_folds, n_voxels = design["in_train"].shape[0], design["Xt"].shape[0]
+    theta = np.empty((n_folds, 2, n_voxels))
+    var = np.empty((n_folds, 2, n_voxels))
+    total, total_sq = np.zeros((n_folds, n_voxels)), np.zeros((n_folds, n_voxels))
+    for c in (0, 1):
+        pick = design["in_train"] & (design["atom_class"] == c)
+        s, q = pick @ sums, pick @ squares
+        theta[:, c] = s / counts[:, c, None]
+        # ddof=0, as np.var; rounding can push a constant voxel's below zero.
+        var[:, c] = np.maximum(q / counts[:, c, None] - theta[:, c] ** 2, 0.0)
+        total += s
+        total_sq += q
+    n = counts.sum(axis=1)[:, None]
+    pooled = np.maximum(total_sq / n - (total / n) ** 2, 0.0)
+    log_prior = np.log(counts / counts.sum(axis=1, keepdims=True))
+    return {"theta": theta, "var": var, "pooled": pooled, "log_prior": log_prior}
+
+
+@njit(cache=True)
+def _sphere_fold(Xt, cols, theta, var, pooled, log_prior, test, var_smoothing, y, dec, q, s,
+                 want):
+    """Accuracy of one sphere and fold; test decisions into ``dec`` if ``want``."""
+    eps = 0.0
+    for v in cols:
+        eps = max(eps, pooled[v])
+    eps *= var_smoothing
+    n_test = test.shape[0]
+    for i in range(n_test):
+        q[0, i] = 0.0
+        q[1, i] = 0.0
+    for c in range(2):
+        log_det = 0.0
+        for v in cols:
+            smoothed = var[c, v] + eps
+            log_det += math.log(2.0 * math.pi * smoothed)
+            inverse = 1.0 / smoothed
+            mean = theta[c, v]
+            row = Xt[v]
+            for i in range(n_test):
+                diff = row[test[i]] - mean
+                q[c, i] += diff * diff * inverse
+        s[c] = log_prior[c] - 0.5 * log_det
+    correct = 0
+    for i in range(n_test):
+        jll0 = s[0] - 0.5 * q[0, i]
+        jll1 = s[1] - 0.5 * q[1, i]
+        if (jll1 > jll0) == (y[test[i]] == 1):
+            correct += 1
+        if want:
+            dec[test[i]] = jll1 - jll0
+    return correct / n_test
+
+
+@njit(cache=True)
+def _kernel(Xt, sph_ptr, sph_idx, theta, var, pooled, log_prior, test_ptr, test_idx,
+            var_smoothing, y, dec, want):
+    n_spheres, n_folds = sph_ptr.shape[0] - 1, test_ptr.shape[0] - 1
+    accuracy = np.empty((n_spheres, n_folds))
+    largest = 0
+    for f in range(n_folds):
+        largest = max(largest, test_ptr[f + 1] - test_ptr[f])
+    q = np.empty((2, largest))
+    s = np.empty(2)
+    empty = np.empty(0)
+    for k in range(n_spheres):
+        cols = sph_idx[sph_ptr[k]:sph_ptr[k + 1]]
+        row = dec[k] if want else empty
+        for f in range(n_folds):
+            test = test_idx[test_ptr[f]:test_ptr[f + 1]]
+            accuracy[k, f] = _sphere_fold(Xt, cols, theta[f], var[f], pooled[f], log_prior[f],
+                                          test, var_smoothing, y, row, q, s, want)
+    return accuracy
+
+
+def searchlight_accuracies(
+    X: np.ndarray,
+    y: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    var_smoothing: float = 1e-9,
+    return_decisions: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Cross-validated accuracy of ``GaussianNB()`` in every sphere.
+
+    Equal to ``cross_val_score(GaussianNB(var_smoothing=var_smoothing),
+    X[:, sphere], y, cv=folds)`` for every sphere, up to float rounding.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_scans, n_voxels)
+        Masked data.
+    y : numpy.ndarray of shape (n_scans,)
+        Binary labels; classes sorted as GaussianNB's ``classes_``.
+    spheres : scipy.sparse matrix of shape (n_spheres, n_voxels)
+        Row ``i`` marks the voxels of sphere ``i``.
+    folds : list of (numpy.ndarray, numpy.ndarray)
+        ``(train_indices, test_indices)``; any folds whose training sets hold
+        both classes.
+    var_smoothing : float, default=1e-9
+        GaussianNB's ``var_smoothing``.
+    return_decisions : bool, default=False
+        Also return each test scan's log-likelihood ratio
+        ``jll[:, 1] - jll[:, 0]`` (GaussianNB's ``predict_joint_log_proba``;
+        positive: ``classes_[1]``).
+
+    Returns
+    -------
+    accuracies : numpy.ndarray of shape (n_spheres, n_folds)
+    decisions : numpy.ndarray of shape (n_spheres, n_scans)
+        Only if ``return_decisions``: the ratio of each scan in the fold that
+        tests it (the last such fold), NaN for scans no fold tests.
+    """
+    var_smoothing = _check_smoothing(var_smoothing)
+    n_scans = np.shape(X)[0]
+    X, y, spheres, folds = _prepare(X, y, spheres, folds)
+    design = fold_design(X, y, folds, "GaussianNB")
+    stats = fold_statistics(design)
+    dec = _decision_array(spheres.shape[0], design["Xt"].shape[1], return_decisions)
+    accuracy = _kernel(design["Xt"], spheres.indptr.astype(np.int64),
+                       spheres.indices.astype(np.int64), stats["theta"], stats["var"],
+                       stats["pooled"], stats["log_prior"], design["test_ptr"],
+                       design["test_idx"], var_smoothing, design["y"], dec,
+                       bool(return_decisions))
+    if return_decisions:
+        return accuracy, _scatter_decisions(dec, folds, n_scans)
+    return accuracy
+
+
+def _check_smoothing(value) -> float:
+    """var_smoothing as a float; an InputError unless finite and >= 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise InputError(f"var_smoothing must be a finite number >= 0, got {value!r}")
+    return value
