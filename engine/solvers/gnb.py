@@ -68,7 +68,7 @@ def fold_statistics(design: dict) -> dict:
     return {"theta": theta, "var": var, "pooled": pooled, "log_prior": log_prior}
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sphere_fold(Xt, cols, theta, var, pooled, log_prior, test, var_smoothing, y, dec, q, s,
                  want):
     """Accuracy of one sphere and fold; test decisions into ``dec`` if ``want``."""
@@ -103,7 +103,7 @@ def _sphere_fold(Xt, cols, theta, var, pooled, log_prior, test, var_smoothing, y
     return correct / n_test
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kernel(Xt, sph_ptr, sph_idx, theta, var, pooled, log_prior, test_ptr, test_idx,
             var_smoothing, y, dec, want):
     n_spheres, n_folds = sph_ptr.shape[0] - 1, test_ptr.shape[0] - 1

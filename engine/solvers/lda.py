@@ -43,7 +43,7 @@ __all__ = ["searchlight_accuracies"]
 _AUTO = -1.0  # the kernels' code for shrinkage="auto"
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _atom_moments(Xt, cols, atom, n_atoms, Xs, S, P):
     """Per atom: the sum ``S[a]`` and the cross-product ``P[a]`` (lower triangle)
     of the sphere's voxels; ``Xs`` gets the sphere's data, scan-major."""
@@ -66,7 +66,7 @@ def _atom_moments(Xt, cols, atom, n_atoms, Xs, S, P):
                 Pa[k] += xj * x[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _class_moments(S, P, d, in_train, atom_class, c, total_S, total_P, s, p):
     """The sum ``s`` and cross-product ``p`` of class ``c``'s training scans of a
     fold: the class totals minus its atoms outside the fold."""
@@ -82,7 +82,7 @@ def _class_moments(S, P, d, in_train, atom_class, c, total_S, total_P, s, p):
                     p[j, k] -= P[a, j, k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ledoit_wolf_beta(Xs, scans, mean, scale, d):
     """``sum_n (sum_i z_ni^2)^2`` over ``scans``, z standardised: the term of
     ``ledoit_wolf_shrinkage``'s beta that is not a function of the correlations."""
@@ -97,7 +97,7 @@ def _ledoit_wolf_beta(Xs, scans, mean, scale, d):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
     """Class covariance (ddof 0) shrunk as ``sklearn.discriminant_analysis._cov``,
     into ``cov`` (full); ``mean`` gets the class mean."""
@@ -127,7 +127,8 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
         beta = (beta_sum / count - frobenius) / (d * count)
         delta = (frobenius - 2.0 * mu * trace + d * mu * mu) / d
         beta = min(beta, delta)
-        amount = 0.0 if beta == 0 else beta / delta
+        # delta == 0: all features constant (a class of one scan), nothing to shrink.
+        amount = 0.0 if beta == 0 or delta == 0 else beta / delta
         for j in range(d):
             for k in range(d):
                 cov[j, k] *= 1.0 - amount
@@ -142,7 +143,7 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
             cov[j, j] += shrinkage * trace / d
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cholesky_solve(A, b, d, L, w):
     """w = A^-1 b by Cholesky; False if A is not (numerically) positive definite."""
     largest = 0.0
@@ -172,7 +173,7 @@ def _cholesky_solve(A, b, d, L, w):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kernel(Xt, sph_ptr, sph_idx, atom, atom_class, in_train, train_ptr, train_idx, train_cls,
             test_ptr, test_idx, y, shrinkage, dec, want):
     n_spheres, n_folds = sph_ptr.shape[0] - 1, test_ptr.shape[0] - 1
