@@ -83,15 +83,16 @@ def _class_moments(S, P, d, in_train, atom_class, c, total_S, total_P, s, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _ledoit_wolf_beta(Xs, scans, mean, scale, d):
-    """``sum_n (sum_i z_ni^2)^2`` over ``scans``, z standardised: the term of
-    ``ledoit_wolf_shrinkage``'s beta that is not a function of the correlations."""
+def _ledoit_wolf_beta(Xs, scans, mean, inverse, d):
+    """``sum_n (sum_i z_ni^2)^2`` over ``scans``, ``z = (x - mean) * inverse``
+    standardised: the term of ``ledoit_wolf_shrinkage``'s beta that is not a
+    function of the correlations."""
     total = 0.0
     for n in scans:
         x = Xs[n]
         norm = 0.0
         for j in range(d):
-            z = (x[j] - mean[j]) / scale[j]
+            z = (x[j] - mean[j]) * inverse[j]
             norm += z * z
         total += norm * norm
     return total
@@ -115,13 +116,17 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
             variance = max(cov[j, j], 0.0)
             root = math.sqrt(variance)
             # StandardScaler keeps near-constant features unscaled.
-            scale[j] = root if root >= 10 * 2.220446049250313e-16 else 1.0
-        trace, frobenius = 0.0, 0.0
+            scale[j] = 1.0 / root if root >= 10 * 2.220446049250313e-16 else 1.0
+        # scale holds 1 / StandardScaler's scale_; R = the correlation matrix.
+        trace, off_diagonal = 0.0, 0.0
         for j in range(d):
-            for k in range(d):
-                r = cov[j, k] / (scale[j] * scale[k])
-                frobenius += r * r
-            trace += cov[j, j] / (scale[j] * scale[j])
+            for k in range(j):
+                r = cov[j, k] * scale[j] * scale[k]
+                off_diagonal += r * r
+            r = cov[j, j] * scale[j] * scale[j]
+            trace += r
+            off_diagonal += 0.5 * r * r
+        frobenius = 2.0 * off_diagonal
         mu = trace / d
         beta_sum = _ledoit_wolf_beta(Xs, scans, mean, scale, d)
         beta = (beta_sum / count - frobenius) / (d * count)
@@ -132,7 +137,7 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
         for j in range(d):
             for k in range(d):
                 cov[j, k] *= 1.0 - amount
-            cov[j, j] += amount * mu * scale[j] * scale[j]
+            cov[j, j] += amount * mu / (scale[j] * scale[j])
     elif shrinkage > 0.0:
         trace = 0.0
         for j in range(d):
@@ -174,8 +179,8 @@ def _cholesky_solve(A, b, d, L, w):
 
 
 @njit(cache=True, error_model="numpy")
-def _kernel(Xt, sph_ptr, sph_idx, atom, atom_class, in_train, train_ptr, train_idx, train_cls,
-            test_ptr, test_idx, y, shrinkage, dec, want):
+def _kernel(Xt, sph_ptr, sph_idx, atom, atom_class, in_train, train_ptr, train_idx, test_ptr,
+            test_idx, y, shrinkage, dec, want):
     n_spheres, n_folds = sph_ptr.shape[0] - 1, test_ptr.shape[0] - 1
     n_atoms, n = atom_class.shape[0], Xt.shape[1]
     dmax = 1
@@ -203,12 +208,10 @@ def _kernel(Xt, sph_ptr, sph_idx, atom, atom_class, in_train, train_ptr, train_i
                     total_P[c, j, k] += P[a, j, k]
         for f in range(n_folds):
             pooled[:d, :d] = 0.0
-            count[0], count[1] = 0.0, 0.0
-            for t in range(train_ptr[f], train_ptr[f + 1]):
-                count[train_cls[t]] += 1.0
             for c in range(2):
-                scans = train_idx[train_ptr[f]:train_ptr[f + 1]][
-                    train_cls[train_ptr[f]:train_ptr[f + 1]] == c]
+                count[c] = train_ptr[2 * f + c + 1] - train_ptr[2 * f + c]
+            for c in range(2):
+                scans = train_idx[train_ptr[2 * f + c]:train_ptr[2 * f + c + 1]]
                 _class_moments(S, P, d, in_train[f], atom_class, c, total_S, total_P, s, p)
                 _shrunk_class_cov(Xs, scans, s, p, count[c], d, shrinkage, means[c], scale,
                                   cov)
@@ -238,12 +241,12 @@ def _kernel(Xt, sph_ptr, sph_idx, atom, atom_class, in_train, train_ptr, train_i
     return accuracy
 
 
-def _train_arrays(design: dict, folds_train: list[np.ndarray]) -> tuple:
-    """Training scans per fold (pointer, indices into the used scans, classes)."""
-    parts = folds_train
+def _train_arrays(y01: np.ndarray, folds_train: list[np.ndarray]) -> tuple:
+    """Training scans per fold and class: those of fold f and class c are
+    ``idx[ptr[2 f + c]:ptr[2 f + c + 1]]`` (indices into the used scans)."""
+    parts = [train[y01[train] == c] for train in folds_train for c in (0, 1)]
     ptr = np.concatenate([[0], np.cumsum([len(t) for t in parts])]).astype(np.int64)
-    idx = np.concatenate(parts).astype(np.int64)
-    return ptr, idx, design["y"][idx]
+    return ptr, np.concatenate(parts).astype(np.int64)
 
 
 def searchlight_accuracies(
@@ -292,11 +295,11 @@ def searchlight_accuracies(
     design = fold_design(X, y, folds, "LinearDiscriminantAnalysis")
     remap = np.full(n_scans, -1, dtype=np.int64)
     remap[design["used"]] = np.arange(len(design["used"]))
-    train_ptr, train_idx, train_cls = _train_arrays(design, [remap[tr] for tr, _ in folds])
+    train_ptr, train_idx = _train_arrays(design["y"], [remap[tr] for tr, _ in folds])
     dec = _decision_array(spheres.shape[0], design["Xt"].shape[1], return_decisions)
     accuracy = _kernel(design["Xt"], spheres.indptr.astype(np.int64),
                        spheres.indices.astype(np.int64), design["atom"], design["atom_class"],
-                       design["in_train"], train_ptr, train_idx, train_cls, design["test_ptr"],
+                       design["in_train"], train_ptr, train_idx, design["test_ptr"],
                        design["test_idx"], design["y"], code, dec, bool(return_decisions))
     if return_decisions:
         return accuracy, _scatter_decisions(dec, folds, n_scans)
