@@ -43,7 +43,8 @@ def fold_statistics(design: dict) -> dict:
     Returns
     -------
     dict
-        ``theta`` and ``var`` of shape (n_folds, 2, n_voxels), ``pooled``
+        ``theta``, ``var`` and ``log_var`` (``log(2 pi var)``) of shape
+        (n_folds, 2, n_voxels), ``pooled``
         (n_folds, n_voxels): the variance over both classes' training scans
         (the smoothing's scale), and ``log_prior`` (n_folds, 2).
     """
@@ -65,12 +66,15 @@ def fold_statistics(design: dict) -> dict:
     n = counts.sum(axis=1)[:, None]
     pooled = np.maximum(total_sq / n - (total / n) ** 2, 0.0)
     log_prior = np.log(counts / counts.sum(axis=1, keepdims=True))
-    return {"theta": theta, "var": var, "pooled": pooled, "log_prior": log_prior}
+    with np.errstate(divide="ignore"):
+        log_var = np.log(2.0 * np.pi * var)
+    return {"theta": theta, "var": var, "log_var": log_var, "pooled": pooled,
+            "log_prior": log_prior}
 
 
 @njit(cache=True, error_model="numpy")
-def _sphere_fold(Xt, cols, theta, var, pooled, log_prior, test, var_smoothing, y, dec, q, s,
-                 want):
+def _sphere_fold(Xt, cols, theta, var, log_var, pooled, log_prior, test, var_smoothing, y, dec,
+                 q, s, want):
     """Accuracy of one sphere and fold; test decisions into ``dec`` if ``want``."""
     eps = 0.0
     for v in cols:
@@ -84,7 +88,12 @@ def _sphere_fold(Xt, cols, theta, var, pooled, log_prior, test, var_smoothing, y
         log_det = 0.0
         for v in cols:
             smoothed = var[c, v] + eps
-            log_det += math.log(2.0 * math.pi * smoothed)
+            ratio = eps / var[c, v]
+            if ratio < 1e-8:
+                # log(2 pi (var + eps)) to rounding (log1p(r) = r - r^2/2 + ...), no log call.
+                log_det += log_var[c, v] + ratio
+            else:
+                log_det += math.log(2.0 * math.pi * smoothed)
             inverse = 1.0 / smoothed
             mean = theta[c, v]
             row = Xt[v]
@@ -104,7 +113,7 @@ def _sphere_fold(Xt, cols, theta, var, pooled, log_prior, test, var_smoothing, y
 
 
 @njit(cache=True, error_model="numpy")
-def _kernel(Xt, sph_ptr, sph_idx, theta, var, pooled, log_prior, test_ptr, test_idx,
+def _kernel(Xt, sph_ptr, sph_idx, theta, var, log_var, pooled, log_prior, test_ptr, test_idx,
             var_smoothing, y, dec, want):
     n_spheres, n_folds = sph_ptr.shape[0] - 1, test_ptr.shape[0] - 1
     accuracy = np.empty((n_spheres, n_folds))
@@ -119,8 +128,8 @@ def _kernel(Xt, sph_ptr, sph_idx, theta, var, pooled, log_prior, test_ptr, test_
         row = dec[k] if want else empty
         for f in range(n_folds):
             test = test_idx[test_ptr[f]:test_ptr[f + 1]]
-            accuracy[k, f] = _sphere_fold(Xt, cols, theta[f], var[f], pooled[f], log_prior[f],
-                                          test, var_smoothing, y, row, q, s, want)
+            accuracy[k, f] = _sphere_fold(Xt, cols, theta[f], var[f], log_var[f], pooled[f],
+                                          log_prior[f], test, var_smoothing, y, row, q, s, want)
     return accuracy
 
 
@@ -171,7 +180,7 @@ def searchlight_accuracies(
     dec = _decision_array(spheres.shape[0], design["Xt"].shape[1], return_decisions)
     accuracy = _kernel(design["Xt"], spheres.indptr.astype(np.int64),
                        spheres.indices.astype(np.int64), stats["theta"], stats["var"],
-                       stats["pooled"], stats["log_prior"], design["test_ptr"],
+                       stats["log_var"], stats["pooled"], stats["log_prior"], design["test_ptr"],
                        design["test_idx"], var_smoothing, design["y"], dec,
                        bool(return_decisions))
     if return_decisions:
