@@ -223,3 +223,31 @@ def test_one_class_training_fold_is_one_input_error(kind):
     folds = [(train, np.flatnonzero(y == "b"))]
     with pytest.raises(InputError, match="^fold 0: its training scans are all of one class"):
         _solve(kind, X, y, spheres, folds)
+
+
+@pytest.mark.parametrize("kind", ["gnb", "lda"])
+def test_permutation_accuracies_equal_one_call_per_label_vector(kind):
+    from nidecode.stats import permute_within_runs
+
+    X, y, spheres = _random_problem(4, n_scans=48)
+    runs = np.repeat(np.arange(4), 12)
+    y = np.tile(np.repeat(["a", "b", "a", "b"], 3), 4)
+    folds = list(LeaveOneGroupOut().split(X, y, runs))
+    rng = np.random.default_rng(0)
+    label_sets = np.stack([y] + [permute_within_runs(y, runs, rng) for _ in range(3)])
+    module = {"gnb": gnb, "lda": lda}[kind]
+    stacked = module.permutation_accuracies(X, label_sets, spheres, folds)
+    assert stacked.shape == (4, spheres.shape[0], len(folds))
+    for labels, accuracies in zip(label_sets, stacked, strict=True):
+        np.testing.assert_array_equal(accuracies, _solve(kind, X, labels, spheres, folds))
+    assert not np.array_equal(stacked[0], stacked[1])  # the permutations changed something
+
+
+def test_permutation_accuracies_reject_label_sets_of_other_classes():
+    X, y, spheres = _random_problem(0)
+    folds = list(KFold(3).split(X))
+    with pytest.raises(InputError, match=r"^label_sets has shape \(40,\); expected"):
+        gnb.permutation_accuracies(X, y, spheres, folds)
+    with pytest.raises(InputError, match="^label_sets: every row must hold the same two"):
+        gnb.permutation_accuracies(X, np.stack([y, np.where(y == "a", "c", "b")]), spheres,
+                                   folds)

@@ -31,6 +31,47 @@ def _check_two_classes(folds, y01: np.ndarray, estimator: str) -> None:
             )
 
 
+def centred_data(X: np.ndarray, folds) -> dict:
+    """The label-free part of :func:`fold_design`: the used scans, centred, voxel-major.
+
+    Returns
+    -------
+    dict
+        ``Xt`` (n_voxels, n_used), ``used`` (the used scans' indices in X),
+        ``remap`` (X's scan index -> used index, -1 if unused).
+    """
+    used = _used_scans(folds)
+    remap = np.full(X.shape[0], -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    Xu = X[used].astype(np.float64)
+    Xu -= Xu.mean(axis=0)
+    return {"Xt": np.ascontiguousarray(Xu.T), "used": used, "remap": remap}
+
+
+def label_design(data: dict, y: np.ndarray, folds, estimator: str) -> dict:
+    """:func:`fold_design` from :func:`centred_data`'s arrays (one pass over X
+    for any number of label permutations)."""
+    _, y01 = _encode_binary(y)
+    _check_two_classes(folds, y01, estimator)
+    used, remap = data["used"], data["remap"]
+    # A scan's signature: its class and, per fold, whether the fold trains on it.
+    membership = np.zeros((len(used), len(folds) + 1), dtype=np.int8)
+    membership[:, 0] = y01[used]
+    for f, (train, _test) in enumerate(folds):
+        membership[remap[train], f + 1] = 1
+    signatures, atom = np.unique(membership, axis=0, return_inverse=True)
+    tests = [remap[test] for _, test in folds]
+    return {
+        **data,
+        "y": y01[used].astype(np.int64),
+        "atom": atom.ravel().astype(np.int64),
+        "atom_class": signatures[:, 0].astype(np.int64),
+        "in_train": np.ascontiguousarray(signatures[:, 1:].T.astype(np.bool_)),
+        "test_ptr": np.concatenate([[0], np.cumsum([len(t) for t in tests])]).astype(np.int64),
+        "test_idx": np.concatenate(tests).astype(np.int64),
+    }
+
+
 def fold_design(X: np.ndarray, y: np.ndarray, folds, estimator: str) -> dict:
     """The closed-form kernels' arrays: centred data, atoms and folds.
 
@@ -52,33 +93,24 @@ def fold_design(X: np.ndarray, y: np.ndarray, folds, estimator: str) -> dict:
         ``atom`` (n_used,) each scan's atom; ``atom_class`` (n_atoms,);
         ``in_train`` (n_folds, n_atoms) bool; ``test_ptr``, ``test_idx``
         (the test scans of fold f are ``test_idx[test_ptr[f]:test_ptr[f+1]]``,
-        indices into the used scans); ``used`` (the used scans' indices in X).
+        indices into the used scans); ``used`` (the used scans' indices in X)
+        and ``remap`` (X's scan index -> used index, -1 if unused).
     """
-    _, y01 = _encode_binary(y)
-    _check_two_classes(folds, y01, estimator)
-    used = _used_scans(folds)
-    remap = np.full(X.shape[0], -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    n_used = len(used)
-    # A scan's signature: its class and, per fold, whether the fold trains on it.
-    membership = np.zeros((n_used, len(folds) + 1), dtype=np.int8)
-    membership[:, 0] = y01[used]
-    for f, (train, _test) in enumerate(folds):
-        membership[remap[train], f + 1] = 1
-    signatures, atom = np.unique(membership, axis=0, return_inverse=True)
-    tests = [remap[test] for _, test in folds]
-    Xu = X[used].astype(np.float64)
-    Xu -= Xu.mean(axis=0)
-    return {
-        "Xt": np.ascontiguousarray(Xu.T),
-        "y": y01[used].astype(np.int64),
-        "atom": atom.ravel().astype(np.int64),
-        "atom_class": signatures[:, 0].astype(np.int64),
-        "in_train": np.ascontiguousarray(signatures[:, 1:].T.astype(np.bool_)),
-        "test_ptr": np.concatenate([[0], np.cumsum([len(t) for t in tests])]).astype(np.int64),
-        "test_idx": np.concatenate(tests).astype(np.int64),
-        "used": used,
-    }
+    return label_design(centred_data(X, folds), y, folds, estimator)
+
+
+def check_label_sets(label_sets, n_scans: int) -> np.ndarray:
+    """Label vectors as a 2D array (n_sets, n_scans) of one pair of classes."""
+    label_sets = np.asarray(label_sets)
+    if label_sets.ndim != 2 or label_sets.shape[1] != n_scans or not len(label_sets):
+        raise InputError(f"label_sets has shape {label_sets.shape}; expected (n_permutations, "
+                         f"{n_scans}): one label vector per row, one label per scan of X")
+    classes = np.unique(label_sets[0])
+    for row in label_sets[1:]:
+        if not np.array_equal(np.unique(row), classes):
+            raise InputError("label_sets: every row must hold the same two classes (a "
+                             "permutation of the labels)")
+    return label_sets
 
 
 def atom_sums(Xt: np.ndarray, atom: np.ndarray, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,9 +25,16 @@ from numba import njit
 
 from nidecode.errors import InputError
 from nidecode.solvers._common import _decision_array, _prepare, _scatter_decisions
-from nidecode.solvers._sufficient import atom_sums, fold_class_counts, fold_design
+from nidecode.solvers._sufficient import (
+    atom_sums,
+    centred_data,
+    check_label_sets,
+    fold_class_counts,
+    fold_design,
+    label_design,
+)
 
-__all__ = ["searchlight_accuracies", "fold_statistics"]
+__all__ = ["fold_statistics", "permutation_accuracies", "searchlight_accuracies"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -176,16 +183,55 @@ def searchlight_accuracies(
     n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     design = fold_design(X, y, folds, "GaussianNB")
-    stats = fold_statistics(design)
     dec = _decision_array(spheres.shape[0], design["Xt"].shape[1], return_decisions)
-    accuracy = _kernel(design["Xt"], spheres.indptr.astype(np.int64),
-                       spheres.indices.astype(np.int64), stats["theta"], stats["var"],
-                       stats["log_var"], stats["pooled"], stats["log_prior"], design["test_ptr"],
-                       design["test_idx"], var_smoothing, design["y"], dec,
-                       bool(return_decisions))
+    accuracy = _accuracies(design, spheres, var_smoothing, dec, return_decisions)
     if return_decisions:
         return accuracy, _scatter_decisions(dec, folds, n_scans)
     return accuracy
+
+
+def permutation_accuracies(
+    X: np.ndarray,
+    label_sets: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    var_smoothing: float = 1e-9,
+) -> np.ndarray:
+    """:func:`searchlight_accuracies` for many label vectors (permutations) at once.
+
+    The data are checked, centred and transposed once; each label vector then
+    costs its per-atom sums and the per-sphere kernel.
+
+    Parameters
+    ----------
+    X, spheres, folds, var_smoothing
+        As in :func:`searchlight_accuracies`.
+    label_sets : numpy.ndarray of shape (n_sets, n_scans)
+        One label vector per row, all with the same two classes.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_sets, n_spheres, n_folds)
+    """
+    var_smoothing = _check_smoothing(var_smoothing)
+    label_sets = check_label_sets(label_sets, np.shape(X)[0])
+    X, _, spheres, folds = _prepare(X, label_sets[0], spheres, folds)
+    data = centred_data(X, folds)
+    return np.stack([
+        _accuracies(label_design(data, y, folds, "GaussianNB"), spheres, var_smoothing,
+                    np.empty((0, 0)), False)
+        for y in label_sets])
+
+
+def _accuracies(design: dict, spheres: sp.csr_matrix, var_smoothing: float, dec: np.ndarray,
+                want: bool) -> np.ndarray:
+    """The kernel on a design (decisions into ``dec`` if ``want``)."""
+    stats = fold_statistics(design)
+    return _kernel(design["Xt"], spheres.indptr.astype(np.int64),
+                   spheres.indices.astype(np.int64), stats["theta"], stats["var"],
+                   stats["log_var"], stats["pooled"], stats["log_prior"], design["test_ptr"],
+                   design["test_idx"], var_smoothing, design["y"], dec, bool(want))
 
 
 def _check_smoothing(value) -> float:

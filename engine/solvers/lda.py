@@ -36,9 +36,14 @@ from numba import njit
 
 from nidecode.errors import InputError
 from nidecode.solvers._common import _decision_array, _prepare, _scatter_decisions
-from nidecode.solvers._sufficient import fold_design
+from nidecode.solvers._sufficient import (
+    centred_data,
+    check_label_sets,
+    fold_design,
+    label_design,
+)
 
-__all__ = ["searchlight_accuracies"]
+__all__ = ["check_shrinkage", "permutation_accuracies", "searchlight_accuracies"]
 
 _AUTO = -1.0  # the kernels' code for shrinkage="auto"
 
@@ -293,17 +298,55 @@ def searchlight_accuracies(
     n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     design = fold_design(X, y, folds, "LinearDiscriminantAnalysis")
-    remap = np.full(n_scans, -1, dtype=np.int64)
-    remap[design["used"]] = np.arange(len(design["used"]))
-    train_ptr, train_idx = _train_arrays(design["y"], [remap[tr] for tr, _ in folds])
     dec = _decision_array(spheres.shape[0], design["Xt"].shape[1], return_decisions)
-    accuracy = _kernel(design["Xt"], spheres.indptr.astype(np.int64),
-                       spheres.indices.astype(np.int64), design["atom"], design["atom_class"],
-                       design["in_train"], train_ptr, train_idx, design["test_ptr"],
-                       design["test_idx"], design["y"], code, dec, bool(return_decisions))
+    accuracy = _accuracies(design, spheres, folds, code, dec, return_decisions)
     if return_decisions:
         return accuracy, _scatter_decisions(dec, folds, n_scans)
     return accuracy
+
+
+def permutation_accuracies(
+    X: np.ndarray,
+    label_sets: np.ndarray,
+    spheres: sp.spmatrix,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    shrinkage: str | float = "auto",
+) -> np.ndarray:
+    """:func:`searchlight_accuracies` for many label vectors (permutations) at once.
+
+    The data are checked, centred and transposed once.
+
+    Parameters
+    ----------
+    X, spheres, folds, shrinkage
+        As in :func:`searchlight_accuracies`.
+    label_sets : numpy.ndarray of shape (n_sets, n_scans)
+        One label vector per row, all with the same two classes.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_sets, n_spheres, n_folds)
+    """
+    code = check_shrinkage(shrinkage)
+    label_sets = check_label_sets(label_sets, np.shape(X)[0])
+    X, _, spheres, folds = _prepare(X, label_sets[0], spheres, folds)
+    data = centred_data(X, folds)
+    return np.stack([
+        _accuracies(label_design(data, y, folds, "LinearDiscriminantAnalysis"), spheres, folds,
+                    code, np.empty((0, 0)), False)
+        for y in label_sets])
+
+
+def _accuracies(design: dict, spheres: sp.csr_matrix, folds, code: float, dec: np.ndarray,
+                want: bool) -> np.ndarray:
+    """The kernel on a design (decisions into ``dec`` if ``want``)."""
+    remap = design["remap"]
+    train_ptr, train_idx = _train_arrays(design["y"], [remap[tr] for tr, _ in folds])
+    return _kernel(design["Xt"], spheres.indptr.astype(np.int64),
+                   spheres.indices.astype(np.int64), design["atom"], design["atom_class"],
+                   design["in_train"], train_ptr, train_idx, design["test_ptr"],
+                   design["test_idx"], design["y"], code, dec, bool(want))
 
 
 def check_shrinkage(shrinkage) -> float:
