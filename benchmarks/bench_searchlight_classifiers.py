@@ -21,10 +21,16 @@ Spheres per second are CPU seconds of this process (best of ``--repeats``),
 wall time alongside. With ``--permutations N``: N label permutations within
 runs through the GaussianNB solver (solver level, one core), and the projected
 wall time of 1000 of them on 2 cores (independent permutations split evenly).
-Writes ``benchmarks/results/searchlight_classifiers.json``.
+With ``--permutation-run N --workers W``: N GaussianNB permutations at the
+solver level (:func:`nidecode.solvers.gnb.permutation_accuracies`) really run
+on W worker processes (joblib; the wall time includes starting them and
+loading numba's cache); ``--permutations-only`` skips the comparisons and adds
+that figure to the saved JSON. Writes
+``benchmarks/results/searchlight_classifiers.json``.
 
 Run: ``python benchmarks/bench_searchlight_classifiers.py [--centres 300]
-[--permutations 20]`` (``--shape 20 24 10`` for a smoke run).
+[--permutations 20] [--permutation-run 1000 --workers 2 [--permutations-only]]``
+(``--shape 20 24 10`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -121,6 +127,35 @@ def permutation_times(data: dict, spheres, folds, n_permutations: int) -> dict:
             "projected_1000_permutations_2_cores_wall_s": 1000 * per / 2}
 
 
+def _permutation_chunk(X, label_sets, spheres, folds) -> np.ndarray:
+    """One worker's share of the permutations: mean accuracy per sphere."""
+    from nidecode.solvers.gnb import permutation_accuracies
+
+    return permutation_accuracies(X, label_sets, spheres, folds).mean(axis=2)
+
+
+def permutation_run(data: dict, spheres, folds, n_permutations: int, workers: int) -> dict:
+    """Wall time of ``n_permutations`` GaussianNB permutations on ``workers`` processes."""
+    from joblib import Parallel, delayed
+
+    from nidecode.stats import permute_within_runs
+
+    rng = np.random.default_rng(1)
+    label_sets = np.stack([permute_within_runs(data["y"], data["runs"], rng)
+                           for _ in range(n_permutations)])
+    # A few chunks per worker: the load evens out on a shared machine.
+    chunks = np.array_split(label_sets, 4 * workers)
+    started = time.perf_counter()
+    null = np.concatenate(Parallel(n_jobs=workers)(
+        delayed(_permutation_chunk)(data["X"], chunk, spheres, folds) for chunk in chunks))
+    wall = time.perf_counter() - started
+    assert null.shape == (n_permutations, spheres.shape[0])
+    return {"n_permutations": n_permutations, "workers": workers, "wall_s": wall,
+            "null_mean_accuracy": float(null.mean()),
+            "note": "solver level, joblib worker processes (start-up and numba cache load "
+                    "included), data in memory"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(40, 64, 64))
@@ -128,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="about this many evenly spread centres for nilearn")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--permutations", type=int, default=0)
+    parser.add_argument("--permutation-run", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--permutations-only", action="store_true")
     args = parser.parse_args(argv)
 
     from nilearn.decoding import SearchLight as NilearnSearchLight
@@ -149,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "nilearn_centres_every": data["step"], "machine": machine(),
         "timing": "best CPU time of this process, one thread, warm; wall time too",
     }
+    if args.permutations_only:
+        return _permutations_only(data, spheres, folds, args)
     sl_args = {"radius": RADIUS, "cv": LeaveOneGroupOut(), "n_jobs": 1}
     with threadpool_limits(limits=1):
         warm()
@@ -194,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gnb: {args.permutations} permutations ...", flush=True)
             results["gnb_permutations"] = permutation_times(data, spheres, folds,
                                                             args.permutations)
+        if args.permutation_run:
+            results["gnb_permutation_run"] = permutation_run(data, spheres, folds,
+                                                             args.permutation_run, args.workers)
     path = save("searchlight_classifiers", results)
     print(f"\n{results['n_spheres']} spheres ({results['mean_sphere_voxels']:.1f} voxels), "
           f"{results['n_scans']} scans, radius {RADIUS} mm, 12 folds")
@@ -211,6 +254,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gnb permutations: {perm['cpu_s_per_permutation']:.2f} s each; 1000 on 2 cores "
               f"~{perm['projected_1000_permutations_2_cores_wall_s'] / 60:.1f} min")
     print(f"written {path}")
+    return 0
+
+
+def _permutations_only(data, spheres, folds, args) -> int:
+    """Run ``--permutation-run`` alone and add it to the saved results."""
+    import json
+
+    from _common import RESULTS
+
+    path = RESULTS / "searchlight_classifiers.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    print(f"gnb: {args.permutation_run} permutations on {args.workers} workers ...", flush=True)
+    run = permutation_run(data, spheres, folds, args.permutation_run, args.workers)
+    run["machine"] = machine()
+    results["gnb_permutation_run"] = run
+    save("searchlight_classifiers", results)
+    print(f"{run['n_permutations']} permutations, {spheres.shape[0]} spheres, "
+          f"{run['workers']} workers: {run['wall_s']:.1f} s wall")
     return 0
 
 
