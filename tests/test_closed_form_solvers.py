@@ -251,3 +251,20 @@ def test_permutation_accuracies_reject_label_sets_of_other_classes():
     with pytest.raises(InputError, match="^label_sets: every row must hold the same two"):
         gnb.permutation_accuracies(X, np.stack([y, np.where(y == "a", "c", "b")]), spheres,
                                    folds)
+
+
+def test_lda_without_shrinkage_on_more_voxels_than_scans_is_least_squares():
+    # 15 training scans, up to 30 voxels: the pooled covariance is singular and
+    # scikit-learn's lstsq gives the minimum-norm solution (Cholesky would not fail
+    # on rounding and would return a huge weight vector).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 30))
+    y = np.tile([0, 1], 10)
+    X[y == 1, :3] += 1
+    spheres = sp.csr_matrix(rng.random((3, 30)) < [[1.0], [0.7], [0.2]])
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    accuracies, decisions = lda.searchlight_accuracies(X, y, spheres, folds, shrinkage=0.0,
+                                                       return_decisions=True)
+    expected, expected_decisions = _reference("lda", X, y, spheres, folds, 0.0)
+    np.testing.assert_array_equal(accuracies, expected)
+    np.testing.assert_allclose(decisions, expected_decisions, rtol=1e-7, atol=1e-9)

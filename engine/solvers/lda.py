@@ -106,7 +106,8 @@ def _ledoit_wolf_beta(Xs, scans, mean, inverse, d):
 @njit(cache=True, error_model="numpy")
 def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
     """Class covariance (ddof 0) shrunk as ``sklearn.discriminant_analysis._cov``,
-    into ``cov`` (full); ``mean`` gets the class mean."""
+    into ``cov`` (full); ``mean`` gets the class mean. Returns the shrinkage
+    applied (0: the empirical covariance, of rank below ``count``)."""
     for j in range(d):
         mean[j] = s[j] / count
     for j in range(d):
@@ -116,7 +117,7 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
             cov[k, j] = value
     if shrinkage == _AUTO:
         if d == 1:  # ledoit_wolf of one feature: no shrinkage
-            return
+            return 0.0
         for j in range(d):
             variance = max(cov[j, j], 0.0)
             root = math.sqrt(variance)
@@ -143,7 +144,8 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
             for k in range(d):
                 cov[j, k] *= 1.0 - amount
             cov[j, j] += amount * mu / (scale[j] * scale[j])
-    elif shrinkage > 0.0:
+        return amount
+    if shrinkage > 0.0:
         trace = 0.0
         for j in range(d):
             trace += cov[j, j]
@@ -151,6 +153,7 @@ def _shrunk_class_cov(Xs, scans, s, p, count, d, shrinkage, mean, scale, cov):
             for k in range(d):
                 cov[j, k] *= 1.0 - shrinkage
             cov[j, j] += shrinkage * trace / d
+    return shrinkage
 
 
 @njit(cache=True, error_model="numpy")
@@ -213,22 +216,27 @@ def _kernel(Xt, sph_ptr, sph_idx, atom, atom_class, in_train, train_ptr, train_i
                     total_P[c, j, k] += P[a, j, k]
         for f in range(n_folds):
             pooled[:d, :d] = 0.0
+            shrunk = False
             for c in range(2):
                 count[c] = train_ptr[2 * f + c + 1] - train_ptr[2 * f + c]
             for c in range(2):
                 scans = train_idx[train_ptr[2 * f + c]:train_ptr[2 * f + c + 1]]
                 _class_moments(S, P, d, in_train[f], atom_class, c, total_S, total_P, s, p)
-                _shrunk_class_cov(Xs, scans, s, p, count[c], d, shrinkage, means[c], scale,
-                                  cov)
+                amount = _shrunk_class_cov(Xs, scans, s, p, count[c], d, shrinkage, means[c],
+                                           scale, cov)
+                shrunk = shrunk or amount > 0.0
                 prior = count[c] / (count[0] + count[1])
                 for j in range(d):
                     for k in range(d):
                         pooled[j, k] += prior * cov[j, k]
             for j in range(d):
                 rhs[j] = means[1, j] - means[0, j]
-            if not _cholesky_solve(pooled, rhs, d, L, w):
-                # Singular: scikit-learn's minimum-norm least-squares solution.
-                w[:d] = np.linalg.lstsq(pooled[:d, :d].copy(), rhs[:d].copy())[0]
+            # Unshrunk, the pooled covariance has rank <= n_train - 2; singular or
+            # nearly: scikit-learn's minimum-norm least squares (gelsd, rcond = eps).
+            if ((not shrunk and d > count[0] + count[1] - 2)
+                    or not _cholesky_solve(pooled, rhs, d, L, w)):
+                w[:d] = np.linalg.lstsq(pooled[:d, :d].copy(), rhs[:d].copy(),
+                                        rcond=2.220446049250313e-16)[0]
             intercept = math.log(count[1]) - math.log(count[0])
             for j in range(d):
                 intercept -= 0.5 * (means[0, j] + means[1, j]) * w[j]
