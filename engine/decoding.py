@@ -376,7 +376,15 @@ def _closed_form_scores(X, y, spheres, folds, method: str, estimator, scoring) -
     kwargs = options(estimator.get_params())
     if scoring in (None, "accuracy"):
         return fit(X, y, spheres, folds, **kwargs).mean(axis=1)
-    _, decisions = fit(X, y, spheres, folds, return_decisions=True, **kwargs)
+    if method == "gnb" and scoring == "roc_auc":
+        # scikit-learn ranks GaussianNB's predict_proba, which saturates (ties) at 1.
+        _, decisions = fit(X, y, spheres, folds, return_proba=True, **kwargs)
+    else:
+        _, decisions = fit(X, y, spheres, folds, return_decisions=True, **kwargs)
+        # sphere_fold_metrics predicts classes_[1] at a zero decision (libsvm's
+        # rule); GaussianNB and LDA predict classes_[0]: the negative float
+        # closest to zero keeps every scan's rank and moves the tie to classes_[0].
+        decisions[decisions == 0] = -np.finfo(np.float64).smallest_subnormal
     y01 = np.unique(y, return_inverse=True)[1]
     scores = sphere_fold_metrics(decisions, y01, [test for _, test in folds], [scoring])
     return scores[scoring].mean(axis=1)

@@ -268,3 +268,45 @@ def test_lda_without_shrinkage_on_more_voxels_than_scans_is_least_squares():
     expected, expected_decisions = _reference("lda", X, y, spheres, folds, 0.0)
     np.testing.assert_array_equal(accuracies, expected)
     np.testing.assert_allclose(decisions, expected_decisions, rtol=1e-7, atol=1e-9)
+
+
+def test_gnb_roc_auc_ranks_predict_proba_as_scikit_learn():
+    # Test scans of both classes far on classes_[1]'s side: predict_proba is 1.0
+    # for all (ties: AUC 0.5), while the log-likelihood ratios still differ.
+    from nidecode.decoding import _closed_form_scores
+
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b"] * 20 + ["a"] * 4 + ["b"] * 4)
+    X = rng.normal(size=(len(y), 40))
+    X[y == "b"] += 2.0
+    X[40:44] += 2.0
+    folds = [(np.arange(40), np.arange(40, 48))]
+    spheres = sp.csr_matrix(np.ones((1, 40)))
+    expected = cross_val_score(GaussianNB(), X, y, cv=folds, scoring="roc_auc")
+    assert expected[0] == 0.5
+    scores = _closed_form_scores(X, y, spheres, folds, "gnb", GaussianNB(), "roc_auc")
+    np.testing.assert_array_equal(scores, expected)
+    _, proba = gnb.searchlight_accuracies(X, y, spheres, folds, return_proba=True)
+    model = GaussianNB().fit(X[:40], y[:40])
+    np.testing.assert_array_equal(proba[0, 40:], model.predict_proba(X[40:])[:, 1])
+    assert np.isnan(proba[0, :40]).all()
+
+
+def test_lda_zero_decision_predicts_the_first_class():
+    # Class means -2 and 2, unit variances, equal priors: a test scan at 0 has a
+    # decision of exactly 0, which LDA (``scores > 0``) gives to classes_[0].
+    from nidecode.decoding import _closed_form_scores
+
+    # (The scans sum to 0: the solver's centring leaves them as they are.)
+    X = np.array([[-3.0], [-1.0], [1.0], [3.0], [0.0], [0.0], [5.0], [-5.0]])
+    y = np.array(["a", "a", "b", "b", "a", "a", "b", "a"])
+    folds = [(np.arange(4), np.arange(4, 8))]
+    spheres = sp.csr_matrix(np.ones((1, 1)))
+    estimator = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    _, decisions = lda.searchlight_accuracies(X, y, spheres, folds, return_decisions=True)
+    assert decisions[0, 4] == 0.0
+    for scoring in ("accuracy", "balanced_accuracy"):
+        expected = cross_val_score(estimator, X, y, cv=folds, scoring=scoring)
+        assert expected[0] == 1.0
+        np.testing.assert_array_equal(
+            _closed_form_scores(X, y, spheres, folds, "lda", estimator, scoring), expected)

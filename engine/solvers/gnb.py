@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from nidecode.errors import InputError
-from nidecode.solvers._common import _decision_array, _prepare, _scatter_decisions
+from nidecode.solvers._common import _prepare, _scatter_decisions
 from nidecode.solvers._sufficient import (
     atom_sums,
     centred_data,
@@ -82,7 +82,8 @@ def fold_statistics(design: dict) -> dict:
 @njit(cache=True, error_model="numpy")
 def _sphere_fold(Xt, cols, theta, var, log_var, pooled, log_prior, test, var_smoothing, y, dec,
                  q, s, want):
-    """Accuracy of one sphere and fold; test decisions into ``dec`` if ``want``."""
+    """Accuracy of one sphere and fold; the test scans' joint log-likelihoods
+    into ``dec`` (shape (2, n_used)) if ``want``."""
     eps = 0.0
     for v in cols:
         eps = max(eps, pooled[v])
@@ -115,7 +116,8 @@ def _sphere_fold(Xt, cols, theta, var, log_var, pooled, log_prior, test, var_smo
         if (jll1 > jll0) == (y[test[i]] == 1):
             correct += 1
         if want:
-            dec[test[i]] = jll1 - jll0
+            dec[0, test[i]] = jll0
+            dec[1, test[i]] = jll1
     return correct / n_test
 
 
@@ -129,7 +131,7 @@ def _kernel(Xt, sph_ptr, sph_idx, theta, var, log_var, pooled, log_prior, test_p
         largest = max(largest, test_ptr[f + 1] - test_ptr[f])
     q = np.empty((2, largest))
     s = np.empty(2)
-    empty = np.empty(0)
+    empty = np.empty((0, 0))
     for k in range(n_spheres):
         cols = sph_idx[sph_ptr[k]:sph_ptr[k + 1]]
         row = dec[k] if want else empty
@@ -148,7 +150,8 @@ def searchlight_accuracies(
     *,
     var_smoothing: float = 1e-9,
     return_decisions: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    return_proba: bool = False,
+) -> np.ndarray | tuple[np.ndarray, ...]:
     """Cross-validated accuracy of ``GaussianNB()`` in every sphere.
 
     Equal to ``cross_val_score(GaussianNB(var_smoothing=var_smoothing),
@@ -172,22 +175,49 @@ def searchlight_accuracies(
         ``jll[:, 1] - jll[:, 0]`` (GaussianNB's ``predict_joint_log_proba``;
         positive: ``classes_[1]``).
 
+    return_proba : bool, default=False
+        Also return ``predict_proba(X)[:, 1]`` of each test scan, computed
+        from the joint log-likelihoods as GaussianNB does (``exp(jll_1 -
+        logsumexp(jll))``): scikit-learn's ROC AUC scorer ranks these, and
+        they saturate at 1 (ties) where the ratio does not.
+
     Returns
     -------
     accuracies : numpy.ndarray of shape (n_spheres, n_folds)
     decisions : numpy.ndarray of shape (n_spheres, n_scans)
         Only if ``return_decisions``: the ratio of each scan in the fold that
         tests it (the last such fold), NaN for scans no fold tests.
+    proba : numpy.ndarray of shape (n_spheres, n_scans)
+        Only if ``return_proba`` (last): as ``decisions``, the probabilities.
     """
     var_smoothing = _check_smoothing(var_smoothing)
     n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
     design = fold_design(X, y, folds, "GaussianNB")
-    dec = _decision_array(spheres.shape[0], design["Xt"].shape[1], return_decisions)
-    accuracy = _accuracies(design, spheres, var_smoothing, dec, return_decisions)
+    want = bool(return_decisions or return_proba)
+    jll = (np.full((spheres.shape[0], 2, design["Xt"].shape[1]), np.nan) if want
+           else np.empty((0, 0, 0)))
+    accuracy = _accuracies(design, spheres, var_smoothing, jll, want)
+    result = (accuracy,)
     if return_decisions:
-        return accuracy, _scatter_decisions(dec, folds, n_scans)
-    return accuracy
+        result += (_scatter_decisions(jll[:, 1] - jll[:, 0], folds, n_scans),)
+    if return_proba:
+        result += (_scatter_decisions(_proba(jll), folds, n_scans),)
+    return result if len(result) > 1 else accuracy
+
+
+def _proba(jll: np.ndarray) -> np.ndarray:
+    """``predict_proba[:, 1]`` from (n_spheres, 2, n_used) joint log-likelihoods,
+    with the normalisation GaussianNB uses (its ``_logsumexp``; NaN stays NaN)."""
+    try:
+        from sklearn.utils._array_api import _logsumexp
+    except ImportError:  # a private helper: scipy's otherwise
+        from scipy.special import logsumexp as _logsumexp
+    pairs = np.moveaxis(jll, 1, -1).reshape(-1, 2)
+    tested = ~np.isnan(pairs[:, 0])
+    proba = np.full(len(pairs), np.nan)
+    proba[tested] = np.exp(pairs[tested, 1] - _logsumexp(pairs[tested], axis=1))
+    return proba.reshape(jll.shape[0], jll.shape[2])
 
 
 def permutation_accuracies(
@@ -220,13 +250,13 @@ def permutation_accuracies(
     data = centred_data(X, folds)
     return np.stack([
         _accuracies(label_design(data, y, folds, "GaussianNB"), spheres, var_smoothing,
-                    np.empty((0, 0)), False)
+                    np.empty((0, 0, 0)), False)
         for y in label_sets])
 
 
 def _accuracies(design: dict, spheres: sp.csr_matrix, var_smoothing: float, dec: np.ndarray,
                 want: bool) -> np.ndarray:
-    """The kernel on a design (decisions into ``dec`` if ``want``)."""
+    """The kernel on a design (joint log-likelihoods into ``dec`` if ``want``)."""
     stats = fold_statistics(design)
     return _kernel(design["Xt"], spheres.indptr.astype(np.int64),
                    spheres.indices.astype(np.int64), stats["theta"], stats["var"],
