@@ -106,8 +106,10 @@ class SearchLight(BaseEstimator):
     scoring : str or callable, optional
         As in ``cross_val_score``; default: the estimator's ``score``
         (accuracy for classifiers). ``"accuracy"``, ``"balanced_accuracy"``
-        and ``"roc_auc"`` keep ``SVC(kernel="linear")`` on the solvers (the
-        last two computed from each test scan's decision value).
+        and ``"roc_auc"`` keep ``SVC(kernel="linear")``, ``GaussianNB`` and
+        ``LinearDiscriminantAnalysis`` on the solvers (the last two computed
+        from each test scan's decision value; GaussianNB's ROC AUC from
+        ``predict_proba``, as scikit-learn's scorer).
     cv : int, cross-validation generator or iterable, optional
         As in ``cross_val_score`` (default: 5-fold, stratified for
         classifiers). The folds are made once, with ``groups``, and every
