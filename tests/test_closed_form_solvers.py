@@ -310,3 +310,17 @@ def test_lda_zero_decision_predicts_the_first_class():
         assert expected[0] == 1.0
         np.testing.assert_array_equal(
             _closed_form_scores(X, y, spheres, folds, "lda", estimator, scoring), expected)
+
+
+@pytest.mark.slow
+def test_closed_form_searchlight_on_a_cluster_equals_in_process(anisotropic_subject, client):
+    s = anisotropic_subject
+    maps = []
+    for where in ({"client": client}, {}):
+        light = SearchLight(s["mask"], radius=RADIUS, estimator=GaussianNB(),
+                            cv=LeaveOneGroupOut(), **where).fit(s["imgs"], s["y"],
+                                                               groups=s["runs"])
+        assert light.method_ == "gnb"
+        maps.append(light.scores_)
+    np.testing.assert_array_equal(maps[0], maps[1])
+    assert maps[0].max() > 0.6  # the planted signal
