@@ -36,8 +36,6 @@ from nidecode.solvers._sufficient import (
 
 __all__ = ["fold_statistics", "permutation_accuracies", "searchlight_accuracies"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 def fold_statistics(design: dict) -> dict:
     """Per fold, class and voxel: GaussianNB's means and variances (no smoothing).
