@@ -10,6 +10,7 @@ Spheres run in batches, as Dask tasks on ``client`` or in the calling process.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import warnings
@@ -22,9 +23,11 @@ from joblib import Parallel, delayed, effective_n_jobs
 from nilearn.image import check_niimg_3d, check_niimg_4d
 from nilearn.masking import apply_mask_fmri
 from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import check_cv, cross_val_score
+from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC, LinearSVC
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -86,6 +89,11 @@ class SearchLight(BaseEstimator):
     estimator : "svc" or scikit-learn estimator, default="svc"
         ``SVC(kernel="linear", C=...)`` runs the engine's batched solvers
         (``solver``): all folds of a batch of spheres at once, compiled.
+        ``GaussianNB()`` (any ``var_smoothing``, ``priors=None``) and
+        ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto" or a
+        float in [0, 1], priors=None)`` run closed-form solvers
+        (:mod:`nidecode.solvers.gnb`, :mod:`nidecode.solvers.lda`): every fold
+        from per-run sums, no refits.
         Any other estimator (and ``SVC`` with a non-binary target, a
         ``scoring`` other than accuracy, balanced accuracy or ROC AUC, or
         parameters the solvers do not reproduce) is cross-validated one sphere at a time with
@@ -100,8 +108,10 @@ class SearchLight(BaseEstimator):
     scoring : str or callable, optional
         As in ``cross_val_score``; default: the estimator's ``score``
         (accuracy for classifiers). ``"accuracy"``, ``"balanced_accuracy"``
-        and ``"roc_auc"`` keep ``SVC(kernel="linear")`` on the solvers (the
-        last two computed from each test scan's decision value).
+        and ``"roc_auc"`` keep ``SVC(kernel="linear")``, ``GaussianNB`` and
+        ``LinearDiscriminantAnalysis`` on the solvers (the last two computed
+        from each test scan's decision value; GaussianNB's ROC AUC from
+        ``predict_proba``, as scikit-learn's scorer).
     cv : int, cross-validation generator or iterable, optional
         As in ``cross_val_score`` (default: 5-fold, stratified for
         classifiers). The folds are made once, with ``groups``, and every
@@ -133,7 +143,8 @@ class SearchLight(BaseEstimator):
         Number of centres.
     method_ : str
         How the spheres were scored: ``"batched"``, ``"libsvm"``,
-        ``"sklearn"`` (SVC's fast path) or ``"generic"``.
+        ``"sklearn"`` (SVC's fast path), ``"gnb"``, ``"lda"`` (the closed-form
+        solvers) or ``"generic"``.
 
     Notes
     -----
@@ -310,6 +321,8 @@ def _score_batch(batch: slice, X: np.ndarray, spheres: sp.csr_matrix, y: np.ndar
     batch : slice
     scores : numpy.ndarray of shape (n_spheres,)
     """
+    if method in _CLOSED_FORM:
+        return batch, _closed_form_scores(X, y, spheres, folds, method, estimator, scoring)
     if method in SPHERE_SOLVERS:
         params = estimator.get_params()
         fit = SPHERE_SOLVERS[method]
@@ -338,8 +351,53 @@ def _score_batch(batch: slice, X: np.ndarray, spheres: sp.csr_matrix, y: np.ndar
 _FAST_SCORING = (None, "accuracy", "balanced_accuracy", "roc_auc")
 
 
+#: Closed-form solvers by ``method_``: the module in :mod:`nidecode.solvers`
+#: (imported on first use) and its keyword arguments from the estimator's parameters.
+_CLOSED_FORM = {
+    "gnb": ("gnb", lambda params: {"var_smoothing": params["var_smoothing"]}),
+    "lda": ("lda", lambda params: {"shrinkage": params["shrinkage"]}),
+}
+
+
+def _closed_form_method(estimator) -> str | None:
+    """"gnb" or "lda" when a closed-form solver reproduces the estimator exactly."""
+    params = estimator.get_params()
+    if type(estimator) is GaussianNB:
+        return "gnb" if params["priors"] is None else None
+    if type(estimator) is LinearDiscriminantAnalysis:
+        shrinkage = params["shrinkage"]
+        fixed = (isinstance(shrinkage, Real) and not isinstance(shrinkage, bool)
+                 and 0 <= shrinkage <= 1)
+        if (params["solver"] == "lsqr" and params["priors"] is None
+                and params["covariance_estimator"] is None and (shrinkage == "auto" or fixed)):
+            return "lda"
+    return None
+
+
+def _closed_form_scores(X, y, spheres, folds, method: str, estimator, scoring) -> np.ndarray:
+    """Mean fold score of each sphere from a closed-form solver (:data:`_CLOSED_FORM`)."""
+    module, options = _CLOSED_FORM[method]
+    fit = importlib.import_module(f"nidecode.solvers.{module}").searchlight_accuracies
+    kwargs = options(estimator.get_params())
+    if scoring in (None, "accuracy"):
+        return fit(X, y, spheres, folds, **kwargs).mean(axis=1)
+    if method == "gnb" and scoring == "roc_auc":
+        # scikit-learn ranks GaussianNB's predict_proba, which saturates (ties) at 1.
+        _, decisions = fit(X, y, spheres, folds, return_proba=True, **kwargs)
+    else:
+        # Exact zeros come back as -tiny: sphere_fold_metrics's >= 0 rule holds.
+        _, decisions = fit(X, y, spheres, folds, return_decisions=True, **kwargs)
+    y01 = np.unique(y, return_inverse=True)[1]
+    scores = sphere_fold_metrics(decisions, y01, [test for _, test in folds], [scoring])
+    return scores[scoring].mean(axis=1)
+
+
 def _method(estimator, scoring, y, solver: str) -> str:
     """The engine's solver when it reproduces the estimator's score, else "generic"."""
+    if scoring in _FAST_SCORING and len(np.unique(y)) == 2:
+        closed_form = _closed_form_method(estimator)
+        if closed_form is not None:
+            return closed_form
     if type(estimator) is not SVC or scoring not in _FAST_SCORING:
         return "generic"
     params = estimator.get_params()

@@ -65,7 +65,7 @@ SPHERE_SOLVERS: Mapping[str, Callable] = _SphereSolvers()
 #: folds, *, return_decisions=False, **options)`` computes its searchlight in closed form
 #: (``lda``'s takes ``shrinkage=``); classifiers absent here run their scikit-learn
 #: estimator one sphere at a time.
-_FAST_CLASSIFIERS: dict[str, str] = {}
+_FAST_CLASSIFIERS: dict[str, str] = {"gnb": "gnb", "lda": "lda"}
 
 
 def sphere_solver(classifier: str, solver: str, *, C: float, shrinkage="auto",
