@@ -304,7 +304,8 @@ def test_lda_zero_decision_predicts_the_first_class():
     spheres = sp.csr_matrix(np.ones((1, 1)))
     estimator = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
     _, decisions = lda.searchlight_accuracies(X, y, spheres, folds, return_decisions=True)
-    assert decisions[0, 4] == 0.0
+    # Returned as the negative float closest to zero: ">= 0 is classes_[1]" holds.
+    assert decisions[0, 4] == -np.finfo(np.float64).smallest_subnormal
     for scoring in ("accuracy", "balanced_accuracy"):
         expected = cross_val_score(estimator, X, y, cv=folds, scoring=scoring)
         assert expected[0] == 1.0
