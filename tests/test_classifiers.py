@@ -269,8 +269,6 @@ def test_gnb_searchlight_records_the_classifier_and_the_report_names_it(
 @pytest.mark.parametrize("command", ["decode", "permute", "searchlight"])
 def test_bad_classifier_options_are_one_line(haxby_store, tmp_path, capsys, argv, message,
                                              command):
-    if command == "searchlight" and "--class-weight" in argv:
-        pytest.skip("the searchlight has no --class-weight")
     extra = {"decode": [], "permute": ["--n-permutations", "5"],
              "searchlight": ["--radius", "5"]}[command]
     status = main([command, str(haxby_store["run"]), "--out", str(tmp_path / "out"), *extra,
