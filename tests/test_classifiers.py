@@ -213,6 +213,11 @@ def test_sphere_tasks_fit_the_classifier(haxby_store):
     np.testing.assert_array_equal(light.accuracy, expected)
     np.testing.assert_array_equal(permuted.accuracy[0], light.accuracy.mean(axis=1))
     assert not np.array_equal(permuted.accuracy[1], permuted.accuracy[0])
+    # The closed form's many-labellings path is the per-sphere estimator's permutation too.
+    generic = permutation_sphere_accuracies(path, (subject, "cat", "face", "000000", "00000"),
+                                            checksum, voxels, spheres, "logo", 1.0, 0, [-1, 0],
+                                            "sklearn", classifier="gnb")
+    np.testing.assert_array_equal(permuted.accuracy, generic.accuracy)
 
 
 @pytest.mark.slow

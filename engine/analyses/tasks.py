@@ -22,7 +22,7 @@ from nidecode._validation import METRICS
 from nidecode.analyses.plan import REST, PairJob
 from nidecode.cv import make_folds
 from nidecode.results import PairResult, PermutationScores, SphereScores
-from nidecode.solvers import sphere_solver
+from nidecode.solvers import sphere_permutation_solver, sphere_solver
 from nidecode.solvers.estimators import cross_validate_estimator, make_estimator
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
 from nidecode.solvers.svc import cross_validate_svc
@@ -295,6 +295,12 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
     X = store.read_timeseries(store_path, key[0], voxels=voxels, verify=checksum)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
     others = [metric for metric in metrics if metric != "accuracy"]
+    many = sphere_permutation_solver(classifier, solver, shrinkage=shrinkage)
+    if many is not None and not others:
+        # A closed form centres the block once for all the labellings.
+        label_sets = np.stack([relabel(labels, runs, key, seed, index) for index in indices])
+        accuracy = many(X, label_sets, spheres, splits).mean(axis=2)
+        return PermutationScores(key, np.asarray(indices), accuracy, {})
     fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage,
                         class_weight=_svc_class_weight(class_weight))
     accuracy = np.empty((len(indices), spheres.shape[0]))

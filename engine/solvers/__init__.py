@@ -36,7 +36,7 @@ import functools
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["SPHERE_SOLVERS", "sphere_solver"]
+__all__ = ["SPHERE_SOLVERS", "sphere_permutation_solver", "sphere_solver"]
 
 #: ``--solver`` choice -> the module (in this package) whose function it runs.
 _SPHERE_SOLVER_MODULES = {"batched": "batched", "libsvm": "libsvm", "sklearn": "reference"}
@@ -106,3 +106,19 @@ def sphere_solver(classifier: str, solver: str, *, C: float, shrinkage="auto",
 
     estimator = make_estimator(classifier, C, shrinkage, class_weight)
     return functools.partial(searchlight_scores_estimator, estimator=estimator)
+
+
+def sphere_permutation_solver(classifier: str, solver: str, *,
+                              shrinkage="auto") -> Callable | None:
+    """The closed form's many-labellings function of a classifier, or None.
+
+    ``fit(X, label_sets, spheres, folds)`` returns the (n_sets, n_spheres,
+    n_folds) accuracies of every label vector (row of ``label_sets``), with
+    the data checked and centred once: what searchlight permutations call
+    instead of :func:`sphere_solver`'s function once per permutation.
+    """
+    if classifier not in _FAST_CLASSIFIERS or solver == "sklearn":
+        return None
+    module = importlib.import_module(f"{__name__}.{_FAST_CLASSIFIERS[classifier]}")
+    options = {"shrinkage": shrinkage} if classifier == "lda" else {}
+    return functools.partial(module.permutation_accuracies, **options)
