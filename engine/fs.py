@@ -166,6 +166,20 @@ def _is_storage_error(error: BaseException) -> bool:
         "botocore", "aiobotocore", "s3fs", "aiohttp", "gcsfs", "adlfs", "azure", "google")
 
 
+def check_bucket(url: str | Path) -> None:
+    """Refuse a URL whose bucket (or container) does not exist, in one line."""
+    protocol = str(url).split("://", 1)[0]
+    if not is_url(url) or protocol not in PACKAGES:
+        return
+    filesystem_, inner = filesystem(url)
+    bucket = inner.split("/", 1)[0]
+    with translated(url):
+        found = filesystem_.exists(bucket)
+    if not found:
+        raise InputError(f"{url}: no such bucket {bucket!r} (or no access to it); create the "
+                         f"bucket or fix the URL and the credentials")
+
+
 def exists(path: str | Path) -> bool:
     """Whether a file or folder (a prefix holding objects) exists."""
     if not is_url(path):
