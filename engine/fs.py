@@ -307,3 +307,47 @@ def put_atomic(url: str, write: Callable[[Path], object]) -> str:
         with translated(url):
             fs.put_file(str(temporary), inner)
     return url
+
+
+def open_file(url: str | Path):
+    """A file object reading an object with range requests (for headers: a few kilobytes)."""
+    filesystem_, inner = filesystem(url)
+    with translated(url):
+        return filesystem_.open(inner, "rb")
+
+
+@contextlib.contextmanager
+def metadata_mirror(url: str | Path, kept: tuple[str, ...] = (".json", ".tsv")) -> Iterator[Path]:
+    """A temporary local tree of a folder at a URL: its text files copied, the rest empty.
+
+    One listing of every object below ``url`` (no walk), then the files
+    ending with ``kept`` (BIDS sidecars, events, confounds, participants)
+    fetched concurrently; every other file (the images) is an empty
+    placeholder of the same name, so a reader of the layout works on the
+    tree and maps image paths back to URLs (:func:`relative_url`).
+    Removed on exit. A local path is yielded as it is.
+    """
+    if not is_url(url):
+        yield Path(local(url))
+        return
+    filesystem_, inner = filesystem(url)
+    inner = inner.rstrip("/")
+    with translated(url):
+        found = [path for path in filesystem_.find(inner) if path.startswith(inner + "/")]
+        wanted = [path for path in found if path.endswith(kept)]
+        contents = filesystem_.cat(wanted) if wanted else {}
+    with tempfile.TemporaryDirectory(prefix="nidecode-mirror-") as folder:
+        for path in found:
+            target = Path(folder, *path[len(inner) + 1:].split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(contents.get(path, b""))
+        yield Path(folder)
+
+
+def relative_url(path: str | Path, mirror: Path, url: str) -> str | Path:
+    """The URL of a file of a :func:`metadata_mirror` (``path`` unchanged outside it)."""
+    try:
+        relative = Path(path).relative_to(mirror)
+    except ValueError:
+        return path
+    return join(url, *relative.parts)
