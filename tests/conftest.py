@@ -145,12 +145,13 @@ def s3_server():
         process.wait(timeout=10)
 
 
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    """A fresh bucket on the moto server: dummy credentials and its endpoint in the environment.
+@pytest.fixture(scope="module")
+def s3(s3_server):
+    """A fresh bucket on the moto server, for a module: dummy credentials and the
+    endpoint in the environment (inherited by the LocalClusters the module starts).
 
-    Yields ``s3://BUCKET``; the environment (inherited by LocalCluster workers)
-    holds ``AWS_ENDPOINT_URL``, so no storage option is needed.
+    Yields ``s3://BUCKET``; ``AWS_ENDPOINT_URL`` points at the server, so no
+    storage option is needed.
     """
     import uuid
 
@@ -158,16 +159,17 @@ def s3(s3_server, monkeypatch):
 
     from nidecode import fs
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_ENDPOINT_URL": s3_server}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv(fs.OPTIONS_VARIABLE, raising=False)
-    fs.set_storage_options(None)
-    s3fs.S3FileSystem.clear_instance_cache()
-    bucket = f"bucket-{uuid.uuid4().hex[:8]}"
-    s3fs.S3FileSystem().mkdir(bucket)
-    yield f"s3://{bucket}"
-    fs.set_storage_options(None)
-    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1",
+                            "AWS_ENDPOINT_URL": s3_server}.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        patch.delenv(fs.OPTIONS_VARIABLE, raising=False)
+        fs.set_storage_options(None)
+        s3fs.S3FileSystem.clear_instance_cache()
+        bucket = f"bucket-{uuid.uuid4().hex[:8]}"
+        s3fs.S3FileSystem().mkdir(bucket)
+        yield f"s3://{bucket}"
+        fs.set_storage_options(None)
+        s3fs.S3FileSystem.clear_instance_cache()

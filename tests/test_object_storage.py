@@ -7,11 +7,17 @@ processes see it, so its tests stay in the client's process).
 
 import json
 import uuid
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from nidecode import fs, store
+from nidecode.cli import main
+from tests.conftest import one_line_error, tiny_subject
+from tests.test_bids import _tiny_bids
 
 
 def _subject_arrays(seed=0, n_voxels=300):
@@ -56,7 +62,7 @@ def _check_store_round_trip(location):
 
 
 def test_store_round_trip_on_s3(s3):
-    _check_store_round_trip(f"{s3}/store.zarr")
+    _check_store_round_trip(f"{s3}/round-trip.zarr")
 
 
 def test_store_round_trip_in_memory(memory_url):
@@ -66,7 +72,7 @@ def test_store_round_trip_in_memory(memory_url):
 def test_killed_ingest_leaves_an_unreferenced_version_swept_later(s3, monkeypatch):
     """A version written without its pointer (an ingest killed before publishing) is
     invisible; the next ingest publishes its own; the sweep removes the orphan."""
-    location = f"{s3}/store.zarr"
+    location = f"{s3}/killed.zarr"
     X = _write(location)
     killed = f"sub02-{uuid.uuid4().hex}"
     partial = f"{location}/.versions/{killed}"
@@ -85,3 +91,228 @@ def test_killed_ingest_leaves_an_unreferenced_version_swept_later(s3, monkeypatc
     versions = fs.listdir(f"{location}/.versions")
     assert killed not in versions and len(versions) == 2
     np.testing.assert_array_equal(store.read_timeseries(location, "sub01"), X)
+
+
+def _upload(folder: Path, url: str) -> str:
+    filesystem, inner = fs.filesystem(url)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            filesystem.put_file(str(path), f"{inner}/{path.relative_to(folder).as_posix()}")
+    return url
+
+
+def _same_results(local: Path, remote: str, names: list[str]) -> None:
+    """Every named file of a local run equals the remote run's: tables byte for
+    byte, images array for array (and header)."""
+    for name in names:
+        with fs.local_copy(f"{remote}/{name}") as copy:
+            if name.endswith(".nii.gz"):
+                here, there = nib.load(local / name), nib.load(copy)
+                np.testing.assert_array_equal(np.asarray(here.dataobj),
+                                              np.asarray(there.dataobj))
+                np.testing.assert_array_equal(here.affine, there.affine)
+            else:
+                assert (local / name).read_bytes() == copy.read_bytes(), name
+
+
+def _written(local: Path) -> list[str]:
+    files = json.loads((local / "run.json").read_text())["files"]
+    assert files
+    return files
+
+
+@pytest.fixture(scope="module")
+def cloud_client(s3):
+    """A LocalCluster started once the moto server's environment is set."""
+    from nidecode.cluster import get_client
+
+    with get_client(workers=2) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def stores(s3, haxby_slice_dir, tmp_path_factory):
+    """A tiny subject and the real slice, uploaded, then ingested from S3 into
+    an S3 store, and from disk into a local store."""
+    from nidecode.ingest import ingest
+
+    data = tmp_path_factory.mktemp("data")
+    tiny = tiny_subject(data / "tiny01")
+    local = tmp_path_factory.mktemp("local") / "store.zarr"
+    remote = f"{s3}/store.zarr"
+    ingest([tiny], local, "mask4_vt")
+    ingest([haxby_slice_dir], local, "mask")
+    ingest([_upload(tiny, f"{s3}/data/tiny01")], remote, "mask4_vt")
+    ingest([_upload(haxby_slice_dir, f"{s3}/data/haxby2001_slice")], remote, "mask")
+    return local, remote
+
+
+@pytest.mark.slow
+def test_ingest_from_s3_into_s3_gives_the_local_store(stores):
+    local, remote = stores
+    assert store.list_subjects(remote) == store.list_subjects(local) == \
+        ["haxby2001_slice", "tiny01"]
+    for subject in ("haxby2001_slice", "tiny01"):
+        assert store.read_design(remote, subject).checksum == \
+            store.read_design(local, subject).checksum
+        for (here, there) in zip(store.read_geometry(local, subject),
+                                 store.read_geometry(remote, subject), strict=True):
+            np.testing.assert_array_equal(here, there)
+    assert store.read_attributes(remote, "tiny01")["source"]["bold"].startswith("s3://")
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_decode_searchlight_permute_into_s3_are_byte_identical(stores, s3, cloud_client,
+                                                               tmp_path):
+    from nidecode.analyses.decode import decode
+    from nidecode.analyses.permute import permute
+    from nidecode.analyses.searchlight import searchlight
+
+    local, remote = stores
+    runs = {
+        "decode": lambda store_path, out: decode(
+            store_path, out, cloud_client, categories=["face", "cat", "house"],
+            progress=False),
+        "searchlight": lambda store_path, out: searchlight(
+            store_path, out, cloud_client, radius=5.0, categories=["face", "cat"],
+            progress=False),
+        "permute": lambda store_path, out: permute(
+            store_path, out, cloud_client, n_permutations=4, categories=["face", "cat"],
+            progress=False),
+    }
+    for name, run in runs.items():
+        run(local, tmp_path / name)
+        run(remote, f"{s3}/out-{name}")
+        _same_results(tmp_path / name, f"{s3}/out-{name}", _written(tmp_path / name))
+        manifest = json.loads(fs.read_bytes(f"{s3}/out-{name}/run.json"))
+        assert manifest["status"] == "complete"
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_killed_decode_into_s3_resumes_to_the_same_results(stores, s3, cloud_client,
+                                                           monkeypatch, tmp_path):
+    from nidecode.analyses.decode import decode
+    from nidecode.outdir import OutputDir
+
+    local, remote = stores
+    out = f"{s3}/out-killed"
+    save_part = OutputDir.save_part
+    saved = []
+
+    def killed_after_two(self, part):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(part.key)
+        save_part(self, part)
+
+    monkeypatch.setattr(OutputDir, "save_part", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        decode(remote, out, cloud_client, categories=["face", "cat", "house"], progress=False)
+    assert json.loads(fs.read_bytes(f"{out}/run.json"))["status"] == "running"
+    assert len(fs.listdir(f"{out}/parts")) == 2
+    monkeypatch.setattr(OutputDir, "save_part", save_part)
+    decode(remote, out, cloud_client, categories=["face", "cat", "house"], progress=False)
+    decode(local, tmp_path / "decode", cloud_client, categories=["face", "cat", "house"],
+           progress=False)
+    _same_results(tmp_path / "decode", out, _written(tmp_path / "decode"))
+
+
+@pytest.mark.slow
+def test_bids_dataset_read_from_s3(s3, tmp_path):
+    from nidecode.ingest import find_bids_subjects, ingest_bids
+
+    root = _tiny_bids(tmp_path / "ds")
+    url = _upload(root, f"{s3}/bids/ds")
+    local_source, = find_bids_subjects(root, "tiny", root / "mask.nii.gz")
+    source, = find_bids_subjects(url, "tiny", f"{url}/mask.nii.gz")
+    assert source.subject == "sub-01"
+    assert [str(image) for image in source.images] == [
+        f"{url}/sub-01/func/sub-01_task-tiny_run-{run}_bold.nii.gz" for run in (1, 2)]
+    pd.testing.assert_frame_equal(source.scans, local_source.scans)
+    ingest_bids(root, tmp_path / "store.zarr", "tiny", root / "mask.nii.gz")
+    ingest_bids(url, f"{s3}/bids-store.zarr", "tiny", f"{url}/mask.nii.gz")
+    np.testing.assert_array_equal(store.read_timeseries(tmp_path / "store.zarr", "sub-01"),
+                                  store.read_timeseries(f"{s3}/bids-store.zarr", "sub-01"))
+
+
+@pytest.mark.slow
+def test_cli_ingest_and_report_at_urls(s3, tmp_path, capsys):
+    """The command line end to end on S3: ingest, decode (one worker), report."""
+    tiny = _upload(tiny_subject(tmp_path / "sub01"), f"{s3}/cli/sub01")
+    assert main(["ingest", tiny, "--store", f"{s3}/cli/store.zarr", "--mask", "mask4_vt",
+                 "--quiet", "--storage-options", "{}"]) == 0
+    assert main(["decode", f"{s3}/cli/store.zarr", "--out", f"{s3}/cli/out", "--workers", "1",
+                 "--quiet"]) == 0
+    assert main(["report", f"{s3}/cli/out", "--quiet"]) == 0
+    assert b"<html" in fs.read_bytes(f"{s3}/cli/out/report.html")[:200].lower()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["decode", "foo://bucket/store.zarr", "--out", "OUT"], r"foo://bucket/store.zarr: unknown "
+     r"protocol foo://; give a local path or an s3://"),
+    (["decode", "gs://bucket/store.zarr", "--out", "OUT"], r"gs://bucket/store.zarr: gs:// needs "
+     r"gcsfs; install it with pip install 'nidecode\[cloud\]'"),
+    (["decode", "s3://no-such-bucket-x/store.zarr", "--out", "OUT"], r"s3://no-such-bucket-x/"
+     r"store.zarr: no such bucket 'no-such-bucket-x'"),
+    (["decode", "STORE", "--out", "s3://no-such-bucket-x/out"], r"s3://no-such-bucket-x/out: "
+     r"no such bucket"),
+    (["decode", "BUCKET/missing.zarr", "--out", "OUT"], r"BUCKET/missing.zarr: not a nidecode "
+     r"store"),
+    (["decode", "STORE", "--out", "OUT", "--storage-options", "{anon"], r"--storage-options "
+     r"\{anon: not JSON"),
+])
+def test_bad_urls_are_one_line(s3, stores, tmp_path, capsys, arguments, message):
+    pytest.importorskip("s3fs")
+    replaced = {"OUT": str(tmp_path / "out"), "STORE": str(stores[0])}
+    arguments = [replaced.get(argument, argument.replace("BUCKET", s3))
+                 for argument in arguments]
+    if "gs://" in arguments[1] and fs.PACKAGES["gs"] in _installed():
+        pytest.skip("gcsfs is installed")
+    one_line_error(capsys, main([*arguments, "--workers", "1", "--quiet"]),
+                   message.replace("BUCKET", s3))
+
+
+def _installed() -> set[str]:
+    import importlib.util
+
+    return {name for name in ("gcsfs", "adlfs") if importlib.util.find_spec(name)}
+
+
+def test_missing_credentials_are_one_line(s3, stores, monkeypatch, tmp_path, capsys):
+    import s3fs
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        one_line_error(capsys, main(["decode", f"{s3}/store.zarr", "--out",
+                                     str(tmp_path / "out"), "--workers", "1", "--quiet"]),
+                       rf"{s3}/store.zarr: no credentials found; set them in the environment")
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_memory_store_and_outputs_in_process(memory_url, tmp_path, client_threads):
+    """memory:// is per process: ingest in-process, decode on a threads-only cluster."""
+    from nidecode.analyses.decode import decode
+    from nidecode.ingest import ingest
+
+    tiny = tiny_subject(tmp_path / "tiny01")
+    ingest([tiny], tmp_path / "store.zarr", "mask4_vt")
+    ingest([tiny], f"{memory_url}/store.zarr", "mask4_vt")
+    decode(tmp_path / "store.zarr", tmp_path / "out", client_threads, progress=False)
+    decode(f"{memory_url}/store.zarr", f"{memory_url}/out", client_threads, progress=False)
+    _same_results(tmp_path / "out", f"{memory_url}/out", _written(tmp_path / "out"))
+
+
+@pytest.fixture(scope="module")
+def client_threads():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
