@@ -167,17 +167,23 @@ def _is_storage_error(error: BaseException) -> bool:
 
 
 def check_bucket(url: str | Path) -> None:
-    """Refuse a URL whose bucket (or container) does not exist, in one line."""
-    protocol = str(url).split("://", 1)[0]
-    if not is_url(url) or protocol not in PACKAGES:
+    """Refuse a URL of an unknown protocol, or whose bucket (container) does not exist."""
+    if not is_url(url):
         return
     filesystem_, inner = filesystem(url)
+    if str(url).split("://", 1)[0] not in PACKAGES:
+        return
     bucket = inner.split("/", 1)[0]
-    with translated(url):
-        found = filesystem_.exists(bucket)
-    if not found:
+    try:
+        # info, not exists: exists answers False for missing credentials too.
+        filesystem_.info(bucket)
+    except FileNotFoundError:
         raise InputError(f"{url}: no such bucket {bucket!r} (or no access to it); create the "
-                         f"bucket or fix the URL and the credentials")
+                         f"bucket or fix the URL and the credentials") from None
+    except Exception as error:  # s3fs, botocore and aiohttp raise many types
+        if not _is_storage_error(error) and "Credentials" not in type(error).__name__:
+            raise
+        raise storage_error(url, error) from None
 
 
 def exists(path: str | Path) -> bool:
@@ -351,3 +357,29 @@ def relative_url(path: str | Path, mirror: Path, url: str) -> str | Path:
     except ValueError:
         return path
     return join(url, *relative.parts)
+
+
+@contextlib.contextmanager
+def local_folder(url: str | Path, skipped: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A temporary local copy of a folder at a URL (files under ``skipped`` prefixes left out).
+
+    The copy is named as the folder (``s3://b/run1`` -> ``.../run1``) and
+    removed on exit. A local path is yielded as it is.
+    """
+    if not is_url(url):
+        yield Path(local(url))
+        return
+    filesystem_, inner = filesystem(url)
+    inner = inner.rstrip("/")
+    with translated(url):
+        found = [path for path in filesystem_.find(inner) if path.startswith(inner + "/")
+                 and not path[len(inner) + 1:].startswith(skipped)]
+        contents = filesystem_.cat(found) if found else {}
+    with tempfile.TemporaryDirectory(prefix="nidecode-") as folder:
+        root = Path(folder, name(url))
+        root.mkdir()
+        for path, content in contents.items():
+            target = Path(root, *path[len(inner) + 1:].split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        yield root

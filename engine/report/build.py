@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nidecode import store
+from nidecode import fs, store
 from nidecode.errors import InputError
 from nidecode.outdir import write_atomic
 from nidecode.report import figures
@@ -85,6 +85,14 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     """
     if max_figures < 1:
         raise InputError(f"max_figures={max_figures}: show at least one figure per section")
+    if fs.is_url(out_dir):
+        # A run on object storage: its results (not its saved parts) copied here, the
+        # page uploaded beside them in one PUT.
+        with fs.local_folder(out_dir, skipped=("parts/",)) as local:
+            page_path = write_report(local, anat=anat, mask=mask, bench_dir=bench_dir,
+                                     max_figures=max_figures)
+            return fs.put_atomic(str(fs.join(out_dir, REPORT)),
+                                 lambda target: target.write_bytes(page_path.read_bytes()))
     # The images given are checked first: a bad one stops the report before any figure.
     background, background_note = _background(anat)
     mask_image = None if mask is None else read_image_option("--mask", mask, average=False)
