@@ -316,3 +316,19 @@ def client_threads():
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
+
+
+def test_masks_at_urls_read_as_local_ones(s3, haxby_slice_dir):
+    """A --process-mask (or any mask) at a URL: downloaded, read, named by its URL."""
+    from nidecode.errors import InputError
+    from nidecode.io.haxby import load_mask_like
+
+    local = haxby_slice_dir / "mask.nii.gz"
+    url = _upload(haxby_slice_dir, f"{s3}/masks") + "/mask.nii.gz"
+    image = nib.load(local)
+    np.testing.assert_array_equal(load_mask_like(url, image.shape, image.affine, "{what}"),
+                                  load_mask_like(local, image.shape, image.affine, "{what}"))
+    with pytest.raises(InputError, match=rf"^{s3}/masks/labels.txt: not a readable NIfTI"):
+        load_mask_like(f"{s3}/masks/labels.txt", image.shape, image.affine, "{what}")
+    with pytest.raises(InputError, match=rf"^{s3}/masks/none.nii.gz: not found"):
+        load_mask_like(f"{s3}/masks/none.nii.gz", image.shape, image.affine, "{what}")

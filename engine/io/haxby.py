@@ -246,8 +246,9 @@ def load_mask_like(path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
     -------
     numpy.ndarray of bool, 3D
     """
-    image = _load_nifti(path)
-    data = np.asarray(image.dataobj)
+    with fs.local_copy(path) as copy:  # a mask at a URL: downloaded, read, removed
+        image = _load_nifti(copy, name=path)
+        data = np.asarray(image.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -317,17 +318,19 @@ def read_shape(path: str | Path) -> tuple[int, ...]:
                          f"give a .nii or .nii.gz file") from None
 
 
-def _load_nifti(path: str | Path, keep_file_open: bool = False) -> nib.Nifti1Image:
+def _load_nifti(path: str | Path, keep_file_open: bool = False,
+                name: str | Path | None = None) -> nib.Nifti1Image:
+    """Open a local NIfTI image; ``name`` (default ``path``) is what messages call it."""
     if fs.is_url(path):
         raise InputError(f"{path}: a URL is read through a local copy (nidecode.fs.local_copy); "
                          f"this is a bug: please report it")
-    path = Path(path)
+    path, name = Path(path), path if name is None else name
     if not path.is_file():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{name}: file not found")
     try:
         return nib.load(path, keep_file_open=keep_file_open)
     except Exception as error:  # nibabel raises many types for foreign files
-        raise InputError(f"{path}: not a readable NIfTI image ({first_line(error)}); "
+        raise InputError(f"{name}: not a readable NIfTI image ({first_line(error)}); "
                          f"give a .nii or .nii.gz file") from None
 
 
