@@ -264,7 +264,7 @@ def open_store(path: str | Path) -> zarr.Group:
     """Open an existing store read-only (a local path or an fsspec URL)."""
     text = fs.local(path)
     if fs.is_url(text):
-        fs.check_bucket(text)
+        return _open_url_store(text)
     if not fs.isfile(fs.join(text, "zarr.json")):
         raise StoreError(f"{path}: not a nidecode store; create one with 'nidecode ingest'")
     try:
@@ -275,6 +275,20 @@ def open_store(path: str | Path) -> zarr.Group:
         raise StoreError(f"{path}: cannot open the store ({error}); create one with "
                          f"'nidecode ingest'") from None
     _check_format(root, path)
+    return root
+
+
+def _open_url_store(url: str) -> zarr.Group:
+    # Every task opens the store: opened first, as Zarr v3 (no probe of the v2
+    # metadata objects), and only a failure is diagnosed (bucket, credentials).
+    try:
+        root = zarr.open_group(url, mode="r", zarr_format=3,
+                               storage_options=fs.storage_options())
+    except Exception:  # zarr, fsspec and the file system raise many types
+        fs.check_bucket(url)  # an unknown protocol, a missing bucket or credentials
+        raise StoreError(f"{url}: not a nidecode store; create one with "
+                         f"'nidecode ingest'") from None
+    _check_format(root, url)
     return root
 
 
