@@ -238,15 +238,27 @@ def test_bids_dataset_read_from_s3(s3, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_ingest_and_report_at_urls(s3, tmp_path, capsys):
-    """The command line end to end on S3: ingest, decode (one worker), report."""
+def test_cli_ingest_and_report_at_urls(s3, tmp_path, monkeypatch):
+    """The command line end to end on S3: ingest, decode (one worker), report, with
+    the endpoint and keys given only by --storage-options (also to the worker)."""
+    import os
+
     tiny = _upload(tiny_subject(tmp_path / "sub01"), f"{s3}/cli/sub01")
-    assert main(["ingest", tiny, "--store", f"{s3}/cli/store.zarr", "--mask", "mask4_vt",
-                 "--quiet", "--storage-options", "{}"]) == 0
-    assert main(["decode", f"{s3}/cli/store.zarr", "--out", f"{s3}/cli/out", "--workers", "1",
-                 "--quiet"]) == 0
-    assert main(["report", f"{s3}/cli/out", "--quiet"]) == 0
-    assert b"<html" in fs.read_bytes(f"{s3}/cli/out/report.html")[:200].lower()
+    options = json.dumps({"key": "testing", "secret": "testing",
+                          "client_kwargs": {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}})
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    try:
+        for arguments in (["ingest", tiny, "--store", f"{s3}/cli/store.zarr", "--mask",
+                           "mask4_vt"],
+                          ["decode", f"{s3}/cli/store.zarr", "--out", f"{s3}/cli/out",
+                           "--workers", "1"],
+                          ["report", f"{s3}/cli/out"]):
+            assert main([*arguments, "--quiet", "--storage-options", options]) == 0
+        assert b"<html" in fs.read_bytes(f"{s3}/cli/out/report.html")[:200].lower()
+        assert json.loads(fs.read_bytes(f"{s3}/cli/out/run.json"))["status"] == "complete"
+    finally:
+        fs.set_storage_options(None)
 
 
 @pytest.mark.parametrize("arguments, message", [
