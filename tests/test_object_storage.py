@@ -253,9 +253,13 @@ def test_cli_ingest_and_report_at_urls(s3, tmp_path, monkeypatch):
                            "mask4_vt"],
                           ["decode", f"{s3}/cli/store.zarr", "--out", f"{s3}/cli/out",
                            "--workers", "1"],
-                          ["report", f"{s3}/cli/out"]):
+                          ["report", f"{s3}/cli/out", "--anat", f"{tiny}/bold.nii.gz",
+                           "--mask", f"{tiny}/mask4_vt.nii.gz"]):
             assert main([*arguments, "--quiet", "--storage-options", options]) == 0
-        assert b"<html" in fs.read_bytes(f"{s3}/cli/out/report.html")[:200].lower()
+        page = fs.read_bytes(f"{s3}/cli/out/report.html").decode()
+        assert "<html" in page[:200].lower()
+        assert f"Background: {tiny}/bold.nii.gz (mean of its 18 volumes)" in page
+        assert f"Mask: {tiny}/mask4_vt.nii.gz" in page
         assert json.loads(fs.read_bytes(f"{s3}/cli/out/run.json"))["status"] == "complete"
     finally:
         fs.set_storage_options(None)

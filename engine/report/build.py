@@ -12,6 +12,7 @@ import pandas as pd
 
 from nidecode import fs, store
 from nidecode.errors import InputError
+from nidecode.io.haxby import read_shape
 from nidecode.outdir import write_atomic
 from nidecode.report import figures
 from nidecode.report.html import (
@@ -404,7 +405,7 @@ def _background(anat: str | Path | None) -> tuple[nib.Nifti1Image | None, str]:
     if anat is None:
         return None, ""
     image = read_image_option("--anat", anat, average=True)
-    shape = nib.load(anat).shape  # it loads: read_image_option checked
+    shape = read_shape(anat)  # it loads: read_image_option checked
     averaged = len(shape) == 4 and shape[3] > 1
     return image, f"Background: {anat}" + (f" (mean of its {shape[3]} volumes)."
                                             if averaged else ".")
