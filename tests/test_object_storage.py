@@ -348,3 +348,45 @@ def test_masks_at_urls_read_as_local_ones(s3, haxby_slice_dir):
         load_mask_like(f"{s3}/masks/labels.txt", image.shape, image.affine, "{what}")
     with pytest.raises(InputError, match=rf"^{s3}/masks/none.nii.gz: not found"):
         load_mask_like(f"{s3}/masks/none.nii.gz", image.shape, image.affine, "{what}")
+
+
+def _kill_when_a_version_appears(arguments, versions: str, timeout=60.0) -> bool:
+    """Run ``nidecode`` and SIGKILL it as soon as a new version's first object shows
+    under ``versions``: mid-write. Returns whether it was killed before it ended."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = set(fs.listdir(versions))
+    process = subprocess.Popen([sys.executable, "-m", "nidecode.cli", *arguments, "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if set(fs.listdir(versions)) - before:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    return process.wait(timeout=60) == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_ingest_into_s3_killed_mid_write(s3, stores):
+    """Real ``nidecode ingest`` processes killed (SIGKILL) while writing a version: the
+    S3 store holds the previous complete subject or none, and the next ingest gives the
+    local store's data; the killed versions are never read."""
+    local, _ = stores
+    source = f"{s3}/data/haxby2001_slice"  # uploaded by the stores fixture
+    target = f"{s3}/killed-ingest.zarr"
+    expected = store.read_timeseries(local, "haxby2001_slice")
+    arguments = ["ingest", source, "--store", target, "--mask", "mask"]
+    assert _kill_when_a_version_appears(arguments, f"{target}/.versions")
+    assert store.list_subjects(target) == []  # killed before its pointer was written
+    assert main([*arguments, "--quiet"]) == 0
+    published = store.read_design(target, "haxby2001_slice").version
+    assert _kill_when_a_version_appears(arguments, f"{target}/.versions")  # a re-ingest
+    assert store.read_design(target, "haxby2001_slice").version == published
+    np.testing.assert_array_equal(store.read_timeseries(target, "haxby2001_slice"), expected)
+    assert len(fs.listdir(f"{target}/.versions")) == 3  # two unreferenced, swept after 24 h
