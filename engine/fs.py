@@ -253,6 +253,24 @@ def read_bytes(path: str | Path) -> bytes:
         return fs.cat_file(inner)
 
 
+def read_bytes_if_any(path: str | Path) -> bytes | None:
+    """The content of a file, or ``None`` if there is no such file (other errors raised)."""
+    if not is_url(path):
+        try:
+            return Path(local(path)).read_bytes()
+        except FileNotFoundError:
+            return None
+    filesystem_, inner = filesystem(path)
+    try:
+        return filesystem_.cat_file(inner)
+    except FileNotFoundError:
+        return None
+    except Exception as error:  # s3fs, botocore and aiohttp raise many types
+        if not _is_storage_error(error):
+            raise
+        raise storage_error(path, error) from None
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write a whole object in one PUT (atomic on object stores); local: as is."""
     fs, inner = filesystem(path)

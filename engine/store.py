@@ -197,9 +197,10 @@ def _create_url_store(url: str) -> zarr.Group:
 
 def _published_version(path: str, subject: str) -> str | None:
     """The version a URL store's pointer names for ``subject``, or ``None``."""
+    content = fs.read_bytes_if_any(_pointer(path, subject))
     try:
-        record = json.loads(fs.read_bytes(_pointer(path, subject)))
-    except (FileNotFoundError, ValueError):
+        record = json.loads(content) if content is not None else None
+    except ValueError:  # not JSON: no valid pointer
         return None
     version = record.get("version") if isinstance(record, dict) else None
     valid = isinstance(version, str) and version.startswith(f"{subject}-") \

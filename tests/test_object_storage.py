@@ -47,6 +47,8 @@ def memory_url():
 def _check_store_round_trip(location):
     X = _write(location)
     assert store.list_subjects(location) == ["sub01"]
+    with pytest.raises(store.StoreError, match="no complete subject 'sub02'"):
+        store.read_design(location, "sub02")
     design = store.read_design(location, "sub01")
     assert design.checksum == store.checksum(X)
     assert design.version.startswith("sub01-")
