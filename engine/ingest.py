@@ -252,12 +252,18 @@ def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
             return path if derivatives is None else fs.relative_url(path, derived,
                                                                     str(derivatives))
 
-        labels = [str(label).removeprefix("sub-") for label in subjects] if subjects else \
-            bids.list_subjects(root, task, space=space, derivatives=derived)
-        return [_bids_source(bids.find_runs(root, label, task, space=space,
-                                            derivatives=derived), mask, confounds, hrf_shift,
-                             where)
-                for label in dict.fromkeys(labels)]
+        try:
+            labels = [str(label).removeprefix("sub-") for label in subjects] if subjects else \
+                bids.list_subjects(root, task, space=space, derivatives=derived)
+            return [_bids_source(bids.find_runs(root, label, task, space=space,
+                                                derivatives=derived), mask, confounds,
+                                 hrf_shift, where)
+                    for label in dict.fromkeys(labels)]
+        except InputError as error:  # messages name the files by their URLs, not the mirror's
+            for mirror, url in ((root, bids_root), (derived, derivatives)):
+                if mirror is not None and fs.is_url(url):
+                    error.args = (str(error).replace(str(mirror), str(url)),)
+            raise
 
 
 @contextlib.contextmanager

@@ -223,6 +223,7 @@ def test_killed_decode_into_s3_resumes_to_the_same_results(stores, s3, cloud_cli
 
 @pytest.mark.slow
 def test_bids_dataset_read_from_s3(s3, tmp_path):
+    from nidecode.errors import InputError
     from nidecode.ingest import find_bids_subjects, ingest_bids
 
     root = _tiny_bids(tmp_path / "ds")
@@ -237,6 +238,10 @@ def test_bids_dataset_read_from_s3(s3, tmp_path):
     ingest_bids(url, f"{s3}/bids-store.zarr", "tiny", f"{url}/mask.nii.gz")
     np.testing.assert_array_equal(store.read_timeseries(tmp_path / "store.zarr", "sub-01"),
                                   store.read_timeseries(f"{s3}/bids-store.zarr", "sub-01"))
+    fs.remove(f"{url}/sub-01/func/sub-01_task-tiny_run-2_events.tsv")
+    with pytest.raises(InputError, match=rf"^{url}/sub-01/func/sub-01_task-tiny_run-2_bold"
+                       rf".nii.gz: no events file; add sub-01_task-tiny_run-2_events.tsv"):
+        find_bids_subjects(url, "tiny", f"{url}/mask.nii.gz")
 
 
 @pytest.mark.slow
