@@ -273,7 +273,7 @@ class OutputDir:
             path = fs.join(folder, name)
             try:
                 with np.load(io.BytesIO(fs.read_bytes(path))) as arrays:
-                    key = tuple(str(name) for name in arrays["key"])
+                    key = tuple(str(item) for item in arrays["key"])
                     parts[key] = part_type.from_arrays(key, arrays)
             except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 warnings.warn(f"{path}: unreadable saved result ({type(error).__name__}); it is "

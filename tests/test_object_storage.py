@@ -397,3 +397,35 @@ def test_ingest_into_s3_killed_mid_write(s3, stores):
     assert store.read_design(target, "haxby2001_slice").version == published
     np.testing.assert_array_equal(store.read_timeseries(target, "haxby2001_slice"), expected)
     assert len(fs.listdir(f"{target}/.versions")) == 3  # two unreferenced, swept after 24 h
+
+
+def test_output_prefix_in_memory(memory_url):
+    """OutputDir at a URL: parts round trip, a corrupt part is removed with a warning,
+    another run's identity needs --overwrite (which removes its files), a foreign
+    non-empty prefix is refused."""
+    from nidecode.errors import OutputDirError
+    from nidecode.outdir import OutputDir
+    from nidecode.results import SphereScores
+
+    out = f"{memory_url}/out"
+    output = OutputDir(out)
+    output.start({"command": "x"})
+    good = SphereScores(("s", "a", "b", "000000"), np.ones((2, 1)), np.zeros(1))
+    output.save_part(good)
+    output.save_part(SphereScores(("s", "a", "b", "000001"), np.ones((2, 1)), np.zeros(1)))
+    output.write_table("scores.csv", pd.DataFrame({"a": [1]}))
+    broken = f"{out}/parts/{fs.listdir(f'{out}/parts')[1]}"
+    fs.write_bytes(broken, b"PK half a file")
+    with pytest.warns(UserWarning, match=f"{broken}: unreadable saved result"):
+        assert list(OutputDir(out).load_parts(SphereScores)) == [good.key]
+    assert not fs.isfile(broken)
+    assert json.loads(fs.read_bytes(f"{out}/run.json"))["files"] == ["scores.csv"]
+    with pytest.raises(OutputDirError, match=rf"^{out}: holds results of a run with other "
+                       rf"parameters \(command\)"):
+        OutputDir(out).start({"command": "y"})
+    OutputDir(out).start({"command": "y"}, overwrite=True)
+    assert fs.listdir(out) == ["run.json"]
+    fs.write_bytes(f"{memory_url}/notes/mine.txt", b"mine")
+    with pytest.raises(OutputDirError, match=rf"^{memory_url}/notes: not empty and holds no "
+                       rf"run.json; choose an empty or new --out prefix"):
+        OutputDir(f"{memory_url}/notes").start({"command": "x"})
