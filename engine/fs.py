@@ -8,8 +8,8 @@ variables, the file system's configuration files) and from the storage
 options set once per process by :func:`set_storage_options` (the
 ``--storage-options JSON`` of every command). They are also kept in the
 environment variable :data:`OPTIONS_VARIABLE`, which the worker processes
-of a LocalCluster inherit; workers started elsewhere need their own
-credentials (see ``docs/storage.md``).
+of a LocalCluster inherit, and :func:`nidecode.cluster.get_client` sends
+them to the workers of any cluster (a worker plugin).
 
 Errors of the file systems (unknown protocol, missing bucket, missing
 credentials, access denied) become one :class:`~nidecode.errors.InputError`

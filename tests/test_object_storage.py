@@ -133,10 +133,11 @@ def cloud_client(s3):
 
 
 @pytest.fixture(scope="module")
-def stores(s3, haxby_slice_dir, tmp_path_factory):
+def stores(s3, haxby_slice_dir, tmp_path_factory, cloud_client):
     """A tiny subject and the real slice, uploaded, then ingested from S3 into
-    an S3 store, and from disk into a local store."""
+    an S3 store by the cluster's workers, and from disk into a local store."""
     from nidecode.ingest import ingest
+    from nidecode.run import ingest_on_cluster
 
     data = tmp_path_factory.mktemp("data")
     tiny = tiny_subject(data / "tiny01")
@@ -144,8 +145,10 @@ def stores(s3, haxby_slice_dir, tmp_path_factory):
     remote = f"{s3}/store.zarr"
     ingest([tiny], local, "mask4_vt")
     ingest([haxby_slice_dir], local, "mask")
-    ingest([_upload(tiny, f"{s3}/data/tiny01")], remote, "mask4_vt")
-    ingest([_upload(haxby_slice_dir, f"{s3}/data/haxby2001_slice")], remote, "mask")
+    ingest_on_cluster([_upload(tiny, f"{s3}/data/tiny01")], remote, "mask4_vt", cloud_client,
+                      progress=False)
+    ingest_on_cluster([_upload(haxby_slice_dir, f"{s3}/data/haxby2001_slice")], remote,
+                      "mask", cloud_client, progress=False)
     return local, remote
 
 
@@ -286,9 +289,8 @@ def test_cli_ingest_and_report_at_urls(s3, tmp_path, monkeypatch):
     (["decode", "STORE", "--out", "OUT", "--storage-options", "{anon"], r"--storage-options "
      r"\{anon: not JSON"),
 ])
-def test_bad_urls_are_one_line(s3, stores, tmp_path, capsys, arguments, message):
-    pytest.importorskip("s3fs")
-    replaced = {"OUT": str(tmp_path / "out"), "STORE": str(stores[0])}
+def test_bad_urls_are_one_line(s3, tiny_store, tmp_path, capsys, arguments, message):
+    replaced = {"OUT": str(tmp_path / "out"), "STORE": str(tiny_store)}
     arguments = [replaced.get(argument, argument.replace("BUCKET", s3))
                  for argument in arguments]
     if "gs://" in arguments[1] and fs.PACKAGES["gs"] in _installed():
@@ -297,13 +299,23 @@ def test_bad_urls_are_one_line(s3, stores, tmp_path, capsys, arguments, message)
                    message.replace("BUCKET", s3))
 
 
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """A local store of one tiny subject (ingested in-process: no cluster)."""
+    from nidecode.ingest import ingest
+
+    directory = tmp_path_factory.mktemp("tiny")
+    ingest([tiny_subject(directory / "tiny01")], directory / "store.zarr", "mask4_vt")
+    return directory / "store.zarr"
+
+
 def _installed() -> set[str]:
     import importlib.util
 
     return {name for name in ("gcsfs", "adlfs") if importlib.util.find_spec(name)}
 
 
-def test_missing_credentials_are_one_line(s3, stores, monkeypatch, tmp_path, capsys):
+def test_missing_credentials_are_one_line(s3, monkeypatch, tmp_path, capsys):
     import s3fs
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
