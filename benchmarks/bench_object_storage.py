@@ -108,6 +108,38 @@ def _run_place(subject, store_path, out, client) -> tuple[float, float, float]:
     return ingest_s, decode_s, light_s
 
 
+def _nifti_reads(url: str) -> list[tuple[str, float, int]]:
+    """Seconds and S3 requests to read a whole .nii.gz: downloaded, or through a file object."""
+    import gzip
+
+    import nibabel as nib
+
+    from nidecode import fs
+
+    counter = _Requests()
+    logger = logging.getLogger("s3fs")
+    logger.addHandler(counter)
+    logger.setLevel(logging.DEBUG)
+
+    def downloaded():
+        with fs.local_copy(url) as copy:
+            return np.asarray(nib.load(copy).dataobj)
+
+    def streamed():
+        with fs.open_file(url) as handle:
+            image = nib.Nifti1Image.from_stream(gzip.GzipFile(fileobj=handle))
+            return np.asarray(image.dataobj)
+
+    rows = []
+    for name, read in {"downloaded, then read locally": downloaded,
+                       "read through an fsspec file object": streamed}.items():
+        counter.calls.clear()
+        seconds = _timed(read)
+        rows.append((name, seconds, len(counter.calls)))
+    logger.removeHandler(counter)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -128,25 +160,34 @@ def main() -> None:
         for path in sorted(data.iterdir()):
             filesystem.put_file(str(path), f"bench/data/{data.name}/{path.name}")
         local = Path(tempfile.mkdtemp(prefix="bench-os-"))
-        places = {"local disk": (data, local / "store.zarr", local),
+        places = {"local disk": (data, local / "store.zarr", local, 256),
                   "S3 (moto)": (f"s3://bench/data/{data.name}", "s3://bench/store.zarr",
-                                "s3://bench")}
+                                "s3://bench", 256),
+                  "S3, 1024-voxel chunks": (f"s3://bench/data/{data.name}",
+                                            "s3://bench/store-1024.zarr", "s3://bench/c1024",
+                                            1024)}
         rows = []
         with get_client(workers=args.workers) as client:
             # A first round compiles the searchlight solvers (numba) in the workers and
-            # warms the caches; the second is timed, both places with the same workers.
+            # warms the caches; the second is timed, all places with the same workers.
             for repeat in range(2):
-                for place, (subject, store_path, out) in places.items():
+                for place, (subject, store_path, out, chunk) in places.items():
+                    store.VOXEL_CHUNK = chunk  # read by ingest, in this process
                     seconds = _run_place(subject, store_path, fs.join(out, f"r{repeat}"),
                                          client)
                     if repeat:
                         rows.append((place, *seconds))
-        print(f"{'':12} {'ingest s':>9} {'decode s':>9} {'searchlight s':>14}")
+            store.VOXEL_CHUNK = 256
+        print(f"{'':22} {'ingest s':>9} {'decode s':>9} {'searchlight s':>14}")
         for place, *seconds in rows:
-            print(f"{place:12} " + " ".join(f"{value:9.2f}" for value in seconds))
-        print(f"\nstore chunks: (scans, {store.VOXEL_CHUNK}) voxels")
-        for name, calls, size in _requests_per_read("s3://bench/store.zarr", data.name):
-            print(f"{name:42} {calls:3d} requests {size / 1e6:8.2f} MB")
+            print(f"{place:22} " + " ".join(f"{value:9.2f}" for value in seconds))
+        for chunk, url in ((256, "s3://bench/store.zarr"), (1024, "s3://bench/store-1024.zarr")):
+            print(f"\nstore chunks: (scans, {chunk}) voxels")
+            for name, calls, size in _requests_per_read(url, data.name):
+                print(f"{name:42} {calls:3d} requests {size / 1e6:8.2f} MB")
+        print(f"\n{data.name}/bold.nii.gz")
+        for name, seconds, calls in _nifti_reads(f"s3://bench/data/{data.name}/bold.nii.gz"):
+            print(f"{name:42} {seconds:6.2f} s {calls:4d} requests")
     finally:
         process.terminate()
         process.wait(timeout=10)
