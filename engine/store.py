@@ -141,7 +141,10 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
     """
     check_subject_id(subject)
     path = path if fs.is_url(path) else Path(fs.local(path))
-    create_store(path)
+    if fs.is_url(path):
+        _create_url_store(path, only=subject)  # each listing costs requests: its versions
+    else:
+        create_store(path)
     X = np.ascontiguousarray(X, dtype=np.float32)
     categories, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     name = f"{subject}-{uuid.uuid4().hex}"
@@ -182,7 +185,7 @@ def _pointer(path: str, subject: str) -> str:
     return fs.join(path, _POINTERS, f"{subject}.json")
 
 
-def _create_url_store(url: str) -> zarr.Group:
+def _create_url_store(url: str, only: str | None = None) -> zarr.Group:
     fs.check_bucket(url)
     if fs.exists(url) and not fs.isfile(fs.join(url, "zarr.json")):
         raise StoreError(f"{url}: exists but is not a nidecode store; give a new or an "
@@ -191,7 +194,7 @@ def _create_url_store(url: str) -> zarr.Group:
     if "nidecode_format" not in root.attrs:
         root.attrs["nidecode_format"] = FORMAT_VERSION
     _check_format(root, url)
-    _sweep_url_orphans(url)
+    _sweep_url_orphans(url, only)
     return root
 
 
@@ -208,13 +211,14 @@ def _published_version(path: str, subject: str) -> str | None:
     return version if valid else None
 
 
-def _sweep_url_orphans(url: str) -> None:
+def _sweep_url_orphans(url: str, only: str | None = None) -> None:
     # As _sweep_orphans, without symlinks or mtimes to touch: a version no
     # pointer names is removed once it is old and, if it was replaced, its
-    # subject's pointer too (the replacement's age).
+    # subject's pointer too (the replacement's age). ``only``: that subject's.
     for name in fs.listdir(fs.join(url, _VERSIONS)):
         subject = name[:-33]
-        if len(name) < 34 or name == _published_version(url, subject):
+        if len(name) < 34 or (only is not None and subject != only) \
+                or name == _published_version(url, subject):
             continue
         try:
             stale = fs.age(fs.join(url, _VERSIONS, name, "zarr.json")) > ORPHAN_AGE_S
