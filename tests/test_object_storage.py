@@ -441,3 +441,28 @@ def test_output_prefix_in_memory(memory_url):
     with pytest.raises(OutputDirError, match=rf"^{memory_url}/notes: not empty and holds no "
                        rf"run.json; choose an empty or new --out prefix"):
         OutputDir(f"{memory_url}/notes").start({"command": "x"})
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_storage_options_reach_the_workers_of_a_running_scheduler(monkeypatch):
+    """Workers started before the options were set (a remote cluster) get them from
+    the client through a worker plugin, also workers that join later."""
+    from distributed import LocalCluster
+
+    from nidecode.cluster import get_client
+
+    monkeypatch.delenv(fs.OPTIONS_VARIABLE, raising=False)
+    options = {"anon": True, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        try:
+            fs.set_storage_options(options)
+            with get_client(scheduler=cluster.scheduler_address) as client:
+                assert list(client.run(fs.storage_options).values()) == [options]
+                monkeypatch.delenv(fs.OPTIONS_VARIABLE)  # not inherited: from the plugin
+                cluster.scale(2)
+                client.wait_for_workers(2)
+                assert list(client.run(fs.storage_options).values()) == [options, options]
+        finally:
+            fs.set_storage_options(None)
