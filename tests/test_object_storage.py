@@ -241,6 +241,10 @@ def test_bids_dataset_read_from_s3(s3, tmp_path):
     ingest_bids(url, f"{s3}/bids-store.zarr", "tiny", f"{url}/mask.nii.gz")
     np.testing.assert_array_equal(store.read_timeseries(tmp_path / "store.zarr", "sub-01"),
                                   store.read_timeseries(f"{s3}/bids-store.zarr", "sub-01"))
+    assert main(["ingest", url, "--task", "tiny", "--mask", f"{url}/mask.nii.gz", "--store",
+                 f"{s3}/bids-cli.zarr", "--quiet"]) == 0
+    assert store.read_design(f"{s3}/bids-cli.zarr", "sub-01").checksum == \
+        store.read_design(tmp_path / "store.zarr", "sub-01").checksum
     fs.remove(f"{url}/sub-01/func/sub-01_task-tiny_run-2_events.tsv")
     with pytest.raises(InputError, match=rf"^{url}/sub-01/func/sub-01_task-tiny_run-2_bold"
                        rf".nii.gz: no events file; add sub-01_task-tiny_run-2_events.tsv"):
