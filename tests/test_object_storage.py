@@ -353,7 +353,7 @@ def client_threads():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client
 
 
@@ -459,7 +459,7 @@ def test_storage_options_reach_the_workers_of_a_running_scheduler(monkeypatch):
     monkeypatch.delenv(fs.OPTIONS_VARIABLE, raising=False)
     options = {"anon": True, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0") as cluster:
         try:
             fs.set_storage_options(options)
             with get_client(scheduler=cluster.scheduler_address) as client:
