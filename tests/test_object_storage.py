@@ -292,6 +292,8 @@ def test_cli_ingest_and_report_at_urls(s3, tmp_path, monkeypatch):
      r"store"),
     (["decode", "STORE", "--out", "OUT", "--storage-options", "{anon"], r"--storage-options "
      r"\{anon: not JSON"),
+    (["ingest", "BUCKET/data/nobody", "--store", "OUT", "--mask", "mask"], r"BUCKET/data/nobody: "
+     r"no such subject directory \(no object under it\); give a prefix holding bold.nii.gz"),
 ])
 def test_bad_urls_are_one_line(s3, tiny_store, tmp_path, capsys, arguments, message):
     replaced = {"OUT": str(tmp_path / "out"), "STORE": str(tiny_store)}
