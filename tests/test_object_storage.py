@@ -375,9 +375,26 @@ def test_masks_at_urls_read_as_local_ones(s3, haxby_slice_dir):
         load_mask_like(f"{s3}/masks/none.nii.gz", image.shape, image.affine, "{what}")
 
 
-def _kill_when_a_version_appears(arguments, versions: str, timeout=60.0) -> bool:
-    """Run ``nidecode`` and SIGKILL it as soon as a new version's first object shows
-    under ``versions``: mid-write. Returns whether it was killed before it ended."""
+# The command line with each saved result followed by a pause, so that a kill lands
+# between two results whatever the machine's speed.
+_SLOW_PARTS = """
+import sys, time
+from nidecode import outdir
+save_part = outdir.OutputDir.save_part
+def slow(self, part):
+    save_part(self, part)
+    time.sleep(2)
+outdir.OutputDir.save_part = slow
+from nidecode.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _kill_when_a_version_appears(arguments, versions: str, timeout=60.0,
+                                 slow_parts=False) -> bool:
+    """Run ``nidecode`` and SIGKILL it as soon as a new object shows under
+    ``versions`` (a version of a store, a part of a run): mid-write. Returns
+    whether it was killed before it ended."""
     import os
     import signal
     import subprocess
@@ -385,7 +402,8 @@ def _kill_when_a_version_appears(arguments, versions: str, timeout=60.0) -> bool
     import time
 
     before = set(fs.listdir(versions))
-    process = subprocess.Popen([sys.executable, "-m", "nidecode.cli", *arguments, "--quiet"],
+    command = ["-c", _SLOW_PARTS] if slow_parts else ["-m", "nidecode.cli"]
+    process = subprocess.Popen([sys.executable, *command, *arguments, "--quiet"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -454,6 +472,8 @@ def test_output_prefix_in_memory(memory_url):
 def test_storage_options_reach_the_workers_of_a_running_scheduler(monkeypatch):
     """Workers started before the options were set (a remote cluster) get them from
     the client through a worker plugin, also workers that join later."""
+    import os
+
     from distributed import LocalCluster
 
     from nidecode.cluster import get_client
@@ -466,9 +486,32 @@ def test_storage_options_reach_the_workers_of_a_running_scheduler(monkeypatch):
             fs.set_storage_options(options)
             with get_client(scheduler=cluster.scheduler_address) as client:
                 assert list(client.run(fs.storage_options).values()) == [options]
-                monkeypatch.delenv(fs.OPTIONS_VARIABLE)  # not inherited: from the plugin
+                # Not inherited (monkeypatch would restore it after the test): from the plugin.
+                os.environ.pop(fs.OPTIONS_VARIABLE)
                 cluster.scale(2)
                 client.wait_for_workers(2)
                 assert list(client.run(fs.storage_options).values()) == [options, options]
         finally:
             fs.set_storage_options(None)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_decode_into_s3_killed_mid_run_then_resumed(s3, stores, cloud_client, tmp_path):
+    """A real ``nidecode decode`` (its process group: client and workers) killed with
+    SIGKILL once its first result is saved in S3: run.json says running, no scores;
+    the same command resumes to results identical to a run on disk."""
+    local, remote = stores
+    out = f"{s3}/out-sigkill"
+    from nidecode.analyses.decode import decode
+
+    arguments = ["decode", remote, "--out", out, "--categories", "face,cat,house",
+                 "--workers", "1"]
+    assert _kill_when_a_version_appears(arguments, f"{out}/parts", slow_parts=True)
+    assert json.loads(fs.read_bytes(f"{out}/run.json"))["status"] == "running"
+    assert not fs.isfile(f"{out}/scores.csv")
+    # Resumed (the command's own call, on the module's cluster: no second start-up).
+    decode(remote, out, cloud_client, categories=["face", "cat", "house"], progress=False)
+    decode(local, tmp_path / "decode", cloud_client, categories=["face", "cat", "house"],
+           progress=False)
+    _same_results(tmp_path / "decode", out, _written(tmp_path / "decode"))
