@@ -135,7 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet(demo)
 
     bench_cli.add_parser(commands)
+    for name, command in commands.choices.items():
+        if name != "bench":
+            _add_storage_options(command)
     return parser
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage-options JSON``: for every fsspec URL the command reads or writes."""
+    parser.add_argument("--storage-options", metavar="JSON",
+                        help="options of the file systems of s3://, gs://, az:// paths, e.g. "
+                        "'{\"anon\": true}' or '{\"client_kwargs\": {\"endpoint_url\": "
+                        "\"http://...\"}}' (credentials come from the environment otherwise)")
 
 
 def _add_analysis(parser: argparse.ArgumentParser) -> None:
@@ -219,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always", NidecodeWarning)
             warnings.showwarning = _show_warning
             check_arguments(args)
+            if getattr(args, "storage_options", None) is not None:
+                from nidecode import fs
+
+                fs.set_storage_options(args.storage_options)  # inherited by local workers
             return COMMANDS[args.command](args)
     except NidecodeError as error:
         print(f"nidecode: error: {_reword(error)}", file=sys.stderr)
@@ -316,10 +331,11 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_sources(args: argparse.Namespace) -> list:
+    from nidecode import fs
     from nidecode.ingest import find_bids_subjects, find_subjects
 
-    roots = [Path(path) for path in args.subject_dirs]
-    if len(roots) == 1 and (roots[0] / "dataset_description.json").is_file():
+    roots = [path if fs.is_url(path) else Path(fs.local(path)) for path in args.subject_dirs]
+    if len(roots) == 1 and fs.isfile(fs.join(roots[0], "dataset_description.json")):
         if not args.task:
             raise InputError(f"{roots[0]}: a BIDS dataset; give --task TASK (the task whose "
                              f"runs to ingest)")

@@ -26,6 +26,7 @@ import dask.config
 import psutil
 from distributed import Client, LocalCluster, WorkerPlugin
 
+from nidecode import fs
 from nidecode._validation import check_float, check_workers
 from nidecode.errors import ClusterError, InputError, NidecodeWarning
 
@@ -42,6 +43,23 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 * 2**20
 
 HEARTBEAT_FAILURE = "Failed to communicate with scheduler during heartbeat"
+
+
+class StorageOptions(WorkerPlugin):
+    """Give every worker (also those joining later) the client's ``--storage-options``."""
+
+    name = "nidecode-storage-options"
+
+    def __init__(self, options: dict):
+        self.options = options
+
+    def setup(self, worker=None) -> None:
+        fs.set_storage_options(self.options)
+
+
+def _share_storage_options(client: Client) -> None:
+    if fs.storage_options():
+        client.register_plugin(StorageOptions(fs.storage_options()))
 
 
 class MallocTuning(WorkerPlugin):
@@ -140,6 +158,7 @@ def get_client(workers: int | None = None, scheduler: str | None = None,
     if scheduler:
         with _connect(scheduler, timeout) as client:
             client.register_plugin(MallocTuning())
+            _share_storage_options(client)
             yield client
         return
     workers = local_workers(workers)
@@ -149,6 +168,7 @@ def get_client(workers: int | None = None, scheduler: str | None = None,
                          host="127.0.0.1", dashboard_address=dashboard,
                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         client.register_plugin(MallocTuning())
+        _share_storage_options(client)
         try:
             yield client
         finally:

@@ -11,6 +11,8 @@ row per trial.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidecode import store
+from nidecode import fs, store
 from nidecode.betas import check_method, estimate_betas
 from nidecode.clean import (
     check_run_lengths,
@@ -35,6 +37,7 @@ from nidecode.io.haxby import (
     load_bold,
     load_mask,
     read_labels,
+    read_shape,
 )
 
 
@@ -185,9 +188,9 @@ def find_subjects(subject_dirs: Sequence[str | Path],
                   mask: str | Path) -> list[SubjectSource]:
     """Read every Haxby subject's labels, locate its files, check the ids are unique."""
     sources = [haxby_source(directory, mask) for directory in subject_dirs]
-    seen: dict[str, Path] = {}
+    seen: dict[str, Path | str] = {}
     for source in sources:
-        directory = source.images[0].parent
+        directory = fs.parent(source.images[0])
         first = seen.setdefault(source.subject, directory)
         if first != directory:
             raise InputError(f"{directory}: subject id {source.subject!r} already used by "
@@ -205,8 +208,8 @@ def haxby_source(subject_dir: str | Path, mask: str | Path) -> SubjectSource:
     return SubjectSource(
         subject=files.subject, images=(bold,), scans=read_labels(labels),
         mask=mask_path, labels_file=labels,
-        files={"bold": str(files.bold.resolve()), "labels": str(files.labels.resolve()),
-               "mask": str(files.mask.resolve())})
+        files={"bold": _resolved(files.bold), "labels": _resolved(files.labels),
+               "mask": _resolved(files.mask)})
 
 
 def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
@@ -241,24 +244,62 @@ def find_bids_subjects(bids_root: str | Path, task: str, mask: str | Path, *,
     bids_root = _absolute(bids_root)
     derivatives = None if derivatives is None else _absolute(derivatives)
     mask = _absolute(mask)
-    labels = [str(label).removeprefix("sub-") for label in subjects] if subjects else \
-        bids.list_subjects(bids_root, task, space=space, derivatives=derivatives)
-    return [_bids_source(bids.find_runs(bids_root, label, task, space=space,
-                                        derivatives=derivatives), mask, confounds, hrf_shift)
-            for label in dict.fromkeys(labels)]
+    # A dataset at a URL: its layout read from a local mirror of its text files
+    # (one listing), its images read from the URLs.
+    with fs.metadata_mirror(bids_root) as root, _mirror(derivatives) as derived:
+        def where(path: Path) -> Path | str:
+            path = fs.relative_url(path, root, str(bids_root))
+            return path if derivatives is None else fs.relative_url(path, derived,
+                                                                    str(derivatives))
+
+        try:
+            labels = [str(label).removeprefix("sub-") for label in subjects] if subjects else \
+                bids.list_subjects(root, task, space=space, derivatives=derived)
+            return [_bids_source(bids.find_runs(root, label, task, space=space,
+                                                derivatives=derived), mask, confounds,
+                                 hrf_shift, where)
+                    for label in dict.fromkeys(labels)]
+        except InputError as error:  # messages name the files by their URLs, not the mirror's
+            for mirror, url in ((root, bids_root), (derived, derivatives)):
+                if mirror is not None and fs.is_url(url):
+                    error.args = (str(error).replace(str(mirror), str(url)),)
+            raise
+
+
+@contextlib.contextmanager
+def _mirror(derivatives: str | Path | None):
+    if derivatives is None:
+        yield None
+        return
+    with fs.metadata_mirror(derivatives) as local:
+        yield local
+
+
+def _n_scans(path: str | Path) -> int:
+    """Scans of a BOLD image; at a URL from its header alone."""
+    if not fs.is_url(path):
+        return load_bold(path).shape[3]
+    shape = read_shape(path)
+    if len(shape) != 4:
+        raise InputError(f"{path}: image is {len(shape)}D with shape {shape}; a BOLD series "
+                         f"must be 4D (x, y, z, scans)")
+    return shape[3]
 
 
 def _bids_source(runs: list[bids.BidsRun], mask: str | Path,
-                 strategy: tuple[str, ...] | None, hrf_shift: float) -> SubjectSource:
+                 strategy: tuple[str, ...] | None, hrf_shift: float,
+                 where=lambda path: path) -> SubjectSource:
     subject = runs[0].subject
     store.check_subject_id(subject, runs[0].bold.parent)
-    mask_path = Path(str(mask).replace("{subject}", subject))
-    if not mask_path.is_file():
+    # The subject id is checked (a plain name) before it is put into the mask's path.
+    mask_path = str(mask).replace("{subject}", subject)
+    mask_path = mask_path if fs.is_url(mask_path) else Path(mask_path)
+    if not fs.isfile(mask_path):
         raise InputError(f"{mask_path}: mask not found; give a mask image on the BOLD grid "
                          f"({{subject}} in the path stands for the subject id)")
     tables, events, regressors, keep = [], [], [], []
     for index, run in enumerate(runs):
-        n_scans = load_bold(run.bold).shape[3]
+        n_scans = _n_scans(where(run.bold))
         run_events = bids.read_events(run.events)
         labels = bids.events_to_labels(run_events, n_scans, run.repetition_time, hrf_shift,
                                        run.events)
@@ -274,15 +315,15 @@ def _bids_source(runs: list[bids.BidsRun], mask: str | Path,
             keep.append(np.ones(n_scans, bool) if run_keep is None else run_keep)
     confounds = np.concatenate(regressors) if regressors else None
     return SubjectSource(
-        subject=subject, images=tuple(run.bold for run in runs),
+        subject=subject, images=tuple(where(run.bold) for run in runs),
         scans=pd.concat(tables, ignore_index=True), mask=mask_path,
-        labels_file=runs[0].events,
+        labels_file=where(runs[0].events),
         confounds=confounds if confounds is not None and confounds.shape[1] else None,
         keep=np.concatenate(keep) if keep else None, events=tuple(events),
         repetition_times=tuple(run.repetition_time for run in runs),
-        files={"bold": [str(run.bold.resolve()) for run in runs],
-               "events": [str(run.events.resolve()) for run in runs],
-               "mask": str(mask_path.resolve())},
+        files={"bold": [_resolved(where(run.bold)) for run in runs],
+               "events": [_resolved(where(run.events)) for run in runs],
+               "mask": _resolved(mask_path)},
         settings={"hrf_shift": hrf_shift, "confounds": list(strategy) if strategy else None})
 
 
@@ -310,8 +351,16 @@ def ingest_subject(source: SubjectSource, store_path: str | Path, *, standardize
         ``subject``, ``n_scans`` (rows stored), ``n_voxels``, ``n_constant_voxels``.
     """
     if betas is not None:
-        return _ingest_betas(source, store_path, betas, run_betas, standardize=standardize,
-                             detrend=detrend, drop_scans=drop_scans, block_size=block_size)
+        with local_inputs(source, runs=[0]) as local:
+            return _ingest_betas(local, store_path, betas, run_betas, standardize=standardize,
+                                 detrend=detrend, drop_scans=drop_scans, block_size=block_size)
+    with local_inputs(source) as local:
+        return _ingest_scans(local, store_path, standardize=standardize, detrend=detrend,
+                             drop_scans=drop_scans, block_size=block_size)
+
+
+def _ingest_scans(source: SubjectSource, store_path: str | Path, *, standardize: str,
+                  detrend: bool, drop_scans: int, block_size: int) -> dict:
     images = [load_bold(path) for path in source.images]
     n_scans = sum(image.shape[3] for image in images)
     if len(source.scans) != n_scans:
@@ -346,6 +395,12 @@ def estimate_run_betas(source: SubjectSource, run: int, method: str, *, drop_sca
     trial_types : numpy.ndarray of str, shape (n_trials,)
     """
     check_method(method)
+    with local_inputs(source, runs=[run]) as local:
+        return _estimate_run_betas(local, run, method, drop_scans, block_size)
+
+
+def _estimate_run_betas(source: SubjectSource, run: int, method: str, drop_scans: int,
+                        block_size: int) -> tuple[np.ndarray, np.ndarray]:
     if source.events is None:
         raise InputError(f"{source.labels_file}: trial betas need BIDS events (onsets and "
                          f"durations); ingest a BIDS dataset, or drop --betas")
@@ -406,9 +461,32 @@ def _run_groups(source: SubjectSource, runs: np.ndarray) -> list[tuple[np.ndarra
     return [(np.flatnonzero(runs == run), str(image)) for run, image in enumerate(source.images)]
 
 
-def _absolute(path: str | Path) -> Path:
-    # abspath, not resolve: a symlinked subject directory keeps its name.
-    return Path(os.path.abspath(path))
+def _absolute(path: str | Path) -> Path | str:
+    # abspath, not resolve: a symlinked subject directory keeps its name. A URL stays.
+    return str(path) if fs.is_url(path) else Path(os.path.abspath(fs.local(path)))
+
+
+def _resolved(path: str | Path) -> str:
+    return str(path) if fs.is_url(path) else str(Path(path).resolve())
+
+
+@contextlib.contextmanager
+def local_inputs(source: SubjectSource, runs: Sequence[int] | None = None):
+    """The source with its images (those of ``runs``, default all) and mask as local files.
+
+    Inputs at URLs are downloaded to temporary files for the duration of
+    the block (one request per image; nibabel then reads it locally, see
+    ``docs/storage.md``); local inputs are used as they are.
+    """
+    wanted = range(len(source.images)) if runs is None else runs
+    if not any(fs.is_url(path) for path in (*source.images, source.mask)):
+        yield source
+        return
+    with contextlib.ExitStack() as stack:
+        images = tuple(stack.enter_context(fs.local_copy(path)) if index in wanted else path
+                       for index, path in enumerate(source.images))
+        mask = stack.enter_context(fs.local_copy(source.mask))
+        yield dataclasses.replace(source, images=images, mask=mask)
 
 
 def _load_mask(source: SubjectSource, images: list) -> np.ndarray:

@@ -25,6 +25,7 @@ was not cut.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nidecode import store
+from nidecode import fs, store
 from nidecode.errors import NidecodeWarning, OutputDirError
 
 MANIFEST = "run.json"
@@ -95,12 +96,14 @@ class OutputDir:
     Parameters
     ----------
     path : str or Path
-        Created if missing.
+        Created if missing; an fsspec URL (``s3://bucket/prefix``) puts the
+        run on object storage (see ``docs/storage.md``).
     """
 
     def __init__(self, path: str | Path):
         self.given = str(path)  # Path("") would silently become the current directory
-        self.path = Path(path)
+        self.url = self.given.rstrip("/") if fs.is_url(path) else None
+        self.path = self.url or Path(fs.local(path))
         self.written: set[str] = set()  # listed in run.json before each is written
         self.manifest: dict = {}
 
@@ -124,6 +127,9 @@ class OutputDir:
             self.clear(previous)
         elif previous is not None:  # resumed: the files of the interrupted run stay listed
             self.written = set(_recorded(previous))
+        if self.url is not None:  # no folders, no temporary files on object storage
+            self.write_manifest({**manifest, "status": "running", "identity": identity})
+            return
         try:
             (self.path / PARTS).mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -137,6 +143,12 @@ class OutputDir:
     def _check_path(self, overwrite: bool) -> None:
         if not self.given.strip():
             raise OutputDirError("--out '': empty path; give an output directory")
+        if self.url is not None:
+            fs.check_bucket(self.url)
+            if fs.isfile(self.url):
+                raise OutputDirError(f"--out {self.url}: is an object, not a prefix; give a "
+                                     f"new or empty prefix")
+            return
         if self.path.exists() and not self.path.is_dir():
             raise OutputDirError(f"--out {self.path}: is a file, not a directory; give a new or "
                                  f"empty directory path")
@@ -156,6 +168,11 @@ class OutputDir:
         manifest = self.read_manifest() if manifest is None else manifest
         names = {MANIFEST, REPORT, *(_recorded(manifest) if "files" in (manifest or {})
                                      else self._legacy_files())}
+        if self.url is not None:
+            for name in names:
+                fs.remove(fs.join(self.url, name))
+            fs.remove(fs.join(self.url, PARTS), recursive=True)
+            return
         for name in names:
             target = self.path / name
             if target.is_file() or target.is_symlink():
@@ -171,6 +188,8 @@ class OutputDir:
     def _legacy_files(self) -> list[str]:
         # run.json of an older nidecode lists no files: its fixed names and the
         # result files in its own sub-directories.
+        if self.url is not None:
+            return []  # runs on object storage all have a list
         found = [name for name in _LEGACY_NAMES if (self.path / name).is_file()]
         for directory in _LEGACY_DIRECTORIES:
             found += [path.relative_to(self.path).as_posix()
@@ -180,6 +199,8 @@ class OutputDir:
 
     def read_manifest(self) -> dict | None:
         """The parsed ``run.json``, or ``None`` if there is none."""
+        if self.url is not None:
+            return self._read_url_manifest()
         path = self.path / MANIFEST
         if not path.exists():
             if self.path.is_dir() and any(self.path.iterdir()):
@@ -192,6 +213,22 @@ class OutputDir:
             manifest = None
         if not isinstance(manifest, dict):
             raise OutputDirError(f"{path}: unreadable run manifest; remove {self.path} or choose "
+                                 f"another --out")
+        return manifest
+
+    def _read_url_manifest(self) -> dict | None:
+        path = fs.join(self.url, MANIFEST)
+        if not fs.isfile(path):
+            if fs.listdir(self.url):
+                raise OutputDirError(f"{self.url}: not empty and holds no {MANIFEST}; choose an "
+                                     f"empty or new --out prefix")
+            return None
+        try:
+            manifest = json.loads(fs.read_bytes(path))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise OutputDirError(f"{path}: unreadable run manifest; remove {self.url} or choose "
                                  f"another --out")
         return manifest
 
@@ -215,6 +252,8 @@ class OutputDir:
         A part that cannot be read (truncated, garbage) is removed with a
         warning naming it: it is computed again.
         """
+        if self.url is not None:
+            return self._load_url_parts(part_type)
         parts = {}
         for path in sorted((self.path / PARTS).glob("[!.]*.npz")):
             try:
@@ -226,6 +265,23 @@ class OutputDir:
                 warnings.warn(f"{path}: unreadable saved result ({type(error).__name__}); it is "
                               f"removed and computed again", NidecodeWarning, stacklevel=2)
                 path.unlink(missing_ok=True)
+        return parts
+
+    def _load_url_parts(self, part_type: type[P]) -> dict[tuple[str, ...], P]:
+        parts = {}
+        folder = fs.join(self.url, PARTS)
+        for name in fs.listdir(folder):
+            if name.startswith(".") or not name.endswith(".npz"):
+                continue
+            path = fs.join(folder, name)
+            try:
+                with np.load(io.BytesIO(fs.read_bytes(path))) as arrays:
+                    key = tuple(str(item) for item in arrays["key"])
+                    parts[key] = part_type.from_arrays(key, arrays)
+            except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                warnings.warn(f"{path}: unreadable saved result ({type(error).__name__}); it is "
+                              f"removed and computed again", NidecodeWarning, stacklevel=3)
+                fs.remove(path)
         return parts
 
     def write_table(self, name: str, table: pd.DataFrame) -> None:
@@ -260,7 +316,10 @@ class OutputDir:
             # Listed before it is written: --overwrite finds it even after a kill.
             self.written.add(name)
             self.write_manifest(self.manifest)
-        write_atomic(self.path / name, write)
+        if self.url is not None:
+            fs.put_atomic(fs.join(self.url, name), write)
+        else:
+            write_atomic(self.path / name, write)
 
 
 def write_atomic(target: Path, write: Callable[[Path], object]) -> Path:

@@ -17,6 +17,13 @@ settings used), ``source`` (input files), ``checksum`` (SHA-256 of X) and
 ``{subject}`` to it, so a reader sees either the previous complete subject
 or the new one, never a half-written group.
 
+On object storage (a store at an fsspec URL, see ``docs/storage.md``)
+there is no symlink: the version is published by writing the small
+pointer object ``.subjects/{subject}.json`` (``{"version": name}``) last,
+in one PUT, which object stores make visible atomically; readers resolve
+the pointer. A local store keeps its symlinks (stores written before read
+alike).
+
 A run reads the version it planned with: reads given the subject's
 checksum (``verify``, ``checksum``) open the version holding that checksum,
 even after the subject was re-ingested. A replaced version therefore stays
@@ -27,6 +34,7 @@ run still reading it then fails with one line instead of mixing versions.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -38,11 +46,13 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from nidecode import fs
 from nidecode.errors import InputError, StoreError
 
 FORMAT_VERSION = 1
 VOXEL_CHUNK = 256
 _VERSIONS = ".versions"
+_POINTERS = ".subjects"  # the published version of each subject, in a store at a URL
 ORPHAN_AGE_S = 24 * 3600
 
 
@@ -92,7 +102,9 @@ def check_subject_id(subject: str, source: str | Path | None = None) -> None:
 
 def create_store(path: str | Path) -> zarr.Group:
     """Open a store for writing, creating it if needed, and check its format."""
-    path = Path(path)
+    if fs.is_url(path):
+        return _create_url_store(str(path))
+    path = Path(fs.local(path))
     if path.exists() and not (path / "zarr.json").exists():
         raise StoreError(f"{path}: exists but is not a nidecode store; give a new or "
                          f"an existing store path")
@@ -128,12 +140,16 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
         The mean EPI (the raw BOLD averaged over scans), a background for maps.
     """
     check_subject_id(subject)
-    path = Path(path)
-    create_store(path)
+    path = path if fs.is_url(path) else Path(fs.local(path))
+    if fs.is_url(path):
+        _create_url_store(path, only=subject)  # each listing costs requests: its versions
+    else:
+        create_store(path)
     X = np.ascontiguousarray(X, dtype=np.float32)
     categories, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-    version = path / _VERSIONS / f"{subject}-{uuid.uuid4().hex}"
-    group = zarr.open_group(str(version), mode="w")
+    name = f"{subject}-{uuid.uuid4().hex}"
+    version = fs.join(path, _VERSIONS, name)
+    group = _open_group(version, mode="w")
     group.create_array("X", data=X, chunks=(X.shape[0], min(VOXEL_CHUNK, X.shape[1])))
     group.create_array("labels", data=codes.astype(np.int16))
     group.create_array("runs", data=np.asarray(runs, dtype=np.int64))
@@ -150,7 +166,68 @@ def write_subject(path: str | Path, subject: str, X: np.ndarray, labels: np.ndar
         "nidecode_format": FORMAT_VERSION,
         "complete": True,
     })
-    _publish(version, path / subject)
+    if fs.is_url(path):
+        # Written last, in one PUT: the subject is visible once complete.
+        fs.write_bytes(_pointer(path, subject), json.dumps({"version": name}).encode())
+    else:
+        _publish(version, path / subject)
+
+
+def _open_group(location: str | Path, mode: str) -> zarr.Group:
+    """A Zarr group at a local path or a URL (with this process's storage options)."""
+    if not fs.is_url(location):
+        return zarr.open_group(str(location), mode=mode)
+    with fs.translated(location):
+        return zarr.open_group(str(location), mode=mode, storage_options=fs.storage_options())
+
+
+def _pointer(path: str, subject: str) -> str:
+    return fs.join(path, _POINTERS, f"{subject}.json")
+
+
+def _create_url_store(url: str, only: str | None = None) -> zarr.Group:
+    fs.check_bucket(url)
+    if fs.exists(url) and not fs.isfile(fs.join(url, "zarr.json")):
+        raise StoreError(f"{url}: exists but is not a nidecode store; give a new or an "
+                         f"existing store URL")
+    root = _open_group(url, mode="a")
+    if "nidecode_format" not in root.attrs:
+        root.attrs["nidecode_format"] = FORMAT_VERSION
+    _check_format(root, url)
+    _sweep_url_orphans(url, only)
+    return root
+
+
+def _published_version(path: str, subject: str) -> str | None:
+    """The version a URL store's pointer names for ``subject``, or ``None``."""
+    content = fs.read_bytes_if_any(_pointer(path, subject))
+    try:
+        record = json.loads(content) if content is not None else None
+    except ValueError:  # not JSON: no valid pointer
+        return None
+    version = record.get("version") if isinstance(record, dict) else None
+    valid = isinstance(version, str) and version.startswith(f"{subject}-") \
+        and len(version) == len(subject) + 33
+    return version if valid else None
+
+
+def _sweep_url_orphans(url: str, only: str | None = None) -> None:
+    # As _sweep_orphans, without symlinks or mtimes to touch: a version no
+    # pointer names is removed once it is old and, if it was replaced, its
+    # subject's pointer too (the replacement's age). ``only``: that subject's.
+    for name in fs.listdir(fs.join(url, _VERSIONS)):
+        subject = name[:-33]
+        if len(name) < 34 or (only is not None and subject != only) \
+                or name == _published_version(url, subject):
+            continue
+        try:
+            stale = fs.age(fs.join(url, _VERSIONS, name, "zarr.json")) > ORPHAN_AGE_S
+            pointer_stale = (not fs.isfile(_pointer(url, subject))
+                             or fs.age(_pointer(url, subject)) > ORPHAN_AGE_S)
+        except (FileNotFoundError, InputError):
+            continue  # being written, or listed then removed by another sweep
+        if stale and pointer_stale:
+            fs.remove(fs.join(url, _VERSIONS, name), recursive=True)
 
 
 def _publish(version: Path, target: Path) -> None:
@@ -190,11 +267,15 @@ def _check_format(root: zarr.Group, path: str | Path) -> None:
 
 def open_store(path: str | Path) -> zarr.Group:
     """Open an existing store read-only (a local path or an fsspec URL)."""
-    text = str(path)
-    if "://" not in text and not (Path(text) / "zarr.json").is_file():
+    text = fs.local(path)
+    if fs.is_url(text):
+        return _open_url_store(text)
+    if not fs.isfile(fs.join(text, "zarr.json")):
         raise StoreError(f"{path}: not a nidecode store; create one with 'nidecode ingest'")
     try:
-        root = zarr.open_group(text, mode="r")
+        root = _open_group(text, mode="r")
+    except InputError:
+        raise
     except Exception as error:  # zarr raises several types for foreign data
         raise StoreError(f"{path}: cannot open the store ({error}); create one with "
                          f"'nidecode ingest'") from None
@@ -202,9 +283,27 @@ def open_store(path: str | Path) -> zarr.Group:
     return root
 
 
+def _open_url_store(url: str) -> zarr.Group:
+    # Every task opens the store: opened first, as Zarr v3 (no probe of the v2
+    # metadata objects), and only a failure is diagnosed (bucket, credentials).
+    try:
+        root = zarr.open_group(url, mode="r", zarr_format=3,
+                               storage_options=fs.storage_options())
+    except Exception:  # zarr, fsspec and the file system raise many types
+        fs.check_bucket(url)  # an unknown protocol, a missing bucket or credentials
+        raise StoreError(f"{url}: not a nidecode store; create one with "
+                         f"'nidecode ingest'") from None
+    _check_format(root, url)
+    return root
+
+
 def list_subjects(path: str | Path) -> list[str]:
     """Ids of the complete subjects in a store, sorted."""
     root = open_store(path)
+    if fs.is_url(path):
+        return sorted(name[:-len(".json")] for name in fs.listdir(fs.join(path, _POINTERS))
+                      if name.endswith(".json") and not name.startswith(".")
+                      and _published_version(str(path), name[:-len(".json")]) is not None)
     with warnings.catch_warnings():
         # The directory of versions (and a link being swapped) is not a zarr node.
         warnings.filterwarnings("ignore", message="Object at .* is not recognized as a "
@@ -286,7 +385,11 @@ def read_attributes(path: str | Path, subject: str, checksum: str | None = None)
 
 def _subject_group(path: str | Path, subject: str, checksum: str | None = None) -> zarr.Group:
     root = open_store(path)
-    group = _complete_group(root, subject)
+    if fs.is_url(path):
+        version = _published_version(str(path), subject)
+        group = None if version is None else _complete_group(root, f"{_VERSIONS}/{version}")
+    else:
+        group = _complete_group(root, subject)
     if group is None:
         raise StoreError(f"{path}: no complete subject {subject!r}; ingest it first")
     if checksum is None or group.attrs.get("checksum") == checksum:
@@ -311,18 +414,15 @@ def _complete_group(root: zarr.Group, name: str) -> zarr.Group | None:
 
 
 def _version_names(path: str | Path, subject: str) -> list[str]:
-    """The versions of a subject kept in a local store (replaced ones until swept)."""
-    versions = Path(str(path)) / _VERSIONS
-    if "://" in str(path) or not versions.is_dir():
-        return []
+    """The versions of a subject kept in a store (replaced ones until swept)."""
     # A version is named {subject}-{32 hex digits}; subject ids may hold "-".
-    return sorted(entry.name for entry in versions.iterdir()
-                  if entry.name.startswith(f"{subject}-") and len(entry.name) == len(subject) + 33)
+    return [name for name in fs.listdir(fs.join(fs.local(path), _VERSIONS))
+            if name.startswith(f"{subject}-") and len(name) == len(subject) + 33]
 
 
 def _version_name(path: str | Path, group: zarr.Group) -> str:
     """The version directory a subject group was read from ("" if unknown: a URL store)."""
     if group.path.startswith(f"{_VERSIONS}/"):
         return group.path.split("/", 1)[1]
-    link = Path(str(path)) / group.path
-    return Path(os.readlink(link)).name if "://" not in str(path) and link.is_symlink() else ""
+    link = Path(fs.local(path)) / group.path
+    return Path(os.readlink(link)).name if not fs.is_url(path) and link.is_symlink() else ""

@@ -120,3 +120,75 @@ def one_line_error(capsys, status, pattern):
     assert len(lines) == 1, err
     assert lines[0].startswith("nidecode: error: ")
     assert re.search(pattern, lines[0]), lines[0]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return listener.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's standalone S3 server as a real process on 127.0.0.1, stopped after.
+
+    Yields the endpoint URL; the tests that use it set the dummy credentials
+    and the endpoint in the environment (fixture ``s3``).
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto server did not start")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server):
+    """A fresh bucket on the moto server, for a module: dummy credentials and the
+    endpoint in the environment (inherited by the LocalClusters the module starts).
+
+    Yields ``s3://BUCKET``; ``AWS_ENDPOINT_URL`` points at the server, so no
+    storage option is needed.
+    """
+    import uuid
+
+    import s3fs
+
+    from nidecode import fs
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1",
+                            "AWS_ENDPOINT_URL": s3_server}.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        patch.delenv(fs.OPTIONS_VARIABLE, raising=False)
+        fs.set_storage_options(None)
+        s3fs.S3FileSystem.clear_instance_cache()
+        bucket = f"bucket-{uuid.uuid4().hex[:8]}"
+        s3fs.S3FileSystem().mkdir(bucket)
+        yield f"s3://{bucket}"
+        fs.set_storage_options(None)
+        s3fs.S3FileSystem.clear_instance_cache()

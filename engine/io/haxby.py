@@ -9,6 +9,7 @@ naming the file and the fix.
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from nidecode import fs
 from nidecode.errors import InputError, first_line
 
 BOLD_NAME = "bold.nii.gz"
@@ -33,9 +35,9 @@ class SubjectFiles:
     """The files of one subject: its id (the directory name) and paths."""
 
     subject: str
-    bold: Path
-    labels: Path
-    mask: Path
+    bold: Path | str  # a URL string for a subject directory at a URL
+    labels: Path | str
+    mask: Path | str
 
 
 def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFiles:
@@ -54,7 +56,9 @@ def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFile
     -------
     SubjectFiles
     """
-    directory = Path(subject_dir)
+    if fs.is_url(subject_dir):
+        return _find_url_subject_files(str(subject_dir).rstrip("/"), mask)
+    directory = Path(fs.local(subject_dir))
     if not directory.is_dir():
         raise InputError(f"{directory}: no such subject directory; give a directory "
                          f"holding {BOLD_NAME} and {LABELS_NAME}")
@@ -68,6 +72,34 @@ def find_subject_files(subject_dir: str | Path, mask: str | Path) -> SubjectFile
     # abspath, not resolve: a symlinked directory keeps its own name as id.
     subject = Path(os.path.abspath(directory)).name
     return SubjectFiles(subject, bold, labels, _resolve_mask(directory, mask))
+
+
+def _find_url_subject_files(directory: str, mask: str | Path) -> SubjectFiles:
+    """As :func:`find_subject_files`, for a subject "directory" at a URL (a prefix)."""
+    names = set(fs.listdir(directory))
+    if not names:
+        raise InputError(f"{directory}: no such subject directory (no object under it); give "
+                         f"a prefix holding {BOLD_NAME} and {LABELS_NAME}")
+    bold = next((name for name in BOLD_NAMES if name in names), BOLD_NAME)
+    for name in (bold, LABELS_NAME):
+        if name not in names:
+            raise InputError(f"{fs.join(directory, name)}: file not found; each subject "
+                             f"directory needs {BOLD_NAME} (or bold.nii) and {LABELS_NAME}")
+    if fs.is_url(mask) or Path(str(mask)).is_absolute() or Path(str(mask)).exists():
+        mask_path = mask if fs.is_url(mask) else Path(fs.local(mask))
+        if not fs.isfile(mask_path):
+            raise InputError(f"{mask}: mask not found; give a mask path or the name of a mask "
+                             f"file in the subject directory (e.g. mask4_vt)")
+    else:
+        found = [candidate for candidate in (str(mask), f"{mask}.nii.gz", f"{mask}.nii")
+                 if candidate in names]
+        if not found:
+            raise InputError(f"{fs.join(directory, str(mask))}: mask not found; give a mask "
+                             f"path or the name of a mask file in the subject directory (e.g. "
+                             f"mask4_vt)")
+        mask_path = fs.join(directory, found[0])
+    return SubjectFiles(fs.name(directory), fs.join(directory, bold),
+                        fs.join(directory, LABELS_NAME), mask_path)
 
 
 def _resolve_mask(directory: Path, mask: str | Path) -> Path:
@@ -97,7 +129,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     """
     try:
         # utf-8-sig: a byte-order mark (Windows editors) is not part of the header.
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        lines = fs.read_bytes(path).decode("utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read labels ({first_line(error)}); expected a "
                          f"UTF-8 text table with header 'labels chunks'") from None
@@ -214,8 +246,9 @@ def load_mask_like(path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
     -------
     numpy.ndarray of bool, 3D
     """
-    image = _load_nifti(path)
-    data = np.asarray(image.dataobj)
+    with fs.local_copy(path) as copy:  # a mask at a URL: downloaded, read, removed
+        image = _load_nifti(copy, name=path)
+        data = np.asarray(image.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -267,14 +300,37 @@ def _read_volumes(bold: nib.Nifti1Image, start: int, count: int) -> np.ndarray:
                          f"the file is truncated or corrupt: copy or export it again") from None
 
 
-def _load_nifti(path: str | Path, keep_file_open: bool = False) -> nib.Nifti1Image:
-    path = Path(path)
-    if not path.is_file():
+def read_shape(path: str | Path) -> tuple[int, ...]:
+    """The shape of a NIfTI image from its header only (at a URL: a few range requests)."""
+    if not fs.is_url(path):
+        return _load_nifti(path).shape
+    if not fs.isfile(path):
         raise InputError(f"{path}: file not found")
+    try:
+        with fs.open_file(path) as handle:
+            stream = gzip.GzipFile(fileobj=handle) if str(path).endswith(".gz") else handle
+            return tuple(int(size) for size in nib.Nifti1Header.from_fileobj(stream)
+                         .get_data_shape())
+    except InputError:
+        raise
+    except Exception as error:  # nibabel and gzip raise many types for foreign files
+        raise InputError(f"{path}: not a readable NIfTI image ({first_line(error)}); "
+                         f"give a .nii or .nii.gz file") from None
+
+
+def _load_nifti(path: str | Path, keep_file_open: bool = False,
+                name: str | Path | None = None) -> nib.Nifti1Image:
+    """Open a local NIfTI image; ``name`` (default ``path``) is what messages call it."""
+    if fs.is_url(path):
+        raise InputError(f"{path}: a URL is read through a local copy (nidecode.fs.local_copy); "
+                         f"this is a bug: please report it")
+    path, name = Path(path), path if name is None else name
+    if not path.is_file():
+        raise InputError(f"{name}: file not found")
     try:
         return nib.load(path, keep_file_open=keep_file_open)
     except Exception as error:  # nibabel raises many types for foreign files
-        raise InputError(f"{path}: not a readable NIfTI image ({first_line(error)}); "
+        raise InputError(f"{name}: not a readable NIfTI image ({first_line(error)}); "
                          f"give a .nii or .nii.gz file") from None
 
 

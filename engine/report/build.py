@@ -10,9 +10,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nidecode import store
+from nidecode import fs, store
 from nidecode._validation import CLASSIFIERS, METRICS
 from nidecode.errors import InputError
+from nidecode.io.haxby import read_shape
 from nidecode.outdir import write_atomic
 from nidecode.report import figures
 from nidecode.report.html import (
@@ -86,6 +87,14 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     """
     if max_figures < 1:
         raise InputError(f"max_figures={max_figures}: show at least one figure per section")
+    if fs.is_url(out_dir):
+        # A run on object storage: its results (not its saved parts) copied here, the
+        # page uploaded beside them in one PUT.
+        with fs.local_folder(out_dir, skipped=("parts/",)) as local:
+            page_path = write_report(local, anat=anat, mask=mask, bench_dir=bench_dir,
+                                     max_figures=max_figures)
+            return fs.put_atomic(str(fs.join(out_dir, REPORT)),
+                                 lambda target: target.write_bytes(page_path.read_bytes()))
     # The images given are checked first: a bad one stops the report before any figure.
     background, background_note = _background(anat)
     mask_image = None if mask is None else read_image_option("--mask", mask, average=False)
@@ -458,7 +467,7 @@ def _background(anat: str | Path | None) -> tuple[nib.Nifti1Image | None, str]:
     if anat is None:
         return None, ""
     image = read_image_option("--anat", anat, average=True)
-    shape = nib.load(anat).shape  # it loads: read_image_option checked
+    shape = read_shape(anat)  # it loads: read_image_option checked
     averaged = len(shape) == 4 and shape[3] > 1
     return image, f"Background: {anat}" + (f" (mean of its {shape[3]} volumes)."
                                             if averaged else ".")

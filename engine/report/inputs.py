@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from nidecode import fs
 from nidecode.errors import InputError
 from nidecode.outdir import confusion_name, patterns_name, weights_name
 
@@ -169,13 +170,14 @@ def read_image_option(option: str, path: str | Path, *, average: bool) -> nib.Ni
     nibabel.Nifti1Image
         3D, its data in memory.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not fs.isfile(path):
         raise InputError(f"{option} {path}: {'background' if average else 'mask'} image not "
                          f"found; give an existing NIfTI file")
+    path = path if fs.is_url(path) else Path(path)
     try:
-        image = nib.load(path)
-        data = np.asanyarray(image.dataobj)
+        with fs.local_copy(path) as copy:  # an image at a URL: downloaded, read, removed
+            image = nib.load(copy)
+            data = np.asanyarray(image.dataobj)
     except Exception as error:  # nibabel raises many types for foreign files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else \
             type(error).__name__
