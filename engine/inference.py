@@ -1,0 +1,399 @@
+"""Group inference on searchlight maps: clusters, Stelzer draws, TFCE, prevalence.
+
+Pure numpy / scipy / nilearn on arrays; :mod:`nidecode.analyses.group` cuts
+the draws into Dask tasks and saves what these functions return.
+
+Maps are given as ``(n, n_voxels)`` arrays over the voxels tested (a set of
+mask voxels in C order) and put back on the 3D grid through ``volume_index``
+(their flat indices in the grid) only to find clusters, so a cluster never
+crosses the mask. p-values follow :mod:`nidecode.stats`: the observed
+statistic counts as one draw, ``(1 + #(null >= observed)) / (1 + N)``, and
+values within a rounding error of the observed one count as ties.
+
+References
+----------
+Stelzer, Chen & Turner (2013). Statistical inference and multiple testing
+correction in classification-based multi-voxel pattern analysis (MVPA):
+random permutations and cluster size control. NeuroImage 65:69-82.
+
+Allefeld, Goergen & Haynes (2016). Valid population inference for
+information-based imaging: from the second-level t-test to prevalence
+inference. NeuroImage 141:378-392 (equation numbers below are theirs).
+
+Smith & Nichols (2009). Threshold-free cluster enhancement. NeuroImage
+44:83-98 (through nilearn's ``permuted_ols``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from nidecode.stats import _tie_floor
+
+__all__ = ["CONNECTIVITY", "cluster_p_values", "cluster_table", "combinations",
+           "draw_combinations", "label_clusters", "max_cluster_sizes", "n_top",
+           "prevalence_counts", "prevalence_results", "stelzer_null_means", "stelzer_test",
+           "supra_threshold", "tfce_test", "top_values", "voxel_thresholds"]
+
+#: Neighbours of a voxel -> rank of :func:`scipy.ndimage.generate_binary_structure`:
+#: faces (6), faces and edges (18), faces, edges and corners (26).
+CONNECTIVITY = {6: 1, 18: 2, 26: 3}
+
+
+# --- clusters ------------------------------------------------------------------------------
+
+
+def label_clusters(supra: np.ndarray, volume_index: np.ndarray, shape: Sequence[int],
+                   connectivity: int = 6) -> tuple[np.ndarray, int]:
+    """Number the clusters of supra-threshold voxels.
+
+    Parameters
+    ----------
+    supra : numpy.ndarray of bool, shape (n_voxels,)
+        Which tested voxels are above threshold.
+    volume_index : numpy.ndarray of int, shape (n_voxels,)
+        Flat (C order) index of each tested voxel in the grid.
+    shape : sequence of 3 int
+        The grid.
+    connectivity : {6, 18, 26}
+        Which neighbours join a cluster.
+
+    Returns
+    -------
+    labels : numpy.ndarray of int, shape (n_voxels,)
+        0 below threshold, 1 .. n_clusters otherwise.
+    n_clusters : int
+    """
+    volume = np.zeros(int(np.prod(shape)), dtype=bool)
+    volume[volume_index[supra]] = True
+    structure = ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
+    labels, n_clusters = ndimage.label(volume.reshape(tuple(shape)), structure=structure)
+    return labels.ravel()[volume_index], int(n_clusters)
+
+
+def max_cluster_sizes(supra: np.ndarray, volume_index: np.ndarray, shape: Sequence[int],
+                      connectivity: int = 6) -> np.ndarray:
+    """The size (voxels) of the largest cluster of each map; 0 for a map without any.
+
+    ``supra`` has shape ``(n_maps, n_voxels)``; see :func:`label_clusters`.
+    """
+    sizes = np.zeros(len(supra), dtype=np.int64)
+    for row, voxels in enumerate(supra):
+        if voxels.any():
+            labels, _ = label_clusters(voxels, volume_index, shape, connectivity)
+            sizes[row] = np.bincount(labels)[1:].max()
+    return sizes
+
+
+def cluster_table(labels: np.ndarray, statistic: np.ndarray, p_fwe: np.ndarray,
+                  volume_index: np.ndarray, shape: Sequence[int],
+                  affine: np.ndarray) -> pd.DataFrame:
+    """One row per cluster, largest first: size, peak and family-wise p.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int, shape (n_voxels,)
+        From :func:`label_clusters`.
+    statistic : numpy.ndarray, shape (n_voxels,)
+        The map whose maximum in each cluster is its peak.
+    p_fwe : numpy.ndarray, shape (n_clusters,)
+        The p-value of each cluster (label 1 first).
+    volume_index, shape : as in :func:`label_clusters`
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel to world (mm).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cluster`` (1 = largest), ``size_voxels``, ``size_mm3``, ``peak_x_mm``,
+        ``peak_y_mm``, ``peak_z_mm``, ``peak_statistic``, ``p_fwe``.
+    """
+    voxel_mm3 = abs(float(np.linalg.det(np.asarray(affine)[:3, :3])))
+    rows = []
+    for label in range(1, int(labels.max(initial=0)) + 1):
+        members = np.flatnonzero(labels == label)
+        peak = members[np.argmax(statistic[members])]
+        ijk = np.unravel_index(volume_index[peak], tuple(shape))
+        x, y, z = nib.affines.apply_affine(affine, ijk)
+        rows.append({"size_voxels": len(members), "size_mm3": len(members) * voxel_mm3,
+                     "peak_x_mm": x, "peak_y_mm": y, "peak_z_mm": z,
+                     "peak_statistic": float(statistic[peak]), "p_fwe": float(p_fwe[label - 1])})
+    columns = ["cluster", "size_voxels", "size_mm3", "peak_x_mm", "peak_y_mm", "peak_z_mm",
+               "peak_statistic", "p_fwe"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows).sort_values(["size_voxels", "peak_statistic"],
+                                           ascending=False, kind="stable")
+    table.insert(0, "cluster", np.arange(1, len(table) + 1))
+    return table[columns].reset_index(drop=True)
+
+
+# --- draws of one map per subject -----------------------------------------------------------
+
+
+def combinations(n_maps: Sequence[int]) -> int:
+    """How many ways to take one of ``n_maps[s]`` maps of every subject ``s``."""
+    return math.prod(int(n) for n in n_maps)
+
+
+def draw_combinations(n_maps: Sequence[int], n_draws: int, seed: int, *,
+                      skip_first: bool = False) -> np.ndarray:
+    """Distinct combinations of one map per subject, drawn from the seed alone.
+
+    Parameters
+    ----------
+    n_maps : sequence of int
+        Maps of each subject.
+    n_draws : int
+        Combinations wanted.
+    seed : int
+    skip_first : bool
+        Never draw combination 0 (map 0 of every subject: with prevalence
+        inference, the observed maps).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n, n_subjects)
+        Row ``d``: the map of each subject in draw ``d``. Every combination
+        once (in order) when there are at most ``n_draws``; otherwise
+        ``n_draws`` combinations sampled without replacement, whatever their
+        number (Python's ``random.sample`` on a ``range``, exact for any size).
+        Cutting the rows into tasks does not change them.
+    """
+    first = int(skip_first)
+    total = combinations(n_maps)
+    if total - first <= n_draws:
+        codes = range(first, total)
+    else:
+        codes = random.Random(seed).sample(range(first, total), n_draws)
+    draws = np.empty((len(codes), len(n_maps)), dtype=np.int64)
+    for row, code in enumerate(codes):
+        for subject, n in enumerate(n_maps):  # mixed radix: subject 0 varies fastest
+            code, draws[row, subject] = divmod(code, int(n))
+    return draws
+
+
+# --- Stelzer et al. (2013): null of the mean map, voxel thresholds, cluster sizes ----------------
+
+
+def stelzer_null_means(nulls: Sequence[np.ndarray], draws: np.ndarray) -> np.ndarray:
+    """The group mean map of each draw: the mean over subjects of the drawn maps.
+
+    ``nulls[s]`` has shape ``(n_permutations_s, n_voxels)``; returns
+    ``(n_draws, n_voxels)`` float64, summed in subject order (the observed
+    mean is computed in the same order, so ties are exact).
+    """
+    total = np.zeros((len(draws), nulls[0].shape[1]))
+    for subject, null in enumerate(nulls):
+        total += null[draws[:, subject]]
+    return total / len(nulls)
+
+
+def top_values(maps: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest values of each column, largest first (all if fewer).
+
+    Top values of several blocks of draws merge exactly: the top ``k`` of
+    their stacked tops.
+    """
+    k = min(k, len(maps))
+    if k == 0:
+        return maps[:0]
+    top = -np.partition(-maps, k - 1, axis=0)[:k] if k < len(maps) else maps.copy()
+    return -np.sort(-top, axis=0)
+
+
+def n_top(cluster_p: float, n_draws: int) -> int:
+    """Rank of the voxel threshold among the null values: ``floor(p (1 + N))``.
+
+    A value above the ``n``-th largest of ``N`` null values has at most
+    ``n - 1`` null values at or above it: ``p <= n / (1 + N) <= cluster_p``.
+    0 when ``N`` draws cannot resolve ``cluster_p``.
+    """
+    return int(math.floor(cluster_p * (1 + n_draws) + 1e-9))
+
+
+def voxel_thresholds(top: np.ndarray, cluster_p: float, n_draws: int) -> np.ndarray:
+    """Per voxel, the value a map must exceed to have ``p <= cluster_p``.
+
+    ``top``: the largest null values of each voxel, largest first (from
+    :func:`top_values` with ``k >= n_top(cluster_p, n_draws)``); ``+inf``
+    where the draws cannot resolve ``cluster_p``.
+    """
+    rank = n_top(cluster_p, n_draws)
+    if rank == 0:
+        return np.full(top.shape[1], np.inf)
+    return top[rank - 1]
+
+
+def supra_threshold(maps: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Which voxels of ``maps`` exceed their threshold (ties with it do not)."""
+    return _tie_floor(maps) > thresholds
+
+
+def cluster_p_values(sizes: np.ndarray, null_max_sizes: np.ndarray) -> np.ndarray:
+    """Family-wise p of each cluster size: ``(1 + #(null max >= size)) / (1 + N)``."""
+    null = np.sort(np.asarray(null_max_sizes))
+    extreme = len(null) - np.searchsorted(null, np.asarray(sizes), side="left")
+    return (1.0 + extreme) / (1.0 + len(null))
+
+
+# --- TFCE (Smith & Nichols 2009) through nilearn ----------------------------------------------
+
+
+def tfce_test(maps: np.ndarray, chance: np.ndarray, mask_img: nib.Nifti1Image, *,
+              n_permutations: int, seed: int) -> dict[str, np.ndarray]:
+    """Sign-flip test of ``maps - chance`` across subjects with TFCE, by nilearn.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray, shape (n_subjects, n_voxels)
+        Each subject's accuracy at the voxels of ``mask_img`` (C order).
+    chance : numpy.ndarray, shape (n_subjects,)
+        Each subject's chance level.
+    mask_img : nibabel.Nifti1Image
+        The voxels tested; TFCE needs their 3D neighbourhood (nilearn's
+        face connectivity).
+    n_permutations : int
+        Sign flips.
+    seed : int
+        ``random_state`` of ``permuted_ols``.
+
+    Returns
+    -------
+    dict
+        ``tfce`` (n_voxels,), ``p_fwe`` (n_voxels,): ``(1 + #(max TFCE of a
+        flip >= tfce)) / (1 + n_permutations)``, ``h0`` (n_permutations,): the
+        maximum TFCE of each flip, one-sided (above chance).
+    """
+    from nilearn.maskers import NiftiMasker
+    from nilearn.mass_univariate import permuted_ols
+
+    masker = NiftiMasker(mask_img=mask_img).fit()
+    targets = np.asarray(maps, dtype=float) - np.asarray(chance, dtype=float)[:, None]
+    outputs = permuted_ols(np.ones((len(targets), 1)), targets, model_intercept=False,
+                           n_perm=n_permutations, two_sided_test=False, random_state=seed,
+                           n_jobs=1, verbose=0, masker=masker, tfce=True, output_type="dict")
+    return {"tfce": outputs["tfce"][0], "p_fwe": 10.0 ** -outputs["logp_max_tfce"][0],
+            "h0": outputs["h0_max_tfce"][0], "t": outputs["t"][0]}
+
+
+# --- prevalence inference (Allefeld et al. 2016), minimum statistic ------------------------------
+
+
+def prevalence_counts(maps: Sequence[np.ndarray], draws: np.ndarray,
+                      observed_min: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Second-level permutations of the minimum statistic, for one block of draws.
+
+    Parameters
+    ----------
+    maps : sequence of numpy.ndarray, shape (n_maps_s, n_voxels)
+        Each subject's first-level maps, row 0 the observed labelling.
+    draws : numpy.ndarray of int, shape (n_draws, n_subjects)
+        Second-level permutations (rows of :func:`draw_combinations`).
+    observed_min : numpy.ndarray, shape (n_voxels,)
+        ``m_1``: the minimum over subjects of the observed maps.
+
+    Returns
+    -------
+    counts : numpy.ndarray of int, shape (n_voxels,)
+        ``#(m_j >= m_1)`` over the draws, voxel by voxel (part of Eq. 24).
+    maxima : numpy.ndarray, shape (n_draws,)
+        ``max_v m_j(v)`` of each draw (Eq. 25).
+    """
+    minimum = np.full((len(draws), len(observed_min)), np.inf)
+    for subject, subject_maps in enumerate(maps):
+        np.minimum(minimum, subject_maps[draws[:, subject]], out=minimum)
+    counts = (minimum >= _tie_floor(observed_min)).sum(axis=0)
+    return counts, minimum.max(axis=1)
+
+
+def prevalence_results(observed_min: np.ndarray, counts: np.ndarray, maxima: np.ndarray,
+                       n_subjects: int, alpha: float = 0.05) -> dict[str, np.ndarray | float]:
+    """p-values of the global null and the prevalence bound of every voxel.
+
+    The draws are the second-level permutations ``j = 2 .. P2`` (the
+    observed combination, ``j = 1``, is counted here), so ``P2 = 1 + len(maxima)``.
+
+    Parameters
+    ----------
+    observed_min : numpy.ndarray, shape (n_voxels,)
+        ``m_1``.
+    counts, maxima : numpy.ndarray
+        Summed and stacked :func:`prevalence_counts` of every draw.
+    n_subjects : int
+        ``N``.
+    alpha : float
+        Significance level.
+
+    Returns
+    -------
+    dict
+        ``p``: uncorrected p of the global null (Eq. 24); ``p_fwe``: corrected
+        (Eq. 26); ``gamma``: the largest prevalence bound gamma_0 rejected at
+        ``alpha``, corrected for the voxels (Eq. 22-23), NaN where even the
+        global null is not rejected; ``p_majority`` and ``p_majority_fwe``:
+        p-values of the majority null gamma <= 0.5 (Eq. 19, 21);
+        ``gamma_max``: the largest bound the draws can give (Eq. 27).
+    """
+    n = int(n_subjects)
+    p2 = 1 + len(maxima)
+    floor = _tie_floor(np.asarray(observed_min, dtype=float))
+    p_uncorrected = (1.0 + counts) / p2                                   # Eq. 24
+    sorted_maxima = np.sort(maxima)
+    exceed = len(sorted_maxima) - np.searchsorted(sorted_maxima, floor, side="left")
+    p_fwe = (1.0 + exceed) / p2                                            # Eq. 25-26
+    p_majority = ((1 - 0.5) * p_uncorrected ** (1 / n) + 0.5) ** n         # Eq. 19
+    p_majority_fwe = p_fwe + (1 - p_fwe) * p_majority                      # Eq. 21
+    alpha_c = (alpha - p_fwe) / (1 - p_fwe)                                # Eq. 22
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gamma = ((np.maximum(alpha_c, 0) ** (1 / n) - p_uncorrected ** (1 / n))
+                 / (1 - p_uncorrected ** (1 / n)))                         # Eq. 23
+    gamma = np.where(alpha_c < p_uncorrected, np.nan, gamma)               # undefined there
+    alpha_c_max = (alpha - 1 / p2) / (1 - 1 / p2)                          # Eq. 27
+    gamma_max = ((alpha_c_max ** (1 / n) - (1 / p2) ** (1 / n))
+                 / (1 - (1 / p2) ** (1 / n))) if alpha_c_max > 0 else float("nan")
+    return {"p": p_uncorrected, "p_fwe": p_fwe, "gamma": gamma, "p_majority": p_majority,
+            "p_majority_fwe": p_majority_fwe, "gamma_max": gamma_max}
+
+
+def stelzer_test(observed: np.ndarray, nulls: Sequence[np.ndarray], draws: np.ndarray,
+                 cluster_p: float, volume_index: np.ndarray, shape: Sequence[int],
+                 connectivity: int = 6) -> dict[str, np.ndarray]:
+    """The whole Stelzer test in one process (the reference the Dask run must equal).
+
+    Parameters
+    ----------
+    observed : numpy.ndarray, shape (n_subjects, n_voxels)
+        Each subject's accuracy map.
+    nulls : sequence of numpy.ndarray, shape (n_permutations_s, n_voxels)
+        Each subject's permutation maps.
+    draws : numpy.ndarray of int, shape (n_draws, n_subjects)
+        From :func:`draw_combinations`.
+    cluster_p : float
+        Voxel-wise threshold.
+    volume_index, shape, connectivity : see :func:`label_clusters`
+
+    Returns
+    -------
+    dict
+        ``mean`` (n_voxels,), ``thresholds`` (n_voxels,), ``labels``
+        (n_voxels,), ``p_cluster`` (n_clusters,), ``null_max`` (n_draws,).
+    """
+    means = stelzer_null_means(nulls, draws)
+    thresholds = voxel_thresholds(top_values(means, n_top(cluster_p, len(draws))), cluster_p,
+                                  len(draws))
+    null_max = max_cluster_sizes(supra_threshold(means, thresholds), volume_index, shape,
+                                 connectivity)
+    mean = np.asarray(observed, dtype=np.float64).sum(axis=0) / len(observed)
+    labels, n_clusters = label_clusters(supra_threshold(mean[None], thresholds)[0],
+                                        volume_index, shape, connectivity)
+    sizes = np.bincount(labels, minlength=n_clusters + 1)[1:]
+    return {"mean": mean, "thresholds": thresholds, "labels": labels,
+            "p_cluster": cluster_p_values(sizes, null_max), "null_max": null_max}
