@@ -331,6 +331,12 @@ def test_a_searchlight_without_permutations_says_to_run_permute(tmp_path, capsys
                    r"run 'nidecode permute --searchlight'")
     one_line_error(capsys, main(["group", str(tmp_path / "nothing"), "--method", "prevalence"]),
                    r"no readable run.json")
+    manifest = json.loads((source / "run.json").read_text())
+    manifest["identity"].update(command="permute", radius=None)  # ROI permutations
+    (source / "run.json").write_text(json.dumps(manifest))
+    one_line_error(capsys, main(["group", str(source), "--method", "tfce"]),
+                   r"holds no searchlight maps \(permute run\); run 'nidecode permute "
+                   r"--searchlight' first")
 
 
 def test_subjects_on_different_grids_are_refused(tmp_path, capsys):
