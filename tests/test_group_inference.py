@@ -368,3 +368,21 @@ def test_bad_options_are_one_line(tmp_path, capsys, options, pattern):
     method = [] if "--method" in options else ["--method", "stelzer"]
     one_line_error(capsys, main(["group", str(source), *method, *options]), pattern)
     assert not (source / "group").exists()  # refused before anything is claimed
+
+
+def test_report_shows_the_thresholded_maps_and_the_cluster_table(client, planted, tmp_path):
+    import shutil
+
+    from nidecode.report import write_report
+
+    source = tmp_path / "run"
+    shutil.copytree(planted[0], source)
+    for method in ("stelzer", "prevalence"):
+        assert main(["group", str(source), "--method", method, "--n-draws", "300",
+                     "--cluster-p", "0.01", "--scheduler", client.scheduler.address,
+                     "--quiet"]) == 0
+    page = write_report(source).read_text()
+    assert "Group inference" in page and "group/clusters.csv" in page
+    assert page.count("<img") >= 2  # one thresholded map per method
+    biggest = pd.read_csv(source / "group" / "clusters.csv").iloc[0]
+    assert f"<td class=\"num\">{biggest['size_voxels']}</td>" in page
