@@ -377,7 +377,7 @@ def prevalence_results(observed_min: np.ndarray, counts: np.ndarray, maxima: np.
 
 def stelzer_test(observed: np.ndarray, nulls: Sequence[np.ndarray], draws: np.ndarray,
                  cluster_p: float, volume_index: np.ndarray, shape: Sequence[int],
-                 connectivity: int = 6) -> dict[str, np.ndarray]:
+                 connectivity: int = 6, block: int = 500) -> dict[str, np.ndarray]:
     """The whole Stelzer test in one process (the reference the Dask run must equal).
 
     Parameters
@@ -391,6 +391,9 @@ def stelzer_test(observed: np.ndarray, nulls: Sequence[np.ndarray], draws: np.nd
     cluster_p : float
         Voxel-wise threshold.
     volume_index, shape, connectivity : see :func:`label_clusters`
+    block : int
+        Draws whose null means are held at once (memory: ``block x n_voxels``
+        floats; the result does not depend on it).
 
     Returns
     -------
@@ -398,11 +401,15 @@ def stelzer_test(observed: np.ndarray, nulls: Sequence[np.ndarray], draws: np.nd
         ``mean`` (n_voxels,), ``thresholds`` (n_voxels,), ``labels``
         (n_voxels,), ``p_cluster`` (n_clusters,), ``null_max`` (n_draws,).
     """
-    means = stelzer_null_means(nulls, draws)
-    thresholds = voxel_thresholds(top_values(means, n_top(cluster_p, len(draws))), cluster_p,
-                                  len(draws))
-    null_max = max_cluster_sizes(supra_threshold(means, thresholds), volume_index, shape,
-                                 connectivity)
+    k = n_top(cluster_p, len(draws))
+    starts = range(0, len(draws), block)
+    top = top_values(np.concatenate([
+        top_values(stelzer_null_means(nulls, draws[start:start + block]), k)
+        for start in starts]), k)
+    thresholds = voxel_thresholds(top, cluster_p, len(draws))
+    null_max = np.concatenate([max_cluster_sizes(
+        supra_threshold(stelzer_null_means(nulls, draws[start:start + block]), thresholds),
+        volume_index, shape, connectivity) for start in starts])
     mean = np.asarray(observed, dtype=np.float64).sum(axis=0) / len(observed)
     labels, n_clusters = label_clusters(supra_threshold(mean[None], thresholds)[0],
                                         volume_index, shape, connectivity)
