@@ -34,9 +34,10 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy import ndimage
 
-from nidecode.stats import _tie_floor
+from nidecode.stats import _ATOL, _RTOL, _tie_floor
 
 __all__ = ["CONNECTIVITY", "cluster_p_values", "cluster_table", "combinations",
            "draw_combinations", "label_clusters", "max_cluster_sizes", "n_top",
@@ -190,6 +191,141 @@ def _sample(codes: range, k: int, rng: random.Random) -> list[int]:
     while len(chosen) < k:
         chosen.setdefault(rng.randrange(codes.start, codes.stop))
     return list(chosen)
+
+
+# --- compiled kernels of the Stelzer draws (numba, cached next to this module) ---------------
+
+
+def stack_maps(blocks: Sequence[np.ndarray], draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every subject's maps in one array, and each draw's rows in it.
+
+    ``blocks[s]``: subject ``s``'s maps ``(n_s, n_voxels)``; ``draws[d, s]`` a
+    row of ``blocks[s]``. Returns ``(stacked, rows)`` with ``stacked[rows[d, s]]
+    == blocks[s][draws[d, s]]``.
+    """
+    offsets = np.cumsum([0] + [len(block) for block in blocks[:-1]])
+    stacked = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+    return stacked, np.ascontiguousarray(draws + offsets[None, :], dtype=np.int64)
+
+
+def null_top(stacked: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest group means of each voxel over the draws ``rows``, largest first.
+
+    The mean of a draw is summed in float64 in subject order and divided by
+    the subjects, as :func:`stelzer_null_means` (the same values, bit for
+    bit); ``-inf`` fills the rows beyond the number of draws.
+    """
+    top = np.full((max(k, 1), stacked.shape[1]), -np.inf)
+    if k > 0:
+        _top_kernel(stacked, rows, top)
+    return top[:k]
+
+
+def null_max_sizes(stacked: np.ndarray, rows: np.ndarray, thresholds: np.ndarray,
+                   volume_index: np.ndarray, shape: Sequence[int],
+                   connectivity: int = 6) -> np.ndarray:
+    """The largest supra-threshold cluster of the group mean of each draw ``rows``.
+
+    Equal to :func:`max_cluster_sizes` of :func:`supra_threshold` of
+    :func:`stelzer_null_means` (tested), without holding the means or
+    labelling whole volumes: a union-find over the supra-threshold voxels.
+    """
+    supra = np.empty((len(rows), stacked.shape[1]), dtype=np.bool_)
+    _supra_kernel(stacked, rows, np.asarray(thresholds, dtype=np.float64), _RTOL, _ATOL,
+                    supra)
+    position = np.full(int(np.prod(shape)), -1, dtype=np.int64)
+    position[volume_index] = np.arange(len(volume_index))
+    structure = ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
+    offsets = np.argwhere(structure) - 1
+    offsets = offsets[np.any(offsets != 0, axis=1)].astype(np.int64)
+    coordinates = np.stack(np.unravel_index(volume_index, tuple(shape)), axis=1).astype(np.int64)
+    sizes = np.zeros(len(rows), dtype=np.int64)
+    _max_cluster_kernel(supra, coordinates, position, np.asarray(shape, dtype=np.int64),
+                          offsets, sizes)
+    return sizes
+
+
+@njit(cache=True, nogil=True)
+def _top_kernel(stacked, rows, top):
+    n_draws, n_subjects = rows.shape
+    k, n_voxels = top.shape
+    mean = np.empty(n_voxels)
+    for draw in range(n_draws):
+        mean[:] = 0.0
+        for subject in range(n_subjects):
+            row = rows[draw, subject]
+            for voxel in range(n_voxels):
+                mean[voxel] += stacked[row, voxel]
+        for voxel in range(n_voxels):
+            value = mean[voxel] / n_subjects
+            if value > top[k - 1, voxel]:  # insertion into the sorted top k
+                place = k - 1
+                while place > 0 and top[place - 1, voxel] < value:
+                    top[place, voxel] = top[place - 1, voxel]
+                    place -= 1
+                top[place, voxel] = value
+
+
+@njit(cache=True, nogil=True)
+def _supra_kernel(stacked, rows, thresholds, rtol, atol, supra):
+    n_draws, n_subjects = rows.shape
+    n_voxels = stacked.shape[1]
+    mean = np.empty(n_voxels)
+    for draw in range(n_draws):
+        mean[:] = 0.0
+        for subject in range(n_subjects):
+            row = rows[draw, subject]
+            for voxel in range(n_voxels):
+                mean[voxel] += stacked[row, voxel]
+        for voxel in range(n_voxels):
+            value = mean[voxel] / n_subjects
+            # As supra_threshold: the value less its tie tolerance exceeds the threshold.
+            supra[draw, voxel] = value - (rtol * abs(value) + atol) > thresholds[voxel]
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, node):
+    while parent[node] != node:
+        parent[node] = parent[parent[node]]  # path halving
+        node = parent[node]
+    return node
+
+
+@njit(cache=True, nogil=True)
+def _max_cluster_kernel(supra, coordinates, position, shape, offsets, sizes):
+    n_draws, n_voxels = supra.shape
+    parent = np.arange(n_voxels)
+    count = np.zeros(n_voxels, dtype=np.int64)
+    members = np.empty(n_voxels, dtype=np.int64)
+    for draw in range(n_draws):
+        n = 0
+        for voxel in range(n_voxels):
+            if supra[draw, voxel]:
+                parent[voxel] = voxel
+                members[n] = voxel
+                n += 1
+        for index in range(n):
+            voxel = members[index]
+            for offset in range(offsets.shape[0]):
+                i = coordinates[voxel, 0] + offsets[offset, 0]
+                j = coordinates[voxel, 1] + offsets[offset, 1]
+                m = coordinates[voxel, 2] + offsets[offset, 2]
+                if not (0 <= i < shape[0] and 0 <= j < shape[1] and 0 <= m < shape[2]):
+                    continue
+                other = position[(i * shape[1] + j) * shape[2] + m]
+                if other < 0 or not supra[draw, other]:
+                    continue  # outside the voxels tested, or below threshold
+                a, b = _find(parent, voxel), _find(parent, other)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        largest = 0
+        for index in range(n):
+            root = _find(parent, members[index])
+            count[root] += 1
+            largest = max(largest, count[root])
+        for index in range(n):
+            count[members[index]] = 0
+        sizes[draw] = largest
 
 
 # --- Stelzer et al. (2013): null of the mean map, voxel thresholds, cluster sizes ----------------
@@ -392,8 +528,8 @@ def stelzer_test(observed: np.ndarray, nulls: Sequence[np.ndarray], draws: np.nd
         Voxel-wise threshold.
     volume_index, shape, connectivity : see :func:`label_clusters`
     block : int
-        Draws whose null means are held at once (memory: ``block x n_voxels``
-        floats; the result does not depend on it).
+        Draws whose supra-threshold voxels are held at once (``block x
+        n_voxels`` booleans; the result does not depend on it).
 
     Returns
     -------
@@ -402,14 +538,16 @@ def stelzer_test(observed: np.ndarray, nulls: Sequence[np.ndarray], draws: np.nd
         (n_voxels,), ``p_cluster`` (n_clusters,), ``null_max`` (n_draws,).
     """
     k = n_top(cluster_p, len(draws))
+    stacked, rows = stack_maps(nulls, draws)
     starts = range(0, len(draws), block)
-    top = top_values(np.concatenate([
-        top_values(stelzer_null_means(nulls, draws[start:start + block]), k)
-        for start in starts]), k)
+    top = null_top(stacked, rows[:block], k)
+    for start in starts[1:]:
+        top = top_values(np.concatenate([top, null_top(stacked, rows[start:start + block], k)]),
+                         k)
     thresholds = voxel_thresholds(top, cluster_p, len(draws))
-    null_max = np.concatenate([max_cluster_sizes(
-        supra_threshold(stelzer_null_means(nulls, draws[start:start + block]), thresholds),
-        volume_index, shape, connectivity) for start in starts])
+    null_max = np.concatenate([null_max_sizes(stacked, rows[start:start + block], thresholds,
+                                              volume_index, shape, connectivity)
+                               for start in starts])
     mean = np.asarray(observed, dtype=np.float64).sum(axis=0) / len(observed)
     labels, n_clusters = label_clusters(supra_threshold(mean[None], thresholds)[0],
                                         volume_index, shape, connectivity)

@@ -122,6 +122,24 @@ def test_stelzer_machinery_matches_a_hand_computed_example():
     np.testing.assert_allclose(result["p_cluster"], [1 / 5])  # no null cluster >= 3
 
 
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_compiled_draw_kernels_equal_the_numpy_and_scipy_path(connectivity):
+    rng = np.random.default_rng(connectivity)
+    shape = (7, 6, 5)
+    index = np.flatnonzero(rng.random(shape).ravel() < 0.8)  # a mask with holes
+    nulls = [_accuracies(rng, 0.5, (int(rng.integers(5, 9)), len(index))) for _ in range(4)]
+    draws = inference.draw_combinations([len(null) for null in nulls], 300, seed=1)
+    means = inference.stelzer_null_means(nulls, draws)
+    stacked, rows = inference.stack_maps(nulls, draws)
+    top = inference.null_top(stacked, rows, 31)
+    np.testing.assert_array_equal(top, inference.top_values(means, 31))
+    expected = inference.max_cluster_sizes(inference.supra_threshold(means, top[30]), index,
+                                           shape, connectivity)
+    assert expected.max() > 3  # clusters of several voxels are compared
+    np.testing.assert_array_equal(
+        inference.null_max_sizes(stacked, rows, top[30], index, shape, connectivity), expected)
+
+
 def test_draws_are_distinct_and_fixed_by_the_seed():
     many = inference.draw_combinations([10, 10, 10], 500, seed=3)
     assert len(np.unique(many, axis=0)) == 500

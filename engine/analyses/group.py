@@ -134,7 +134,7 @@ def prepare_group(directory: str | Path, *, method: str, out: str | Path | None 
     draws_per_task = check_int(draws_per_task, "draws_per_task", "group", minimum=1)
     source = Path(directory)
     manifest = read_source(source, method)
-    shape, affine, pairs, notes = read_pairs(source, manifest, method)
+    shape, affine, pairs, notes = read_pairs(source, manifest)
     draws = {}
     if method != "tfce":
         draws = {(maps.class_a, maps.class_b): _draws(maps, method, n_draws, seed)
@@ -146,10 +146,10 @@ def prepare_group(directory: str | Path, *, method: str, out: str | Path | None 
                      if method == "stelzer" else {})}
     digest = hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:12]
     output = OutputDir(Path(source if out is None else out) / GROUP_DIRECTORY)
-    previous = _previous_methods(output)
     identity = {"command": "group", "source": str(source.resolve()),
                 "source_identity": hashlib.sha1(json.dumps(
                     manifest["identity"], sort_keys=True, default=str).encode()).hexdigest()}
+    previous = _previous_methods(output, identity)
     output.start(identity, overwrite=overwrite, versions=versions(), methods=previous)
     background = manifest.get("background")
     return GroupRun(source, output, method, parameters, digest, shape, affine, pairs, draws,
@@ -190,7 +190,7 @@ def read_source(source: Path, method: str) -> dict:
     return manifest
 
 
-def read_pairs(source: Path, manifest: dict, method: str):
+def read_pairs(source: Path, manifest: dict):
     """Every pair's maps on the common grid; pairs of fewer than 2 subjects are left out.
 
     Returns
@@ -217,7 +217,7 @@ def read_pairs(source: Path, manifest: dict, method: str):
                   for subject in subjects}
         for subject, image in images.items():
             grid = _check_grid(source, grid, subject, image)
-        pairs.append(_pair_maps(source, table, permuted, class_a, class_b, images, method))
+        pairs.append(_pair_maps(source, table, permuted, class_a, class_b, images))
     return grid[1], grid[2], pairs, notes
 
 
@@ -253,7 +253,7 @@ def _check_grid(source: Path, grid: tuple | None, subject: str,
 
 
 def _pair_maps(source: Path, table: pd.DataFrame, permuted: bool, class_a: str, class_b: str,
-               images: dict[str, nib.Nifti1Image], method: str) -> PairMaps:
+               images: dict[str, nib.Nifti1Image]) -> PairMaps:
     subjects = tuple(images)
     # The voxels each subject tested: where its p map is defined (p >= 1 / (1 + N) > 0)
     # or, for a searchlight alone, where its spheres are (size > 0).
@@ -275,17 +275,15 @@ def _pair_maps(source: Path, table: pd.DataFrame, permuted: bool, class_a: str, 
         null_paths = tuple(str(source / null_name(subject, class_a, class_b, searchlight=True))
                            for subject in subjects)
         for subject, path, own in zip(subjects, null_paths, tested.values(), strict=True):
-            _check_null(source, path, subject, len(own), method)
+            _check_null(source, path, subject, len(own))
     chance = _chance(table, permuted, class_a, class_b, subjects, null_paths, columns)
     return PairMaps(class_a, class_b, subjects, observed, chance, null_paths, columns, common)
 
 
-def _check_null(source: Path, path: str, subject: str, n_voxels: int, method: str) -> None:
+def _check_null(source: Path, path: str, subject: str, n_voxels: int) -> None:
     try:
         null = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
-        if method == "tfce":
-            return
         raise InputError(f"{path}: missing or unreadable permutation maps of subject "
                          f"{subject!r}; run 'nidecode permute --searchlight' again into "
                          f"{source}") from None
@@ -324,13 +322,15 @@ def _check_resolution(cluster_p: float, draws: dict) -> None:
                          f"--n-draws to at least {int(np.ceil(1 / cluster_p))} or --cluster-p")
 
 
-def _previous_methods(output: OutputDir) -> dict:
+def _previous_methods(output: OutputDir, identity: dict) -> dict:
+    """What earlier runs of other methods from the same inputs recorded (kept in run.json)."""
     try:
         manifest = output.read_manifest() or {}
     except OutputDirError:  # start() words the problem with this directory
         return {}
     methods = manifest.get("methods", {})
-    return methods if isinstance(methods, dict) else {}
+    same = manifest.get("identity") == identity
+    return methods if same and isinstance(methods, dict) else {}
 
 
 # --- tasks (run on the workers) ----------------------------------------------------------------
@@ -352,14 +352,19 @@ def _subject_rows(null_path: str, columns: np.ndarray, wanted: np.ndarray,
     return block, local
 
 
-def stelzer_top_task(key: tuple[str, ...], null_paths: Sequence[str],
-                     columns: Sequence[np.ndarray], draws: np.ndarray, k: int) -> GroupPart:
-    """The ``k`` largest null group means of each voxel over a block of draws."""
+def _stacked(null_paths: Sequence[str], columns: Sequence[np.ndarray],
+             draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The maps a block of draws uses, of every subject in one array, and its rows."""
     blocks, local = zip(*(_subject_rows(path, own, draws[:, subject])
                           for subject, (path, own) in enumerate(zip(null_paths, columns,
                                                                     strict=True))), strict=True)
-    means = inference.stelzer_null_means(blocks, np.stack(local, axis=1))
-    return GroupPart(key, {"top": inference.top_values(means, k)})
+    return inference.stack_maps(blocks, np.stack(local, axis=1))
+
+
+def stelzer_top_task(key: tuple[str, ...], null_paths: Sequence[str],
+                     columns: Sequence[np.ndarray], draws: np.ndarray, k: int) -> GroupPart:
+    """The ``k`` largest null group means of each voxel over a block of draws."""
+    return GroupPart(key, {"top": inference.null_top(*_stacked(null_paths, columns, draws), k)})
 
 
 def stelzer_max_task(key: tuple[str, ...], null_paths: Sequence[str],
@@ -367,13 +372,9 @@ def stelzer_max_task(key: tuple[str, ...], null_paths: Sequence[str],
                      thresholds: np.ndarray, volume_index: np.ndarray,
                      shape: tuple[int, int, int], connectivity: int) -> GroupPart:
     """The largest supra-threshold cluster of each null group mean of a block of draws."""
-    blocks, local = zip(*(_subject_rows(path, own, draws[:, subject])
-                          for subject, (path, own) in enumerate(zip(null_paths, columns,
-                                                                    strict=True))), strict=True)
-    means = inference.stelzer_null_means(blocks, np.stack(local, axis=1))
-    supra = inference.supra_threshold(means, thresholds)
-    return GroupPart(key, {"max_size": inference.max_cluster_sizes(supra, volume_index, shape,
-                                                                   connectivity)})
+    sizes = inference.null_max_sizes(*_stacked(null_paths, columns, draws), thresholds,
+                                     volume_index, shape, connectivity)
+    return GroupPart(key, {"max_size": sizes})
 
 
 def prevalence_task(key: tuple[str, ...], null_paths: Sequence[str],
@@ -455,7 +456,9 @@ def _stelzer(run: GroupRun, client: Client, maps: PairMaps, progress: bool) -> p
     tops = _run_blocks(run, client, maps, "top", lambda key, block: client.submit(
         stelzer_top_task, key, maps.null_paths, maps.columns, block, k, key=_dask_key(key)),
         progress)
-    top = inference.top_values(np.concatenate([part.arrays["top"] for part in tops]), k)
+    top = tops[0].arrays["top"]
+    for part in tops[1:]:  # merged one block at a time: client memory of two blocks' tops
+        top = inference.top_values(np.concatenate([top, part.arrays["top"]]), k)
     thresholds = inference.voxel_thresholds(top, run.parameters["cluster_p"], len(draws))
     connectivity = run.parameters["connectivity"]
     maxima = _run_blocks(run, client, maps, "max", lambda key, block: client.submit(
