@@ -9,13 +9,15 @@ binomial around 0.5 (0.7 in the region), smoothed over 3 x 3 x 3 voxels as
 overlapping spheres smooth real maps, written in the layout
 ``permute --searchlight`` writes. Stelzer's test with 10 000 draws then runs:
 
-- serially in this process: :func:`nidecode.inference.stelzer_test` on the
-  maps loaded in memory (blocks of 500 draws), the baseline;
+- serially in this process, NumPy and SciPy alone (blocks of 500 draws: group
+  means by fancy indexing, ``np.partition``, ``scipy.ndimage.label``): the
+  baseline; and the engine's compiled kernels in the same serial loop
+  (:func:`nidecode.inference.stelzer_test`);
 - with ``nidecode.analyses.group`` on a LocalCluster of 1 and of 2 workers
   (fresh workers each; distributed's ``MemorySampler`` samples the workers'
   process memory every 0.1 s: its peak divided by the workers).
 
-The three give identical cluster p-values (checked). Run::
+The four give identical cluster p-values (checked). Run::
 
     python benchmarks/bench_group.py [--subjects 12] [--draws 10000]
 """
@@ -98,21 +100,50 @@ def write_inputs(directory: Path, n_subjects: int, n_permutations: int) -> int:
     return int(brain.sum())
 
 
-def serial(directory: Path, n_draws: int, cluster_p: float) -> tuple:
-    """Wall seconds, peak-memory growth, the p map and its voxels, by serial NumPy."""
+def serial(directory: Path, n_draws: int, cluster_p: float, engine: bool) -> tuple:
+    """Wall seconds, peak-memory growth, the p map and its voxels of a serial run.
+
+    ``engine``: the engine's compiled kernels (:func:`nidecode.inference.stelzer_test`);
+    else NumPy and SciPy alone, blocks of 500 draws: the group means by fancy
+    indexing, ``np.partition`` for each voxel's threshold, ``scipy.ndimage.label``
+    for every draw's largest cluster.
+    """
     before = peak_rss_mib()
     started = time.perf_counter()
-    run = prepare_group(directory, method="stelzer", out=directory / "serial",
+    run = prepare_group(directory, method="stelzer", out=directory / f"serial{engine}",
                         n_draws=n_draws, cluster_p=cluster_p)
     maps = run.pairs[0]
     nulls = [np.load(path)[:, columns] for path, columns in zip(maps.null_paths, maps.columns,
                                                                 strict=True)]
-    result = inference.stelzer_test(maps.observed, nulls, run.draws[("cat", "face")],
-                                    cluster_p, maps.volume_index, run.shape)
+    draws = run.draws[("cat", "face")]
+    if engine:
+        result = inference.stelzer_test(maps.observed, nulls, draws, cluster_p,
+                                        maps.volume_index, run.shape)
+    else:
+        result = numpy_stelzer(maps.observed, nulls, draws, cluster_p, maps.volume_index,
+                               run.shape)
     seconds = time.perf_counter() - started
     labels = result["labels"]
     p_map = np.where(labels > 0, np.r_[1.0, result["p_cluster"]][labels], 1.0)
     return seconds, peak_rss_mib() - before, p_map, maps.volume_index
+
+
+def numpy_stelzer(observed, nulls, draws, cluster_p, volume_index, shape, block=500):
+    """Stelzer's test in NumPy and SciPy, one process: the baseline."""
+    k = inference.n_top(cluster_p, len(draws))
+    starts = range(0, len(draws), block)
+    top = np.concatenate([inference.top_values(inference.stelzer_null_means(
+        nulls, draws[start:start + block]), k) for start in starts])
+    thresholds = inference.voxel_thresholds(inference.top_values(top, k), cluster_p,
+                                            len(draws))
+    null_max = np.concatenate([inference.max_cluster_sizes(inference.supra_threshold(
+        inference.stelzer_null_means(nulls, draws[start:start + block]), thresholds),
+        volume_index, shape) for start in starts])
+    mean = np.asarray(observed, dtype=np.float64).sum(axis=0) / len(observed)
+    labels, n = inference.label_clusters(inference.supra_threshold(mean[None], thresholds)[0],
+                                         volume_index, shape)
+    sizes = np.bincount(labels, minlength=n + 1)[1:]
+    return {"labels": labels, "p_cluster": inference.cluster_p_values(sizes, null_max)}
 
 
 def on_cluster(directory: Path, workers: int, n_draws: int, cluster_p: float):
@@ -144,7 +175,11 @@ def main() -> None:
         started = time.perf_counter()
         n_voxels = write_inputs(work, args.subjects, args.permutations)
         generate_s = time.perf_counter() - started
-        serial_s, serial_mib, serial_p, index = serial(work, args.draws, args.cluster_p)
+        serial_s, serial_mib, serial_p, index = serial(work, args.draws, args.cluster_p,
+                                                       engine=False)
+        engine_s, engine_mib, engine_p, _ = serial(work, args.draws, args.cluster_p,
+                                                   engine=True)
+        np.testing.assert_array_equal(engine_p, serial_p)
         figures = {
             "benchmark": f"nidecode group --method stelzer: {args.subjects} synthetic "
                          f"whole-brain subjects ({n_voxels} voxels), {args.permutations} "
@@ -154,13 +189,16 @@ def main() -> None:
             "generate_inputs_s": generate_s,
             "serial_numpy_s": serial_s,
             "serial_numpy_peak_growth_mib": serial_mib,
+            "serial_engine_kernels_s": engine_s,
+            "serial_engine_kernels_peak_growth_mib": engine_mib,
             "workers": {},
         }
         for workers in (1, 2):
             seconds, idle, peaks, p_map = on_cluster(work, workers, args.draws, args.cluster_p)
             np.testing.assert_allclose(p_map[index], serial_p, rtol=1e-6)  # identical results
             figures["workers"][str(workers)] = {
-                "wall_s": seconds, "speedup_vs_serial": serial_s / seconds,
+                "wall_s": seconds, "speedup_vs_serial_numpy": serial_s / seconds,
+                "speedup_vs_serial_engine_kernels": engine_s / seconds,
                 "idle_worker_mib": idle, "peak_mib_per_worker": peaks}
         figures["identical_p_maps"] = True
         clusters = pd.read_csv(work / "workers2" / "group" / "clusters.csv")

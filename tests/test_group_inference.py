@@ -404,3 +404,18 @@ def test_report_shows_the_thresholded_maps_and_the_cluster_table(client, planted
     assert page.count("<img") >= 2  # one thresholded map per method
     biggest = pd.read_csv(source / "group" / "clusters.csv").iloc[0]
     assert f"<td class=\"num\">{biggest['size_voxels']}</td>" in page
+
+
+def test_blocks_read_row_by_row_equal_blocks_from_the_cached_maps(planted, tmp_path,
+                                                                 monkeypatch):
+    from nidecode.analyses import group as group_module
+
+    run = prepare_group(planted[0], method="stelzer", out=tmp_path, n_draws=300,
+                        cluster_p=0.05)
+    maps, draws = run.pairs[0], run.draws[("cat", "face")][:120]
+    arguments = (("k",), maps.null_paths, maps.columns, draws)
+    cached = group_module.stelzer_top_task(*arguments, 16).arrays["top"]
+    monkeypatch.setattr(group_module, "CACHE_BYTES", 0)
+    group_module._CACHE.clear()
+    np.testing.assert_array_equal(group_module.stelzer_top_task(*arguments, 16).arrays["top"],
+                                  cached)

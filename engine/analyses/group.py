@@ -49,7 +49,7 @@ from nidecode.run import run_tasks, versions
 
 METHODS = ("stelzer", "tfce", "prevalence")
 N_DRAWS = 10_000
-DRAWS_PER_TASK = 250
+DRAWS_PER_TASK = 1000
 ALPHA = 0.05
 CLUSTER_P = 0.001
 
@@ -352,13 +352,39 @@ def _subject_rows(null_path: str, columns: np.ndarray, wanted: np.ndarray,
     return block, local
 
 
+# A worker keeps the permutation maps of the last pair it read, stacked, when they fit
+# in CACHE_BYTES: its next blocks of draws of that pair read nothing.
+CACHE_BYTES = 2**30
+_CACHE: dict = {}
+
+
 def _stacked(null_paths: Sequence[str], columns: Sequence[np.ndarray],
              draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The maps a block of draws uses, of every subject in one array, and its rows."""
+    key = (tuple(null_paths), tuple(hashlib.sha1(own.tobytes()).hexdigest() for own in columns))
+    if key in _CACHE:
+        stacked, offsets = _CACHE[key]
+        return stacked, np.ascontiguousarray(draws + offsets[None, :], dtype=np.int64)
+    nulls = [np.load(path, mmap_mode="r") for path in null_paths]
+    if sum(len(null) * len(own) * 4 for null, own in zip(nulls, columns, strict=True)) \
+            <= CACHE_BYTES:
+        stacked, _ = inference.stack_maps([_columns(null, own) for null, own in
+                                           zip(nulls, columns, strict=True)], draws[:0])
+        offsets = np.cumsum([0] + [len(null) for null in nulls[:-1]])
+        _CACHE.clear()
+        _CACHE[key] = stacked, offsets
+        return _stacked(null_paths, columns, draws)
     blocks, local = zip(*(_subject_rows(path, own, draws[:, subject])
                           for subject, (path, own) in enumerate(zip(null_paths, columns,
                                                                     strict=True))), strict=True)
     return inference.stack_maps(blocks, np.stack(local, axis=1))
+
+
+def _columns(null: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The null's columns ``columns`` (all of them: no copy of a copy)."""
+    if len(columns) == null.shape[1] and (columns == np.arange(len(columns))).all():
+        return np.asarray(null)
+    return np.asarray(null[:, columns])
 
 
 def stelzer_top_task(key: tuple[str, ...], null_paths: Sequence[str],
@@ -606,8 +632,10 @@ def group(directory: str | Path, client: Client, *, method: str,
     alpha : float
         Level of the TFCE clusters and of the prevalence bound.
     draws_per_task : int, optional
-        Draws per Dask task (default ``nidecode.draws-per-task``, 250); the
-        results do not depend on it.
+        Draws per Dask task (default ``nidecode.draws-per-task``, 1000); the
+        results do not depend on it. A worker keeps the permutation maps of
+        the pair it works on in memory when they take at most
+        :data:`CACHE_BYTES` (1 GiB), else reads the rows each block needs.
     overwrite : bool
         Replace a group run made from other inputs in ``out/group``.
     progress : bool
