@@ -177,7 +177,7 @@ def main() -> None:
         generate_s = time.perf_counter() - started
         serial_s, serial_mib, serial_p, index = serial(work, args.draws, args.cluster_p,
                                                        engine=False)
-        engine_s, engine_mib, engine_p, _ = serial(work, args.draws, args.cluster_p,
+        engine_s, _, engine_p, _ = serial(work, args.draws, args.cluster_p,
                                                    engine=True)
         np.testing.assert_array_equal(engine_p, serial_p)
         figures = {
@@ -190,7 +190,6 @@ def main() -> None:
             "serial_numpy_s": serial_s,
             "serial_numpy_peak_growth_mib": serial_mib,
             "serial_engine_kernels_s": engine_s,
-            "serial_engine_kernels_peak_growth_mib": engine_mib,
             "workers": {},
         }
         for workers in (1, 2):
