@@ -455,7 +455,9 @@ def prevalence_counts(maps: Sequence[np.ndarray], draws: np.ndarray,
     maxima : numpy.ndarray, shape (n_draws,)
         ``max_v m_j(v)`` of each draw (Eq. 25).
     """
-    minimum = np.full((len(draws), len(observed_min)), np.inf)
+    # The minimum of float32 accuracies is one of them: float32 holds it exactly.
+    minimum = np.full((len(draws), len(observed_min)), np.inf,
+                      dtype=np.result_type(*(subject_maps.dtype for subject_maps in maps)))
     for subject, subject_maps in enumerate(maps):
         np.minimum(minimum, subject_maps[draws[:, subject]], out=minimum)
     counts = (minimum >= _tie_floor(observed_min)).sum(axis=0)

@@ -154,7 +154,7 @@ def test_draws_are_distinct_and_fixed_by_the_seed():
 
 def test_stelzer_family_wise_false_positive_rate_is_at_most_nominal():
     rng = np.random.default_rng(0)
-    shape, repeats, alpha = (6, 6, 4), 150, 0.05
+    shape, repeats, alpha = (6, 6, 4), 400, 0.05
     index = np.arange(np.prod(shape))
     false_positives = 0
     for _ in range(repeats):
