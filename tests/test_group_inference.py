@@ -380,6 +380,7 @@ def test_fewer_than_two_subjects_is_refused(tmp_path, capsys):
                                                    r"least 1000"),
     (["--method", "tfce", "--connectivity", "26"], r"TFCE uses nilearn's face connectivity"),
     (["--alpha", "0"], r"--alpha 0: must be in \(0, 1\)"),
+    (["--n-draws", "0"], r"--n-draws 0: must be an int in the range \[1, 10000000\]"),
 ])
 def test_bad_options_are_one_line(tmp_path, capsys, options, pattern):
     source, _ = make_group_dir(tmp_path / "run", n_subjects=2, n_permutations=3)
