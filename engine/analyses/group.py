@@ -435,7 +435,11 @@ def execute_group(run: GroupRun, client: Client, *, progress: bool = True) -> pd
     """
     submitted = time.perf_counter()
     execute = {"stelzer": _stelzer, "tfce": _tfce, "prevalence": _prevalence}[run.method]
-    rows = [execute(run, client, maps, progress) for maps in run.pairs]
+    # Read once: what an interrupted run saved. New blocks are kept as they arrive and
+    # dropped once used, so the client holds one pair's blocks at a time.
+    saved = {key: part for key, part in run.output.load_parts(GroupPart).items()
+             if key[:2] == (run.method, run.digest)}
+    rows = [execute(run, client, maps, saved, progress) for maps in run.pairs]
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if run.method != "prevalence":
         _write_clusters(run, table)
@@ -462,26 +466,30 @@ def _blocks(run: GroupRun, maps: PairMaps, phase: str) -> list[tuple[tuple[str, 
 
 
 def _run_blocks(run: GroupRun, client: Client, maps: PairMaps, phase: str, submit,
-                progress: bool) -> list[GroupPart]:
+                saved: dict, progress: bool) -> list[GroupPart]:
     """Run the blocks of a phase not saved yet; every block's part, in draw order."""
     blocks = _blocks(run, maps, phase)
-    saved = run.output.load_parts(GroupPart)
     todo = [(key, where) for key, where in blocks if key not in saved]
     draws = run.draws[(maps.class_a, maps.class_b)]
     futures = [submit(key, draws[where]) for key, where in todo]
-    run_tasks(client, futures, on_result=run.output.save_part, count=lambda part: 1,
-              total=len(blocks), initial=len(blocks) - len(todo), progress=progress,
-              unit="block")
-    saved = run.output.load_parts(GroupPart)
-    return [saved[key] for key, _ in blocks]
+    run_tasks(client, futures, on_result=lambda part: _keep(run, saved, part),
+              count=lambda part: 1, total=len(blocks), initial=len(blocks) - len(todo),
+              progress=progress, unit="block")
+    return [saved.pop(key) for key, _ in blocks]
 
 
-def _stelzer(run: GroupRun, client: Client, maps: PairMaps, progress: bool) -> pd.DataFrame:
+def _keep(run: GroupRun, saved: dict, part: GroupPart) -> None:
+    run.output.save_part(part)
+    saved[part.key] = part
+
+
+def _stelzer(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
+             progress: bool) -> pd.DataFrame:
     draws = run.draws[(maps.class_a, maps.class_b)]
     k = inference.n_top(run.parameters["cluster_p"], len(draws))
     tops = _run_blocks(run, client, maps, "top", lambda key, block: client.submit(
         stelzer_top_task, key, maps.null_paths, maps.columns, block, k, key=_dask_key(key)),
-        progress)
+        saved, progress)
     top = tops[0].arrays["top"]
     for part in tops[1:]:  # merged one block at a time: client memory of two blocks' tops
         top = inference.top_values(np.concatenate([top, part.arrays["top"]]), k)
@@ -489,7 +497,7 @@ def _stelzer(run: GroupRun, client: Client, maps: PairMaps, progress: bool) -> p
     connectivity = run.parameters["connectivity"]
     maxima = _run_blocks(run, client, maps, "max", lambda key, block: client.submit(
         stelzer_max_task, key, maps.null_paths, maps.columns, block, thresholds,
-        maps.volume_index, run.shape, connectivity, key=_dask_key(key)), progress)
+        maps.volume_index, run.shape, connectivity, key=_dask_key(key)), saved, progress)
     null_max = np.concatenate([part.arrays["max_size"] for part in maxima])
     mean = maps.observed.astype(np.float64).sum(axis=0) / len(maps.observed)
     return stelzer_clusters(run, maps, mean, thresholds, null_max)
@@ -509,20 +517,19 @@ def stelzer_clusters(run: GroupRun, maps: PairMaps, mean: np.ndarray, thresholds
         labels, mean, p_cluster, maps.volume_index, run.shape, run.affine))
 
 
-def _tfce(run: GroupRun, client: Client, maps: PairMaps, progress: bool) -> pd.DataFrame:
+def _tfce(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
+          progress: bool) -> pd.DataFrame:
     key = (run.method, run.digest, maps.class_a, maps.class_b, "tfce", "all")
     mask = np.zeros(run.shape, dtype=np.uint8)
     mask.flat[maps.volume_index] = 1
     mask_img = nib.Nifti1Image(mask, run.affine)
-    saved = run.output.load_parts(GroupPart)
     if key not in saved:
         future = client.submit(tfce_task, key, maps.observed, maps.chance, mask_img,
                                run.parameters["n_draws"], run.parameters["seed"],
                                key=_dask_key(key))
-        run_tasks(client, [future], on_result=run.output.save_part, count=lambda part: 1,
-                  total=1, progress=progress, unit="pair")
-        saved = run.output.load_parts(GroupPart)
-    result = saved[key].arrays
+        run_tasks(client, [future], on_result=lambda part: _keep(run, saved, part),
+                  count=lambda part: 1, total=1, progress=progress, unit="pair")
+    result = saved.pop(key).arrays
     _write_maps(run, maps, {"tfce": result["tfce"], "p_fwe": result["p_fwe"]})
     significant = result["p_fwe"] <= run.parameters["alpha"]
     labels, n_clusters = inference.label_clusters(significant, maps.volume_index, run.shape, 6)
@@ -532,10 +539,11 @@ def _tfce(run: GroupRun, client: Client, maps: PairMaps, progress: bool) -> pd.D
         labels, result["tfce"], p_cluster, maps.volume_index, run.shape, run.affine))
 
 
-def _prevalence(run: GroupRun, client: Client, maps: PairMaps, progress: bool) -> pd.DataFrame:
+def _prevalence(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
+                progress: bool) -> pd.DataFrame:
     parts = _run_blocks(run, client, maps, "min", lambda key, block: client.submit(
         prevalence_task, key, maps.null_paths, maps.columns, maps.observed, block,
-        key=_dask_key(key)), progress)
+        key=_dask_key(key)), saved, progress)
     counts = np.sum([part.arrays["counts"] for part in parts], axis=0)
     maxima = np.concatenate([part.arrays["maxima"] for part in parts])
     observed_min = maps.observed.min(axis=0)
