@@ -420,3 +420,23 @@ def test_blocks_read_row_by_row_equal_blocks_from_the_cached_maps(planted, tmp_p
     group_module._CACHE.clear()
     np.testing.assert_array_equal(group_module.stelzer_top_task(*arguments, 16).arrays["top"],
                                   cached)
+
+
+def test_pairs_run_together_each_as_its_serial_test(client, tmp_path):
+    pairs = (("cat", "face"), ("cat", "house"))
+    source, _ = make_group_dir(tmp_path / "run", n_subjects=3, n_permutations=12,
+                               pairs=pairs, seed=3)
+    run = prepare_group(source, method="stelzer", n_draws=500, cluster_p=0.05,
+                        draws_per_task=120)
+    table = execute_group(run, client, progress=False)
+    assert {tuple(pair) for pair in table[["class_a", "class_b"]].values} <= set(pairs)
+    for maps in run.pairs:
+        nulls = [np.load(path)[:, columns] for path, columns in zip(maps.null_paths,
+                                                                    maps.columns, strict=True)]
+        serial = inference.stelzer_test(maps.observed, nulls,
+                                        run.draws[(maps.class_a, maps.class_b)], 0.05,
+                                        maps.volume_index, SHAPE)
+        labels = serial["labels"]
+        expected = np.where(labels > 0, np.r_[1.0, serial["p_cluster"]][labels], 1.0)
+        p_map = _map(source, "stelzer", "p_fwe", (maps.class_a, maps.class_b))
+        np.testing.assert_allclose(p_map.ravel()[maps.volume_index], expected, rtol=1e-6)

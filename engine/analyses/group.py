@@ -18,6 +18,7 @@ the same however the draws are split, and a killed run resumes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -404,8 +405,8 @@ def stelzer_max_task(key: tuple[str, ...], null_paths: Sequence[str],
 
 
 def prevalence_task(key: tuple[str, ...], null_paths: Sequence[str],
-                    columns: Sequence[np.ndarray], observed: np.ndarray,
-                    draws: np.ndarray) -> GroupPart:
+                    columns: Sequence[np.ndarray], draws: np.ndarray,
+                    observed: np.ndarray) -> GroupPart:
     """Counts and maxima of the minimum statistic over a block of second-level draws."""
     blocks, local = zip(*(_subject_rows(path, own, draws[:, subject], observed[subject])
                           for subject, (path, own) in enumerate(zip(null_paths, columns,
@@ -435,11 +436,7 @@ def execute_group(run: GroupRun, client: Client, *, progress: bool = True) -> pd
     """
     submitted = time.perf_counter()
     execute = {"stelzer": _stelzer, "tfce": _tfce, "prevalence": _prevalence}[run.method]
-    # Read once: what an interrupted run saved. New blocks are kept as they arrive and
-    # dropped once used, so the client holds one pair's blocks at a time.
-    saved = {key: part for key, part in run.output.load_parts(GroupPart).items()
-             if key[:2] == (run.method, run.digest)}
-    rows = [execute(run, client, maps, saved, progress) for maps in run.pairs]
+    rows = _drive(run, client, [execute(run, client, maps) for maps in run.pairs], progress)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if run.method != "prevalence":
         _write_clusters(run, table)
@@ -465,39 +462,57 @@ def _blocks(run: GroupRun, maps: PairMaps, phase: str) -> list[tuple[tuple[str, 
             for start in range(0, len(draws), run.draws_per_task)]
 
 
-def _run_blocks(run: GroupRun, client: Client, maps: PairMaps, phase: str, submit,
-                saved: dict, progress: bool) -> list[GroupPart]:
-    """Run the blocks of a phase not saved yet; every block's part, in draw order."""
-    blocks = _blocks(run, maps, phase)
-    todo = [(key, where) for key, where in blocks if key not in saved]
+def _drive(run: GroupRun, client: Client, pairs: list, progress: bool) -> list:
+    """Run every pair's phases, the tasks of all pairs of a phase at once.
+
+    Each pair is a generator that yields the blocks of its next phase
+    (``(key, submit)`` pairs), receives their parts in that order, and returns
+    its table. What an interrupted run saved is read once; new parts are kept
+    as they arrive and dropped once used.
+    """
+    saved = {key: part for key, part in run.output.load_parts(GroupPart).items()
+             if key[:2] == (run.method, run.digest)}
+
+    def keep(part: GroupPart) -> None:
+        run.output.save_part(part)
+        saved[part.key] = part
+
+    tables: list = [None] * len(pairs)
+    requests = {index: next(pair) for index, pair in enumerate(pairs)}
+    while requests:
+        blocks = [block for phase in requests.values() for block in phase]
+        futures = [submit() for key, submit in blocks if key not in saved]
+        run_tasks(client, futures, on_result=keep, count=lambda part: 1, total=len(blocks),
+                  initial=len(blocks) - len(futures), progress=progress, unit="block")
+        following = {}
+        for index, phase in requests.items():
+            try:
+                following[index] = pairs[index].send([saved.pop(key) for key, _ in phase])
+            except StopIteration as done:
+                tables[index] = done.value
+        requests = following
+    return tables
+
+
+def _phase(client: Client, run: GroupRun, maps: PairMaps, phase: str, task, *extra) -> list:
+    """The blocks of draws of one phase of a pair: ``(key, submit)``."""
     draws = run.draws[(maps.class_a, maps.class_b)]
-    futures = [submit(key, draws[where]) for key, where in todo]
-    run_tasks(client, futures, on_result=lambda part: _keep(run, saved, part),
-              count=lambda part: 1, total=len(blocks), initial=len(blocks) - len(todo),
-              progress=progress, unit="block")
-    return [saved.pop(key) for key, _ in blocks]
+    return [(key, functools.partial(client.submit, task, key, maps.null_paths, maps.columns,
+                                    draws[where], *extra, key=_dask_key(key)))
+            for key, where in _blocks(run, maps, phase)]
 
 
-def _keep(run: GroupRun, saved: dict, part: GroupPart) -> None:
-    run.output.save_part(part)
-    saved[part.key] = part
-
-
-def _stelzer(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
-             progress: bool) -> pd.DataFrame:
+def _stelzer(run: GroupRun, client: Client, maps: PairMaps):
+    """A pair's Stelzer test: each voxel's top null means, then each draw's largest cluster."""
     draws = run.draws[(maps.class_a, maps.class_b)]
     k = inference.n_top(run.parameters["cluster_p"], len(draws))
-    tops = _run_blocks(run, client, maps, "top", lambda key, block: client.submit(
-        stelzer_top_task, key, maps.null_paths, maps.columns, block, k, key=_dask_key(key)),
-        saved, progress)
+    tops = yield _phase(client, run, maps, "top", stelzer_top_task, k)
     top = tops[0].arrays["top"]
     for part in tops[1:]:  # merged one block at a time: client memory of two blocks' tops
         top = inference.top_values(np.concatenate([top, part.arrays["top"]]), k)
     thresholds = inference.voxel_thresholds(top, run.parameters["cluster_p"], len(draws))
-    connectivity = run.parameters["connectivity"]
-    maxima = _run_blocks(run, client, maps, "max", lambda key, block: client.submit(
-        stelzer_max_task, key, maps.null_paths, maps.columns, block, thresholds,
-        maps.volume_index, run.shape, connectivity, key=_dask_key(key)), saved, progress)
+    maxima = yield _phase(client, run, maps, "max", stelzer_max_task, thresholds,
+                          maps.volume_index, run.shape, run.parameters["connectivity"])
     null_max = np.concatenate([part.arrays["max_size"] for part in maxima])
     mean = maps.observed.astype(np.float64).sum(axis=0) / len(maps.observed)
     return stelzer_clusters(run, maps, mean, thresholds, null_max)
@@ -517,19 +532,16 @@ def stelzer_clusters(run: GroupRun, maps: PairMaps, mean: np.ndarray, thresholds
         labels, mean, p_cluster, maps.volume_index, run.shape, run.affine))
 
 
-def _tfce(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
-          progress: bool) -> pd.DataFrame:
+def _tfce(run: GroupRun, client: Client, maps: PairMaps):
+    """A pair's TFCE test: one task (nilearn draws its flips from one seed)."""
     key = (run.method, run.digest, maps.class_a, maps.class_b, "tfce", "all")
     mask = np.zeros(run.shape, dtype=np.uint8)
     mask.flat[maps.volume_index] = 1
     mask_img = nib.Nifti1Image(mask, run.affine)
-    if key not in saved:
-        future = client.submit(tfce_task, key, maps.observed, maps.chance, mask_img,
-                               run.parameters["n_draws"], run.parameters["seed"],
-                               key=_dask_key(key))
-        run_tasks(client, [future], on_result=lambda part: _keep(run, saved, part),
-                  count=lambda part: 1, total=1, progress=progress, unit="pair")
-    result = saved.pop(key).arrays
+    (part,) = yield [(key, functools.partial(
+        client.submit, tfce_task, key, maps.observed, maps.chance, mask_img,
+        run.parameters["n_draws"], run.parameters["seed"], key=_dask_key(key)))]
+    result = part.arrays
     _write_maps(run, maps, {"tfce": result["tfce"], "p_fwe": result["p_fwe"]})
     significant = result["p_fwe"] <= run.parameters["alpha"]
     labels, n_clusters = inference.label_clusters(significant, maps.volume_index, run.shape, 6)
@@ -539,11 +551,9 @@ def _tfce(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
         labels, result["tfce"], p_cluster, maps.volume_index, run.shape, run.affine))
 
 
-def _prevalence(run: GroupRun, client: Client, maps: PairMaps, saved: dict,
-                progress: bool) -> pd.DataFrame:
-    parts = _run_blocks(run, client, maps, "min", lambda key, block: client.submit(
-        prevalence_task, key, maps.null_paths, maps.columns, maps.observed, block,
-        key=_dask_key(key)), saved, progress)
+def _prevalence(run: GroupRun, client: Client, maps: PairMaps):
+    """A pair's prevalence inference: one phase of second-level permutations."""
+    parts = yield _phase(client, run, maps, "min", prevalence_task, maps.observed)
     counts = np.sum([part.arrays["counts"] for part in parts], axis=0)
     maxima = np.concatenate([part.arrays["maxima"] for part in parts])
     observed_min = maps.observed.min(axis=0)
