@@ -42,7 +42,8 @@ from nidecode.stats import _ATOL, _RTOL, _tie_floor
 __all__ = ["CONNECTIVITY", "cluster_p_values", "cluster_table", "combinations",
            "draw_combinations", "label_clusters", "max_cluster_sizes", "n_top",
            "prevalence_counts", "prevalence_results", "stelzer_null_means", "stelzer_test",
-           "supra_threshold", "tfce_test", "top_values", "voxel_thresholds"]
+           "supra_threshold", "tfce_flips", "tfce_p_values", "tfce_prepare", "tfce_test",
+           "top_values", "voxel_thresholds"]
 
 #: Neighbours of a voxel -> rank of :func:`scipy.ndimage.generate_binary_structure`:
 #: faces (6), faces and edges (18), faces, edges and corners (26).
@@ -430,6 +431,70 @@ def tfce_test(maps: np.ndarray, chance: np.ndarray, mask_img: nib.Nifti1Image, *
                            n_jobs=1, verbose=0, masker=masker, tfce=True, output_type="dict")
     return {"tfce": outputs["tfce"][0], "p_fwe": 10.0 ** -outputs["logp_max_tfce"][0],
             "h0": outputs["h0_max_tfce"][0], "t": outputs["t"][0]}
+
+
+def tfce_prepare(maps: np.ndarray, chance: np.ndarray, mask_img: nib.Nifti1Image, *,
+                 seed: int) -> dict:
+    """What every block of sign flips of :func:`tfce_flips` needs, as ``permuted_ols`` has it.
+
+    The steps of nilearn's ``permuted_ols(np.ones((n, 1)), maps - chance,
+    model_intercept=False, two_sided_test=False, n_jobs=1, random_state=seed,
+    masker=..., tfce=True)`` before its permutations: normalised variates,
+    the observed t and TFCE, and the seed of its one chunk of flips.
+    """
+    from nilearn.maskers import NiftiMasker
+    from nilearn.mass_univariate import permuted_least_squares as ols
+    from sklearn.utils import check_random_state
+
+    masker = NiftiMasker(mask_img=mask_img).fit()
+    targets = np.asfortranarray(np.asarray(maps, dtype=float)
+                                - np.asarray(chance, dtype=float)[:, None])
+    tested = np.ones((len(targets), 1))
+    target_resid = ols._make_array_contiguous(ols.normalize_matrix_on_axis(targets).T)
+    tested_resid = ols._make_array_contiguous(ols.normalize_matrix_on_axis(tested).copy())
+    t_observed = ols.t_score_with_covars_and_normalized_design(tested_resid, target_resid.T,
+                                                               None)
+    structure = ndimage.generate_binary_structure(3, 1)
+    tfce_4d = ols.calculate_tfce(masker.inverse_transform(t_observed.T).get_fdata(),
+                                 bin_struct=structure, two_sided_test=False)
+    tfce = ols.apply_mask(nib.Nifti1Image(tfce_4d, masker.mask_img_.affine,
+                                          masker.mask_img_.header), masker.mask_img_).T
+    chunk_seed = check_random_state(seed).randint(1, np.iinfo(np.int32).max - 1)
+    return {"masker": masker, "tested": tested_resid, "targets": target_resid.T,
+            "t": t_observed, "tfce": tfce, "chunk_seed": int(chunk_seed)}
+
+
+def tfce_flips(prepared: dict, start: int, stop: int, n_permutations: int) -> dict:
+    """Sign flips ``start .. stop - 1`` of nilearn's chunk, exactly as it draws them.
+
+    nilearn multiplies the variates by fresh random signs at every flip (the
+    signs compound); the signs of the flips before ``start`` are drawn from
+    the chunk's seed and applied first (a product of +-1: exact), then
+    nilearn's own ``_permuted_ols_on_chunk`` does ``stop - start`` flips.
+
+    Returns
+    -------
+    dict
+        ``ranks`` (n_voxels,): flips whose max TFCE is below each voxel's;
+        ``h0`` (stop - start,): the max TFCE of each flip.
+    """
+    from nilearn.mass_univariate import permuted_least_squares as ols
+
+    rng = np.random.RandomState(prepared["chunk_seed"])
+    targets = prepared["targets"]
+    for _ in range(start):
+        targets = targets * (rng.randint(2, size=(targets.shape[0], 1)) * 2 - 1)
+    parts = ols._permuted_ols_on_chunk(
+        prepared["t"], prepared["tested"], targets, thread_id=1,
+        masker=prepared["masker"], n_perm=n_permutations, n_perm_chunk=stop - start,
+        intercept_test=True, two_sided_test=False, tfce=True,
+        tfce_original_data=prepared["tfce"], random_state=rng, verbose=0)
+    return {"ranks": parts[4][0], "h0": parts[5][0]}
+
+
+def tfce_p_values(ranks: np.ndarray, n_permutations: int) -> np.ndarray:
+    """FWE p of each voxel from the summed ranks of :func:`tfce_flips`, as nilearn's."""
+    return (n_permutations + 1 - ranks) / float(1 + n_permutations)
 
 
 # --- prevalence inference (Allefeld et al. 2016), minimum statistic ------------------------------

@@ -416,11 +416,10 @@ def prevalence_task(key: tuple[str, ...], null_paths: Sequence[str],
     return GroupPart(key, {"counts": counts, "maxima": maxima})
 
 
-def tfce_task(key: tuple[str, ...], maps: np.ndarray, chance: np.ndarray,
-              mask_img: nib.Nifti1Image, n_permutations: int, seed: int) -> GroupPart:
-    """nilearn's TFCE sign-flip test of one pair (one task: its flips come from one seed)."""
-    return GroupPart(key, inference.tfce_test(maps, chance, mask_img,
-                                              n_permutations=n_permutations, seed=seed))
+def tfce_task(key: tuple[str, ...], prepared: dict, start: int, stop: int,
+              n_permutations: int) -> GroupPart:
+    """Sign flips ``start .. stop - 1`` of a pair's TFCE test, as nilearn draws them."""
+    return GroupPart(key, inference.tfce_flips(prepared, start, stop, n_permutations))
 
 
 # --- execute --------------------------------------------------------------------------------
@@ -533,15 +532,24 @@ def stelzer_clusters(run: GroupRun, maps: PairMaps, mean: np.ndarray, thresholds
 
 
 def _tfce(run: GroupRun, client: Client, maps: PairMaps):
-    """A pair's TFCE test: one task (nilearn draws its flips from one seed)."""
-    key = (run.method, run.digest, maps.class_a, maps.class_b, "tfce", "all")
+    """A pair's TFCE test: the observed TFCE here, blocks of nilearn's sign flips as tasks."""
     mask = np.zeros(run.shape, dtype=np.uint8)
     mask.flat[maps.volume_index] = 1
-    mask_img = nib.Nifti1Image(mask, run.affine)
-    (part,) = yield [(key, functools.partial(
-        client.submit, tfce_task, key, maps.observed, maps.chance, mask_img,
-        run.parameters["n_draws"], run.parameters["seed"], key=_dask_key(key)))]
-    result = part.arrays
+    prepared = inference.tfce_prepare(maps.observed, maps.chance,
+                                      nib.Nifti1Image(mask, run.affine),
+                                      seed=run.parameters["seed"])
+    n_flips, step = run.parameters["n_draws"], run.draws_per_task
+    blocks = []
+    for start in range(0, n_flips, step):
+        stop = min(start + step, n_flips)
+        key = (run.method, run.digest, maps.class_a, maps.class_b, "flips",
+               f"{start:09d}-{stop:09d}")
+        blocks.append((key, functools.partial(client.submit, tfce_task, key, prepared, start,
+                                              stop, n_flips, key=_dask_key(key))))
+    parts = yield blocks
+    result = {"tfce": prepared["tfce"][:, 0],
+              "p_fwe": inference.tfce_p_values(np.sum([part.arrays["ranks"]
+                                                       for part in parts], axis=0), n_flips)}
     _write_maps(run, maps, {"tfce": result["tfce"], "p_fwe": result["p_fwe"]})
     significant = result["p_fwe"] <= run.parameters["alpha"]
     labels, n_clusters = inference.label_clusters(significant, maps.volume_index, run.shape, 6)
@@ -625,10 +633,12 @@ def group(directory: str | Path, client: Client, *, method: str,
         largest cluster. ``tfce``: nilearn's ``permuted_ols(tfce=True)``,
         ``n_draws`` sign flips of accuracy minus each subject's chance
         (``searchlight.csv``'s, or the mean of its permutation maps),
-        one-sided; p from the max-TFCE null. ``prevalence``: Allefeld et al.
-        (2016), the minimum accuracy over subjects, ``n_draws`` second-level
-        permutations: the global null's p (uncorrected and family-wise) and
-        the largest prevalence bound gamma_0 rejected at ``alpha``.
+        one-sided; p from the max-TFCE null; the flips are nilearn's, in its
+        order, cut into tasks (:func:`nidecode.inference.tfce_flips`).
+        ``prevalence``: Allefeld et al. (2016), the minimum accuracy over
+        subjects, ``n_draws`` second-level permutations: the global null's p
+        (uncorrected and family-wise) and the largest prevalence bound
+        gamma_0 rejected at ``alpha``.
     out : str or Path, optional
         Results go to ``out/group/`` (default ``directory/group/``):
         ``{a}_vs_{b}_{method}_p_fwe.nii.gz``, the statistic map
