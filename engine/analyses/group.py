@@ -660,10 +660,11 @@ def group(directory: str | Path, client: Client, *, method: str,
     alpha : float
         Level of the TFCE clusters and of the prevalence bound.
     draws_per_task : int, optional
-        Draws per Dask task (default ``nidecode.draws-per-task``, 1000); the
-        results do not depend on it. A worker keeps the permutation maps of
-        the pair it works on in memory when they take at most
-        :data:`CACHE_BYTES` (1 GiB), else reads the rows each block needs.
+        Draws (or TFCE sign flips) per Dask task (default
+        ``nidecode.draws-per-task``, 1000); the results do not depend on it.
+        A worker keeps the permutation maps of the pair it works on in memory
+        when they take at most :data:`CACHE_BYTES` (1 GiB), else reads the
+        rows each block needs.
     overwrite : bool
         Replace a group run made from other inputs in ``out/group``.
     progress : bool
