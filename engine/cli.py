@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(permute)
     _add_quiet(permute)
 
+    _add_group(commands)
+
     report = commands.add_parser("report", help="a self-contained HTML page of a run's results")
     report.add_argument("out", help="output directory of decode, searchlight or permute")
     report.add_argument("--anat", metavar="PATH", help="background image of the brain maps "
@@ -147,6 +149,31 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
                         help="options of the file systems of s3://, gs://, az:// paths, e.g. "
                         "'{\"anon\": true}' or '{\"client_kwargs\": {\"endpoint_url\": "
                         "\"http://...\"}}' (credentials come from the environment otherwise)")
+def _add_group(commands) -> None:
+    """``nidecode group``: group inference on the searchlight maps of a run."""
+    group = commands.add_parser("group", help="group inference on searchlight maps: cluster "
+                                "tests (Stelzer), TFCE, prevalence")
+    group.add_argument("directory", metavar="DIR", help="output of 'nidecode permute "
+                       "--searchlight' (or of 'nidecode searchlight' for --method tfce)")
+    group.add_argument("--method", required=True, choices=("stelzer", "tfce", "prevalence"),
+                       help="stelzer: cluster sizes from draws of permutation maps; tfce: "
+                       "sign flips with TFCE (nilearn); prevalence: Allefeld's minimum statistic")
+    group.add_argument("--n-draws", type=int, default=10_000, metavar="N",
+                       help="draws of one permutation map per subject, or sign flips for tfce "
+                       "(default 10000)")
+    group.add_argument("--cluster-p", type=float, default=0.001, metavar="P",
+                       help="stelzer: voxel-wise threshold of the clusters (default 0.001)")
+    group.add_argument("--alpha", type=float, default=0.05,
+                       help="level of TFCE clusters and of the prevalence bound (default 0.05)")
+    group.add_argument("--connectivity", type=int, default=6, metavar="6|18|26",
+                       help="neighbours joining a cluster: faces (6, default), and edges (18), "
+                       "and corners (26)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    group.add_argument("--out", help="results go to OUT/group/ (default: DIR/group/)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace a group run made from other inputs in OUT/group")
+    _add_cluster(group)
+    _add_quiet(group)
 
 
 def _add_analysis(parser: argparse.ArgumentParser) -> None:
@@ -274,7 +301,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     ``--workers`` cannot leave a claimed ``--out`` behind.
     """
     command = args.command
-    if command not in ("ingest", "decode", "searchlight", "permute", "demo"):
+    if command not in ("ingest", "decode", "searchlight", "permute", "demo", "group"):
         return  # 'bench' has options of its own ('--workers 1,2,4')
     checks = {"C": check.check_C, "radius": check.check_radius, "cv": check.check_cv,
               "n_permutations": check.check_n_permutations, "seed": check.check_seed,
@@ -426,6 +453,21 @@ def _permute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _group(args: argparse.Namespace) -> int:
+    from nidecode.analyses.group import execute_group, prepare_group
+
+    run = prepare_group(args.directory, method=args.method, out=args.out,
+                        n_draws=args.n_draws, cluster_p=args.cluster_p, seed=args.seed,
+                        connectivity=args.connectivity, alpha=args.alpha,
+                        overwrite=args.overwrite)
+    table = _execute(args, execute_group, run)
+    if not args.quiet:
+        print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}")
+              if len(table) else "no cluster")
+        print(f"results in {run.output.path}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from nidecode.report import write_report
 
@@ -471,7 +513,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight,
-            "permute": _permute, "report": _report, "demo": _demo, "bench": bench_cli.run}
+            "permute": _permute, "group": _group, "report": _report, "demo": _demo,
+            "bench": bench_cli.run}
 
 
 if __name__ == "__main__":

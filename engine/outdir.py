@@ -511,3 +511,24 @@ def _json_default(value):
     if isinstance(value, np.ndarray | Path):
         return value.tolist() if isinstance(value, np.ndarray) else str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+#: The directory, inside ``OUT``, of a run of ``nidecode group`` (its own run.json and parts).
+GROUP_DIRECTORY = "group"
+#: ``clusters.csv`` of ``nidecode group``: every method's clusters, one row each.
+GROUP_CLUSTERS = "clusters.csv"
+# Fixed vocabularies (never data): the methods and the maps each writes.
+_INFERENCE_MAPS = {"stelzer": ("mean", "p_fwe"), "tfce": ("tfce", "p_fwe"),
+                   "prevalence": ("gamma", "p", "p_fwe")}
+
+
+def inference_map_name(class_a: str, class_b: str, method: str, statistic: str) -> str:
+    """``{class_a}_vs_{class_b}_{method}_{statistic}.nii.gz``, inside :data:`GROUP_DIRECTORY`.
+
+    ``method``: ``stelzer`` (``statistic`` ``mean``: the mean accuracy, or
+    ``p_fwe``), ``tfce`` (``tfce`` or ``p_fwe``) or ``prevalence`` (``gamma``:
+    the prevalence bound, ``p`` or ``p_fwe`` of the global null).
+    """
+    if statistic not in _INFERENCE_MAPS[method]:
+        raise ValueError(f"{method!r} writes no {statistic!r} map")
+    return f"{pair_stem(class_a, class_b)}_{method}_{statistic}.nii.gz"

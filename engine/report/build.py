@@ -14,7 +14,7 @@ from nidecode import fs, store
 from nidecode._validation import CLASSIFIERS, METRICS
 from nidecode.errors import InputError
 from nidecode.io.haxby import read_shape
-from nidecode.outdir import write_atomic
+from nidecode.outdir import GROUP_CLUSTERS, GROUP_DIRECTORY, MANIFEST, write_atomic
 from nidecode.report import figures
 from nidecode.report.html import (
     Html,
@@ -33,6 +33,7 @@ from nidecode.report.inputs import (
     read_image_option,
     read_map,
     read_results,
+    read_table,
 )
 from nidecode.results import common_chance
 
@@ -117,6 +118,10 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     if results.searchlight_maps:
         sections.append(("searchlight", "Searchlight maps",
                          _searchlight(results, background, background_note, max_figures)))
+    if (results.path / GROUP_DIRECTORY / MANIFEST).is_file():
+        sections.append(("group-inference", "Group inference",
+                         _group_inference(results.path / GROUP_DIRECTORY, background,
+                                          background_note, max_figures)))
     mask_section = _mask(mask, mask_image, results, background)
     if mask_section is not None:
         sections.append(("mask", "Mask", mask_section))
@@ -429,6 +434,57 @@ def _map_metric(path: Path) -> str | None:
     stem = path.name.removesuffix(".nii.gz")
     return next((metric for metric in ("balanced_accuracy", "roc_auc")
                  if stem.endswith(f"_{metric}")), None)
+# What each method of 'nidecode group' maps, and its words.
+_INFERENCE = {"stelzer": ("mean", "mean accuracy in clusters with cluster-level p_fwe"),
+              "tfce": ("tfce", "TFCE at voxels with p_fwe"),
+              "prevalence": ("gamma", "prevalence bound gamma_0 where the global null's p_fwe")}
+
+
+def _group_inference(directory: Path, background, background_note: str,
+                     max_figures: int) -> Html:
+    """``nidecode group``'s thresholded maps on the background and its cluster table."""
+    import json
+
+    from nidecode.outdir import inference_map_name
+
+    try:
+        methods = json.loads((directory / MANIFEST).read_text()).get("methods", {})
+    except (OSError, ValueError, AttributeError):
+        raise InputError(f"{directory / MANIFEST}: unreadable; run 'nidecode group' "
+                         f"again") from None
+    images, shown = [], 0
+    for method, parameters in methods.items():
+        statistic, words = _INFERENCE.get(method, (None, ""))
+        for class_a, class_b in parameters.get("pairs", []) if statistic else []:
+            if shown == max_figures:
+                break
+            names = [inference_map_name(class_a, class_b, method, name)
+                     for name in (statistic, "p_fwe")]
+            if not all((directory / name).is_file() for name in names):
+                continue
+            values, p_fwe = (read_map(directory / name) for name in names)
+            kept = np.where(p_fwe.get_fdata() <= ALPHA, values.get_fdata(), 0.0)
+            image = nib.Nifti1Image(kept.astype(np.float32), values.affine)
+            png = figures.brain_map(image, f"{class_a} vs {class_b}: {method}", background,
+                                    above=0.0)
+            images.append(figure(png, f"group/{names[0]}: {words} ≤ {ALPHA:g}"))
+            shown += 1
+    parts = [tag("p", f"Group inference ('nidecode group'): {', '.join(methods)}; each map "
+                      f"shows only what is family-wise significant at {ALPHA:g} (at most "
+                      f"{max_figures} maps; all are in group/). {background_note}",
+                 class_="note"), tag("div", *images, class_="grid maps")]
+    clusters_path = directory / GROUP_CLUSTERS
+    if clusters_path.is_file():
+        clusters = read_table(clusters_path, ["class_a", "class_b", "cluster",
+                                              "size_voxels", "size_mm3", "peak_x_mm",
+                                              "peak_y_mm", "peak_z_mm", "peak_statistic",
+                                              "p_fwe"])
+        parts.append(table(clusters.rename(columns={"p_fwe": "p_value"}),
+                           caption="Clusters (group/clusters.csv; p_value: family-wise)",
+                           formats={"p_value": format_p, "peak_statistic": _three,
+                                    "size_mm3": _two},
+                           row_class=_significant))
+    return join_parts(*parts)
 
 
 def _searchlight_chance(table: pd.DataFrame | None) -> tuple[float, str]:
