@@ -29,6 +29,7 @@ _PUBLIC = {
     "StoreError": "errors",
     "decode": "analyses.decode",
     "get_client": "cluster",
+    "group": "analyses.group",
     "ingest": "ingest",
     "list_subjects": "store",
     "open_store": "store",
