@@ -391,6 +391,16 @@ def test_bad_options_are_one_line(tmp_path, capsys, options, pattern):
     assert not (source / "group").exists()  # refused before anything is claimed
 
 
+@pytest.mark.parametrize("where", ["directory", "out"])
+def test_urls_are_refused_in_one_line(tmp_path, capsys, where):
+    source, _ = make_group_dir(tmp_path / "run", n_subjects=2, n_permutations=3)
+    argv = (["s3://bucket/run"] if where == "directory"
+            else [str(source), "--out", "memory://bucket/out"])
+    one_line_error(capsys, main(["group", *argv, "--method", "tfce"]),
+                   r"nidecode group reads and writes local directories .* not URLs yet")
+    assert not (source / "group").exists()
+
+
 def test_report_shows_the_thresholded_maps_and_the_cluster_table(client, planted, tmp_path):
     import shutil
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from nidecode import inference
+from nidecode import fs, inference
 from nidecode._validation import check_choice, check_float, check_int, check_seed
 from nidecode.cluster import describe
 from nidecode.errors import InputError, OutputDirError
@@ -133,6 +133,11 @@ def prepare_group(directory: str | Path, *, method: str, out: str | Path | None 
     if draws_per_task is None:
         draws_per_task = int(dask.config.get("nidecode.draws-per-task", DRAWS_PER_TASK))
     draws_per_task = check_int(draws_per_task, "draws_per_task", "group", minimum=1)
+    for where in (directory, out):
+        if where is not None and fs.is_url(where):
+            raise InputError(f"{where}: nidecode group reads and writes local directories "
+                             f"(or a shared file system), not URLs yet; copy the run's "
+                             f"output there first (e.g. 'aws s3 sync')")
     source = Path(directory)
     manifest = read_source(source, method)
     shape, affine, pairs, notes = read_pairs(source, manifest)
