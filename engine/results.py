@@ -190,10 +190,18 @@ def _other_metrics(columns: Iterable[str], prefix: str = "") -> list[str]:
 def accuracy_matrix(summary: pd.DataFrame) -> pd.DataFrame:
     """Pairs as rows, subjects as columns (and their mean): a table to print.
 
+    A cross-decoded pair is named with the pair it was tested on.
+
     When the summary's ``chance`` differs between pairs or subjects, a last
     column ``chance`` holds each pair's mean chance over its subjects.
     """
-    table = summary.assign(pair=summary["class_a"] + " vs " + summary["class_b"])
+    pair = summary["class_a"] + " vs " + summary["class_b"]
+    if set(_TEST_COLUMNS) <= set(summary.columns):
+        crossed = (summary["test_a"] != summary["class_a"]) | (
+            summary["test_b"] != summary["class_b"])
+        pair = pair.where(~crossed, pair + " (tested on " + summary["test_a"] + " vs "
+                          + summary["test_b"] + ")")
+    table = summary.assign(pair=pair)
     matrix = table.pivot(index="pair", columns="subject", values="mean_accuracy")
     if matrix.shape[1] > 1:
         matrix["mean"] = matrix.mean(axis=1)

@@ -17,6 +17,8 @@ from nidecode.cv import make_cross_folds
 from nidecode.datasets import load_haxby_slice
 from nidecode.errors import InputError
 from nidecode.outdir import weights_name
+from nidecode.report import write_report
+from nidecode.results import accuracy_matrix
 
 READ_AS = {"faceB": "faceA", "catB": "catA"}
 
@@ -87,6 +89,9 @@ def test_cross_decoding_equals_svc_by_hand_fold_by_fold(ab_store, client, tmp_pa
     assert manifest["design"] == [{"train": ["catA", "faceA"], "test": ["catB", "faceB"]}]
     assert manifest["identity"]["test_categories"] == ["faceB", "catB"]
     assert not (out / "multiclass").exists()
+    assert accuracy_matrix(summary).index.tolist() == ["catA vs faceA (tested on catB vs faceB)"]
+    html = write_report(out).read_text()
+    assert "Cross-decoding design" in html and "tested as class_a" in html
 
 
 def test_cross_decoding_cv_none_on_the_command_line(ab_store, client, tmp_path, capsys):
