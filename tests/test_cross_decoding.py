@@ -174,3 +174,11 @@ def test_plan_cross_refuses_a_missing_training_category():
     design = _design(["a1", "b1", "a2", "b2"], [0, 0, 1, 1])
     with pytest.raises(InputError, match="--train-categories: no subject has scans labelled"):
         plan_cross([design], "logo", {"c1": "a2", "b1": "b2"})
+
+
+def test_a_cross_fold_training_on_one_class_is_refused():
+    # a1 occurs in run 0 only: the fold holding out run 0 trains on b1 alone.
+    design = _design(["a1", "b1", "a2", "b2", "b1", "a2", "b2"], [0, 0, 0, 0, 1, 1, 1])
+    with pytest.raises(InputError, match=r"a1 vs b1, fold 0: the training scans hold one "
+                                         r"class only"):
+        plan_cross([design], "logo", {"a1": "a2", "b1": "b2"})
