@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     permute.add_argument("--n-permutations", type=int, required=True, metavar="N",
                          help="label permutations within runs (blocks kept whole) per pair")
     _add_analysis(permute)
+    _add_cross(permute)
     _add_scoring(permute)
     _add_per_fold(permute, shown=False)
     permute.add_argument("--searchlight", action="store_true",
@@ -409,7 +410,7 @@ def _searchlight(args: argparse.Namespace) -> int:
 
 def _permute(args: argparse.Namespace) -> int:
     from nidecode.analyses.permute import execute_permute, prepare_permute
-    from nidecode.analyses.plan import parse_categories
+    from nidecode.analyses.plan import parse_categories, parse_category_list
 
     if args.searchlight != (args.radius is not None):
         raise InputError("--searchlight and --radius: give both for searchlight permutations, "
@@ -419,7 +420,9 @@ def _permute(args: argparse.Namespace) -> int:
                           seed=args.seed, solver=args.solver, radius=args.radius,
                           overwrite=args.overwrite, scoring=args.scoring,
                           class_weight=args.class_weight, classifier=args.classifier,
-                          shrinkage=shrinkage_value(args.shrinkage))
+                          shrinkage=shrinkage_value(args.shrinkage),
+                          train_categories=parse_category_list(args.train_categories),
+                          test_categories=parse_category_list(args.test_categories))
     table = _execute(args, execute_permute, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))

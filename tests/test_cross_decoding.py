@@ -12,12 +12,20 @@ from sklearn.svm import SVC
 
 from nidecode import store
 from nidecode.analyses.decode import decode
-from nidecode.analyses.plan import PairJob, cross_notes, pair_samples, plan_cross
+from nidecode.analyses.permute import permute
+from nidecode.analyses.plan import (
+    PairJob,
+    cross_notes,
+    pair_samples,
+    permutation_groups,
+    plan_cross,
+)
+from nidecode.analyses.tasks import relabel
 from nidecode.cli import main
 from nidecode.cv import make_cross_folds
 from nidecode.datasets import load_haxby_slice
 from nidecode.errors import InputError
-from nidecode.outdir import weights_name
+from nidecode.outdir import null_name, weights_name
 from nidecode.report import write_report
 from nidecode.results import accuracy_matrix
 
@@ -196,3 +204,52 @@ def test_a_cross_fold_training_on_one_class_is_refused():
     with pytest.raises(InputError, match=r"a1 vs b1, fold 0: the training scans hold one "
                                          r"class only"):
         plan_cross([design], "logo", {"a1": "a2", "b1": "b2"})
+
+
+def test_roi_permutations_of_a_cross_design(ab_store, client, tmp_path):
+    subject, X, labels, runs = _stored(ab_store)
+    out = tmp_path / "out"
+    table = permute(ab_store, out, client, n_permutations=3, seed=7,
+                    train_categories=["faceA", "catA"], test_categories=["faceB", "catB"],
+                    progress=False)
+    row = table.iloc[0]
+    assert (row["class_a"], row["class_b"], row["test_a"], row["test_b"]) == (
+        "catA", "faceA", "catB", "faceB")
+    # Per run, the two A blocks exchange labels (or not), and the two B blocks apart.
+    assert row["n_distinct_permutations"] == 2 ** 24
+    is_a, is_b = np.isin(labels, ["faceA", "catA"]), np.isin(labels, ["faceB", "catB"])
+    folds = [(np.flatnonzero(is_a & (runs != run)), np.flatnonzero(is_b & (runs == run)))
+             for run in range(12)]
+    assert row["accuracy"] == pytest.approx(
+        np.mean([_by_hand(X, labels, train, test)[0] for train, test in folds]), abs=1e-12)
+    # Permutation 0 by hand: its labels move within runs, training and test sets apart.
+    job = PairJob(subject, "catA", "faceA", 12, "catB", "faceB")
+    design = store.read_design(ab_store, subject)
+    scans, mapped, _ = pair_samples(design, job, "logo")
+    permuted = relabel(mapped, permutation_groups(design, job, scans), job.key, 7, 0)
+    n_a = is_a.sum()
+    for run in range(12):
+        for role in (slice(0, n_a), slice(n_a, None)):
+            in_run = runs[scans[role]] == run
+            assert sorted(permuted[role][in_run]) == sorted(mapped[role][in_run])
+    assert not np.array_equal(permuted, mapped)
+    by_scan = {}
+    by_scan["train"] = dict(zip(scans[:n_a], permuted[:n_a], strict=True))
+    by_scan["test"] = dict(zip(scans[n_a:], permuted[n_a:], strict=True))
+    accuracies = []
+    for train, test in folds:
+        model = SVC(kernel="linear").fit(X[train], [by_scan["train"][s] for s in train])
+        accuracies.append(np.mean(model.predict(X[test]) == [by_scan["test"][s] for s in test]))
+    null = np.load(out / null_name(subject, "catA", "faceA"))
+    assert null[0] == pytest.approx(np.mean(accuracies), abs=1e-12)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary[["test_a", "test_b"]].values.tolist() == [["catB", "faceB"]]
+
+
+def test_searchlight_permutations_refuse_a_cross_design(ab_store, tmp_path, capsys):
+    assert main(["permute", str(ab_store), "--out", str(tmp_path / "out"), "--quiet",
+                 "--n-permutations", "2", "--searchlight", "--radius", "5",
+                 "--train-categories", "faceA,catA", "--test-categories", "faceB,catB"]) == 2
+    error = capsys.readouterr().err
+    assert "searchlight permutations do not take a cross design yet" in error
+    assert error.count("\n") == 1

@@ -30,10 +30,10 @@ from nidecode.analyses._prepare import Study, claim_output, plan_study
 from nidecode.analyses.plan import (
     PairJob,
     batch_jobs,
+    category_list,
     cross_mapping,
     cross_notes,
     job_majority_rates,
-    parse_category_list,
     plan_cross,
 )
 from nidecode.analyses.tasks import decode_pairs
@@ -89,9 +89,9 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     class_weight = check_class_weight(class_weight, "decode")
     classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
                                                      "decode")
-    mapping = cross_mapping(_names(train_categories), _names(test_categories), cv,
-                            categories)
-    study = plan_study(store_path, cv, categories) if mapping is None else _plan_cross_study(
+    mapping = cross_mapping(category_list(train_categories), category_list(test_categories),
+                            cv, categories)
+    study = plan_study(store_path, cv, categories) if mapping is None else plan_cross_study(
         store_path, cv, mapping)
     # Recorded only for cross-decoding: ordinary runs keep the identity they had.
     design = {} if mapping is None else {"train_categories": list(mapping),
@@ -106,14 +106,7 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
                      study.notes)
 
 
-def _names(categories: Sequence[str] | None) -> list[str] | None:
-    """A list of names (a string of comma-separated names too, as on the command line)."""
-    if isinstance(categories, str):
-        return parse_category_list(categories)
-    return None if categories is None else [str(name) for name in categories]
-
-
-def _plan_cross_study(store_path: str | Path, cv: str, mapping: dict[str, str]) -> Study:
+def plan_cross_study(store_path: str | Path, cv: str, mapping: dict[str, str]) -> Study:
     """The designs and jobs of a cross-decoding run, with its notes (runs that are no fold)."""
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)

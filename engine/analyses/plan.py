@@ -132,6 +132,13 @@ def parse_category_list(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def category_list(categories: Sequence[str] | str | None) -> list[str] | None:
+    """The API's categories as a list of names (comma-separated names in a string too)."""
+    if isinstance(categories, str):
+        return parse_category_list(categories)
+    return None if categories is None else [str(name) for name in categories]
+
+
 def cross_mapping(train_categories: Sequence[str] | None,
                   test_categories: Sequence[str] | None, cv: str,
                   categories: Sequence[str] | None = None) -> dict[str, str] | None:
@@ -252,6 +259,19 @@ def pair_samples(design: Design, job: PairJob,
                              np.array([read_as[name] for name in design.labels[test]], str)])
     is_train = np.arange(len(scans)) < len(train)
     return scans, labels, make_cross_folds(scans, design.runs[scans], is_train, cv)
+
+
+def permutation_groups(design: Design, job: PairJob, scans: np.ndarray) -> np.ndarray:
+    """The groups a permutation moves labels within (:func:`pair_samples`' ``scans``).
+
+    The runs; for cross-decoding, the runs of the training samples and those
+    of the test samples apart, so that each set is permuted within its runs.
+    """
+    runs = design.runs[scans]
+    if not job.is_cross:
+        return runs
+    n_train = np.count_nonzero(np.isin(design.labels, (job.class_a, job.class_b)))
+    return runs * 2 + (np.arange(len(scans)) >= n_train)
 
 
 def cross_notes(designs: Sequence[Design], jobs: Sequence[PairJob], cv: str) -> list[str]:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from nidecode import store
 from nidecode._validation import METRICS
-from nidecode.analyses.plan import REST, PairJob, pair_samples
+from nidecode.analyses.plan import REST, PairJob, pair_samples, permutation_groups
 from nidecode.cv import make_folds
 from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import sphere_permutation_solver, sphere_solver
@@ -206,7 +206,8 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
                            C: float, seed: int, indices: Sequence[int], solver: str,
                            metrics: Sequence[str] = ("accuracy",),
                            class_weight: str = "none", classifier: str = "svc",
-                           shrinkage: str | float | None = None) -> PermutationScores:
+                           shrinkage: str | float | None = None,
+                           test_pair: tuple[str, str] | None = None) -> PermutationScores:
     """Fold scores of one pair under label permutations (ROI decoding).
 
     Parameters
@@ -227,6 +228,10 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
         on the data (sklearn, and any solver with balanced class weights).
     metrics : sequence of str
         The metrics scored (:data:`nidecode._validation.METRICS`).
+    test_pair : (str, str), optional
+        Cross-decoding: the categories tested as ``class_a`` and ``class_b``
+        (:func:`nidecode.analyses.plan.pair_samples`); the training and the
+        test labels are each permuted within their runs.
 
     Returns
     -------
@@ -235,7 +240,9 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
         of that shape in ``metrics``.
     """
     X, design = _load_subject(store_path, key[0], checksum)
-    selected, labels, runs, folds = _pair_design(design, key, cv)
+    job = PairJob(key[0], key[1], key[2], 0, *(test_pair or ("", "")))
+    selected, labels, folds = pair_samples(design, job, cv)
+    runs = permutation_groups(design, job, selected)
     X = X[selected]
     refit = solver == "sklearn" or class_weight != "none" or classifier != "svc"
     gram = None if refit else X.astype(np.float64) @ X.T.astype(np.float64)
