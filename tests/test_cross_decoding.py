@@ -97,6 +97,7 @@ def test_cross_decoding_equals_svc_by_hand_fold_by_fold(ab_store, client, tmp_pa
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["design"] == [{"train": ["catA", "faceA"], "test": ["catB", "faceB"]}]
     assert manifest["identity"]["test_categories"] == ["faceB", "catB"]
+    assert manifest["identity"]["categories"] == ["catA", "catB", "faceA", "faceB"]
     assert not (out / "multiclass").exists()
     assert accuracy_matrix(summary).index.tolist() == ["catA vs faceA (tested on catB vs faceB)"]
     html = write_report(out).read_text()

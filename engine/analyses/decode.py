@@ -35,6 +35,7 @@ from nidecode.analyses.plan import (
     cross_notes,
     job_majority_rates,
     plan_cross,
+    used_categories,
 )
 from nidecode.analyses.tasks import decode_pairs
 from nidecode.cluster import describe
@@ -99,7 +100,8 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     # The scoring and class weights are part of the identity: a run with other
     # ones is not resumed from these results.
     identity, output = claim_output(out, study, "decode", overwrite=overwrite,
-                                    categories=categories, cv=cv, C=C, scoring=list(scoring),
+                                    categories=used_categories(categories, mapping), cv=cv,
+                                    C=C, scoring=list(scoring),
                                     class_weight=class_weight, classifier=classifier,
                                     shrinkage=shrinkage, **design)
     return DecodeRun(study.store_path, output, study.designs, study.jobs, identity, started,

@@ -51,6 +51,7 @@ from nidecode.analyses.plan import (
     cross_mapping,
     pair_samples,
     permutation_groups,
+    used_categories,
 )
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
@@ -191,7 +192,8 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     tasks = PermutationPlan(units, n_permutations, permutations_per_task)
     _warn_expected_time(tasks)
     identity, output = claim_output(
-        out, study, "permute", overwrite=overwrite, categories=categories, cv=cv, C=C,
+        out, study, "permute", overwrite=overwrite,
+        categories=used_categories(categories, mapping), cv=cv, C=C,
         n_permutations=n_permutations, seed=seed, solver=solver, radius=radius,
         permutations_per_task=permutations_per_task, scoring=list(scoring),
         class_weight=class_weight, classifier=classifier, shrinkage=shrinkage, **design)

@@ -189,6 +189,15 @@ def cross_mapping(train_categories: Sequence[str] | None,
     return dict(zip(train_categories, test_categories, strict=True))
 
 
+def used_categories(categories: Sequence[str] | None,
+                    mapping: dict[str, str] | None) -> list[str] | None:
+    """The categories a run names (for its identity): ``categories``, or a cross
+    design's training and test categories, each once."""
+    if mapping is None:
+        return None if categories is None else list(categories)
+    return list(dict.fromkeys([*mapping, *mapping.values()]))
+
+
 def plan_cross(designs: Sequence[Design], cv: str, mapping: dict[str, str]) -> list[PairJob]:
     """The jobs of a cross-decoding design (see :func:`cross_mapping`).
 
