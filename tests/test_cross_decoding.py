@@ -254,3 +254,15 @@ def test_searchlight_permutations_refuse_a_cross_design(ab_store, tmp_path, caps
     error = capsys.readouterr().err
     assert "searchlight permutations do not take a cross design yet" in error
     assert error.count("\n") == 1
+
+
+def test_a_subject_lacking_a_category_is_noted():
+    full = _design(["a1", "b1", "a2", "b2", "a1", "b1", "a2", "b2"], [0, 0, 0, 0, 1, 1, 1, 1])
+    partial = store.Design("s2", np.array(["a1", "b1", "a2", "a1", "b1", "a2"]),
+                           np.array([0, 0, 0, 1, 1, 1]), 4, "y")
+    mapping = {"a1": "a2", "b1": "b2"}
+    jobs = plan_cross([full, partial], "logo", mapping)
+    assert [job.subject for job in jobs] == ["s1"]
+    assert cross_notes([full, partial], jobs, "logo", mapping) == [
+        "s2 has no scans labelled 'b2': the pairs of the training categories involved are "
+        "skipped"]

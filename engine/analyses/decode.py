@@ -113,7 +113,8 @@ def plan_cross_study(store_path: str | Path, cv: str, mapping: dict[str, str]) -
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)
     jobs = plan_cross(list(designs.values()), cv, mapping)
-    return Study(store_path, designs, jobs, cross_notes(list(designs.values()), jobs, cv))
+    return Study(store_path, designs, jobs,
+                 cross_notes(list(designs.values()), jobs, cv, mapping))
 
 
 def cross_design(jobs: Sequence[PairJob]) -> list[dict]:

@@ -229,11 +229,9 @@ def plan_cross(designs: Sequence[Design], cv: str, mapping: dict[str, str]) -> l
 
 
 def _check_cross_folds(design: Design, job: PairJob, cv: str) -> int:
+    # Every job has test scans (plan_cross keeps those only), so at least one fold.
     _, labels, folds = pair_samples(design, job, cv)
     name = f"subject {design.subject}: {job.class_a} vs {job.class_b}"
-    if not folds:
-        raise InputError(f"{name}: no part of --cv {cv} holds test scans of {job.test_a} or "
-                         f"{job.test_b}; label the test scans or choose other categories")
     for fold in folds:
         if len(np.unique(labels[fold.train])) < 2:
             raise InputError(f"{name}, fold {fold.fold}: the training scans hold one class "
@@ -283,12 +281,24 @@ def permutation_groups(design: Design, job: PairJob, scans: np.ndarray) -> np.nd
     return runs * 2 + (np.arange(len(scans)) >= n_train)
 
 
-def cross_notes(designs: Sequence[Design], jobs: Sequence[PairJob], cv: str) -> list[str]:
-    """Per cross-decoding job, the runs (or parts) without test scans: they are no fold."""
-    if cv == NO_CV:
-        return []
+def cross_notes(designs: Sequence[Design], jobs: Sequence[PairJob], cv: str,
+                mapping: dict[str, str] | None = None) -> list[str]:
+    """What a cross-decoding plan leaves out, one sentence each.
+
+    The runs (or parts) of a job without test scans, which are no fold, and
+    with ``mapping`` the subjects lacking a category of the design (its
+    training category's pairs are skipped there).
+    """
     notes = []
-    for job in jobs:
+    for design in designs:
+        present = set(design.labels.tolist())
+        lacking = [name for pair in (mapping or {}).items() for name in pair
+                   if name not in present]
+        if lacking:
+            notes.append(f"{design.subject} has no scans labelled "
+                         f"{', '.join(map(repr, lacking))}: the pairs of the training "
+                         f"categories involved are skipped")
+    for job in jobs if cv != NO_CV else ():
         design = next(design for design in designs if design.subject == job.subject)
         scans, _, folds = pair_samples(design, job, cv)
         parts = ({int(run) for run in np.unique(design.runs[scans])} if cv == "logo"
