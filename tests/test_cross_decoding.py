@@ -266,3 +266,26 @@ def test_a_subject_lacking_a_category_is_noted():
     assert cross_notes([full, partial], jobs, "logo", mapping) == [
         "s2 has no scans labelled 'b2': the pairs of the training categories involved are "
         "skipped"]
+
+
+def test_cross_kfold_equals_svc_by_hand_and_resumes(ab_store, client, tmp_path):
+    import nidecode
+
+    _, X, labels, _ = _stored(ab_store)
+    out = tmp_path / "out"
+    options = {"train_categories": "faceA,catA", "test_categories": ["faceB", "catB"],
+               "cv": "kfold:3", "progress": False}
+    nidecode.decode(ab_store, out, client, **options)
+    first = pd.read_csv(out / "scores.csv")
+    # KFold(3) of the pair's scans in acquisition order: scans in thirds.
+    scans = np.flatnonzero(np.isin(labels, ["faceA", "catA", "faceB", "catB"]))
+    part = np.repeat(np.arange(3), len(scans) // 3)
+    is_a = np.isin(labels[scans], ["faceA", "catA"])
+    for fold in range(3):
+        train, test = scans[is_a & (part != fold)], scans[~is_a & (part == fold)]
+        assert first["accuracy"][fold] == pytest.approx(_by_hand(X, labels, train, test)[0],
+                                                        abs=1e-12)
+    (out / "scores.csv").unlink()
+    nidecode.decode(ab_store, out, client, **options)  # resumed from the saved parts
+    pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), first)
+    assert json.loads((out / "run.json").read_text())["counts"]["fits_computed"] == 0
