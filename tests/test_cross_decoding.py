@@ -290,3 +290,13 @@ def test_cross_kfold_equals_svc_by_hand_and_resumes(ab_store, client, tmp_path):
     nidecode.decode(ab_store, out, client, **options)  # resumed from the saved parts
     pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), first)
     assert json.loads((out / "run.json").read_text())["counts"]["fits_computed"] == 0
+
+
+def test_the_report_reads_test_categories_as_names(tmp_path):
+    from nidecode.report.inputs import SUMMARY_COLUMNS, read_table
+
+    path = tmp_path / "summary.csv"
+    path.write_text("subject,class_a,class_b,test_a,test_b,mean_accuracy,std_accuracy,n_folds\n"
+                    "s1,1,2,01,NA,0.5,0.1,12\n")
+    table = read_table(path, SUMMARY_COLUMNS)
+    assert table[["test_a", "test_b"]].values.tolist() == [["01", "NA"]]
