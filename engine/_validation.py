@@ -109,6 +109,17 @@ def check_cv(cv, function: str) -> str:
     raise ParameterError(function, "cv", cv, CV_RULE)
 
 
+def check_cross_cv(cv, function: str) -> str:
+    """Cross-decoding's ``cv``: :func:`check_cv`'s values or ``"none"`` (no splits)."""
+    if isinstance(cv, str) and cv.strip().lower() == "none":
+        return "none"
+    try:
+        return check_cv(cv, function)
+    except ParameterError:
+        raise ParameterError(function, "cv", cv, CV_RULE + " or 'none' (cross-decoding: "
+                             "train on every training scan, test on every test scan)") from None
+
+
 def check_standardize(standardize, function: str) -> str:
     """One of :data:`STANDARDIZE_MODES`."""
     return check_choice(standardize, "standardize", function, STANDARDIZE_MODES)

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("store", help="Zarr store written by 'nidecode ingest'")
     decode.add_argument("--out", required=True, help="output directory")
     _add_analysis(decode)
+    _add_cross(decode)
     _add_scoring(decode)
     _add_per_fold(decode, shown=False)
     _add_cluster(decode)
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     permute.add_argument("--n-permutations", type=int, required=True, metavar="N",
                          help="label permutations within runs (blocks kept whole) per pair")
     _add_analysis(permute)
+    _add_cross(permute)
     _add_scoring(permute)
     _add_per_fold(permute, shown=False)
     permute.add_argument("--searchlight", action="store_true",
@@ -188,6 +190,17 @@ def _add_analysis(parser: argparse.ArgumentParser) -> None:
     _add_classifier(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results of other parameters in --out")
+
+
+def _add_cross(parser: argparse.ArgumentParser) -> None:
+    """Cross-decoding: ``--train-categories`` and ``--test-categories`` (checked by the API)."""
+    cross = parser.add_argument_group("cross-decoding (train on some categories, test on "
+                                      "others; not with --categories)")
+    cross.add_argument("--train-categories", metavar="A1,B1[,...]",
+                       help="every pair among these is trained on their scans ...")
+    cross.add_argument("--test-categories", metavar="A2,B2[,...]",
+                       help="... and tested on the scans of these, in the same order (A2 read "
+                       "as A1); --cv none: every training scan against every test scan")
 
 
 def _add_classifier(parser: argparse.ArgumentParser) -> None:
@@ -307,6 +320,8 @@ def check_arguments(args: argparse.Namespace) -> None:
               "n_permutations": check.check_n_permutations, "seed": check.check_seed,
               "workers": check.check_workers, "drop_scans": check.check_drop_scans,
               "scoring": check.check_scoring, "class_weight": check.check_class_weight}
+    if getattr(args, "train_categories", None) or getattr(args, "test_categories", None):
+        checks["cv"] = check.check_cross_cv  # cross-decoding also takes --cv none
     for name, check_value in checks.items():
         value = getattr(args, name, None)
         if value is not None:
@@ -384,12 +399,14 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from nidecode.analyses.plan import parse_categories
+    from nidecode.analyses.plan import parse_categories, parse_category_list
 
     summary = _run_decode(args, args.store, args.out, parse_categories(args.categories),
                           args.cv, args.C, args.overwrite, scoring=args.scoring,
                           class_weight=args.class_weight, classifier=args.classifier,
-                          shrinkage=shrinkage_value(args.shrinkage))
+                          shrinkage=shrinkage_value(args.shrinkage),
+                          train_categories=parse_category_list(args.train_categories),
+                          test_categories=parse_category_list(args.test_categories))
     if not args.quiet:
         _print_accuracies(summary)
     return 0
@@ -436,7 +453,7 @@ def _searchlight(args: argparse.Namespace) -> int:
 
 def _permute(args: argparse.Namespace) -> int:
     from nidecode.analyses.permute import execute_permute, prepare_permute
-    from nidecode.analyses.plan import parse_categories
+    from nidecode.analyses.plan import parse_categories, parse_category_list
 
     if args.searchlight != (args.radius is not None):
         raise InputError("--searchlight and --radius: give both for searchlight permutations, "
@@ -446,7 +463,9 @@ def _permute(args: argparse.Namespace) -> int:
                           seed=args.seed, solver=args.solver, radius=args.radius,
                           overwrite=args.overwrite, scoring=args.scoring,
                           class_weight=args.class_weight, classifier=args.classifier,
-                          shrinkage=shrinkage_value(args.shrinkage))
+                          shrinkage=shrinkage_value(args.shrinkage),
+                          train_categories=parse_category_list(args.train_categories),
+                          test_categories=parse_category_list(args.test_categories))
     table = _execute(args, execute_permute, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))

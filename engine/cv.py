@@ -59,3 +59,52 @@ def make_folds(runs: np.ndarray, cv: str) -> list[Fold]:
         raise InputError(f"--cv {cv}: {n_splits} folds for {len(runs)} samples; use fewer folds")
     splits = KFold(n_splits=n_splits).split(dummy)
     return [Fold(index, train, test) for index, (train, test) in enumerate(splits)]
+
+
+
+#: ``cv`` of cross-decoding without splits: train on every training scan, test on every test scan.
+NO_CV = "none"
+
+
+def make_cross_folds(scans: np.ndarray, runs: np.ndarray, is_train: np.ndarray,
+                     cv: str) -> list[Fold]:
+    """Cross-decoding splits: train on training samples, test on the held-out part's test samples.
+
+    A scan of a category that is both a training and a test category is two
+    samples (one of each role); both fall in the same part, so a fold never
+    trains and tests on one scan.
+
+    Parameters
+    ----------
+    scans : numpy.ndarray of int, shape (n_samples,)
+        The subject's scan of each sample.
+    runs : numpy.ndarray of int, shape (n_samples,)
+        Run of each sample.
+    is_train : numpy.ndarray of bool, shape (n_samples,)
+        Training samples; the others are test samples.
+    cv : str
+        ``"logo"``: a fold per run that has test samples (``fold`` = that
+        run), trained on the training samples of the other runs and tested on
+        the run's test samples. ``"kfold:K"``: :func:`make_folds`'s K-fold
+        split of the scans, each part's test samples tested on the other
+        parts' training samples. ``"none"``: one fold (``fold`` = 0) of every
+        training sample against every test sample.
+
+    Returns
+    -------
+    list of Fold
+        Parts without test samples are no fold.
+    """
+    if cv == NO_CV:
+        return [Fold(0, np.flatnonzero(is_train), np.flatnonzero(~is_train))]
+    distinct, first = np.unique(scans, return_index=True)
+    part = np.empty(len(distinct), int)
+    for fold in make_folds(runs[first], cv):
+        part[fold.test] = fold.fold
+    groups = part[np.searchsorted(distinct, scans)]
+    folds = []
+    for group in np.unique(groups):
+        test = np.flatnonzero(~is_train & (groups == group))
+        if len(test):
+            folds.append(Fold(int(group), np.flatnonzero(is_train & (groups != group)), test))
+    return folds

@@ -14,7 +14,11 @@ from nidecode.stats import group_test, multiclass_vote
 _PAIR_ARRAYS = ("folds", "accuracy", "n_train", "n_test", "coef", "test_scans", "decision",
                 "balanced_accuracy", "roc_auc", "pattern")
 _METRIC_PREFIX = "metric_"
-SCORE_COLUMNS = ["subject", "class_a", "class_b", "fold", "accuracy", "n_train", "n_test"]
+SCORE_COLUMNS = ["subject", "class_a", "class_b", "test_a", "test_b", "fold", "accuracy",
+                 "n_train", "n_test"]
+# The scores of class_a are those of test scans of test_a (the same category
+# unless cross-decoding); likewise class_b.
+_TEST_COLUMNS = ["test_a", "test_b"]
 # Metrics whose chance is 0.5 whatever the class sizes (accuracy's is the design's).
 OTHER_METRICS = ("balanced_accuracy", "roc_auc")
 GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "chance", "t", "p_value", "n_subjects"]
@@ -39,6 +43,15 @@ class PairResult:
     balanced_accuracy: np.ndarray  # per fold
     roc_auc: np.ndarray  # per fold; NaN for a fold whose test scans hold one class
     pattern: np.ndarray  # (n_voxels,): Haufe pattern of the fold-mean weights
+    # The categories tested as class_a and class_b: the pair itself, or
+    # other categories (cross-decoding); "" for "the pair itself".
+    test_a: str = ""
+    test_b: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.test_a:
+            object.__setattr__(self, "test_a", self.class_a)
+            object.__setattr__(self, "test_b", self.class_b)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -46,12 +59,14 @@ class PairResult:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The result as named arrays (for ``numpy.savez``)."""
-        return {name: getattr(self, name) for name in _PAIR_ARRAYS}
+        return {**{name: getattr(self, name) for name in _PAIR_ARRAYS},
+                "test_pair": np.array([self.test_a, self.test_b])}
 
     @classmethod
     def from_arrays(cls, key: tuple[str, ...], arrays) -> PairResult:
-        """Inverse of :meth:`to_arrays`."""
-        return cls(*key, *(np.asarray(arrays[name]) for name in _PAIR_ARRAYS))
+        """Inverse of :meth:`to_arrays` (a part saved before cross-decoding: its own pair)."""
+        test_pair = [str(name) for name in arrays["test_pair"]] if "test_pair" in arrays else []
+        return cls(*key, *(np.asarray(arrays[name]) for name in _PAIR_ARRAYS), *test_pair)
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,10 @@ def scores_table(results: Iterable[PairResult],
                  metrics: Sequence[str] = ("accuracy",)) -> pd.DataFrame:
     """One row per subject x pair x fold, sorted, with :data:`SCORE_COLUMNS`.
 
+    ``class_a, class_b`` is the training pair; ``test_a, test_b`` the
+    categories whose scans were tested as them (the pair itself, or the test
+    pair of cross-decoding).
+
     With ``chance`` (per result key, one value per fold, e.g.
     :func:`nidecode.analyses.plan.majority_rates`), a ``chance`` column too.
     Each metric of ``metrics`` besides accuracy (always there) adds its column
@@ -125,14 +144,15 @@ def scores_table(results: Iterable[PairResult],
     """
     others = [metric for metric in metrics if metric != "accuracy"]
     frames = [pd.DataFrame({"subject": result.subject, "class_a": result.class_a,
-                            "class_b": result.class_b, "fold": result.folds,
+                            "class_b": result.class_b, "test_a": result.test_a,
+                            "test_b": result.test_b, "fold": result.folds,
                             "accuracy": result.accuracy,
                             **{metric: getattr(result, metric) for metric in others},
                             "n_train": result.n_train, "n_test": result.n_test,
                             **({} if chance is None else {"chance": chance[result.key]})})
               for result in results]
     if not frames:
-        columns = SCORE_COLUMNS[:5] + others + SCORE_COLUMNS[5:]
+        columns = SCORE_COLUMNS[:7] + others + SCORE_COLUMNS[7:]
         return pd.DataFrame(columns=columns + ([] if chance is None else ["chance"]))
     table = pd.concat(frames, ignore_index=True)
     return table.sort_values(["subject", "class_a", "class_b", "fold"], ignore_index=True)
@@ -141,13 +161,17 @@ def scores_table(results: Iterable[PairResult],
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of the fold scores per subject and pair.
 
+    The pair's ``test_a, test_b`` columns are kept when ``scores`` has them.
+
     ``mean_accuracy``, ``std_accuracy``, ``n_folds``, then ``mean_<metric>``
     and ``std_<metric>`` of every other metric column of ``scores``
     (``balanced_accuracy``, ``roc_auc``: folds without a value are left out).
     When ``scores`` has a ``chance`` column (per fold), its fold mean is the
     pair's ``chance`` column: the level the mean accuracy is tested against.
     """
-    grouped = scores.groupby(["subject", "class_a", "class_b"], sort=True)
+    pair = ["subject", "class_a", "class_b"] + [name for name in _TEST_COLUMNS
+                                                if name in scores]
+    grouped = scores.groupby(pair, sort=True)
     summary = grouped["accuracy"].agg(mean_accuracy="mean", std_accuracy="std",
                                       n_folds="count")
     for metric in _other_metrics(scores.columns):
@@ -166,10 +190,18 @@ def _other_metrics(columns: Iterable[str], prefix: str = "") -> list[str]:
 def accuracy_matrix(summary: pd.DataFrame) -> pd.DataFrame:
     """Pairs as rows, subjects as columns (and their mean): a table to print.
 
+    A cross-decoded pair is named with the pair it was tested on.
+
     When the summary's ``chance`` differs between pairs or subjects, a last
     column ``chance`` holds each pair's mean chance over its subjects.
     """
-    table = summary.assign(pair=summary["class_a"] + " vs " + summary["class_b"])
+    pair = summary["class_a"] + " vs " + summary["class_b"]
+    if set(_TEST_COLUMNS) <= set(summary.columns):
+        crossed = (summary["test_a"] != summary["class_a"]) | (
+            summary["test_b"] != summary["class_b"])
+        pair = pair.where(~crossed, pair + " (tested on " + summary["test_a"] + " vs "
+                          + summary["test_b"] + ")")
+    table = summary.assign(pair=pair)
     matrix = table.pivot(index="pair", columns="subject", values="mean_accuracy")
     if matrix.shape[1] > 1:
         matrix["mean"] = matrix.mean(axis=1)

@@ -43,7 +43,7 @@ def test_fold_scores_equal_sklearn_cross_validate_on_rare_cat(rare_cat_store, cl
            scoring=["roc_auc", "balanced_accuracy", "accuracy"], class_weight=class_weight,
            progress=False)
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
-    assert list(scores.columns[4:7]) == METRICS
+    assert list(scores.columns[6:9]) == METRICS  # after subject, both pairs and fold
     for metric in METRICS:
         np.testing.assert_allclose(scores[metric], expected[f"test_{metric}"], rtol=0,
                                    atol=1e-12)

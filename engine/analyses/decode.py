@@ -21,12 +21,22 @@ from nidecode._validation import (
     check_C,
     check_class_weight,
     check_classifier_options,
+    check_cross_cv,
     check_cv,
     check_per_task,
     check_scoring,
 )
-from nidecode.analyses._prepare import claim_output, plan_study
-from nidecode.analyses.plan import PairJob, batch_jobs, majority_rates
+from nidecode.analyses._prepare import Study, claim_output, plan_study
+from nidecode.analyses.plan import (
+    PairJob,
+    batch_jobs,
+    category_list,
+    cross_mapping,
+    cross_notes,
+    job_majority_rates,
+    plan_cross,
+    used_categories,
+)
 from nidecode.analyses.tasks import decode_pairs
 from nidecode.cluster import describe
 from nidecode.errors import NidecodeWarning
@@ -41,7 +51,7 @@ from nidecode.results import (
     summary_table,
     weight_map,
 )
-from nidecode.run import phase_timings, run_tasks, task_key, versions
+from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
 
 
@@ -62,7 +72,9 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
                    categories: Sequence[str] | None = None, cv: str = "logo", C: float = 1.0,
                    scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
                    overwrite: bool = False, classifier: str = "svc",
-                   shrinkage: str | float | None = None) -> DecodeRun:
+                   shrinkage: str | float | None = None,
+                   train_categories: Sequence[str] | None = None,
+                   test_categories: Sequence[str] | None = None) -> DecodeRun:
     """Check the inputs, plan the jobs and claim the output directory (no cluster needed).
 
     Parameters are those of :func:`decode`. Every problem with the store,
@@ -71,20 +83,44 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
     subclass :class:`~nidecode.errors.ParameterError`), before any cluster starts.
     """
     started = time.perf_counter()
-    cv, C = check_cv(cv, "decode"), check_C(C, "decode")
+    cross = train_categories is not None or test_categories is not None
+    cv = check_cross_cv(cv, "decode") if cross else check_cv(cv, "decode")
+    C = check_C(C, "decode")
     scoring = check_scoring(scoring, "decode")
     class_weight = check_class_weight(class_weight, "decode")
     classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
                                                      "decode")
-    study = plan_study(store_path, cv, categories)
+    mapping = cross_mapping(category_list(train_categories), category_list(test_categories),
+                            cv, categories)
+    study = plan_study(store_path, cv, categories) if mapping is None else plan_cross_study(
+        store_path, cv, mapping)
+    # Recorded only for cross-decoding: ordinary runs keep the identity they had.
+    design = {} if mapping is None else {"train_categories": list(mapping),
+                                         "test_categories": list(mapping.values())}
     # The scoring and class weights are part of the identity: a run with other
     # ones is not resumed from these results.
     identity, output = claim_output(out, study, "decode", overwrite=overwrite,
-                                    categories=categories, cv=cv, C=C, scoring=list(scoring),
+                                    categories=used_categories(categories, mapping), cv=cv,
+                                    C=C, scoring=list(scoring),
                                     class_weight=class_weight, classifier=classifier,
-                                    shrinkage=shrinkage)
+                                    shrinkage=shrinkage, **design)
     return DecodeRun(study.store_path, output, study.designs, study.jobs, identity, started,
                      study.notes)
+
+
+def plan_cross_study(store_path: str | Path, cv: str, mapping: dict[str, str]) -> Study:
+    """The designs and jobs of a cross-decoding run, with its notes (runs that are no fold)."""
+    store_path = normalise_store_path(store_path)
+    designs = store.read_designs(store_path)
+    jobs = plan_cross(list(designs.values()), cv, mapping)
+    return Study(store_path, designs, jobs,
+                 cross_notes(list(designs.values()), jobs, cv, mapping))
+
+
+def cross_design(jobs: Sequence[PairJob]) -> list[dict]:
+    """The training and test pair of each planned pair (for run.json and the report)."""
+    pairs = {(job.class_a, job.class_b): job.test_pair for job in jobs}
+    return [{"train": list(train), "test": list(test)} for train, test in sorted(pairs.items())]
 
 
 def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
@@ -133,6 +169,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
         "background": run.output.write_background(
             run.store_path, run.jobs[0].subject, run.designs[run.jobs[0].subject].checksum),
         "notes": run.notes,
+        **({"design": cross_design(run.jobs)} if "train_categories" in run.identity else {}),
     })
     return summary
 
@@ -142,7 +179,9 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
            scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
            overwrite: bool = False, progress: bool = True,
            fits_per_task: int | None = None, classifier: str = "svc",
-           shrinkage: str | float | None = None) -> pd.DataFrame:
+           shrinkage: str | float | None = None,
+           train_categories: Sequence[str] | None = None,
+           test_categories: Sequence[str] | None = None) -> pd.DataFrame:
     """Cross-validate linear classifiers for every subject x category pair of a store.
 
     Parameters
@@ -207,6 +246,19 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         ``class_weight="balanced"`` is refused with ``lda`` and ``gnb``.
     shrinkage : {None, "auto"} or float in [0, 1]
         ``lda`` only (``None``: ``"auto"``, Ledoit-Wolf).
+    train_categories, test_categories : sequence of str, optional
+        Cross-decoding (both or neither; not with ``categories``): every pair
+        of ``train_categories`` is trained on its scans and tested on the
+        scans of the test categories in the same positions, read as the
+        training classes (``test_categories[i]`` as ``train_categories[i]``).
+        A fold trains on the training scans of the other runs (``cv="logo"``)
+        or parts (``"kfold:K"``) and tests on the held-out run's test scans; a
+        run without test scans is no fold (a note says so). ``cv="none"``: one
+        fold, every training scan against every test scan (the lists must be
+        disjoint). ``scores.csv`` names the pair by its training categories
+        (``class_a, class_b``, also the weight maps' names) and the categories
+        tested as them (``test_a, test_b``); ``run.json`` records the design.
+        No multiclass outputs.
 
     Returns
     -------
@@ -222,13 +274,15 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     fits_per_task = check_per_task(fits_per_task, "fits_per_task", "decode")
     run = prepare_decode(store_path, out, categories=categories, cv=cv, C=C, scoring=scoring,
                          class_weight=class_weight, overwrite=overwrite,
-                         classifier=classifier, shrinkage=shrinkage)
+                         classifier=classifier, shrinkage=shrinkage,
+                         train_categories=train_categories, test_categories=test_categories)
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 
 def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataFrame:
-    chance = {result.key: majority_rates(run.designs[result.subject], result.class_a,
-                                         result.class_b, run.identity["cv"])
+    jobs = {job.key: job for job in run.jobs}
+    chance = {result.key: job_majority_rates(run.designs[result.subject], jobs[result.key],
+                                             run.identity["cv"])
               for result in results}
     metrics = run.identity["scoring"]
     scores = scores_table(results, chance, metrics)
@@ -243,8 +297,8 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
                                weight_map(result, *geometry[result.subject]))
         run.output.write_image(patterns_name(*result.key),
                                pattern_map(result, *geometry[result.subject]))
-    if run.identity["cv"] == "logo":
-        _write_multiclass(run, results)
+    if run.identity["cv"] == "logo" and "train_categories" not in run.identity:
+        _write_multiclass(run, results)  # cross-decoding has no held-out scans of every pair
     if len(run.designs) > 1:
         run.output.write_table("group.csv", group_table(summary))
     run.output.write_table("scores.csv", scores)

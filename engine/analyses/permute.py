@@ -28,6 +28,7 @@ from nidecode._validation import (
     check_choice,
     check_class_weight,
     check_classifier_options,
+    check_cross_cv,
     check_cv,
     check_n_permutations,
     check_per_task,
@@ -42,10 +43,19 @@ from nidecode.analyses._prepare import (
     subject_geometry,
     warn_if_unstandardized,
 )
-from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob
+from nidecode.analyses.decode import cross_design, plan_cross_study
+from nidecode.analyses.plan import (
+    SPHERES_PER_TASK,
+    PairJob,
+    category_list,
+    cross_mapping,
+    pair_samples,
+    permutation_groups,
+    used_categories,
+)
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
-from nidecode.errors import NidecodeWarning
+from nidecode.errors import InputError, NidecodeWarning
 from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import phase_timings, run_tasks, task_key, versions
@@ -134,13 +144,21 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                     permutations_per_task: int | None = None,
                     scoring: str | Sequence[str] = "accuracy",
                     class_weight: str | None = None, classifier: str = "svc",
-                    shrinkage: str | float | None = None) -> PermuteRun:
+                    shrinkage: str | float | None = None,
+                    train_categories: Sequence[str] | None = None,
+                    test_categories: Sequence[str] | None = None) -> PermuteRun:
     """Check the inputs, plan the tasks and claim the output (no cluster needed).
 
     Parameters are those of :func:`permute`.
     """
     started = time.perf_counter()
-    cv, C = check_cv(cv, "permute"), check_C(C, "permute")
+    cross = train_categories is not None or test_categories is not None
+    if cross and radius is not None:
+        raise InputError("--train-categories/--test-categories: searchlight permutations do "
+                         "not take a cross design yet; drop --searchlight and --radius (ROI "
+                         "permutations do)")
+    cv = check_cross_cv(cv, "permute") if cross else check_cv(cv, "permute")
+    C = check_C(C, "permute")
     n_permutations = check_n_permutations(n_permutations, "permute")
     seed = check_seed(seed, "permute")
     solver = check_choice(solver, "solver", "permute", tuple(SPHERE_SOLVERS))
@@ -155,8 +173,13 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     if permutations_per_task is None:
         permutations_per_task = int(dask.config.get(f"nidecode.permutations-per-task.{mode}",
                                                     PERMUTATIONS_PER_TASK[mode]))
+    mapping = cross_mapping(category_list(train_categories), category_list(test_categories),
+                            cv, categories)
     # Searchlight permutations make no group test: no note about pairs of one subject.
-    study = plan_study(store_path, cv, categories, group=radius is None)
+    study = (plan_study(store_path, cv, categories, group=radius is None) if mapping is None
+             else plan_cross_study(store_path, cv, mapping))
+    design = {} if mapping is None else {"train_categories": list(mapping),
+                                         "test_categories": list(mapping.values())}
     designs, jobs = study.designs, study.jobs
     if radius is not None and classifier == "svc":  # the warning is about the SVM's C
         warn_if_unstandardized(study, C)
@@ -169,10 +192,11 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     tasks = PermutationPlan(units, n_permutations, permutations_per_task)
     _warn_expected_time(tasks)
     identity, output = claim_output(
-        out, study, "permute", overwrite=overwrite, categories=categories, cv=cv, C=C,
+        out, study, "permute", overwrite=overwrite,
+        categories=used_categories(categories, mapping), cv=cv, C=C,
         n_permutations=n_permutations, seed=seed, solver=solver, radius=radius,
         permutations_per_task=permutations_per_task, scoring=list(scoring),
-        class_weight=class_weight, classifier=classifier, shrinkage=shrinkage)
+        class_weight=class_weight, classifier=classifier, shrinkage=shrinkage, **design)
     return PermuteRun(study.store_path, output, designs, geometry, tasks, identity, started,
                       study.notes)
 
@@ -212,7 +236,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         if task.centres is None:
             return client.submit(permutation_accuracies, run.store_path, task.key, checksum,
                                  *common, identity["scoring"], identity["class_weight"],
-                                 **model, key=key)
+                                 **model, key=key,
+                                 test_pair=task.job.test_pair if task.job.is_cross else None)
         voxels, spheres = batch_voxel_block(run.geometry[task.job.subject].spheres,
                                             task.centres)
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
@@ -242,6 +267,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
         "background": run.output.write_background(
             run.store_path, next(iter(run.designs)), next(iter(run.designs.values())).checksum),
         "notes": run.notes,
+        **({"design": cross_design(list(_jobs(run).values()))}
+           if "train_categories" in identity else {}),
     })
     return table
 
@@ -262,23 +289,32 @@ def _observed_and_null(parts: list[PermutationScores],
     return scores[order][0], scores[order][1:]  # index -1 sorts first
 
 
-def _distinct(run: PermuteRun, subject: str, class_a: str, class_b: str) -> int:
-    design = run.designs[subject]
-    selected = np.isin(design.labels, (class_a, class_b))
-    return count_distinct_permutations(design.labels[selected], design.runs[selected])
+def _jobs(run: PermuteRun) -> dict[tuple[str, str, str], PairJob]:
+    return {job.key: job for job, _, _ in run.tasks.units}
+
+
+def _distinct(run: PermuteRun, job: PairJob) -> int:
+    design = run.designs[job.subject]
+    scans, labels, _ = pair_samples(design, job, run.identity["cv"])
+    return count_distinct_permutations(labels, permutation_groups(design, job, scans))
 
 
 def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
     rows, scores = [], []
     others = [metric for metric in run.identity["scoring"] if metric != "accuracy"]
+    jobs = _jobs(run)
     for (subject, class_a, class_b), parts in _by_job(run, saved).items():
+        job = jobs[(subject, class_a, class_b)]
         observed, null_folds = _observed_and_null(parts)
         null = null_folds.mean(axis=1)
         run.output.write_array(null_name(subject, class_a, class_b), null)
-        row = {"subject": subject, "class_a": class_a, "class_b": class_b,
+        # test_a, test_b: the categories tested as class_a and class_b (cross-decoding).
+        pair = {"subject": subject, "class_a": class_a, "class_b": class_b,
+                "test_a": job.test_pair[0], "test_b": job.test_pair[1]}
+        row = {**pair,
                "accuracy": observed.mean(), "p_value": permutation_p_value(observed.mean(), null),
                "n_permutations": len(null),
-               "n_distinct_permutations": _distinct(run, subject, class_a, class_b),
+               "n_distinct_permutations": _distinct(run, job),
                "null_mean": null.mean(), "null_std": null.std()}
         # Chance of each fold: its mean accuracy under the permutations.
         fold_scores = {"accuracy": observed, "chance": null_folds.mean(axis=0)}
@@ -286,8 +322,7 @@ def _write_roi(run: PermuteRun, saved: dict) -> pd.DataFrame:
             row.update(_metric_p_value(run, parts, (subject, class_a, class_b), metric))
             fold_scores[metric] = _observed_and_null(parts, metric)[0]
         rows.append(row)
-        scores.append(pd.DataFrame({"subject": subject, "class_a": class_a,
-                                    "class_b": class_b, "fold": np.arange(len(observed)),
+        scores.append(pd.DataFrame({**pair, "fold": np.arange(len(observed)),
                                     **fold_scores}))
     table = pd.DataFrame(rows)
     summary = summary_table(pd.concat(scores, ignore_index=True))
@@ -370,7 +405,9 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
             permutations_per_task: int | None = None,
             scoring: str | Sequence[str] = "accuracy",
             class_weight: str | None = None, classifier: str = "svc",
-            shrinkage: str | float | None = None) -> pd.DataFrame:
+            shrinkage: str | float | None = None,
+            train_categories: Sequence[str] | None = None,
+            test_categories: Sequence[str] | None = None) -> pd.DataFrame:
     """Permutation tests of the decoding accuracy of every subject x pair.
 
     Parameters
@@ -445,6 +482,10 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
         :func:`nidecode.analyses.searchlight.searchlight`.
     shrinkage : {None, "auto"} or float in [0, 1]
         ``lda`` only.
+    train_categories, test_categories : sequence of str, optional
+        ROI cross-decoding, as in :func:`nidecode.analyses.decode.decode`
+        (``cv="none"`` too): the training labels and the test labels are
+        each permuted within their runs. Not with ``radius`` (yet).
 
     Returns
     -------
@@ -457,5 +498,6 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
                           radius=radius, overwrite=overwrite,
                           permutations_per_task=permutations_per_task, scoring=scoring,
                           class_weight=class_weight, classifier=classifier,
-                          shrinkage=shrinkage)
+                          shrinkage=shrinkage, train_categories=train_categories,
+                          test_categories=test_categories)
     return execute_permute(run, client, progress=progress)

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from nidecode import store
 from nidecode._validation import METRICS
-from nidecode.analyses.plan import REST, PairJob
+from nidecode.analyses.plan import REST, PairJob, pair_samples, permutation_groups
 from nidecode.cv import make_folds
 from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import sphere_permutation_solver, sphere_solver
@@ -75,17 +75,18 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
     X, design = _load_subject(store_path, jobs[0].subject, checksum)
     results = []
     for job in jobs:
-        selected = np.flatnonzero(np.isin(design.labels, (job.class_a, job.class_b)))
-        runs = design.runs[selected]
-        folds = make_folds(runs, cv)
+        selected, labels, folds = pair_samples(design, job, cv)
         # Leave-one-run-out: also score every categorised scan of the held-out
-        # run, so that the pairs' votes give one-vs-one multiclass predictions.
+        # run, so that the pairs' votes give one-vs-one multiclass predictions
+        # (not for cross-decoding, whose pairs are tested on other categories).
         extra = ([np.flatnonzero((design.runs == fold.fold) & (design.labels != REST))
-                  for fold in folds] if cv == "logo" else [np.empty(0, int) for _ in folds])
-        labels = design.labels[selected]
+                  for fold in folds] if cv == "logo" and not job.is_cross
+                 else [np.empty(0, int) for _ in folds])
         scores = _cross_validate(X[selected], labels, folds, C, class_weight, classifier,
                                  shrinkage, extra=[X[scans] for scans in extra])
         metrics = _fold_metrics(labels, folds, scores)
+        # The pattern is on the training pair's scans (cross-decoding tests others).
+        trained = np.flatnonzero(np.isin(design.labels, (job.class_a, job.class_b)))
         results.append(PairResult(
             subject=job.subject, class_a=job.class_a, class_b=job.class_b,
             folds=np.array([fold.fold for fold in folds]), accuracy=scores.accuracy,
@@ -93,7 +94,8 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
             n_test=np.array([len(fold.test) for fold in folds]), coef=scores.coef,
             test_scans=np.concatenate(extra), decision=np.concatenate(scores.decision),
             balanced_accuracy=metrics["balanced_accuracy"], roc_auc=metrics["roc_auc"],
-            pattern=haufe_pattern(X[selected], scores.coef.mean(axis=0))))
+            pattern=haufe_pattern(X[trained], scores.coef.mean(axis=0)),
+            test_a=job.test_pair[0], test_b=job.test_pair[1]))
     return results
 
 
@@ -204,7 +206,8 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
                            C: float, seed: int, indices: Sequence[int], solver: str,
                            metrics: Sequence[str] = ("accuracy",),
                            class_weight: str = "none", classifier: str = "svc",
-                           shrinkage: str | float | None = None) -> PermutationScores:
+                           shrinkage: str | float | None = None,
+                           test_pair: tuple[str, str] | None = None) -> PermutationScores:
     """Fold scores of one pair under label permutations (ROI decoding).
 
     Parameters
@@ -225,6 +228,10 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
         on the data (sklearn, and any solver with balanced class weights).
     metrics : sequence of str
         The metrics scored (:data:`nidecode._validation.METRICS`).
+    test_pair : (str, str), optional
+        Cross-decoding: the categories tested as ``class_a`` and ``class_b``
+        (:func:`nidecode.analyses.plan.pair_samples`); the training and the
+        test labels are each permuted within their runs.
 
     Returns
     -------
@@ -233,7 +240,9 @@ def permutation_accuracies(store_path: str, key: tuple[str, ...], checksum: str,
         of that shape in ``metrics``.
     """
     X, design = _load_subject(store_path, key[0], checksum)
-    selected, labels, runs, folds = _pair_design(design, key, cv)
+    job = PairJob(key[0], key[1], key[2], 0, *(test_pair or ("", "")))
+    selected, labels, folds = pair_samples(design, job, cv)
+    runs = permutation_groups(design, job, selected)
     X = X[selected]
     refit = solver == "sklearn" or class_weight != "none" or classifier != "svc"
     gram = None if refit else X.astype(np.float64) @ X.T.astype(np.float64)

@@ -103,6 +103,8 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     if anat is None:
         background, background_note = _run_background(results.manifest, Path(out_dir))
     sections = [("parameters", "Parameters", _parameters(results.manifest))]
+    if results.manifest.get("design") and results.summary is not None:
+        sections.append(("design", "Cross-decoding design", _cross_design(results)))
     if results.summary is not None:
         sections.append(("accuracy", "Accuracy", _accuracy(results)))
     if results.pvalues is not None:
@@ -190,6 +192,8 @@ def _classifier_text(parameters: dict) -> str:
 
 
 def _cv_text(cv: object) -> str:
+    if cv == "none":
+        return "no cross-validation (trained on every training scan, tested on every test scan)"
     if cv == "logo":
         return "leave-one-run-out cross-validation"
     if isinstance(cv, str) and cv.startswith("kfold:"):
@@ -213,6 +217,23 @@ def _parameters(manifest: dict) -> Html:
     status = tag("p", f"Status: {manifest.get('status', 'unknown')} (from run.json).",
                  class_="note")
     return Html(status + tag("div", *tables, class_="grid"))
+
+
+def _cross_design(results: RunResults) -> Html:
+    """Cross-decoding: each training pair, the pair tested as it, its folds and accuracy."""
+    summary = results.summary
+    columns = ["subject", "class_a", "class_b", "test_a", "test_b", "n_folds", "mean_accuracy"]
+    frame = summary[[column for column in columns if column in summary]].rename(columns={
+        "class_a": "trained: class_a", "class_b": "trained: class_b",
+        "test_a": "tested as class_a", "test_b": "tested as class_b"})
+    note = tag("p", "Each classifier is trained on the scans of its training pair and tested "
+                    "on the scans of its test pair, read as the training classes; a fold "
+                    "trains on the other runs' training scans and tests on the held-out "
+                    "run's test scans. Weight maps are named after the training pair.",
+               class_="note")
+    notes = results.manifest.get("notes") or []
+    listed = [tag("ul", *(tag("li", text) for text in notes))] if notes else []
+    return join_parts(note, table(frame, formats={"mean_accuracy": _three}), *listed)
 
 
 # --- accuracy, permutations, group ----------------------------------------------------------

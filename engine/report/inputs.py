@@ -23,7 +23,7 @@ SUMMARY_COLUMNS = ["subject", "class_a", "class_b", "mean_accuracy", "std_accura
 PVALUE_COLUMNS = ["subject", "class_a", "class_b", "accuracy", "p_value", "n_permutations"]
 GROUP_COLUMNS = ["class_a", "class_b", "mean_accuracy", "t", "p_value", "n_subjects"]
 SEARCHLIGHT_COLUMNS = ["subject", "class_a", "class_b", "n_spheres"]
-_NAMES = {"subject": str, "class_a": str, "class_b": str}
+_NAMES = {"subject": str, "class_a": str, "class_b": str, "test_a": str, "test_b": str}
 
 
 @dataclass
