@@ -3,6 +3,7 @@
 import json
 import math
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -150,8 +151,8 @@ def test_permute_refuses_an_infinite_radius(tiny_stores, tmp_path):
 def test_a_million_permutations_are_planned_lazily(tiny_stores, tmp_path):
     from nidecode.analyses.permute import prepare_permute
 
-    with pytest.warns(NidecodeWarning, match=r"1000000 permutations: about 3e\+06 SVM fits, "
-                      r"4.17 core-hours"):
+    with pytest.warns(NidecodeWarning, match=r"1000000 permutations \(svc\): about 4.17 "
+                      r"core-hours, as 3e\+06 SVM fits"):
         run = prepare_permute(tiny_stores["run"], tmp_path / "o", n_permutations=10**6,
                               categories=["face", "cat"])
     plan = run.tasks
@@ -231,3 +232,23 @@ def test_permutations_run_a_window_of_tasks_at_a_time(tiny_stores, client, tmp_p
     np.testing.assert_array_equal(null, np.load(tmp_path / "all" / name))
     manifest = json.loads((tmp_path / "windows" / "run.json").read_text())
     assert manifest["counts"] == {"subjects": 1, "tasks": 4, "tasks_computed": 4}
+
+
+def test_the_expected_time_of_searchlight_permutations_follows_the_classifier(tiny_stores,
+                                                                               tmp_path):
+    # A closed-form GaussianNB sphere costs about a twentieth of the SVM's: twenty
+    # times the permutations give the same estimate.
+    import dataclasses
+
+    from nidecode.analyses.permute import _warn_expected_time, prepare_permute
+
+    plan = prepare_permute(tiny_stores["run"], tmp_path / "o", n_permutations=10,
+                           categories=["face", "cat"], radius=5.0).tasks
+    hours = {}
+    for classifier, n_permutations in (("svc", 10**7), ("gnb", 2 * 10**8)):
+        with pytest.warns(NidecodeWarning, match=rf"permutations \({classifier}\)") as caught:
+            _warn_expected_time(dataclasses.replace(plan, n_permutations=n_permutations),
+                                classifier)
+        hours[classifier] = re.search(r"about (\S+) core-hours", str(caught[0].message))[1]
+    assert hours["svc"] == hours["gnb"]
+    assert float(hours["svc"]) > 1

@@ -73,6 +73,10 @@ PERMUTATIONS_PER_TASK = {"roi": 50, "searchlight": 5}
 # reused Gram matrix, and searchlight spheres of 12 folds at about 1000 spheres/s.
 FITS_PER_CORE_SECOND = 200
 SPHERE_FOLDS_PER_FIT = 60
+# A searchlight sphere's cost relative to the SVM's (README, the searchlight
+# benchmarks: closed-form GaussianNB ~23x and LDA ~7x faster per sphere,
+# logistic regression fitted per sphere ~500x slower). ROI fits: the SVM's.
+SPHERE_SPEED_VS_SVC = {"svc": 1.0, "gnb": 20.0, "lda": 7.0, "logreg": 0.002}
 WARN_CORE_HOURS = 1.0
 TASKS_IN_FLIGHT = 10_000
 
@@ -190,7 +194,7 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
         [None] if geometry is None else
         batch_centres(len(geometry[job.subject].centres), SPHERES_PER_TASK)))
     tasks = PermutationPlan(units, n_permutations, permutations_per_task)
-    _warn_expected_time(tasks)
+    _warn_expected_time(tasks, classifier)
     identity, output = claim_output(
         out, study, "permute", overwrite=overwrite,
         categories=used_categories(categories, mapping), cv=cv, C=C,
@@ -201,17 +205,19 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                       study.notes)
 
 
-def _warn_expected_time(plan: PermutationPlan) -> None:
+def _warn_expected_time(plan: PermutationPlan, classifier: str = "svc") -> None:
     """Warn when the permutations take more than :data:`WARN_CORE_HOURS` of one core."""
+    spheres = SPHERE_FOLDS_PER_FIT * SPHERE_SPEED_VS_SVC[classifier]
     per_permutation = sum(job.n_folds if centres is None else
-                          (centres.stop - centres.start) * job.n_folds / SPHERE_FOLDS_PER_FIT
+                          (centres.stop - centres.start) * job.n_folds / spheres
                           for job, _, centres in plan.units)
     fits = per_permutation * plan.n_permutations
     hours = fits / FITS_PER_CORE_SECOND / 3600
     if hours > WARN_CORE_HOURS:
-        warnings.warn(f"{plan.n_permutations} permutations: about {fits:.3g} SVM fits, "
-                      f"{hours:.3g} core-hours at {FITS_PER_CORE_SECOND} fits/s per core; "
-                      f"use fewer permutations or more workers", NidecodeWarning, stacklevel=3)
+        warnings.warn(f"{plan.n_permutations} permutations ({classifier}): about "
+                      f"{hours:.3g} core-hours, as {fits:.3g} SVM fits at "
+                      f"{FITS_PER_CORE_SECOND} fits/s per core; use fewer permutations or "
+                      f"more workers", NidecodeWarning, stacklevel=3)
 
 
 def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -> pd.DataFrame:
