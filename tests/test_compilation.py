@@ -35,7 +35,14 @@ for _, record in recorder.buffer:
         function = record.data["dispatcher"].py_func
         counter = ours if function.__module__.startswith("nidecode") else library
         counter[function.__qualname__] += 1
-print(json.dumps({"ours": ours, "library": library}))
+from nidecode.solvers import libsvm
+
+with event.install_recorder("numba:compile") as recorder:
+    libsvm.searchlight_accuracies(X, np.tile([0, 1], 4), sp.csr_matrix(np.ones((1, 3))), folds,
+                                  return_decisions=True)
+then = sorted({record.data["dispatcher"].py_func.__qualname__
+               for _, record in recorder.buffer if record.is_start})
+print(json.dumps({"ours": ours, "library": library, "libsvm_after": then}))
 """
 
 
@@ -43,7 +50,8 @@ print(json.dumps({"ours": ours, "library": library}))
 def test_fresh_install_compiles_each_kernel_once(tmp_path):
     """With an empty cache, the batched solver compiles each of its kernels once (no
     second copy for a literal 0 or True) and no shape-mismatch message (numba's slice
-    assignment formats one with its string functions: seconds of compilation)."""
+    assignment formats one with its string functions: seconds of compilation); libsvm's
+    solver then finds its SMO compiled."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, check=True,
                           capture_output=True, text=True)
@@ -53,6 +61,10 @@ def test_fresh_install_compiles_each_kernel_once(tmp_path):
         "_do_shrinking": 2, "_bordered_leave": 2, "_swap_index": 2}  # left: int/bool mixes
     assert not [name for name in compiled["library"]
                 if "shape_context" in name or "str" in name or "repr" in name]
+    # --solver libsvm then reuses the refits' compiled libsvm path (same argument types).
+    assert "_fit" not in compiled["libsvm_after"]
+    assert "_score_fold_libsvm" not in compiled["libsvm_after"]
+    assert "_searchlight_kernel" in compiled["libsvm_after"]
 
 
 def _warm_up_state() -> tuple[bool, int]:

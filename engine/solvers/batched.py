@@ -83,6 +83,19 @@ _MAX_STEPS = 400  # active-set steps per fit before giving up
 _FAILED, _NEAR_TIE, _NON_UNIQUE = -1, -2, -3
 
 
+@njit(cache=True, inline="always")
+def _SHRINK():
+    """libsvm's shrinking on, typed ``bool`` (not a literal ``True``): the refits then
+    call libsvm's path with the types ``--solver libsvm`` uses, one compiled copy."""
+    return np.bool_(True)
+
+
+@njit(cache=True, inline="always")
+def _NO_LIMIT():
+    """No iteration limit (-1), typed ``int64`` (see :func:`_SHRINK`)."""
+    return np.int64(-1)
+
+
 @njit(cache=True)
 def _copy(dst, src, n):
     """dst[:n] = src[:n] by a loop: numba's slice assignment checks the shapes and
@@ -648,7 +661,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
             _gram(Xt, cols, Kd)
             _to_qfloat(Kd, Kf)
             gram_ready = True
-            rho, _ = _fit(Kf, Kd, rows, signs, all_C[0], all_C[1], eps, True, -1, ws)
+            rho, _ = _fit(Kf, Kd, rows, signs, all_C[0], all_C[1], eps, _SHRINK(), _NO_LIMIT(), ws)
             for j in range(N):
                 alpha[rows[j]] = abs(ws[9][j])
             _copy(alpha_all, alpha, N)
@@ -699,10 +712,9 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
                     _gram(Xt, cols, Kd)
                     _to_qfloat(Kd, Kf)
                     gram_ready = True
-                accuracy[q, f], _ = _score_fold_libsvm(Kf, Kd, train,
-                                                       tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
-                                                       test, y, Cp, Cn, eps, True, -1, ws,
-                                                       dec, q, store)
+                accuracy[q, f], _ = _score_fold_libsvm(
+                    Kf, Kd, train, tr_sign[tr_ptr[f] : tr_ptr[f + 1]], test, y, Cp, Cn, eps,
+                    _SHRINK(), _NO_LIMIT(), ws, dec, q, store)
             elif store and _rank_tie(dec[q], test, y, rank_margin):
                 if not gram_ready:
                     _gram(Xt, cols, Kd)
@@ -731,8 +743,8 @@ def _rank_refit(Kf, Kd, train, signs, test, y, Cp, Cn, eps, ws, dec, q, exact_de
     (the accuracies are the exact optimum's and the decisions must reproduce them)."""
     for i in test:
         exact_dec[i] = dec[q, i]
-    _score_fold_libsvm(Kf, Kd, train, signs, test, y, Cp, Cn, eps, True, -1, ws, dec, q,
-                       np.bool_(True))  # as the other caller's store: one specialisation
+    _score_fold_libsvm(Kf, Kd, train, signs, test, y, Cp, Cn, eps, _SHRINK(), _NO_LIMIT(), ws,
+                       dec, q, np.bool_(True))  # as the other caller's store: one specialisation
     for i in test:
         if (dec[q, i] >= 0.0) != (exact_dec[i] >= 0.0):
             for k in test:
