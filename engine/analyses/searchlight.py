@@ -46,7 +46,7 @@ from nidecode.analyses._prepare import (
 )
 from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob, majority_rates
 from nidecode.analyses.tasks import fold_mean, searchlight_spheres
-from nidecode.cluster import describe
+from nidecode.cluster import describe, warm_up_solvers
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import (
     OutputDir,
@@ -163,9 +163,11 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         One row per subject x pair: spheres, mean and peak accuracy, and the
         peak's world coordinates (mm).
     """
+    identity = run.identity
+    # Compile the solver on the workers while the first tasks are planned and read.
+    warm_up_solvers(client, identity["classifier"], identity["solver"])
     saved = run.output.load_parts(SphereScores)
     todo = [batch for batch in run.batches if batch.key not in saved]
-    identity = run.identity
     submitted = time.perf_counter()
 
     def submit(group: list[SphereBatch]):

@@ -83,6 +83,28 @@ _MAX_STEPS = 400  # active-set steps per fit before giving up
 _FAILED, _NEAR_TIE, _NON_UNIQUE = -1, -2, -3
 
 
+@njit(cache=True, inline="always")
+def _SHRINK():
+    """libsvm's shrinking on, typed ``bool`` (not a literal ``True``): the refits then
+    call libsvm's path with the types ``--solver libsvm`` uses, one compiled copy."""
+    return np.bool_(True)
+
+
+@njit(cache=True, inline="always")
+def _NO_LIMIT():
+    """No iteration limit (-1), typed ``int64`` (see :func:`_SHRINK`)."""
+    return np.int64(-1)
+
+
+@njit(cache=True)
+def _copy(dst, src, n):
+    """dst[:n] = src[:n] by a loop: numba's slice assignment checks the shapes and
+    compiles an error message (string formatting) into every kernel that uses it,
+    seconds of a fresh install's first run."""
+    for k in range(n):
+        dst[k] = src[k]
+
+
 @njit(cache=True)
 def _bordered_join(Xs, F, p, B, u):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
@@ -304,7 +326,7 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
     ``B``, ``u``, ``r``, ``delta``, ``A``: scratch."""
     N, d = Xs.shape
     _weights(Xs, ysg, alpha, w)
-    p = 0
+    p = np.int64(0)  # not a literal 0: one specialisation of the callees
     for i in range(N):
         if 0.0 < alpha[i] < cb[i]:
             F[p] = i
@@ -319,7 +341,7 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
             if independent:
                 # Newton step: the free scans onto their margins, the sum kept.
                 _bordered_solve(Xs, ysg, F, p, B, w, 0.0, u, r)
-                delta[:p] = r[1 : p + 1]
+                _copy(delta, r[1:], p)
                 b = r[0]
                 t, block = _ratio_step(alpha, ysg, F, p, delta, cb, 1.0)
             else:
@@ -331,7 +353,8 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
                 for a in range(p):
                     slope += ysg[F[a]] * delta[a]
                 if slope < 0.0:
-                    delta[:p] = -delta[:p]
+                    for a in range(p):
+                        delta[a] = -delta[a]
                 t, block = _ratio_step(alpha, ysg, F, p, delta, cb, np.inf)
                 if block < 0:
                     return 0.0, -1
@@ -397,7 +420,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
     ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``: scratch.
     """
     N, d = Xs.shape
-    p = 0  # scans in the margin set F
+    p = np.int64(0)  # scans in the margin set F (not a literal: one specialisation)
     gap = h  # 1 - margin while iterating, X w at the end
     _gaps(ZT, ysg, w, b, gap)
     # wV = sum_V cb_i y_i x_i and sV = sum_V cb_i y_i over the violated scans V
@@ -415,7 +438,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
     fresh = False  # B was just rebuilt from scratch
     for step in range(1, _MAX_STEPS + 1):
         # The optimum with F on the margin and V, the rest fixed: (w_new, b_new).
-        w_new[:] = wV
+        _copy(w_new, wV, d)
         b_new = b
         if p > 0:
             _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
@@ -435,7 +458,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
         if p == d + 1:
             # d + 1 margin scans pin (w, b): the point is there but for rounding.
             t_max = 0.0
-            w[:] = w_new
+            _copy(w, w_new, d)
             b = b_new
             _gaps(ZT, ysg, w, b, gap)
         elif nn <= 1e-24 * (scale + 1.0) and abs(db) <= 1e-12 * (abs(b) + 1.0):
@@ -494,7 +517,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
                 return b, p, -1  # would cycle
             full = add < 0 and t_star >= 1.0 - 1e-9
             if full:
-                w[:] = w_new
+                _copy(w, w_new, d)
                 b = b_new
                 t_star = 1.0
             else:
@@ -531,7 +554,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
         if worst < 0:
             if not fresh:
                 # Updates of B drift: confirm with B rebuilt, else go on from it.
-                kink[: p + 1] = r[: p + 1]
+                _copy(kink, r, p + 1)
                 if not _bordered_rebuild(Xs, F, p, B, u):
                     return b, p, -1
                 _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
@@ -542,7 +565,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
                 if change > 1e-9 * (C + 1.0):
                     continue
                 b = r[0]
-                w[:] = wV
+                _copy(w, wV, d)
                 for a in range(p):
                     _add_scan(w, Xs, F[a], r[a + 1])
             _scores(ZT, w, h)
@@ -630,7 +653,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
         # (first sphere, failure) from libsvm's SMO on this sphere.
         exact_seed = False
         if have_seed:
-            alpha[:] = alpha_all
+            _copy(alpha, alpha_all, N)
             b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
                                             delta, A)
             exact_seed = steps > 0
@@ -638,18 +661,18 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
             _gram(Xt, cols, Kd)
             _to_qfloat(Kd, Kf)
             gram_ready = True
-            rho, _ = _fit(Kf, Kd, rows, signs, all_C[0], all_C[1], eps, True, -1, ws)
+            rho, _ = _fit(Kf, Kd, rows, signs, all_C[0], all_C[1], eps, _SHRINK(), _NO_LIMIT(), ws)
             for j in range(N):
                 alpha[rows[j]] = abs(ws[9][j])
-            alpha_all[:] = alpha
+            _copy(alpha_all, alpha, N)
             b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
                                             delta, A)
             exact_seed = steps > 0
             if not exact_seed:  # start the folds from libsvm's solution then
-                alpha[:] = alpha_all
+                _copy(alpha, alpha_all, N)
                 _weights(Xs, ysg, alpha, w_all)
                 b_all = -rho
-        alpha_all[:] = alpha
+        _copy(alpha_all, alpha, N)
         have_seed = True
         for f in range(n_folds):
             train = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
@@ -660,7 +683,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
             Cp, Cn = fold_C[f, 0], fold_C[f, 1]
             for i in range(N):
                 cb[i] = Cp if y[i] == 0 else Cn
-            w[:] = w_all
+            _copy(w, w_all, d)
             b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, cb, max(Cp, Cn), w, b_all, F,
                                                side, h, dh, kink, crossed, wV_buffer[:d],
                                                w_new_buffer[:d], dw_buffer[:d], B, u, r)
@@ -689,10 +712,9 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
                     _gram(Xt, cols, Kd)
                     _to_qfloat(Kd, Kf)
                     gram_ready = True
-                accuracy[q, f], _ = _score_fold_libsvm(Kf, Kd, train,
-                                                       tr_sign[tr_ptr[f] : tr_ptr[f + 1]],
-                                                       test, y, Cp, Cn, eps, True, -1, ws,
-                                                       dec, q, store)
+                accuracy[q, f], _ = _score_fold_libsvm(
+                    Kf, Kd, train, tr_sign[tr_ptr[f] : tr_ptr[f + 1]], test, y, Cp, Cn, eps,
+                    _SHRINK(), _NO_LIMIT(), ws, dec, q, store)
             elif store and _rank_tie(dec[q], test, y, rank_margin):
                 if not gram_ready:
                     _gram(Xt, cols, Kd)
@@ -721,7 +743,8 @@ def _rank_refit(Kf, Kd, train, signs, test, y, Cp, Cn, eps, ws, dec, q, exact_de
     (the accuracies are the exact optimum's and the decisions must reproduce them)."""
     for i in test:
         exact_dec[i] = dec[q, i]
-    _score_fold_libsvm(Kf, Kd, train, signs, test, y, Cp, Cn, eps, True, -1, ws, dec, q, True)
+    _score_fold_libsvm(Kf, Kd, train, signs, test, y, Cp, Cn, eps, _SHRINK(), _NO_LIMIT(), ws,
+                       dec, q, np.bool_(True))  # as the other caller's store: one specialisation
     for i in test:
         if (dec[q, i] >= 0.0) != (exact_dec[i] >= 0.0):
             for k in test:

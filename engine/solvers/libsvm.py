@@ -292,7 +292,9 @@ def _smo(
         Fbar[a] = 0.0
         st[a] = _LOWER
         pen_up[a], pen_low[a] = _penalties(y[a], st[a])
-    ident = True  # positions are still the original order: rows come from block 0
+    # Positions are still the original order: rows come from block 0 (np.bool_, not a
+    # literal True: the callees compile once for both values).
+    ident = np.bool_(True)
     ac = n_tr
 
     active_size = n_tr

@@ -1,0 +1,107 @@
+"""What numba compiles for the default searchlight solver, and the workers' warm-up.
+
+A fresh install's first searchlight pays for every specialisation numba
+compiles: each kernel must compile once, whatever literal its callers pass.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+# Compiles the batched solver in a fresh process with an empty cache (a fresh install) and
+# prints what numba compiled: {function: specialisations} and the library functions.
+COMPILE_SCRIPT = """
+import json
+from collections import Counter
+
+import numpy as np
+import scipy.sparse as sp
+from numba.core import event
+
+from nidecode.solvers.batched import searchlight_accuracies
+
+X = np.random.default_rng(0).normal(size=(8, 3))
+folds = [(np.arange(4, 8), np.arange(4)), (np.arange(4), np.arange(4, 8))]
+with event.install_recorder("numba:compile") as recorder:
+    searchlight_accuracies(X, np.tile([0, 1], 4), sp.csr_matrix(np.ones((1, 3))), folds,
+                           return_decisions=True)
+ours, library = Counter(), Counter()
+for _, record in recorder.buffer:
+    if record.is_start:
+        function = record.data["dispatcher"].py_func
+        counter = ours if function.__module__.startswith("nidecode") else library
+        counter[function.__qualname__] += 1
+from nidecode.solvers import libsvm
+
+with event.install_recorder("numba:compile") as recorder:
+    libsvm.searchlight_accuracies(X, np.tile([0, 1], 4), sp.csr_matrix(np.ones((1, 3))), folds,
+                                  return_decisions=True)
+then = sorted({record.data["dispatcher"].py_func.__qualname__
+               for _, record in recorder.buffer if record.is_start})
+print(json.dumps({"ours": ours, "library": library, "libsvm_after": then}))
+"""
+
+
+@pytest.mark.slow
+def test_fresh_install_compiles_each_kernel_once(tmp_path):
+    """With an empty cache, the batched solver compiles each of its kernels once (no
+    second copy for a literal 0 or True) and no shape-mismatch message (numba's slice
+    assignment formats one with its string functions: seconds of compilation); libsvm's
+    solver then finds its SMO compiled."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True)
+    compiled = json.loads(done.stdout)
+    assert "_searchlight_kernel" in compiled["ours"]
+    assert {name: n for name, n in compiled["ours"].items() if n > 1} == {
+        "_do_shrinking": 2, "_bordered_leave": 2, "_swap_index": 2}  # left: int/bool mixes
+    assert not [name for name in compiled["library"]
+                if "shape_context" in name or "str" in name or "repr" in name]
+    # --solver libsvm then reuses the refits' compiled libsvm path (same argument types).
+    assert "_fit" not in compiled["libsvm_after"]
+    assert "_score_fold_libsvm" not in compiled["libsvm_after"]
+    assert "_searchlight_kernel" in compiled["libsvm_after"]
+
+
+def _warm_up_state() -> tuple[bool, int]:
+    """On a worker: whether the warm-up thread still runs, and the kernel's signatures."""
+    import threading
+
+    from nidecode.solvers import batched as worker_batched
+
+    running = any(thread.name == "nidecode-warm-up" for thread in threading.enumerate())
+    return running, len(worker_batched._searchlight_kernel.signatures)
+
+
+@pytest.mark.slow
+def test_warm_up_compiles_the_solver_on_every_worker(client):
+    """warm_up_solvers returns at once and leaves the batched kernel ready on every worker."""
+    from nidecode.cluster import warm_up_solvers
+
+    started = time.perf_counter()
+    warm_up_solvers(client)
+    assert time.perf_counter() - started < 5.0  # the compilation runs in the background
+    deadline = time.monotonic() + 300
+    while True:
+        states = client.run(_warm_up_state)
+        if not any(running for running, _ in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(states) == 2
+    assert all(state == (False, 1) for state in states.values()), states
+
+
+def test_warm_up_skips_other_solvers(client):
+    """Other classifiers and solvers start no thread on the workers."""
+    from nidecode.cluster import warm_up_solvers
+
+    before = client.run(_warm_up_state)
+    warm_up_solvers(client, "gnb", "batched")
+    warm_up_solvers(client, "svc", "libsvm")
+    after = client.run(_warm_up_state)
+    assert [running for running, _ in after.values()] == [False, False]
+    assert {w: n for w, (_, n) in after.items()} == {w: n for w, (_, n) in before.items()}
