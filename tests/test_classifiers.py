@@ -320,3 +320,16 @@ def test_the_raw_bold_warning_is_for_the_svm_only(tmp_path):
         prepare_searchlight(tmp_path / "s.zarr", tmp_path / "gnb", radius=5.0, classifier="gnb")
         prepare_permute(tmp_path / "s.zarr", tmp_path / "lda", n_permutations=5, radius=5.0,
                         classifier="lda")
+
+
+@pytest.mark.parametrize(("classifier", "solver", "per_task"),
+                         [("gnb", "batched", 50), ("lda", "batched", 50),
+                          ("gnb", "sklearn", 5), ("svc", "batched", 5)])
+def test_closed_form_searchlight_permutations_take_more_labellings_a_task(
+        haxby_store, tmp_path, classifier, solver, per_task):
+    from nidecode.analyses.permute import prepare_permute
+
+    run = prepare_permute(haxby_store["run"], tmp_path / "o", n_permutations=100,
+                          categories=["face", "cat"], radius=5.6, classifier=classifier,
+                          solver=solver)
+    assert run.tasks.per_task == per_task

@@ -59,7 +59,7 @@ from nidecode.errors import InputError, NidecodeWarning
 from nidecode.outdir import OutputDir, null_name, searchlight_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import phase_timings, run_tasks, task_key, versions
-from nidecode.solvers import SPHERE_SOLVERS
+from nidecode.solvers import SPHERE_SOLVERS, has_closed_form
 from nidecode.spheres import batch_centres, batch_voxel_block
 from nidecode.stats import (
     count_distinct_permutations,
@@ -69,6 +69,9 @@ from nidecode.stats import (
 )
 
 PERMUTATIONS_PER_TASK = {"roi": 50, "searchlight": 5}
+# A closed-form searchlight (gnb, lda) scores a batch of spheres ~10-20x faster
+# than the SVM: more labellings per task keep a task's work above its overhead.
+CLOSED_FORM_PERMUTATIONS_PER_TASK = 50
 # Planning estimates from the README's benchmarks (one core): ROI fits on a
 # reused Gram matrix, and searchlight spheres of 12 folds at about 1000 spheres/s.
 FITS_PER_CORE_SECOND = 200
@@ -175,8 +178,11 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                                            "permute")
     mode = "roi" if radius is None else "searchlight"
     if permutations_per_task is None:
+        default = (CLOSED_FORM_PERMUTATIONS_PER_TASK
+                   if mode == "searchlight" and has_closed_form(classifier, solver)
+                   else PERMUTATIONS_PER_TASK[mode])
         permutations_per_task = int(dask.config.get(f"nidecode.permutations-per-task.{mode}",
-                                                    PERMUTATIONS_PER_TASK[mode]))
+                                                    default))
     mapping = cross_mapping(category_list(train_categories), category_list(test_categories),
                             cv, categories)
     # Searchlight permutations make no group test: no note about pairs of one subject.
@@ -462,7 +468,8 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     progress : bool
         Progress bar of the permutations.
     permutations_per_task : int, optional
-        Permutations per Dask task (default 50, or 5 for a searchlight).
+        Permutations per Dask task (default 50, or 5 for a searchlight of
+        ``svc`` or ``logreg``; 50 for the closed forms of ``gnb`` and ``lda``).
     scoring : str or sequence of str
         Metrics among ``"accuracy"``, ``"balanced_accuracy"`` and ``"roc_auc"``
         (see :func:`nidecode.analyses.decode.decode`). Every permutation scores

@@ -36,7 +36,7 @@ import functools
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["SPHERE_SOLVERS", "sphere_permutation_solver", "sphere_solver"]
+__all__ = ["SPHERE_SOLVERS", "has_closed_form", "sphere_permutation_solver", "sphere_solver"]
 
 #: ``--solver`` choice -> the module (in this package) whose function it runs.
 _SPHERE_SOLVER_MODULES = {"batched": "batched", "libsvm": "libsvm", "sklearn": "reference"}
@@ -97,7 +97,7 @@ def sphere_solver(classifier: str, solver: str, *, C: float, shrinkage="auto",
     if classifier == "svc":
         options = {} if class_weight is None else {"class_weight": class_weight}
         return functools.partial(SPHERE_SOLVERS[solver], C=C, **options)
-    if classifier in _FAST_CLASSIFIERS and solver != "sklearn":
+    if has_closed_form(classifier, solver):
         module = importlib.import_module(f"{__name__}.{_FAST_CLASSIFIERS[classifier]}")
         options = {"shrinkage": shrinkage} if classifier == "lda" else {}
         return functools.partial(module.searchlight_accuracies, **options)
@@ -117,8 +117,13 @@ def sphere_permutation_solver(classifier: str, solver: str, *,
     the data checked and centred once: what searchlight permutations call
     instead of :func:`sphere_solver`'s function once per permutation.
     """
-    if classifier not in _FAST_CLASSIFIERS or solver == "sklearn":
+    if not has_closed_form(classifier, solver):
         return None
     module = importlib.import_module(f"{__name__}.{_FAST_CLASSIFIERS[classifier]}")
     options = {"shrinkage": shrinkage} if classifier == "lda" else {}
     return functools.partial(module.permutation_accuracies, **options)
+
+
+def has_closed_form(classifier: str, solver: str) -> bool:
+    """Whether the classifier's searchlight runs its closed form (without importing it)."""
+    return classifier in _FAST_CLASSIFIERS and solver != "sklearn"
