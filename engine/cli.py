@@ -151,6 +151,8 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
                         help="options of the file systems of s3://, gs://, az:// paths, e.g. "
                         "'{\"anon\": true}' or '{\"client_kwargs\": {\"endpoint_url\": "
                         "\"http://...\"}}' (credentials come from the environment otherwise)")
+
+
 def _add_group(commands) -> None:
     """``nidecode group``: group inference on the searchlight maps of a run."""
     group = commands.add_parser("group", help="group inference on searchlight maps: cluster "
