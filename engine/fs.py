@@ -188,29 +188,27 @@ def check_bucket(url: str | Path) -> None:
 
 def exists(path: str | Path) -> bool:
     """Whether a file or folder (a prefix holding objects) exists."""
-    if not is_url(path):
-        return Path(local(path)).exists()
-    fs, inner = filesystem(path)
-    with translated(path):
-        return fs.exists(inner)
+    return _ask(path, Path.exists, "exists")
 
 
 def isfile(path: str | Path) -> bool:
     """Whether ``path`` is a file (an object)."""
-    if not is_url(path):
-        return Path(local(path)).is_file()
-    fs, inner = filesystem(path)
-    with translated(path):
-        return fs.isfile(inner)
+    return _ask(path, Path.is_file, "isfile")
 
 
 def isdir(path: str | Path) -> bool:
     """Whether ``path`` is a folder (on object stores: a prefix holding objects)."""
+    return _ask(path, Path.is_dir, "isdir")
+
+
+def _ask(path: str | Path, on_disk: Callable[[Path], bool], method: str) -> bool:
+    """A yes/no question about ``path``: ``on_disk`` locally, the file system's ``method``
+    on a URL (storage errors as one line)."""
     if not is_url(path):
-        return Path(local(path)).is_dir()
+        return on_disk(Path(local(path)))
     fs, inner = filesystem(path)
     with translated(path):
-        return fs.isdir(inner)
+        return getattr(fs, method)(inner)
 
 
 def listdir(path: str | Path) -> list[str]:

@@ -247,18 +247,26 @@ def null_max_sizes(stacked: np.ndarray, rows: np.ndarray, thresholds: np.ndarray
 
 
 @njit(cache=True, nogil=True)
+def _draw_mean(stacked, rows, draw, mean):
+    """``mean`` = the group mean map of one draw: the mean of its subjects' rows."""
+    n_subjects = rows.shape[1]
+    mean[:] = 0.0
+    for subject in range(n_subjects):
+        row = rows[draw, subject]
+        for voxel in range(mean.shape[0]):
+            mean[voxel] += stacked[row, voxel]
+    for voxel in range(mean.shape[0]):
+        mean[voxel] /= n_subjects
+
+
+@njit(cache=True, nogil=True)
 def _top_kernel(stacked, rows, top):
-    n_draws, n_subjects = rows.shape
     k, n_voxels = top.shape
     mean = np.empty(n_voxels)
-    for draw in range(n_draws):
-        mean[:] = 0.0
-        for subject in range(n_subjects):
-            row = rows[draw, subject]
-            for voxel in range(n_voxels):
-                mean[voxel] += stacked[row, voxel]
+    for draw in range(rows.shape[0]):
+        _draw_mean(stacked, rows, draw, mean)
         for voxel in range(n_voxels):
-            value = mean[voxel] / n_subjects
+            value = mean[voxel]
             if value > top[k - 1, voxel]:  # insertion into the sorted top k
                 place = k - 1
                 while place > 0 and top[place - 1, voxel] < value:
@@ -269,17 +277,12 @@ def _top_kernel(stacked, rows, top):
 
 @njit(cache=True, nogil=True)
 def _supra_kernel(stacked, rows, thresholds, rtol, atol, supra):
-    n_draws, n_subjects = rows.shape
     n_voxels = stacked.shape[1]
     mean = np.empty(n_voxels)
-    for draw in range(n_draws):
-        mean[:] = 0.0
-        for subject in range(n_subjects):
-            row = rows[draw, subject]
-            for voxel in range(n_voxels):
-                mean[voxel] += stacked[row, voxel]
+    for draw in range(rows.shape[0]):
+        _draw_mean(stacked, rows, draw, mean)
         for voxel in range(n_voxels):
-            value = mean[voxel] / n_subjects
+            value = mean[voxel]
             # As supra_threshold: the value less its tie tolerance exceeds the threshold.
             supra[draw, voxel] = value - (rtol * abs(value) + atol) > thresholds[voxel]
 
