@@ -352,17 +352,10 @@ def metadata_mirror(url: str | Path, kept: tuple[str, ...] = (".json", ".tsv")) 
     if not is_url(url):
         yield Path(local(url))
         return
-    filesystem_, inner = filesystem(url)
-    inner = inner.rstrip("/")
-    with translated(url):
-        found = [path for path in filesystem_.find(inner) if path.startswith(inner + "/")]
-        wanted = [path for path in found if path.endswith(kept)]
-        contents = filesystem_.cat(wanted) if wanted else {}
+    found = _objects_below(url)
+    contents = _fetch(url, [path for path in found if path.endswith(kept)])
     with tempfile.TemporaryDirectory(prefix="nidecode-mirror-") as folder:
-        for path in found:
-            target = Path(folder, *path[len(inner) + 1:].split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(contents.get(path, b""))
+        _write_tree(Path(folder), {path: contents.get(path, b"") for path in found})
         yield Path(folder)
 
 
@@ -385,17 +378,38 @@ def local_folder(url: str | Path, skipped: tuple[str, ...] = ()) -> Iterator[Pat
     if not is_url(url):
         yield Path(local(url))
         return
-    filesystem_, inner = filesystem(url)
-    inner = inner.rstrip("/")
-    with translated(url):
-        found = [path for path in filesystem_.find(inner) if path.startswith(inner + "/")
-                 and not path[len(inner) + 1:].startswith(skipped)]
-        contents = filesystem_.cat(found) if found else {}
+    found = [path for path in _objects_below(url) if not path.startswith(skipped)]
+    contents = _fetch(url, found)
     with tempfile.TemporaryDirectory(prefix="nidecode-") as folder:
         root = Path(folder, name(url))
         root.mkdir()
-        for path, content in contents.items():
-            target = Path(root, *path[len(inner) + 1:].split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+        _write_tree(root, contents)
         yield root
+
+
+def _objects_below(url: str | Path) -> list[str]:
+    """Every object below the folder ``url``, by its path relative to it (one listing)."""
+    filesystem_, inner = filesystem(url)
+    inner = inner.rstrip("/")
+    with translated(url):
+        return [path[len(inner) + 1:] for path in filesystem_.find(inner)
+                if path.startswith(inner + "/")]
+
+
+def _fetch(url: str | Path, relative: list[str]) -> dict[str, bytes]:
+    """The contents of objects below ``url`` (relative paths), fetched concurrently."""
+    if not relative:
+        return {}
+    filesystem_, inner = filesystem(url)
+    inner = inner.rstrip("/")
+    with translated(url):
+        contents = filesystem_.cat([f"{inner}/{path}" for path in relative])
+    return {path[len(inner) + 1:]: content for path, content in contents.items()}
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (relative '/'-separated path -> bytes) below ``root``."""
+    for path, content in files.items():
+        target = Path(root, *path.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)

@@ -13,10 +13,13 @@ rounding when the fold's statistics are formed from them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+import scipy.sparse as sp
 
 from nidecode.errors import InputError
-from nidecode.solvers._common import _encode_binary, _used_scans
+from nidecode.solvers._common import _encode_binary, _prepare, _used_scans
 
 
 def _check_two_classes(folds, y01: np.ndarray, estimator: str) -> None:
@@ -97,6 +100,19 @@ def fold_design(X: np.ndarray, y: np.ndarray, folds, estimator: str) -> dict:
         and ``remap`` (X's scan index -> used index, -1 if unused).
     """
     return label_design(centred_data(X, folds), y, folds, estimator)
+
+
+def label_set_designs(X: np.ndarray, label_sets, spheres, folds,
+                      estimator: str) -> tuple[sp.csr_matrix, list, Iterator[dict]]:
+    """Many labellings of one data set: the inputs checked and the data centred once.
+
+    Returns the checked spheres and folds, and the :func:`label_design` of
+    each row of ``label_sets`` (made one at a time, as they are consumed).
+    """
+    label_sets = check_label_sets(label_sets, np.shape(X)[0])
+    X, _, spheres, folds = _prepare(X, label_sets[0], spheres, folds)
+    data = centred_data(X, folds)
+    return spheres, folds, (label_design(data, y, folds, estimator) for y in label_sets)
 
 
 def check_label_sets(label_sets, n_scans: int) -> np.ndarray:

@@ -27,11 +27,9 @@ from nidecode.errors import InputError
 from nidecode.solvers._common import _prepare, _scatter_decisions
 from nidecode.solvers._sufficient import (
     atom_sums,
-    centred_data,
-    check_label_sets,
     fold_class_counts,
     fold_design,
-    label_design,
+    label_set_designs,
     ties_to_first_class,
 )
 
@@ -247,13 +245,9 @@ def permutation_accuracies(
     numpy.ndarray of shape (n_sets, n_spheres, n_folds)
     """
     var_smoothing = _check_smoothing(var_smoothing)
-    label_sets = check_label_sets(label_sets, np.shape(X)[0])
-    X, _, spheres, folds = _prepare(X, label_sets[0], spheres, folds)
-    data = centred_data(X, folds)
-    return np.stack([
-        _accuracies(label_design(data, y, folds, "GaussianNB"), spheres, var_smoothing,
-                    np.empty((0, 0, 0)), False)
-        for y in label_sets])
+    spheres, _, designs = label_set_designs(X, label_sets, spheres, folds, "GaussianNB")
+    return np.stack([_accuracies(design, spheres, var_smoothing, np.empty((0, 0, 0)), False)
+                     for design in designs])
 
 
 def _accuracies(design: dict, spheres: sp.csr_matrix, var_smoothing: float, dec: np.ndarray,

@@ -37,10 +37,8 @@ from numba import njit
 from nidecode.errors import InputError
 from nidecode.solvers._common import _decision_array, _prepare, _scatter_decisions
 from nidecode.solvers._sufficient import (
-    centred_data,
-    check_label_sets,
     fold_design,
-    label_design,
+    label_set_designs,
     ties_to_first_class,
 )
 
@@ -340,13 +338,10 @@ def permutation_accuracies(
     numpy.ndarray of shape (n_sets, n_spheres, n_folds)
     """
     code = check_shrinkage(shrinkage)
-    label_sets = check_label_sets(label_sets, np.shape(X)[0])
-    X, _, spheres, folds = _prepare(X, label_sets[0], spheres, folds)
-    data = centred_data(X, folds)
-    return np.stack([
-        _accuracies(label_design(data, y, folds, "LinearDiscriminantAnalysis"), spheres, folds,
-                    code, np.empty((0, 0)), False)
-        for y in label_sets])
+    spheres, folds, designs = label_set_designs(X, label_sets, spheres, folds,
+                                                "LinearDiscriminantAnalysis")
+    return np.stack([_accuracies(design, spheres, folds, code, np.empty((0, 0)), False)
+                     for design in designs])
 
 
 def _accuracies(design: dict, spheres: sp.csr_matrix, folds, code: float, dec: np.ndarray,
