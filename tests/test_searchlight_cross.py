@@ -22,7 +22,12 @@ from nidecode.analyses.searchlight import searchlight
 from nidecode.analyses.tasks import relabel
 from nidecode.cli import main
 from nidecode.errors import InputError
-from nidecode.outdir import cross_group_map_name, cross_searchlight_name, null_name
+from nidecode.outdir import (
+    cross_group_map_name,
+    cross_searchlight_name,
+    inference_map_name,
+    null_name,
+)
 from nidecode.report import write_report
 from nidecode.synth import make_subject
 from tests.conftest import one_line_error
@@ -124,6 +129,38 @@ def test_cross_searchlight_equals_nilearn_by_hand(ab_store, stored, process_mask
     assert table["chance"].iloc[0] == 0.5
 
 
+@pytest.fixture(scope="module")
+def few_centres(haxby_slice_dir, tmp_path_factory):
+    """7 of the 59 centres of ``process_mask``, for the slower solvers."""
+    mask = nib.load(haxby_slice_dir / "mask.nii.gz")
+    data = np.asarray(mask.dataobj) > 0
+    keep = np.zeros(data.size, bool)
+    keep[np.flatnonzero(data)[::81]] = True
+    path = tmp_path_factory.mktemp("few") / "few.nii.gz"
+    nib.save(nib.Nifti1Image(keep.reshape(data.shape).astype(np.uint8), mask.affine), path)
+    return path
+
+
+def test_cross_searchlight_libsvm_and_logreg_equal_nilearn_by_hand(
+        ab_store, stored, few_centres, by_hand, client, tmp_path):  # noqa: F811
+    """libsvm's path (SVC's own) and the generic per-sphere path (logistic regression)."""
+    from sklearn.linear_model import LogisticRegression
+
+    subject, imgs, mask, labels, runs = stored
+    centres = _centres(few_centres)
+    name = cross_searchlight_name(subject, "catA", "faceA", "catB", "faceB")
+    searchlight(ab_store, tmp_path / "libsvm", client, radius=RADIUS, process_mask=few_centres,
+                solver="libsvm", progress=False, **CROSS)
+    np.testing.assert_allclose(nib.load(tmp_path / "libsvm" / name).get_fdata()[centres],
+                               by_hand["svc"][centres], atol=1e-6)
+    searchlight(ab_store, tmp_path / "logreg", client, radius=RADIUS, process_mask=few_centres,
+                classifier="logreg", progress=False, **CROSS)
+    expected = _nilearn(imgs, mask, few_centres, _read_as_a(labels),
+                        _cross_folds(labels, runs, range(12)), LogisticRegression())
+    np.testing.assert_allclose(nib.load(tmp_path / "logreg" / name).get_fdata()[centres],
+                               expected[centres], atol=1e-6)
+
+
 @pytest.mark.slow
 def test_cross_searchlight_cv_none_and_every_metric_on_the_command_line(
         ab_store, stored, process_mask, by_hand, client, tmp_path, capsys):  # noqa: F811
@@ -146,8 +183,13 @@ def test_cross_searchlight_cv_none_and_every_metric_on_the_command_line(
     assert "Cross-decoding design" in html and "tested as class_a" in html
 
 
+# nilearn's TFCE (permuted_ols) divides by zero at voxels where every subject's score
+# equals chance exactly, which small synthetic GaussianNB maps have.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in divide:RuntimeWarning")
 def test_cross_searchlight_group_maps_are_named_after_both_pairs(tmp_path, client):
-    """Two synthetic subjects on one grid: the mean and group maps of the cross pair."""
+    """Two synthetic subjects on one grid: the mean and group maps of the cross pair, and
+    'nidecode group' reading the maps named after both pairs."""
     from nidecode.ingest import ingest
     from nidecode.synth import make_dataset
 
@@ -174,6 +216,12 @@ def test_cross_searchlight_group_maps_are_named_after_both_pairs(tmp_path, clien
     table = pd.read_csv(out / "searchlight.csv")
     assert table[["test_a", "test_b"]].drop_duplicates().values.tolist() == [
         ["faceB", "houseB"]]
+    # Group inference reads the maps named after both pairs.
+    assert main(["group", str(out), "--method", "tfce", "--n-draws", "20", "--quiet",
+                 "--scheduler", client.scheduler.address]) == 0
+    mean = nib.load(out / cross_group_map_name("face", "house", "faceB", "houseB", "mean"))
+    tfce = nib.load(out / "group" / inference_map_name("face", "house", "tfce", "tfce"))
+    assert tfce.shape == mean.shape
 
 
 @pytest.mark.slow
