@@ -234,6 +234,8 @@ def test_cross_searchlight_permutations(ab_store, stored, process_mask, by_hand,
     table = permute(ab_store, out, client, n_permutations=3, radius=RADIUS,
                     classifier="gnb", progress=False, **CROSS)
     assert table[["test_a", "test_b"]].values.tolist() == [["catB", "faceB"]]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["design"] == [{"train": ["catA", "faceA"], "test": ["catB", "faceB"]}]
     mask_voxels = int(np.asarray(mask.dataobj).astype(bool).sum())
     null = np.load(out / null_name(subject, "catA", "faceA", searchlight=True))
     assert null.shape == (3, mask_voxels)  # every mask voxel is a centre here
