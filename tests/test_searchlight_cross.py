@@ -30,7 +30,7 @@ from nidecode.outdir import (
 )
 from nidecode.report import write_report
 from nidecode.synth import make_subject
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, tiny_subject
 from tests.test_cross_decoding import READ_AS, ab_store  # noqa: F401 (a fixture)
 
 CROSS = {"train_categories": ["faceA", "catA"], "test_categories": ["faceB", "catB"]}
@@ -222,6 +222,28 @@ def test_cross_searchlight_group_maps_are_named_after_both_pairs(tmp_path, clien
     mean = nib.load(out / cross_group_map_name("face", "house", "faceB", "houseB", "mean"))
     tfce = nib.load(out / "group" / inference_map_name("face", "house", "tfce", "tfce"))
     assert tfce.shape == mean.shape
+
+
+def test_a_run_without_test_scans_is_no_fold_and_noted(tmp_path, client, capsys):
+    """A tiny subject whose run 1 has no B scans: 3 folds of 4 runs, and a note."""
+    directory = tiny_subject(tmp_path / "sub01", n_runs=4)
+    labels = pd.read_csv(directory / "labels.txt", sep=" ")
+    labels["labels"] = np.tile(["rest", "faceA", "faceB", "catA", "catB", "rest"], 4)
+    labels.loc[labels["chunks"] == 1, "labels"] = ["rest", "faceA", "faceA", "catA", "catA",
+                                                   "rest"]
+    labels.to_csv(directory / "labels.txt", sep=" ", index=False)
+    assert main(["ingest", str(directory), "--store", str(tmp_path / "s.zarr"),
+                 "--mask", "mask4_vt", "--quiet"]) == 0
+    out = tmp_path / "out"
+    assert main(["searchlight", str(tmp_path / "s.zarr"), "--out", str(out), "--radius", "4",
+                 *CLI_CROSS, "--classifier", "gnb", "--per-fold",
+                 "--scheduler", client.scheduler.address]) == 0
+    note = "sub01, catA vs faceA tested on catB vs faceB: run(s) 1 have no test scans: no fold"
+    assert f"note: {note}" in capsys.readouterr().err
+    assert note in json.loads((out / "run.json").read_text())["notes"]
+    folds = nib.load(out / cross_searchlight_name("sub01", "catA", "faceA", "catB", "faceB",
+                                                  "accuracy_folds"))
+    assert folds.shape[-1] == 3
 
 
 @pytest.mark.slow
