@@ -181,6 +181,7 @@ def test_cross_searchlight_cv_none_and_every_metric_on_the_command_line(
     np.testing.assert_allclose(balanced, ours, atol=1e-6)
     html = write_report(out).read_text()
     assert "Cross-decoding design" in html and "tested as class_a" in html
+    assert "cross-decoding searchlight of 1 subject(s)" in html
 
 
 # nilearn's TFCE (permuted_ols) divides by zero at voxels where every subject's score
@@ -291,14 +292,15 @@ def test_cross_searchlight_permutations(ab_store, stored, process_mask, by_hand,
 
 @pytest.mark.slow
 def test_searchlight_estimator_cross_decoding_equals_nilearn_by_hand(stored, process_mask,
-                                                                     by_hand):
+                                                                     by_hand, client):
     _, imgs, mask, labels, runs = stored
     keep = np.flatnonzero(np.isin(labels, ["faceA", "catA", "faceB", "catB"]))
     imgs = nib.Nifti1Image(imgs.get_fdata()[..., keep], imgs.affine)
-    for estimator, expected in ((GaussianNB(), by_hand["gnb"]),
-                                (SVC(kernel="linear"), by_hand["svc"])):
+    for estimator, expected, cluster in ((GaussianNB(), by_hand["gnb"], None),
+                                         (SVC(kernel="linear"), by_hand["svc"], client)):
         light = SearchLight(mask, process_mask_img=process_mask, radius=RADIUS,
-                            estimator=estimator, cv=LeaveOneGroupOut(), test_labels=READ_AS)
+                            estimator=estimator, cv=LeaveOneGroupOut(), test_labels=READ_AS,
+                            client=cluster)
         light.fit(imgs, labels[keep], groups=runs[keep])
         centres = _centres(process_mask)
         assert light.n_folds_ == 12

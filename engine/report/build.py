@@ -147,8 +147,10 @@ def _header(results: RunResults) -> list[Html]:
     if summary is None:  # a searchlight run: its maps are the results
         subjects = manifest.get("identity", {}).get("subjects", {})
         return [tag("h1", "nidecode report"),
-                tag("p", f"{results.path.resolve()}: searchlight of {len(subjects)} "
-                         f"subject(s), radius {format_value(parameters.get('radius', ''))} mm, "
+                tag("p", f"{results.path.resolve()}: "
+                         f"{'cross-decoding ' if manifest.get('design') else ''}searchlight "
+                         f"of {len(subjects)} subject(s), radius "
+                         f"{format_value(parameters.get('radius', ''))} mm, "
                          f"{_cv_text(parameters.get('cv'))}, {_classifier_text(parameters)}, "
                          f"{len(results.searchlight_maps)} map(s).")]
     categories = sorted(set(summary["class_a"]) | set(summary["class_b"]))
