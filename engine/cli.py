@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "roc_auc", help="metrics mapped, any of these, comma-separated (default "
                        "accuracy; its maps are always written): one map per metric")
     _add_class_weight(light)
+    _add_cross(light)
     _add_per_fold(light)
     _add_cluster(light)
     _add_quiet(light)
@@ -436,7 +437,7 @@ def _execute(args: argparse.Namespace, execute, run):
 
 
 def _searchlight(args: argparse.Namespace) -> int:
-    from nidecode.analyses.plan import parse_categories
+    from nidecode.analyses.plan import parse_categories, parse_category_list
     from nidecode.analyses.searchlight import execute_searchlight, prepare_searchlight
 
     run = prepare_searchlight(args.store, args.out, radius=args.radius,
@@ -446,7 +447,9 @@ def _searchlight(args: argparse.Namespace) -> int:
                               scoring=args.scoring, per_fold=args.per_fold,
                               classifier=args.classifier,
                               shrinkage=shrinkage_value(args.shrinkage),
-                              class_weight=args.class_weight)
+                              class_weight=args.class_weight,
+                              train_categories=parse_category_list(args.train_categories),
+                              test_categories=parse_category_list(args.test_categories))
     table = _execute(args, execute_searchlight, run)
     if not args.quiet:
         print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))

@@ -127,6 +127,20 @@ class SearchLight(BaseEstimator):
         ``batched`` solves every fold exactly from the sphere's all-scans
         solution (libsvm's path at near ties); ``libsvm`` follows libsvm's
         path for every fit; ``sklearn`` fits ``SVC`` per sphere and fold.
+    test_labels : dict, optional
+        Cross-decoding (generalisation across conditions): ``{test label:
+        training label}``. Scans whose label is a key are *test scans*, read as
+        the class the key maps to; the others are *training scans*. Each fold
+        of ``cv`` (split over all scans, with ``groups``) trains on its
+        training part's training scans and is scored on its test part's test
+        scans; a fold without test scans is dropped. E.g. train face vs house
+        on perception runs and test on imagery runs,
+        ``test_labels={"face_im": "face", "house_im": "house"}``, with
+        ``cv=LeaveOneGroupOut()`` and the runs as ``groups``: each fold trains on
+        the perception scans of the other runs and tests on the held-out
+        run's imagery scans. ``cv=[(np.arange(n), np.arange(n))]`` (one fold
+        of all ``n`` scans) trains on every training scan and tests on every
+        test scan. Default: ordinary decoding, every scan both.
 
     Attributes
     ----------
@@ -145,6 +159,8 @@ class SearchLight(BaseEstimator):
         How the spheres were scored: ``"batched"``, ``"libsvm"``,
         ``"sklearn"`` (SVC's fast path), ``"gnb"``, ``"lda"`` (the closed-form
         solvers) or ``"generic"``.
+    n_folds_ : int
+        Folds scored (cross-decoding: those with test scans).
 
     Notes
     -----
@@ -161,6 +177,17 @@ class SearchLight(BaseEstimator):
     >>> light = SearchLight(mask_img, radius=5.6, estimator=SVC(kernel="linear"),
     ...                     cv=LeaveOneGroupOut())  # doctest: +SKIP
     >>> light.fit(imgs, y, groups=runs).scores_img_  # doctest: +SKIP
+
+    Cross-decoding, trained on ``faceA``/``catA`` scans and tested on
+    ``faceB``/``catB`` scans of the held-out run (``faceB`` read as ``faceA``):
+
+    >>> light = SearchLight(mask_img, radius=5.6, estimator=SVC(kernel="linear"),
+    ...                     cv=LeaveOneGroupOut(),
+    ...                     test_labels={"faceB": "faceA", "catB": "catA"})  # doctest: +SKIP
+    >>> light.fit(imgs, y, groups=runs).scores_img_  # doctest: +SKIP
+
+    Across subjects on one grid: concatenate their scans and pass the subject
+    of each scan as ``groups`` with ``cv=LeaveOneGroupOut()``.
     """
 
     _parameter_constraints: dict = {
@@ -174,10 +201,12 @@ class SearchLight(BaseEstimator):
         "verbose": ["verbose"],
         "client": [None, HasMethods(["submit", "gather"])],
         "solver": [StrOptions(set(SPHERE_SOLVERS))],
+        "test_labels": [None, dict],
     }
 
     def __init__(self, mask_img, process_mask_img=None, radius=2.0, estimator="svc", n_jobs=1,
-                 scoring=None, cv=None, verbose=0, client=None, solver="batched"):
+                 scoring=None, cv=None, verbose=0, client=None, solver="batched",
+                 test_labels=None):
         self.mask_img = mask_img
         self.process_mask_img = process_mask_img
         self.radius = radius
@@ -188,6 +217,7 @@ class SearchLight(BaseEstimator):
         self.verbose = verbose
         self.client = client
         self.solver = solver
+        self.test_labels = test_labels
 
     def __sklearn_clone__(self):
         """An unfitted copy; the Dask client is shared, not copied (a connection can't be)."""
@@ -222,13 +252,17 @@ class SearchLight(BaseEstimator):
         if groups is not None:
             groups = _check_targets(groups, X.shape[0], "groups")
         estimator = self._resolve_estimator()
+        y, is_test = _read_test_labels(y, self.test_labels)
         folds = list(check_cv(self.cv, y, classifier=is_classifier(estimator))
                      .split(X, y, groups))
+        if is_test is not None:
+            folds = _cross_folds(folds, is_test)
         centres, spheres = sphere_neighbourhoods(mask, imgs.affine, self.radius, process)
         self.method_ = _method(estimator, self.scoring, y, self.solver)
         scores = self._score_spheres(X, y, spheres, folds, estimator)
 
         self.process_mask_ = process
+        self.n_folds_ = len(folds)
         self.n_elements_ = int(process.sum())
         self.masked_scores_ = scores
         self.scores_ = np.zeros(process.shape)
@@ -441,6 +475,39 @@ def _check_inside(process: np.ndarray, mask: np.ndarray) -> None:
     if outside:
         raise InputError(f"process_mask_img: {outside} voxels lie outside mask_img; centres "
                          f"must be mask voxels: intersect the two masks")
+
+
+def _read_test_labels(y: np.ndarray, test_labels: dict | None):
+    """Targets with the test scans read as their training class, and which scans are test
+    scans (None without ``test_labels``)."""
+    if test_labels is None:
+        return y, None
+    if not test_labels:
+        raise InputError("test_labels: the mapping is empty; give {test label: training "
+                         "label}, e.g. {'faceB': 'faceA', 'catB': 'catA'}, or None")
+    is_test = np.isin(y, list(test_labels))
+    trained = set(y[~is_test].tolist())
+    for name, read_as in test_labels.items():
+        if not np.any(y == name):
+            raise InputError(f"test_labels: no scan of y is labelled {name!r}; its keys must "
+                             f"be labels of y (the test scans)")
+        if read_as not in trained:
+            raise InputError(f"test_labels: {name!r} is read as {read_as!r}, which no "
+                             f"training scan has; map each test label to a training label")
+    read = y.astype(object)
+    read[is_test] = [test_labels[name] for name in y[is_test]]
+    return np.array(read.tolist()), is_test  # a dtype that fits the training labels
+
+
+def _cross_folds(folds: list, is_test: np.ndarray) -> list:
+    """Each fold's training scans of its training part and test scans of its test part;
+    folds without test scans are dropped."""
+    crossed = [(train[~is_test[train]], test[is_test[test]]) for train, test in folds]
+    crossed = [(train, test) for train, test in crossed if len(test)]
+    if not crossed:
+        raise InputError("test_labels: no fold of cv tests a test scan; choose a cv whose "
+                         "test parts hold test scans (e.g. LeaveOneGroupOut over runs)")
+    return crossed
 
 
 def _check_targets(values, n_scans: int, name: str) -> np.ndarray:

@@ -466,6 +466,35 @@ def searchlight_name(subject: str, class_a: str, class_b: str, statistic: str = 
     return f"searchlight/{stem}{_STATISTICS[statistic]}.nii.gz"
 
 
+def cross_pair_stem(class_a: str, class_b: str, test_a: str, test_b: str) -> str:
+    """``{class_a}_vs_{class_b}_on_{test_a}_vs_{test_b}``: a cross-decoding pair (trained on
+    the first, tested on the second), each label encoded (``_`` is escaped in labels, so the
+    name is unambiguous)."""
+    return f"{pair_stem(class_a, class_b)}_on_{pair_stem(test_a, test_b)}"
+
+
+def cross_searchlight_name(subject: str, class_a: str, class_b: str, test_a: str,
+                           test_b: str, statistic: str = "") -> str:
+    """``searchlight/{subject}_{class_a}_vs_{class_b}_on_{test_a}_vs_{test_b}{_statistic}.nii.gz``.
+
+    A cross-decoding searchlight's map (trained on ``class_a`` vs ``class_b``, tested on
+    ``test_a`` vs ``test_b``); ``statistic`` as for :func:`searchlight_name`.
+    """
+    stem = (f"{encode_part(subject, subject=True)}_"
+            f"{cross_pair_stem(class_a, class_b, test_a, test_b)}")
+    return f"searchlight/{stem}{_STATISTICS[statistic]}.nii.gz"
+
+
+def cross_group_map_name(class_a: str, class_b: str, test_a: str, test_b: str,
+                         statistic: str, metric: str = "accuracy") -> str:
+    """:func:`group_map_name` of a cross-decoding pair: ``searchlight/mean_{cross pair}
+    [_{metric}].nii.gz`` or ``group_{cross pair}[_{metric}]_{t|p_fwe}.nii.gz``."""
+    stem = cross_pair_stem(class_a, class_b, test_a, test_b) + _METRIC_SUFFIX[metric]
+    if statistic == "mean":
+        return f"searchlight/mean_{stem}.nii.gz"
+    return f"searchlight/group_{stem}{_GROUP_STATISTICS[statistic]}.nii.gz"
+
+
 def sphere_size_name(subject: str) -> str:
     """``searchlight/{subject}_sphere_size.nii.gz``: voxels per sphere."""
     return f"searchlight/{encode_part(subject, subject=True)}_sphere_size.nii.gz"

@@ -248,15 +248,6 @@ def test_roi_permutations_of_a_cross_design(ab_store, client, tmp_path):
     assert summary[["test_a", "test_b"]].values.tolist() == [["catB", "faceB"]]
 
 
-def test_searchlight_permutations_refuse_a_cross_design(ab_store, tmp_path, capsys):
-    assert main(["permute", str(ab_store), "--out", str(tmp_path / "out"), "--quiet",
-                 "--n-permutations", "2", "--searchlight", "--radius", "5",
-                 "--train-categories", "faceA,catA", "--test-categories", "faceB,catB"]) == 2
-    error = capsys.readouterr().err
-    assert "searchlight permutations do not take a cross design yet" in error
-    assert error.count("\n") == 1
-
-
 def test_a_subject_lacking_a_category_is_noted():
     full = _design(["a1", "b1", "a2", "b2", "a1", "b1", "a2", "b2"], [0, 0, 0, 0, 1, 1, 1, 1])
     partial = store.Design("s2", np.array(["a1", "b1", "a2", "a1", "b1", "a2"]),

@@ -41,6 +41,7 @@ from nidecode.outdir import (
     GROUP_DIRECTORY,
     MANIFEST,
     OutputDir,
+    cross_searchlight_name,
     inference_map_name,
     null_name,
     searchlight_name,
@@ -219,7 +220,7 @@ def read_pairs(source: Path, manifest: dict):
     grid: tuple | None = None
     pairs = []
     for (class_a, class_b), subjects in sorted(kept.items()):
-        images = {subject: _load(source / searchlight_name(subject, class_a, class_b))
+        images = {subject: _load(source / _map_name(table, subject, class_a, class_b))
                   for subject in subjects}
         for subject, image in images.items():
             grid = _check_grid(source, grid, subject, image)
@@ -227,9 +228,23 @@ def read_pairs(source: Path, manifest: dict):
     return grid[1], grid[2], pairs, notes
 
 
+def _map_name(table: pd.DataFrame, subject: str, class_a: str, class_b: str,
+              statistic: str = "") -> str:
+    """A subject x pair's map; a cross-decoding pair's (``test_a, test_b`` in the table,
+    other than the pair) is named after both pairs."""
+    if "test_a" in table:
+        row = table[(table["subject"] == subject) & (table["class_a"] == class_a)
+                    & (table["class_b"] == class_b)].iloc[0]
+        test_pair = (str(row["test_a"]), str(row["test_b"]))
+        if test_pair != (class_a, class_b):
+            return cross_searchlight_name(subject, class_a, class_b, *test_pair, statistic)
+    return searchlight_name(subject, class_a, class_b, statistic)
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype={"subject": str, "class_a": str, "class_b": str},
+        return pd.read_csv(path, dtype={"subject": str, "class_a": str, "class_b": str,
+                                        "test_a": str, "test_b": str},
                            keep_default_na=False)
     except (OSError, ValueError):
         raise InputError(f"{path}: missing or unreadable; run the searchlight (or "
@@ -264,7 +279,7 @@ def _pair_maps(source: Path, table: pd.DataFrame, permuted: bool, class_a: str, 
     # The voxels each subject tested: where its p map is defined (p >= 1 / (1 + N) > 0)
     # or, for a searchlight alone, where its spheres are (size > 0).
     tested = {subject: np.flatnonzero(np.asarray(_load(
-        source / (searchlight_name(subject, class_a, class_b, "p") if permuted
+        source / (_map_name(table, subject, class_a, class_b, "p") if permuted
                   else sphere_size_name(subject))).dataobj).ravel() > 0)
         for subject in subjects}
     common = tested[subjects[0]]

@@ -53,10 +53,11 @@ from nidecode.analyses.plan import (
     permutation_groups,
     used_categories,
 )
+from nidecode.analyses.searchlight import map_name
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
-from nidecode.errors import InputError, NidecodeWarning
-from nidecode.outdir import OutputDir, null_name, searchlight_name
+from nidecode.errors import NidecodeWarning
+from nidecode.outdir import OutputDir, null_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import phase_timings, run_tasks, task_key, versions
 from nidecode.solvers import SPHERE_SOLVERS, has_closed_form
@@ -160,10 +161,6 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
     """
     started = time.perf_counter()
     cross = train_categories is not None or test_categories is not None
-    if cross and radius is not None:
-        raise InputError("--train-categories/--test-categories: searchlight permutations do "
-                         "not take a cross design yet; drop --searchlight and --radius (ROI "
-                         "permutations do)")
     cv = check_cross_cv(cv, "permute") if cross else check_cv(cv, "permute")
     C = check_C(C, "permute")
     n_permutations = check_n_permutations(n_permutations, "permute")
@@ -254,7 +251,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
                                             task.centres)
         return client.submit(permutation_sphere_accuracies, run.store_path, task.key,
                              checksum, voxels, spheres, *common, identity["scoring"],
-                             identity["class_weight"], **model, key=key)
+                             identity["class_weight"], **model, key=key,
+                             test_pair=task.job.test_pair if task.job.is_cross else None)
 
     total = (run.tasks.n_permutations + 1) * len(run.tasks.units)
     done = sum(len(part.indices) for part in saved.values())
@@ -365,23 +363,29 @@ def _metric_p_value(run: PermuteRun, parts: list[PermutationScores],
 def _write_searchlight(run: PermuteRun, saved: dict) -> pd.DataFrame:
     rows = []
     others = [metric for metric in run.identity["scoring"] if metric != "accuracy"]
-    for (subject, class_a, class_b), parts in _by_job(run, saved).items():
+    jobs = _jobs(run)
+    for key, parts in _by_job(run, saved).items():
         by_batch: dict[str, list] = {}
         for part in parts:
             by_batch.setdefault(part.key[3], []).append(part)
-        row = {"subject": subject, "class_a": class_a, "class_b": class_b}
+        job = jobs[key]
+        # test_a, test_b: the categories tested as class_a and class_b (cross-decoding).
+        row = {"subject": job.subject, "class_a": job.class_a, "class_b": job.class_b,
+               "test_a": job.test_pair[0], "test_b": job.test_pair[1]}
         for metric in ("accuracy", *others):
-            row.update(_searchlight_metric(run, (subject, class_a, class_b), by_batch, metric))
+            row.update(_searchlight_metric(run, job, by_batch, metric))
         rows.append(row)
     table = pd.DataFrame(rows)
     run.output.write_table("permutations/searchlight.csv", table)
     return table
 
 
-def _searchlight_metric(run: PermuteRun, key: tuple[str, str, str], by_batch: dict,
+def _searchlight_metric(run: PermuteRun, job: PairJob, by_batch: dict,
                         metric: str) -> dict:
     """One metric's map, null maps and p maps (uncorrected, max-statistic FWE) of a
-    subject x pair; its columns of ``searchlight.csv`` (suffixed but for accuracy)."""
+    subject x pair; its columns of ``searchlight.csv`` (suffixed but for accuracy).
+    Maps of a cross-decoding pair are named after both pairs (:func:`map_name`)."""
+    key = job.key
     geometry = run.geometry[key[0]]
     pieces = [_observed_and_null(by_batch[batch], metric) for batch in sorted(by_batch)]
     observed = np.concatenate([piece[0] for piece in pieces])
@@ -398,7 +402,7 @@ def _searchlight_metric(run: PermuteRun, key: tuple[str, str, str], by_batch: di
                               (f"{prefix}p_fwe", corrected)):
         full = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
         full[geometry.centres] = values
-        run.output.write_image(searchlight_name(*key, statistic),
+        run.output.write_image(map_name(job, statistic),
                                to_nifti(full, geometry.mask, geometry.affine))
     suffix = "" if metric == "accuracy" else f"_{metric}"
     with warnings.catch_warnings():
@@ -496,9 +500,13 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     shrinkage : {None, "auto"} or float in [0, 1]
         ``lda`` only.
     train_categories, test_categories : sequence of str, optional
-        ROI cross-decoding, as in :func:`nidecode.analyses.decode.decode`
+        Cross-decoding, as in :func:`nidecode.analyses.decode.decode`
         (``cv="none"`` too): the training labels and the test labels are
-        each permuted within their runs. Not with ``radius`` (yet).
+        each permuted within their runs. With ``radius``: the maps of
+        :func:`nidecode.analyses.searchlight.searchlight`'s cross design,
+        named after both pairs, and ``test_a, test_b`` columns in
+        ``permutations/searchlight.csv``; the null maps keep the training
+        pair's name (``permutations/null/{subject}_{class_a}_vs_{class_b}_searchlight.npy``).
 
     Returns
     -------

@@ -32,6 +32,7 @@ from nidecode._validation import (
     check_choice,
     check_class_weight,
     check_classifier_options,
+    check_cross_cv,
     check_cv,
     check_per_task,
     check_radius,
@@ -44,12 +45,22 @@ from nidecode.analyses._prepare import (
     subject_geometry,
     warn_if_unstandardized,
 )
-from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob, majority_rates
+from nidecode.analyses.decode import cross_design, plan_cross_study
+from nidecode.analyses.plan import (
+    SPHERES_PER_TASK,
+    PairJob,
+    category_list,
+    cross_mapping,
+    job_majority_rates,
+    used_categories,
+)
 from nidecode.analyses.tasks import fold_mean, searchlight_spheres
 from nidecode.cluster import describe, warm_up_solvers
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import (
     OutputDir,
+    cross_group_map_name,
+    cross_searchlight_name,
     group_map_name,
     searchlight_name,
     sphere_size_name,
@@ -105,14 +116,18 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
                         scoring: str | Sequence[str] = "accuracy",
                         per_fold: bool = False, classifier: str = "svc",
                         shrinkage: str | float | None = None,
-                        class_weight: str | None = None) -> SearchlightRun:
+                        class_weight: str | None = None,
+                        train_categories: Sequence[str] | None = None,
+                        test_categories: Sequence[str] | None = None) -> SearchlightRun:
     """Check the inputs, build the spheres, plan the batches, claim the output.
 
     Parameters are those of :func:`searchlight`; every problem is raised
     here as :class:`~nidecode.errors.InputError`, before any cluster starts.
     """
     started = time.perf_counter()
-    cv, C = check_cv(cv, "searchlight"), check_C(C, "searchlight")
+    cross = train_categories is not None or test_categories is not None
+    cv = check_cross_cv(cv, "searchlight") if cross else check_cv(cv, "searchlight")
+    C = check_C(C, "searchlight")
     radius = check_radius(radius, "searchlight")
     solver = check_choice(solver, "solver", "searchlight", tuple(SPHERE_SOLVERS))
     scoring = check_scoring(scoring, "searchlight")
@@ -122,10 +137,16 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     spheres_per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
     if spheres_per_task is None:
         spheres_per_task = int(dask.config.get("nidecode.spheres-per-task", SPHERES_PER_TASK))
-    study = plan_study(store_path, cv, categories)
+    mapping = cross_mapping(category_list(train_categories), category_list(test_categories),
+                            cv, categories)
+    study = (plan_study(store_path, cv, categories) if mapping is None
+             else plan_cross_study(store_path, cv, mapping))
+    # Recorded only for cross-decoding: ordinary runs keep the identity they had.
+    design = {} if mapping is None else {"train_categories": list(mapping),
+                                         "test_categories": list(mapping.values())}
     designs, jobs = study.designs, study.jobs
-    chance = {job.key: float(majority_rates(designs[job.subject], job.class_a, job.class_b,
-                                            cv).mean()) for job in jobs}
+    chance = {job.key: float(job_majority_rates(designs[job.subject], job, cv).mean())
+              for job in jobs}
     if classifier == "svc":  # the warning is about the SVM's C
         warn_if_unstandardized(study, C)
     geometry = {subject: subject_geometry(study.store_path, subject, radius, process_mask,
@@ -137,10 +158,11 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
                    len(geometry[job.subject].centres),
                    max(1, spheres_per_task // pairs[job.subject])))]
     identity, output = claim_output(
-        out, study, "searchlight", overwrite=overwrite, categories=categories, cv=cv, C=C,
+        out, study, "searchlight", overwrite=overwrite,
+        categories=used_categories(categories, mapping), cv=cv, C=C,
         radius=radius, solver=solver, spheres_per_task=spheres_per_task,
         process_mask=_mask_digest(geometry) if process_mask else None, scoring=list(scoring),
-        classifier=classifier, shrinkage=shrinkage, class_weight=class_weight)
+        classifier=classifier, shrinkage=shrinkage, class_weight=class_weight, **design)
     return SearchlightRun(study.store_path, output, identity["subjects"],
                           geometry, batches, identity, started, chance, study.notes,
                           bool(per_fold))
@@ -181,6 +203,7 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
                              voxels, local_spheres, identity["cv"], identity["C"],
                              identity["solver"], _metrics(run), identity["classifier"],
                              identity["shrinkage"], identity["class_weight"],
+                             test_pairs=[_test_pair(batch.job) for batch in group],
                              key=task_key("searchlight", identity, group))
 
     groups: dict[tuple[str, int], list[SphereBatch]] = {}
@@ -207,8 +230,36 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         "background": run.output.write_background(
             run.store_path, next(iter(run.geometry)), next(iter(run.checksums.values()))),
         "notes": run.notes,
+        **({"design": cross_design(_jobs(run))} if "train_categories" in identity else {}),
     })
     return table
+
+
+def _test_pair(job: PairJob) -> tuple[str, str] | None:
+    """A job's test pair for the tasks: None for ordinary decoding."""
+    return job.test_pair if job.is_cross else None
+
+
+def _jobs(run: SearchlightRun) -> list[PairJob]:
+    return list({batch.job.key: batch.job for batch in run.batches}.values())
+
+
+def map_name(job: PairJob, statistic: str = "") -> str:
+    """A subject x pair's map (:func:`nidecode.outdir.searchlight_name`); a cross-decoding
+    pair's is named after its training and test pairs
+    (:func:`nidecode.outdir.cross_searchlight_name`)."""
+    if job.is_cross:
+        return cross_searchlight_name(*job.key, *job.test_pair, statistic)
+    return searchlight_name(*job.key, statistic)
+
+
+def group_name(job: PairJob, statistic: str, metric: str = "accuracy") -> str:
+    """A pair's map across subjects (:func:`nidecode.outdir.group_map_name`), named after
+    both pairs for cross-decoding."""
+    if job.is_cross:
+        return cross_group_map_name(job.class_a, job.class_b, *job.test_pair, statistic,
+                                    metric)
+    return group_map_name(job.class_a, job.class_b, statistic, metric)
 
 
 def _size(batch: SphereBatch) -> int:
@@ -232,6 +283,7 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
     for batch in run.batches:
         by_pair.setdefault(batch.job.key, []).append(batch)
     for (subject, class_a, class_b), batches in by_pair.items():
+        job = batches[0].job
         geometry = run.geometry[subject]
         means = {}
         for metric in _metrics(run):
@@ -239,14 +291,15 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
             # Accuracy as before (no fold is ever empty); others skip NaN (AUC) folds.
             means[metric] = folds.mean(axis=1) if metric == "accuracy" else fold_mean(folds)
             _note_empty_folds(run, subject, class_a, class_b, metric, folds)
-            image = _write_metric(run, geometry, (subject, class_a, class_b), metric,
-                                  means[metric], folds)
+            image = _write_metric(run, geometry, job, metric, means[metric], folds)
             chance = run.chance[(subject, class_a, class_b)] if metric == "accuracy" else 0.5
             maps.setdefault((class_a, class_b, metric), []).append((subject, image, chance))
         accuracy = np.concatenate([saved[batch.key].accuracy for batch in batches])
         peak = int(np.argmax(means["accuracy"]))
         ijk = np.argwhere(geometry.mask)[geometry.centres[peak]]
+        # test_a, test_b: the categories tested as class_a and class_b (cross-decoding).
         rows.append({"subject": subject, "class_a": class_a, "class_b": class_b,
+                     "test_a": job.test_pair[0], "test_b": job.test_pair[1],
                      "n_spheres": len(accuracy), "mean_accuracy": accuracy.mean(),
                      **{f"mean_{metric}": _nan_mean(means[metric])
                         for metric in _metrics(run)[1:]},
@@ -259,10 +312,11 @@ def _write_maps(run: SearchlightRun, saved: dict) -> pd.DataFrame:
         sizes[geometry.centres] = np.diff(geometry.spheres.indptr)
         run.output.write_image(sphere_size_name(subject),
                                to_nifti(sizes, geometry.mask, geometry.affine))
+    jobs = {(job.class_a, job.class_b): job for job in _jobs(run)}
     for (class_a, class_b, metric), subject_maps in maps.items():
         images = [image for _, image, _ in subject_maps]
         if len(images) > 1 and _same_grid(images):
-            _write_group_maps(run, (class_a, class_b), subject_maps, metric)
+            _write_group_maps(run, jobs[(class_a, class_b)], subject_maps, metric)
     table = pd.DataFrame(rows)
     run.output.write_table("searchlight.csv", table)
     return table
@@ -273,17 +327,17 @@ def _nan_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else np.nan
 
 
-def _write_metric(run: SearchlightRun, geometry: Geometry, key: tuple[str, str, str],
+def _write_metric(run: SearchlightRun, geometry: Geometry, job: PairJob,
                   metric: str, means: np.ndarray, folds: np.ndarray) -> nib.Nifti1Image:
     """A metric's map of fold means, and with ``per_fold`` its 4D fold image."""
     values = np.zeros(int(geometry.mask.sum()), dtype=np.float32)
     values[geometry.centres] = means
     image = to_nifti(values, geometry.mask, geometry.affine)
-    run.output.write_image(searchlight_name(*key, metric), image)
+    run.output.write_image(map_name(job, metric), image)
     if run.per_fold:
         volumes = np.zeros((len(values), folds.shape[1]), dtype=np.float32)
         volumes[geometry.centres] = folds
-        run.output.write_image(searchlight_name(*key, f"{metric}_folds"),
+        run.output.write_image(map_name(job, f"{metric}_folds"),
                                to_nifti(volumes, geometry.mask, geometry.affine))
     return image
 
@@ -301,7 +355,7 @@ def _note_empty_folds(run: SearchlightRun, subject: str, class_a: str, class_b: 
     warnings.warn(note, NidecodeWarning, stacklevel=2)
 
 
-def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
+def _write_group_maps(run: SearchlightRun, job: PairJob,
                       subject_maps: list[tuple[str, nib.Nifti1Image, float]],
                       metric: str = "accuracy") -> None:
     """Mean map and a second-level sign-flip test across subjects on one grid.
@@ -315,7 +369,7 @@ def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
     affine = subject_maps[0][1].affine
     stack = np.stack([image.get_fdata() for _, image, _ in subject_maps])
     chance = np.array([level for _, _, level in subject_maps])
-    run.output.write_image(group_map_name(*pair, "mean", metric),
+    run.output.write_image(group_name(job, "mean", metric),
                            nib.Nifti1Image(stack.mean(axis=0).astype(np.float32), affine))
     common = np.logical_and.reduce([_centre_volume(run.geometry[subject])
                                     for subject, _, _ in subject_maps])
@@ -327,7 +381,7 @@ def _write_group_maps(run: SearchlightRun, pair: tuple[str, str],
     for name, values in (("t", t_map), ("p_fwe", p_fwe)):
         volume = np.zeros(common.shape, dtype=np.float32)
         volume[common] = values
-        run.output.write_image(group_map_name(*pair, name, metric),
+        run.output.write_image(group_name(job, name, metric),
                                nib.Nifti1Image(volume, affine))
 
 
@@ -352,7 +406,9 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
                 spheres_per_task: int | None = None, scoring: str | Sequence[str] = "accuracy",
                 per_fold: bool = False, classifier: str = "svc",
                 shrinkage: str | float | None = None,
-                class_weight: str | None = None) -> pd.DataFrame:
+                class_weight: str | None = None,
+                train_categories: Sequence[str] | None = None,
+                test_categories: Sequence[str] | None = None) -> pd.DataFrame:
     """Searchlight accuracy maps for every subject x category pair of a store.
 
     Parameters
@@ -380,7 +436,8 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         NIfTI image on the subjects' grid: the sphere centres (default: the
         whole stored mask). Spheres still take voxels from the whole mask.
     cv : str
-        ``"logo"`` or ``"kfold:K"``.
+        ``"logo"`` or ``"kfold:K"``; cross-decoding also ``"none"`` (train on every
+        training scan, test on every test scan).
     C : float
         SVM penalty, as ``SVC(kernel="linear", C=C)``.
     solver : {"batched", "libsvm", "sklearn"}
@@ -424,6 +481,20 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
         ``n_samples / (2 * n_class_samples)`` of the training fold, as
         scikit-learn does (every solver; ``batched`` agrees with SVC as without
         weights). Part of the run's identity.
+    train_categories, test_categories : sequence of str, optional
+        Cross-decoding (not with ``categories``), as in
+        :func:`nidecode.analyses.decode.decode`: every pair of the training
+        categories is trained on their scans and tested on the scans of the
+        test categories at the same positions (``test_categories[i]`` read as
+        ``train_categories[i]``); a fold trains on the training scans of the
+        other runs (``cv="logo"``) and tests on the held-out run's test scans
+        (a run without test scans is no fold: the notes say so). Every map is
+        named after both pairs,
+        ``searchlight/{subject}_{a1}_vs_{b1}_on_{a2}_vs_{b2}[_{metric}].nii.gz``
+        (:func:`nidecode.outdir.cross_searchlight_name`), and so are the group
+        maps; ``searchlight.csv``'s ``test_a, test_b`` name the test pair
+        (the training pair for ordinary searchlights); ``run.json`` records the
+        design.
 
     Returns
     -------
@@ -435,5 +506,7 @@ def searchlight(store_path: str | Path, out: str | Path, client: Client, *, radi
                               process_mask=process_mask, cv=cv, C=C, solver=solver,
                               overwrite=overwrite, spheres_per_task=spheres_per_task,
                               scoring=scoring, per_fold=per_fold, classifier=classifier,
-                              shrinkage=shrinkage, class_weight=class_weight)
+                              shrinkage=shrinkage, class_weight=class_weight,
+                              train_categories=train_categories,
+                              test_categories=test_categories)
     return execute_searchlight(run, client, progress=progress)

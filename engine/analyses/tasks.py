@@ -20,7 +20,6 @@ import scipy.sparse as sp
 from nidecode import store
 from nidecode._validation import METRICS
 from nidecode.analyses.plan import REST, PairJob, pair_samples, permutation_groups
-from nidecode.cv import make_folds
 from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import sphere_permutation_solver, sphere_solver
 from nidecode.solvers.estimators import cross_validate_estimator, make_estimator
@@ -128,7 +127,9 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
                         voxels: np.ndarray, spheres: sp.csr_matrix, cv: str, C: float,
                         solver: str, metrics: Sequence[str] = ("accuracy",),
                         classifier: str = "svc", shrinkage: str | float | None = None,
-                        class_weight: str = "none") -> list[SphereScores]:
+                        class_weight: str = "none",
+                        test_pairs: Sequence[tuple[str, str] | None] | None = None,
+                        ) -> list[SphereScores]:
     """Cross-validated scores of every sphere of a batch, for several pairs.
 
     The voxel block is read once and serves every pair.
@@ -158,6 +159,10 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
         The classifier fitted per sphere (:func:`nidecode.solvers.sphere_solver`).
     class_weight : {"none", "balanced"}
         The class weights of ``svc`` and ``logreg`` (``"none"``: None), for every solver.
+    test_pairs : sequence of (str, str) or None, optional
+        Cross-decoding: per key, the categories tested as ``class_a`` and ``class_b``
+        (None: the pair's own scans); the folds are
+        :func:`nidecode.analyses.plan.pair_samples`'s.
 
     Returns
     -------
@@ -169,8 +174,8 @@ def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checks
     fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage,
                         class_weight=_svc_class_weight(class_weight))
     results = []
-    for key in keys:
-        selected, labels, _, folds = _pair_design(design, key, cv)
+    for key, test_pair in zip(keys, test_pairs or [None] * len(keys), strict=True):
+        selected, labels, _, folds = _sphere_samples(design, key, cv, test_pair)
         others = [metric for metric in metrics if metric != "accuracy"]
         pairs = [(fold.train, fold.test) for fold in folds]
         scores = {}
@@ -285,12 +290,15 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
                                   C: float, seed: int, indices: Sequence[int],
                                   solver: str, metrics: Sequence[str] = ("accuracy",),
                                   class_weight: str = "none", classifier: str = "svc",
-                                  shrinkage: str | float | None = None) -> PermutationScores:
+                                  shrinkage: str | float | None = None,
+                                  test_pair: tuple[str, str] | None = None,
+                                  ) -> PermutationScores:
     """Sphere scores (means over folds) of a batch of spheres under label permutations.
 
     ``key`` is (subject, class_a, class_b, sphere batch, chunk number); the
     other parameters are those of :func:`searchlight_spheres` and
-    :func:`permutation_accuracies`.
+    :func:`permutation_accuracies` (cross-decoding with ``test_pair``: the
+    training and the test labels each permuted within their runs).
 
     Returns
     -------
@@ -300,7 +308,7 @@ def permutation_sphere_accuracies(store_path: str, key: tuple[str, ...], checksu
         score, :func:`fold_mean`).
     """
     design = _verified_design(store_path, key[0], checksum)
-    selected, labels, runs, folds = _pair_design(design, key, cv)
+    selected, labels, runs, folds = _sphere_samples(design, key, cv, test_pair)
     X = store.read_timeseries(store_path, key[0], voxels=voxels, verify=checksum)[selected]
     splits = [(fold.train, fold.test) for fold in folds]
     others = [metric for metric in metrics if metric != "accuracy"]
@@ -350,7 +358,10 @@ def relabel(labels: np.ndarray, runs: np.ndarray, key: tuple[str, ...], seed: in
     return permute_within_runs(labels, runs, np.random.default_rng(entropy), blocks=True)
 
 
-def _pair_design(design: store.Design, key: tuple[str, ...], cv: str):
-    selected = np.flatnonzero(np.isin(design.labels, key[1:3]))
-    runs = design.runs[selected]
-    return selected, design.labels[selected], runs, make_folds(runs, cv)
+def _sphere_samples(design: store.Design, key: tuple[str, ...], cv: str,
+                    test_pair: tuple[str, str] | None = None):
+    """Scans, labels, permutation groups and folds of a searchlight key's pair
+    (:func:`pair_samples`; cross-decoding with ``test_pair``)."""
+    job = PairJob(key[0], key[1], key[2], 0, *(test_pair or ("", "")))
+    selected, labels, folds = pair_samples(design, job, cv)
+    return selected, labels, permutation_groups(design, job, selected), folds

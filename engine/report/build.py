@@ -105,6 +105,8 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     sections = [("parameters", "Parameters", _parameters(results.manifest))]
     if results.manifest.get("design") and results.summary is not None:
         sections.append(("design", "Cross-decoding design", _cross_design(results)))
+    elif results.manifest.get("design"):  # a searchlight run: no summary, its maps
+        sections.append(("design", "Cross-decoding design", _searchlight_design(results)))
     if results.summary is not None:
         sections.append(("accuracy", "Accuracy", _accuracy(results)))
     if results.pvalues is not None:
@@ -145,8 +147,10 @@ def _header(results: RunResults) -> list[Html]:
     if summary is None:  # a searchlight run: its maps are the results
         subjects = manifest.get("identity", {}).get("subjects", {})
         return [tag("h1", "nidecode report"),
-                tag("p", f"{results.path.resolve()}: searchlight of {len(subjects)} "
-                         f"subject(s), radius {format_value(parameters.get('radius', ''))} mm, "
+                tag("p", f"{results.path.resolve()}: "
+                         f"{'cross-decoding ' if manifest.get('design') else ''}searchlight "
+                         f"of {len(subjects)} subject(s), radius "
+                         f"{format_value(parameters.get('radius', ''))} mm, "
                          f"{_cv_text(parameters.get('cv'))}, {_classifier_text(parameters)}, "
                          f"{len(results.searchlight_maps)} map(s).")]
     categories = sorted(set(summary["class_a"]) | set(summary["class_b"]))
@@ -234,6 +238,32 @@ def _cross_design(results: RunResults) -> Html:
     notes = results.manifest.get("notes") or []
     listed = [tag("ul", *(tag("li", text) for text in notes))] if notes else []
     return join_parts(note, table(frame, formats={"mean_accuracy": _three}), *listed)
+
+
+def _searchlight_design(results: RunResults) -> Html:
+    """Cross-decoding searchlight: each training pair and the pair tested as it (per
+    subject with ``searchlight.csv``'s spheres and accuracies), and the plan's notes."""
+    table_ = results.searchlight_table
+    if table_ is not None and "test_a" in table_:
+        columns = ["subject", "class_a", "class_b", "test_a", "test_b", "n_spheres",
+                   "mean_accuracy", "peak_accuracy"]
+        frame = table_[[column for column in columns if column in table_]]
+    else:
+        frame = pd.DataFrame([[*pair.get("train", []), *pair.get("test", [])]
+                              for pair in results.manifest["design"]],
+                             columns=["class_a", "class_b", "test_a", "test_b"])
+    frame = frame.rename(columns={
+        "class_a": "trained: class_a", "class_b": "trained: class_b",
+        "test_a": "tested as class_a", "test_b": "tested as class_b"})
+    note = tag("p", "Each sphere's classifier is trained on the scans of the training pair "
+                    "and tested on the scans of the test pair, read as the training classes; "
+                    "a fold trains on the other runs' training scans and tests on the "
+                    "held-out run's test scans. Maps are named "
+                    "{subject}_{class_a}_vs_{class_b}_on_{test_a}_vs_{test_b}.", class_="note")
+    notes = results.manifest.get("notes") or []
+    listed = [tag("ul", *(tag("li", text) for text in notes))] if notes else []
+    return join_parts(note, table(frame, formats={"mean_accuracy": _three,
+                                                  "peak_accuracy": _three}), *listed)
 
 
 # --- accuracy, permutations, group ----------------------------------------------------------
