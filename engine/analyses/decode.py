@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,9 @@ from nidecode.results import (
 )
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
+
+# Threads writing result files: the writes mostly wait on the file system.
+_WRITER_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,21 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     done_fits = n_fits - sum(job.n_folds for job in todo)
     batches = batch_jobs(todo, fits_per_task)
 
-    def save(results: list[PairResult]) -> None:
-        for result in results:
-            run.output.save_part(result)
-            saved[result.key] = result
+    # Results are saved from threads while the next ones arrive; leaving the
+    # pool waits for the saves of every result handed over, even on an error.
+    with ThreadPoolExecutor(_WRITER_THREADS) as writers:
+        saving = []
 
-    run_tasks(client, [submit(batch) for batch in batches], on_result=save,
-              count=lambda results: sum(len(result.folds) for result in results),
-              total=n_fits, initial=done_fits, progress=progress, unit="fit")
+        def save(results: list[PairResult]) -> None:
+            for result in results:
+                saving.append(writers.submit(run.output.save_part, result))
+                saved[result.key] = result
+
+        run_tasks(client, [submit(batch) for batch in batches], on_result=save,
+                  count=lambda results: sum(len(result.folds) for result in results),
+                  total=n_fits, initial=done_fits, progress=progress, unit="fit")
+        for done in saving:
+            done.result()  # an error saving a result is raised here
     computed = time.perf_counter()
 
     summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs])
@@ -288,15 +299,7 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     scores = scores_table(results, chance, metrics)
     _warn_one_class_folds(scores)
     summary = summary_table(scores)
-    geometry = {}
-    for result in results:
-        if result.subject not in geometry:
-            geometry[result.subject] = store.read_geometry(
-                run.store_path, result.subject, checksum=run.designs[result.subject].checksum)
-        run.output.write_image(weights_name(*result.key),
-                               weight_map(result, *geometry[result.subject]))
-        run.output.write_image(patterns_name(*result.key),
-                               pattern_map(result, *geometry[result.subject]))
+    _write_maps(run, results)
     if run.identity["cv"] == "logo" and "train_categories" not in run.identity:
         _write_multiclass(run, results)  # cross-decoding has no held-out scans of every pair
     if len(run.designs) > 1:
@@ -304,6 +307,28 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     run.output.write_table("scores.csv", scores)
     run.output.write_table("summary.csv", summary)
     return summary
+
+
+def _write_maps(run: DecodeRun, results: list[PairResult]) -> None:
+    """The weight and pattern maps of every pair, written from a few threads.
+
+    They are listed in ``run.json`` at once (not one rewrite of it per map),
+    and written concurrently: writing and renaming a file mostly waits on
+    the file system, not on Python.
+    """
+    geometry = {subject: store.read_geometry(run.store_path, subject,
+                                             checksum=run.designs[subject].checksum)
+                for subject in dict.fromkeys(result.subject for result in results)}
+    maps = [(name(*result.key), make, result) for result in results
+            for name, make in ((weights_name, weight_map), (patterns_name, pattern_map))]
+    run.output.reserve(name for name, _, _ in maps)
+
+    def write(name: str, make, result: PairResult) -> None:
+        run.output.write_image(name, make(result, *geometry[result.subject]))
+
+    with ThreadPoolExecutor(_WRITER_THREADS) as pool:
+        for done in [pool.submit(write, *item) for item in maps]:
+            done.result()  # an error writing a map is raised here
 
 
 def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:

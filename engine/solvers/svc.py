@@ -124,21 +124,23 @@ _ddot = types.ExternalFunction("nidecode_scipy_ddot", types.float64(
 
 
 @njit(cache=True)
-def _ddot_kernel(X, K):
-    """K[i, j] = ddot(X[i], X[j]) for every pair of rows (X C-contiguous float64)."""
+def _ddot_kernel(X, groups, needed, K):
+    """K[i, j] = ddot(X[i], X[j]) where needed[groups[i], groups[j]] (X C-contiguous float64)."""
     n = X.shape[0]
     size = np.array([X.shape[1]], dtype=np.int32)  # ddot takes its ints by pointer
     step = np.ones(1, dtype=np.int32)
     for i in range(n):
         for j in range(i + 1):
-            # ddot(x, y) == ddot(y, x): the same products summed in the same order.
-            value = _ddot(size.ctypes.data, X[i].ctypes.data, step.ctypes.data,
-                          X[j].ctypes.data, step.ctypes.data)
-            K[i, j] = value
-            K[j, i] = value
+            if needed[groups[i], groups[j]]:
+                # ddot(x, y) == ddot(y, x): the same products summed in the same order.
+                value = _ddot(size.ctypes.data, X[i].ctypes.data, step.ctypes.data,
+                              X[j].ctypes.data, step.ctypes.data)
+                K[i, j] = value
+                K[j, i] = value
 
 
-def linear_kernel(X: np.ndarray) -> np.ndarray:
+def linear_kernel(X: np.ndarray, groups: np.ndarray | None = None,
+                  needed: np.ndarray | None = None) -> np.ndarray:
     """The linear kernel ``X @ X.T`` with the dot products libsvm computes.
 
     Every entry is the value ``SVC(kernel="linear")`` computes between the two
@@ -150,17 +152,24 @@ def linear_kernel(X: np.ndarray) -> np.ndarray:
     ----------
     X : numpy.ndarray, shape (n_samples, n_features)
         Converted to float64 as ``SVC.fit`` converts it.
+    groups : numpy.ndarray of int, shape (n_samples,), optional
+        A group code per row (e.g. its category), to compute only some blocks.
+    needed : numpy.ndarray of bool, shape (n_groups, n_groups), optional
+        Symmetric: the blocks of groups to compute; the others are NaN.
+        Default: all.
 
     Returns
     -------
     numpy.ndarray, shape (n_samples, n_samples)
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
-    K = np.empty((len(X), len(X)))
-    if X.shape[1]:
-        _ddot_kernel(X, K)
-    else:
-        K[:] = 0.0
+    if groups is None:
+        groups, needed = np.zeros(len(X), np.intp), np.ones((1, 1), bool)
+    K = np.full((len(X), len(X)), np.nan)
+    if X.shape[1] == 0:  # no ddot of length 0; libsvm's dot is 0 there
+        K[np.asarray(needed)[np.ix_(groups, groups)]] = 0.0
+        return K
+    _ddot_kernel(X, np.asarray(groups, dtype=np.intp), np.asarray(needed, dtype=np.bool_), K)
     return K
 
 
