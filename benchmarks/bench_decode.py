@@ -1,12 +1,13 @@
-"""All 28 pairs x 12 folds for 3 subjects of the real slice: engine vs the serial loop.
+"""All 28 pairs x 12 folds for 6 subjects of the real slice: engine vs the serial loop.
 
 The baseline is the seed tutorial's loop, ``cross_val_score(SVC(kernel="linear"),
 ...)`` per subject and pair, in this process; the engine runs on a LocalCluster
 of 2 single-threaded workers. Both in the same run, on the same stored data;
 the accuracies must be identical. A second baseline runs the engine's own
-fits (libsvm called as SVC calls it, without the estimator's per-call
-validation) in the same serial loop, to split the speed-up into leaner fits
-and parallel workers. Run::
+fits (libsvm called as SVC calls it on the pair's precomputed linear kernel,
+without the estimator's per-call validation) in the same serial loop, to
+split the speed-up into leaner fits and parallel workers. The figures of
+earlier runs are kept under ``history`` in the JSON. Run::
 
     python benchmarks/bench_decode.py [--repeats 3] [--workers 2]
 """
@@ -33,7 +34,7 @@ from nidecode.cv import make_folds
 from nidecode.ingest import ingest
 from nidecode.solvers.svc import cross_validate_svc
 
-from _common import machine, save, spread, symlinked_subjects, timed
+from _common import RESULTS, machine, save, spread, symlinked_subjects, timed
 
 
 def serial_loop(store_path: Path, lean: bool = False) -> pd.DataFrame:
@@ -61,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--subjects", type=int, default=3)
+    parser.add_argument("--subjects", type=int, default=6)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nidecode-bench-"))
     store_path = work / "store.zarr"
@@ -88,7 +89,8 @@ def main() -> None:
     engine_total = sum(engine_times)
     manifest = json.loads((work / "out0" / "run.json").read_text())
     figures = {
-        "benchmark": "decode: 3 subjects x 28 pairs x 12 folds, real Haxby slice (530 voxels)",
+        "benchmark": f"decode: {args.subjects} subjects x 28 pairs x 12 folds, real Haxby "
+                     f"slice (530 voxels)",
         "machine": machine(),
         "fits": len(serial),
         "workers": args.workers,
@@ -107,7 +109,17 @@ def main() -> None:
     }
     print(json.dumps({key: value for key, value in figures.items() if key != "machine"},
                      indent=2))
-    print(f"saved {save('decode', figures)}")
+    print(f"saved {save('decode', {**figures, 'history': _history()})}")
+
+
+def _history() -> list[dict]:
+    """The figures of the earlier runs, the latest first (their own history left out)."""
+    path = RESULTS / "decode.json"
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text())
+    return [{key: value for key, value in previous.items() if key != "history"},
+            *previous.get("history", [])]
 
 
 if __name__ == "__main__":
