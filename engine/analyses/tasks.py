@@ -125,7 +125,7 @@ def _pairs_kernel(X: np.ndarray, labels: np.ndarray,
 def _block(kernel: np.ndarray, rows: np.ndarray, scans: np.ndarray) -> np.ndarray:
     """The kernel between ``scans`` (a subset of ``rows``, in their order, repeats kept)."""
     positions = np.searchsorted(rows, scans)
-    return kernel[np.ix_(positions, positions)]
+    return kernel.take(positions, axis=0).take(positions, axis=1)
 
 
 def _svc_class_weight(class_weight: str) -> str | None:
