@@ -26,7 +26,12 @@ from nidecode.solvers import sphere_permutation_solver, sphere_solver
 from nidecode.solvers.estimators import cross_validate_estimator, make_estimator
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
 from nidecode.solvers.svc import cross_validate_svc, linear_kernel
-from nidecode.stats import fold_metrics, haufe_pattern, permute_within_runs, sphere_fold_metrics
+from nidecode.stats import (
+    haufe_pattern,
+    pair_fold_metrics,
+    permute_within_runs,
+    sphere_fold_metrics,
+)
 
 
 @lru_cache(maxsize=2)
@@ -147,12 +152,9 @@ def _cross_validate(X: np.ndarray, y: np.ndarray, folds, C: float, class_weight:
 
 def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[str, np.ndarray]:
     """Each metric per fold, from the predictions and decision values of cross_validate_svc."""
-    classes = np.unique(labels)
-    per_fold = [fold_metrics(labels[fold.test], classes[predicted.astype(int)], decision,
-                             metrics)
-                for fold, predicted, decision in zip(folds, scores.predicted,
-                                                     scores.test_decision, strict=True)]
-    return {metric: np.array([fold[metric] for fold in per_fold]) for metric in metrics}
+    y01 = np.unique(labels, return_inverse=True)[1]
+    return pair_fold_metrics(y01, [fold.test for fold in folds], scores.predicted,
+                             scores.test_decision, metrics)
 
 
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
