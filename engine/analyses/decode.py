@@ -55,7 +55,8 @@ from nidecode.results import (
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
 
-# Threads writing result files: the writes mostly wait on the file system.
+# Threads writing result files: the writes mostly wait on the file system
+# (the maps' compression and renames release the GIL).
 _WRITER_THREADS = 4
 
 
@@ -152,21 +153,31 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     done_fits = n_fits - sum(job.n_folds for job in todo)
     batches = batch_jobs(todo, fits_per_task)
 
-    # Results are saved from threads while the next ones arrive; leaving the
-    # pool waits for the saves of every result handed over, even on an error.
+    # Each result is saved, and its maps written, from threads while the next
+    # ones compute (the maps of results saved by an earlier run first). Leaving
+    # the pool waits for the writes of every result handed over, even on an error.
+    geometry = {subject: store.read_geometry(run.store_path, subject,
+                                             checksum=run.designs[subject].checksum)
+                for subject in dict.fromkeys(job.subject for job in run.jobs)}
+    run.output.reserve(name(*job.key) for job in run.jobs for name in (weights_name,
+                                                                        patterns_name))
     with ThreadPoolExecutor(_WRITER_THREADS) as writers:
-        saving = []
+        writing = [writers.submit(_write_maps, run.output, saved[job.key],
+                                  geometry[job.subject])
+                   for job in run.jobs if job.key in saved]
 
         def save(results: list[PairResult]) -> None:
             for result in results:
-                saving.append(writers.submit(run.output.save_part, result))
+                writing.append(writers.submit(run.output.save_part, result))
+                writing.append(writers.submit(_write_maps, run.output, result,
+                                              geometry[result.subject]))
                 saved[result.key] = result
 
         run_tasks(client, [submit(batch) for batch in batches], on_result=save,
                   count=lambda results: sum(len(result.folds) for result in results),
                   total=n_fits, initial=done_fits, progress=progress, unit="fit")
-        for done in saving:
-            done.result()  # an error saving a result is raised here
+        for done in writing:
+            done.result()  # an error writing a file is raised here
     computed = time.perf_counter()
 
     summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs])
@@ -299,7 +310,6 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     scores = scores_table(results, chance, metrics)
     _warn_one_class_folds(scores)
     summary = summary_table(scores)
-    _write_maps(run, results)
     if run.identity["cv"] == "logo" and "train_categories" not in run.identity:
         _write_multiclass(run, results)  # cross-decoding has no held-out scans of every pair
     if len(run.designs) > 1:
@@ -309,26 +319,11 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     return summary
 
 
-def _write_maps(run: DecodeRun, results: list[PairResult]) -> None:
-    """The weight and pattern maps of every pair, written from a few threads.
-
-    They are listed in ``run.json`` at once (not one rewrite of it per map),
-    and written concurrently: writing and renaming a file mostly waits on
-    the file system, not on Python.
-    """
-    geometry = {subject: store.read_geometry(run.store_path, subject,
-                                             checksum=run.designs[subject].checksum)
-                for subject in dict.fromkeys(result.subject for result in results)}
-    maps = [(name(*result.key), make, result) for result in results
-            for name, make in ((weights_name, weight_map), (patterns_name, pattern_map))]
-    run.output.reserve(name for name, _, _ in maps)
-
-    def write(name: str, make, result: PairResult) -> None:
-        run.output.write_image(name, make(result, *geometry[result.subject]))
-
-    with ThreadPoolExecutor(_WRITER_THREADS) as pool:
-        for done in [pool.submit(write, *item) for item in maps]:
-            done.result()  # an error writing a map is raised here
+def _write_maps(output: OutputDir, result: PairResult,
+                geometry: tuple[np.ndarray, np.ndarray]) -> None:
+    """A pair's weight and pattern maps (listed in ``run.json`` beforehand)."""
+    output.write_image(weights_name(*result.key), weight_map(result, *geometry))
+    output.write_image(patterns_name(*result.key), pattern_map(result, *geometry))
 
 
 def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:
