@@ -125,3 +125,38 @@ def test_generated_problems_are_bit_identical_to_svc(problem, C, class_weight):
 def test_kernel_fit_needs_both_codes():
     with pytest.raises(ValueError, match="coded 0 and 1"):
         fit_svc_kernel(np.eye(3), np.zeros(3))
+
+
+def test_kernel_blocks_are_the_full_kernels_entries():
+    """Only the blocks of the groups asked for are computed, with the full kernel's values."""
+    X = np.random.default_rng(3).standard_normal((9, 5)).astype(np.float32)
+    groups = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    needed = np.zeros((3, 3), bool)
+    needed[np.ix_([0, 1], [0, 1])] = True
+    blocks = linear_kernel(X, groups, needed)
+    wanted = needed[np.ix_(groups, groups)]
+    np.testing.assert_array_equal(blocks[wanted], linear_kernel(X)[wanted])
+    assert np.isnan(blocks[~wanted]).all()
+
+
+def test_a_tasks_pairs_fit_on_their_blocks_as_svc(haxby_store):
+    """decode_pairs on a task of two pairs (the kernel computed on their categories'
+    blocks only) gives each pair SVC's coefficients, decisions and accuracies."""
+    from nidecode import store
+    from nidecode.analyses.plan import PairJob
+    from nidecode.analyses.tasks import decode_pairs
+
+    path = str(haxby_store["run"])
+    subject = store.list_subjects(path)[0]
+    design = store.read_design(path, subject)
+    X = store.read_timeseries(path, subject)
+    jobs = [PairJob(subject, "bottle", "face", 12), PairJob(subject, "cat", "face", 12)]
+    for job, result in zip(jobs, decode_pairs(path, jobs, design.checksum, "logo", 1.0),
+                           strict=True):
+        keep = np.isin(design.labels, (job.class_a, job.class_b))
+        folds = make_folds(design.runs[keep], "logo")
+        for index, fold in enumerate(folds):
+            svc = SVC(kernel="linear").fit(X[keep][fold.train], design.labels[keep][fold.train])
+            np.testing.assert_array_equal(result.coef[index], svc.coef_[0])
+            assert result.accuracy[index] == svc.score(X[keep][fold.test],
+                                                       design.labels[keep][fold.test])
