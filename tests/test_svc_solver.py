@@ -160,3 +160,29 @@ def test_a_tasks_pairs_fit_on_their_blocks_as_svc(haxby_store):
             np.testing.assert_array_equal(result.coef[index], svc.coef_[0])
             assert result.accuracy[index] == svc.score(X[keep][fold.test],
                                                        design.labels[keep][fold.test])
+
+
+# In a fresh process: the kernel's dot products against scipy's ddot, and numba's cache.
+KERNEL_SCRIPT = """
+import numpy as np
+from scipy.linalg.blas import ddot
+from nidecode.solvers import svc
+X = np.random.default_rng(0).standard_normal((20, 300))
+K = svc.linear_kernel(X)
+same = all(K[i, j] == ddot(X[i], X[j]) for i in range(20) for j in range(20))
+print(same, len(svc._ddot_kernel.stats.cache_hits))
+"""
+
+
+@pytest.mark.slow
+def test_cached_kernel_calls_ddot_in_a_new_process(tmp_path):
+    """The compiled kernel is cached and, loaded by another process (scipy's BLAS at
+    another address), still computes ddot's values: the call goes by symbol name."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", KERNEL_SCRIPT], env=env, check=True,
+                           capture_output=True, text=True).stdout.split() for _ in range(2)]
+    assert runs == [["True", "0"], ["True", "1"]]
