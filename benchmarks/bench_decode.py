@@ -6,8 +6,10 @@ of 2 single-threaded workers. Both in the same run, on the same stored data;
 the accuracies must be identical. A second baseline runs the engine's own
 fits (libsvm called as SVC calls it on the pair's precomputed linear kernel,
 without the estimator's per-call validation) in the same serial loop, to
-split the speed-up into leaner fits and parallel workers. The figures of
-earlier runs are kept under ``history`` in the JSON. Run::
+split the speed-up into leaner fits and parallel workers. The three are
+timed in turn within each repeat, on a warm cluster (it has run the decode
+once). The figures of earlier runs are kept under ``history`` in the JSON.
+Run::
 
     python benchmarks/bench_decode.py [--repeats 3] [--workers 2]
 """
@@ -34,7 +36,7 @@ from nidecode.cv import make_folds
 from nidecode.ingest import ingest
 from nidecode.solvers.svc import cross_validate_svc
 
-from _common import RESULTS, machine, save, spread, symlinked_subjects, timed
+from _common import RESULTS, machine, save, spread, symlinked_subjects
 
 
 def serial_loop(store_path: Path, lean: bool = False) -> pd.DataFrame:
@@ -58,9 +60,16 @@ def serial_loop(store_path: Path, lean: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["subject", "class_a", "class_b", "fold", "accuracy"])
 
 
+def _once(function, *args, **kwargs) -> tuple[float, object]:
+    """Wall seconds of one call, and its result."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--subjects", type=int, default=6)
     args = parser.parse_args()
@@ -68,17 +77,23 @@ def main() -> None:
     store_path = work / "store.zarr"
     ingest(symlinked_subjects(work / "data", args.subjects), store_path, "mask")
 
-    serial_times, serial = timed(lambda: serial_loop(store_path), args.repeats)
-    lean_times, lean = timed(lambda: serial_loop(store_path, lean=True), args.repeats)
     started = time.perf_counter()
     with get_client(workers=args.workers) as client:
         startup = time.perf_counter() - started
-        # The workers import the task code, as a warm cluster has it.
-        client.run(lambda: __import__("nidecode.analyses.tasks"))
-        runs = iter(range(args.repeats))
+        # A warm cluster: the workers have imported the task code and run a
+        # decode once (numba's compiled kernel loaded from its cache).
+        decode(store_path, work / "warm-up", client, progress=False)
+        serial_times, lean_times, engine_times = [], [], []
         with get_task_stream(client) as stream:
-            engine_times, _ = timed(lambda: decode(store_path, work / f"out{next(runs)}", client,
-                                                   progress=False), args.repeats)
+            # Interleaved, so that the baselines and the engine share the
+            # machine's load alike (the machine is shared).
+            for repeat in range(args.repeats):
+                seconds, serial = _once(serial_loop, store_path)
+                serial_times.append(seconds)
+                seconds, lean = _once(serial_loop, store_path, lean=True)
+                lean_times.append(seconds)
+                engine_times.append(_once(decode, store_path, work / f"out{repeat}", client,
+                                          progress=False)[0])
     scores = pd.read_csv(work / "out0" / "scores.csv")
     identical = bool(np.array_equal(scores["accuracy"].to_numpy(),
                                     serial.sort_values(["subject", "class_a", "class_b",

@@ -162,6 +162,8 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     run.output.reserve(name(*job.key) for job in run.jobs for name in (weights_name,
                                                                         patterns_name))
     with ThreadPoolExecutor(_WRITER_THREADS) as writers:
+        # The chance levels depend on the plan alone: computed while the fits run.
+        chance = writers.submit(_chance_levels, run)
         writing = [writers.submit(_write_maps, run.output, saved[job.key],
                                   geometry[job.subject])
                    for job in run.jobs if job.key in saved]
@@ -180,7 +182,7 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
             done.result()  # an error writing a file is raised here
     computed = time.perf_counter()
 
-    summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs])
+    summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs], chance.result())
     run.output.write_manifest({
         "status": "complete", "identity": run.identity, "versions": versions(),
         "parameters": {**run.identity, "fits_per_task": fits_per_task},
@@ -301,11 +303,14 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 
-def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataFrame:
-    jobs = {job.key: job for job in run.jobs}
-    chance = {result.key: job_majority_rates(run.designs[result.subject], jobs[result.key],
-                                             run.identity["cv"])
-              for result in results}
+def _chance_levels(run: DecodeRun) -> dict[tuple[str, str, str], np.ndarray]:
+    """Each job's chance per fold (:func:`job_majority_rates`), by key."""
+    return {job.key: job_majority_rates(run.designs[job.subject], job, run.identity["cv"])
+            for job in run.jobs}
+
+
+def _write_decode_outputs(run: DecodeRun, results: list[PairResult],
+                          chance: dict[tuple[str, str, str], np.ndarray]) -> pd.DataFrame:
     metrics = run.identity["scoring"]
     scores = scores_table(results, chance, metrics)
     _warn_one_class_folds(scores)
