@@ -166,9 +166,11 @@ def test_reserved_files_are_listed_at_once_and_written_from_threads(tmp_path):
     output.reserve(names)
     manifest = json.loads((tmp_path / "out" / "run.json").read_text())
     assert (manifest["status"], manifest["files"]) == ("running", sorted(names))
-    image = nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.eye(4))
+    def write(name: str) -> None:  # an image object each: nibabel's are not thread-safe
+        output.write_image(name, nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.eye(4)))
+
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda name: output.write_image(name, image), names))
+        list(pool.map(write, names))
     assert json.loads((tmp_path / "out" / "run.json").read_text()) == manifest  # not rewritten
     assert all(nib.load(tmp_path / "out" / name).get_fdata().sum() == 8 for name in names)
     assert not list((tmp_path / "out").rglob(".*"))
