@@ -92,6 +92,20 @@ def test_every_real_slice_pair_and_fold_is_bit_identical_to_svc(haxby_slice_mask
                                        kernel=subject_kernel[np.ix_(rows, rows)])
 
 
+def test_beyond_max_kernel_samples_libsvm_computes_the_dot_products(haxby_slice_masked,
+                                                                   monkeypatch):
+    """Without a kernel matrix (too many samples), the same SVC results, bit for bit."""
+    from nidecode.solvers import svc
+
+    monkeypatch.setattr(svc, "MAX_KERNEL_SAMPLES", 10)
+    X, labels, _, _ = haxby_slice_masked
+    keep = labels["labels"].isin(["face", "house"]).to_numpy()
+    folds = make_folds(labels["chunks"].to_numpy()[keep], "logo")
+    _assert_kernel_path_equals_svc(X[keep], labels["labels"].to_numpy()[keep], folds, 1.0)
+    _assert_kernel_path_equals_svc(X[keep], labels["labels"].to_numpy()[keep], folds, 0.01,
+                                   "balanced")
+
+
 @st.composite
 def _problems(draw):
     """Small two-class problems: uneven classes, repeated scans, float32 values."""
@@ -139,12 +153,20 @@ def test_kernel_blocks_are_the_full_kernels_entries():
     assert np.isnan(blocks[~wanted]).all()
 
 
-def test_a_tasks_pairs_fit_on_their_blocks_as_svc(haxby_store):
+@pytest.mark.parametrize("max_kernel", [None, 10])
+def test_a_tasks_pairs_fit_on_their_blocks_as_svc(haxby_store, monkeypatch, max_kernel):
     """decode_pairs on a task of two pairs (the kernel computed on their categories'
-    blocks only) gives each pair SVC's coefficients, decisions and accuracies."""
+    blocks only) gives each pair SVC's coefficients, decisions and accuracies; so does
+    libsvm's own linear kernel, taken beyond MAX_KERNEL_SAMPLES samples."""
     from nidecode import store
+    from nidecode.analyses import tasks
     from nidecode.analyses.plan import PairJob
     from nidecode.analyses.tasks import decode_pairs
+    from nidecode.solvers import svc
+
+    if max_kernel is not None:
+        monkeypatch.setattr(tasks, "MAX_KERNEL_SAMPLES", max_kernel)
+        monkeypatch.setattr(svc, "MAX_KERNEL_SAMPLES", max_kernel)
 
     path = str(haxby_store["run"])
     subject = store.list_subjects(path)[0]

@@ -25,7 +25,7 @@ from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import sphere_permutation_solver, sphere_solver
 from nidecode.solvers.estimators import cross_validate_estimator, make_estimator
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
-from nidecode.solvers.svc import cross_validate_svc, linear_kernel
+from nidecode.solvers.svc import MAX_KERNEL_SAMPLES, cross_validate_svc, linear_kernel
 from nidecode.stats import (
     haufe_pattern,
     pair_fold_metrics,
@@ -111,14 +111,17 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
 
 
 def _pairs_kernel(X: np.ndarray, labels: np.ndarray,
-                  scan_sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                  scan_sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     """The linear kernel between the scans of each set (a pair's), each entry computed once.
 
     Returns the sorted scans of all sets and the kernel between them; only the
     blocks between categories that some set holds together are computed
     (the others are NaN): a task of a few pairs pays for those pairs alone.
+    No kernel (None) above :data:`~nidecode.solvers.svc.MAX_KERNEL_SAMPLES` scans.
     """
     rows = np.unique(np.concatenate(scan_sets))
+    if len(rows) > MAX_KERNEL_SAMPLES:  # too large a matrix: each pair makes its own
+        return rows, None
     names, groups = np.unique(labels[rows], return_inverse=True)
     needed = np.zeros((len(names), len(names)), bool)
     for scans in scan_sets:

@@ -34,6 +34,9 @@ _FIT_PARAMETERS = dict(tol=1e-3, shrinking=1, probability=0, max_iter=-1, nu=0.5
                        epsilon=0.0, random_seed=0, sample_weight=np.empty(0))
 _PRECOMPUTED_PARAMETERS = {**_LIBSVM_PARAMETERS, "kernel": "precomputed"}
 _NO_CLASS_WEIGHTS = np.ones(2)
+#: Above this many samples no kernel matrix is made (4096: 128 MiB): libsvm then
+#: computes the dot products itself, keeping at most its 200 MB cache of them.
+MAX_KERNEL_SAMPLES = 4096
 _libsvm.set_verbosity_wrap(0)  # a process-wide switch, set by SVC.fit otherwise
 
 
@@ -77,7 +80,9 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
         n_class_samples)`` of the training fold, as ``SVC`` computes it.
     kernel : numpy.ndarray, shape (n_samples, n_samples), optional
         ``linear_kernel(X)``, when the caller has it (e.g. a block of a
-        subject's kernel); computed here otherwise.
+        subject's kernel); computed here otherwise, up to
+        :data:`MAX_KERNEL_SAMPLES` samples (beyond, libsvm computes its
+        dot products itself; the results are the same).
 
     Returns
     -------
@@ -87,19 +92,18 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     if len(classes) != 2:
         raise ValueError(f"two classes are needed, got {list(classes)}")
     X = np.ascontiguousarray(X, dtype=np.float64)  # SVC.fit's conversion
-    K = linear_kernel(X) if kernel is None else kernel
+    if kernel is None and len(X) <= MAX_KERNEL_SAMPLES:
+        kernel = linear_kernel(X)
     codes = codes.astype(np.float64)
     accuracy = np.empty(len(folds))
     coef = np.empty((len(folds), X.shape[1]))
     intercept = np.empty(len(folds))
     decision, predictions, test_decisions = [], [], []
+    fit, data = (_fold_on_data, X) if kernel is None else (_fold_on_kernel, kernel)
     for index, fold in enumerate(folds):
         train, test = fold.train, fold.test
-        rows = K.take(train, axis=1)  # take: half the time of K[np.ix_(...)]
-        dual_coef, support, intercept[index] = _fit_kernel(
-            rows.take(train, axis=0), codes[train], C, class_weight)
-        test_decision = svc_kernel_decisions(rows.take(test, axis=0), dual_coef, support,
-                                             intercept[index])
+        dual_coef, support, intercept[index], test_decision = fit(data, train, test,
+                                                                  codes[train], C, class_weight)
         # libsvm votes classes[0] for a value of its own > 0, i.e. SVC predicts
         # classes[1] for a decision >= 0.
         predicted = (test_decision >= 0).astype(np.float64)
@@ -112,6 +116,30 @@ def cross_validate_svc(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
             # The linear decision function from coef_ and intercept_.
             decision.append(extra[index] @ coef[index] + intercept[index])
     return FoldScores(accuracy, coef, intercept, decision, predictions, test_decisions)
+
+
+def _fold_on_kernel(K: np.ndarray, train: np.ndarray, test: np.ndarray, codes: np.ndarray,
+                    C: float, class_weight: str | None):
+    """A fold's fit on its block of the kernel, and its test decisions."""
+    rows = K.take(train, axis=1)  # take: half the time of K[np.ix_(...)]
+    dual_coef, support, intercept = _fit_kernel(rows.take(train, axis=0), codes, C,
+                                                class_weight)
+    return (dual_coef, support, intercept,
+            svc_kernel_decisions(rows.take(test, axis=0), dual_coef, support, intercept))
+
+
+def _fold_on_data(X: np.ndarray, train: np.ndarray, test: np.ndarray, codes: np.ndarray,
+                  C: float, class_weight: str | None):
+    """A fold's fit with libsvm's linear kernel (its dot products on demand, in its
+    cache): for more samples than a kernel matrix should hold."""
+    (support, vectors, n_support, dual_coef, libsvm_intercept, prob_a, prob_b, _,
+     _) = _libsvm.fit(X[train], codes, C=C, class_weight=_class_weights(class_weight, codes),
+                      **_LIBSVM_PARAMETERS, **_FIT_PARAMETERS)
+    model = (support, vectors, n_support, dual_coef, libsvm_intercept, prob_a, prob_b)
+    # SVC.decision_function: libsvm's values, sign flipped for two classes.
+    decisions = -_libsvm.decision_function(np.ascontiguousarray(X[test]), *model,
+                                           **_LIBSVM_PARAMETERS).ravel()
+    return -dual_coef[0], support.astype(np.intp), float(-libsvm_intercept[0]), decisions
 
 
 # libsvm's linear kernel is Kernel::dot, i.e. ``blas_functions->dot``: scipy's
