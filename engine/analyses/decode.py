@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 from distributed import Client
@@ -55,6 +56,8 @@ from nidecode.results import (
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
 
+# Whole subjects per task from this many subjects per worker thread on.
+_TASKS_PER_THREAD = 3
 # Threads writing result files: the writes mostly wait on the file system
 # (the maps' compression and renames release the GIL).
 _WRITER_THREADS = 4
@@ -151,7 +154,8 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
 
     n_fits = sum(job.n_folds for job in run.jobs)
     done_fits = n_fits - sum(job.n_folds for job in todo)
-    batches = batch_jobs(todo, fits_per_task)
+    batches = batch_jobs(todo, fits_per_task if fits_per_task is not None
+                         else _subject_tasks(todo, sum(client.nthreads().values())))
 
     # Each result is saved, and its maps written, from threads while the next
     # ones compute (the maps of results saved by an earlier run first). Leaving
@@ -260,7 +264,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         Show a progress bar of the fits.
     fits_per_task : int
         About how many SVM fits one Dask task does (default: the config's
-        ``nidecode.fits-per-task``, else 96).
+        ``nidecode.fits-per-task``, else one task per subject when there are
+        at least 3 subjects per worker thread, else 96).
     classifier : {"svc", "lda", "gnb", "logreg"}
         ``SVC(kernel="linear", C=C)`` (default),
         ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)``,
@@ -301,6 +306,23 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
                          classifier=classifier, shrinkage=shrinkage,
                          train_categories=train_categories, test_categories=test_categories)
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
+
+
+def _subject_tasks(jobs: Sequence[PairJob], n_threads: int) -> int | None:
+    """A task size of whole subjects when they are enough to keep the workers busy.
+
+    With at least :data:`_TASKS_PER_THREAD` subjects per worker thread, one
+    task per subject: each subject is read, and its kernel computed, once,
+    and the scheduler has fewer tasks to place. Otherwise (or when the config
+    sets ``nidecode.fits-per-task``) ``None``: the configured or default size.
+    """
+    fits: dict[str, int] = {}
+    for job in jobs:
+        fits[job.subject] = fits.get(job.subject, 0) + job.n_folds
+    if (dask.config.get("nidecode.fits-per-task", None) is not None or not fits
+            or len(fits) < _TASKS_PER_THREAD * max(n_threads, 1)):
+        return None
+    return max(fits.values())
 
 
 def _chance_levels(run: DecodeRun) -> dict[tuple[str, str, str], np.ndarray]:
