@@ -118,5 +118,6 @@ def test_decode_tasks_are_whole_subjects_from_three_subjects_per_worker_thread()
     assert len(batch_jobs(jobs(6), _subject_tasks(jobs(6), n_threads=2))) == 6
     assert _subject_tasks(jobs(5), n_threads=2) is None  # too few: the default size
     assert _subject_tasks(jobs(3), n_threads=1) == 36
+    assert _subject_tasks(jobs(6), n_threads=0) is None  # no worker yet (adaptive)
     with dask.config.set({"nidecode.fits-per-task": 12}):
         assert _subject_tasks(jobs(6), n_threads=2) is None  # the config decides

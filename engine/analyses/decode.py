@@ -314,13 +314,14 @@ def _subject_tasks(jobs: Sequence[PairJob], n_threads: int) -> int | None:
     With at least :data:`_TASKS_PER_THREAD` subjects per worker thread, one
     task per subject: each subject is read, and its kernel computed, once,
     and the scheduler has fewer tasks to place. Otherwise (or when the config
-    sets ``nidecode.fits-per-task``) ``None``: the configured or default size.
+    sets ``nidecode.fits-per-task``, or the cluster has no worker yet, as an
+    adaptive one may) ``None``: the configured or default size.
     """
     fits: dict[str, int] = {}
     for job in jobs:
         fits[job.subject] = fits.get(job.subject, 0) + job.n_folds
-    if (dask.config.get("nidecode.fits-per-task", None) is not None or not fits
-            or len(fits) < _TASKS_PER_THREAD * max(n_threads, 1)):
+    if (dask.config.get("nidecode.fits-per-task", None) is not None or n_threads < 1
+            or len(fits) < _TASKS_PER_THREAD * n_threads):
         return None
     return max(fits.values())
 
