@@ -1,12 +1,15 @@
-"""All 28 pairs x 12 folds for 3 subjects of the real slice: engine vs the serial loop.
+"""All 28 pairs x 12 folds for 6 subjects of the real slice: engine vs the serial loop.
 
 The baseline is the seed tutorial's loop, ``cross_val_score(SVC(kernel="linear"),
 ...)`` per subject and pair, in this process; the engine runs on a LocalCluster
 of 2 single-threaded workers. Both in the same run, on the same stored data;
 the accuracies must be identical. A second baseline runs the engine's own
-fits (libsvm called as SVC calls it, without the estimator's per-call
-validation) in the same serial loop, to split the speed-up into leaner fits
-and parallel workers. Run::
+fits (libsvm called as SVC calls it on the pair's precomputed linear kernel,
+without the estimator's per-call validation) in the same serial loop, to
+split the speed-up into leaner fits and parallel workers. The three are
+timed in turn within each repeat, on a warm cluster (it has run the decode
+once). The figures of earlier runs are kept under ``history`` in the JSON.
+Run::
 
     python benchmarks/bench_decode.py [--repeats 3] [--workers 2]
 """
@@ -33,7 +36,7 @@ from nidecode.cv import make_folds
 from nidecode.ingest import ingest
 from nidecode.solvers.svc import cross_validate_svc
 
-from _common import machine, save, spread, symlinked_subjects, timed
+from _common import RESULTS, machine, save, spread, symlinked_subjects
 
 
 def serial_loop(store_path: Path, lean: bool = False) -> pd.DataFrame:
@@ -57,27 +60,40 @@ def serial_loop(store_path: Path, lean: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["subject", "class_a", "class_b", "fold", "accuracy"])
 
 
+def _once(function, *args, **kwargs) -> tuple[float, object]:
+    """Wall seconds of one call, and its result."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--subjects", type=int, default=3)
+    parser.add_argument("--subjects", type=int, default=6)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nidecode-bench-"))
     store_path = work / "store.zarr"
     ingest(symlinked_subjects(work / "data", args.subjects), store_path, "mask")
 
-    serial_times, serial = timed(lambda: serial_loop(store_path), args.repeats)
-    lean_times, lean = timed(lambda: serial_loop(store_path, lean=True), args.repeats)
     started = time.perf_counter()
     with get_client(workers=args.workers) as client:
         startup = time.perf_counter() - started
-        # The workers import the task code, as a warm cluster has it.
-        client.run(lambda: __import__("nidecode.analyses.tasks"))
-        runs = iter(range(args.repeats))
+        # A warm cluster: the workers have imported the task code and run a
+        # decode once (numba's compiled kernel loaded from its cache).
+        decode(store_path, work / "warm-up", client, progress=False)
+        serial_times, lean_times, engine_times = [], [], []
         with get_task_stream(client) as stream:
-            engine_times, _ = timed(lambda: decode(store_path, work / f"out{next(runs)}", client,
-                                                   progress=False), args.repeats)
+            # Interleaved, so that the baselines and the engine share the
+            # machine's load alike (the machine is shared).
+            for repeat in range(args.repeats):
+                seconds, serial = _once(serial_loop, store_path)
+                serial_times.append(seconds)
+                seconds, lean = _once(serial_loop, store_path, lean=True)
+                lean_times.append(seconds)
+                engine_times.append(_once(decode, store_path, work / f"out{repeat}", client,
+                                          progress=False)[0])
     scores = pd.read_csv(work / "out0" / "scores.csv")
     identical = bool(np.array_equal(scores["accuracy"].to_numpy(),
                                     serial.sort_values(["subject", "class_a", "class_b",
@@ -88,7 +104,8 @@ def main() -> None:
     engine_total = sum(engine_times)
     manifest = json.loads((work / "out0" / "run.json").read_text())
     figures = {
-        "benchmark": "decode: 3 subjects x 28 pairs x 12 folds, real Haxby slice (530 voxels)",
+        "benchmark": f"decode: {args.subjects} subjects x 28 pairs x 12 folds, real Haxby "
+                     f"slice (530 voxels)",
         "machine": machine(),
         "fits": len(serial),
         "workers": args.workers,
@@ -107,7 +124,17 @@ def main() -> None:
     }
     print(json.dumps({key: value for key, value in figures.items() if key != "machine"},
                      indent=2))
-    print(f"saved {save('decode', figures)}")
+    print(f"saved {save('decode', {**figures, 'history': _history()})}")
+
+
+def _history() -> list[dict]:
+    """The figures of the earlier runs, the latest first (their own history left out)."""
+    path = RESULTS / "decode.json"
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text())
+    return [{key: value for key, value in previous.items() if key != "history"},
+            *previous.get("history", [])]
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import string
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Protocol, TypeVar
 
@@ -291,6 +291,17 @@ class OutputDir:
     def write_array(self, name: str, array: np.ndarray) -> None:
         """Write a ``.npy`` array (atomic)."""
         self._write_atomic(name, lambda path: np.save(path, array))
+
+    def reserve(self, names: Iterable[str]) -> None:
+        """List files about to be written in ``run.json`` with one write of it.
+
+        Each file is otherwise listed by a write of ``run.json`` of its own;
+        once reserved, the files can be written in any order, from threads.
+        """
+        new = set(names) - self.written - {MANIFEST}
+        if new:
+            self.written |= new
+            self.write_manifest(self.manifest)
 
     def write_image(self, name: str, image) -> None:
         """Write a NIfTI image (atomic); ``name`` may hold sub-directories."""

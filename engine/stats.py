@@ -27,7 +27,7 @@ from scipy import stats
 from nidecode.errors import InputError
 
 __all__ = ["confusion_matrix_table", "count_distinct_permutations", "group_test",
-           "label_blocks", "max_statistic_p_values", "multiclass_vote",
+           "label_blocks", "max_statistic_p_values", "multiclass_vote", "pair_fold_metrics",
            "permutation_p_value", "permutation_p_values", "permute_within_runs",
            "sign_flip_test"]
 
@@ -556,6 +556,64 @@ def fold_metrics(true: np.ndarray, predicted: np.ndarray, decision: np.ndarray,
             for metric in metrics}
 
 
+def pair_fold_metrics(y01: np.ndarray, tests: Sequence[np.ndarray],
+                      predicted: Sequence[np.ndarray], decisions: Sequence[np.ndarray],
+                      metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """:func:`fold_metrics` of every fold of one classifier at once (the same values).
+
+    Parameters
+    ----------
+    y01 : numpy.ndarray of int, shape (n_samples,)
+        0 for the pair's first class, 1 for its second.
+    tests : sequence of numpy.ndarray
+        Each fold's test samples.
+    predicted : sequence of numpy.ndarray
+        Each fold's predicted codes (0 or 1) of its test samples.
+    decisions : sequence of numpy.ndarray
+        Each fold's decision values of its test samples.
+    metrics : sequence of str
+        Among :data:`nidecode._validation.METRICS`.
+
+    Returns
+    -------
+    dict
+        Metric name -> (n_folds,) scores.
+
+    Notes
+    -----
+    The accuracies are counted per fold in one pass over all the folds' test
+    samples (exact counts, divided as ``np.mean`` divides them); only the ROC
+    AUC compares scans fold by fold. About a tenth of the time of calling
+    :func:`fold_metrics` per fold.
+    """
+    n_folds = len(tests)
+    fold = np.repeat(np.arange(n_folds), [len(test) for test in tests])
+    true = np.asarray(y01)[np.concatenate(tests)] if n_folds else np.empty(0, int)
+    correct = (np.concatenate(predicted) == true) if n_folds else np.empty(0, bool)
+
+    def recall(scans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hits = np.bincount(fold[scans], weights=correct[scans], minlength=n_folds)
+        counts = np.bincount(fold[scans], minlength=n_folds)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return hits / counts, counts
+
+    accuracy, _ = recall(np.ones(len(true), bool))
+    out = {}
+    for metric in metrics:
+        if metric == "accuracy":
+            out[metric] = accuracy
+            continue
+        (recall_0, n_0), (recall_1, n_1) = recall(true == 0), recall(true == 1)
+        both = (n_0 > 0) & (n_1 > 0)
+        if metric == "balanced_accuracy":
+            out[metric] = np.where(both, (recall_0 + recall_1) / 2, accuracy)
+        else:  # roc_auc, NaN for a fold of one class
+            out[metric] = np.array([
+                _roc_auc(true[fold == f], np.asarray(decisions[f], dtype=np.float64)[None])[0]
+                if both[f] else np.nan for f in range(n_folds)])
+    return out
+
+
 def sphere_fold_metrics(decisions: np.ndarray, y01: np.ndarray, tests: Sequence[np.ndarray],
                         metrics: Sequence[str]) -> dict[str, np.ndarray]:
     """:func:`fold_metrics` of every sphere and fold at once, from decision values.
@@ -600,6 +658,11 @@ def _sphere_metric(metric: str, true: np.ndarray, dec: np.ndarray,
         return (correct[:, true == 0].mean(axis=1) + correct[:, true == 1].mean(axis=1)) / 2
     if len(present) < 2:
         return np.full(dec.shape[0], np.nan)
+    return _roc_auc(true, dec)
+
+
+def _roc_auc(true: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """The ROC AUC of each row of ``dec`` (both classes present in ``true``)."""
     # Mann-Whitney: AUC = P(positive ranked above negative), ties counting half.
     pos, neg = dec[:, true == 1, None], dec[:, None, true == 0]
     wins = (pos > neg).sum(axis=(1, 2)) + 0.5 * (pos == neg).sum(axis=(1, 2))

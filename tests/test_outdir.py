@@ -155,3 +155,22 @@ def test_a_corrupt_part_is_recomputed_with_a_warning(tmp_path, content):
     with pytest.warns(UserWarning, match=f"{broken.name}: unreadable saved result"):
         loaded = output.load_parts(SphereScores)
     assert len(loaded) == 1 and not broken.exists()
+
+
+def test_reserved_files_are_listed_at_once_and_written_from_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    output = OutputDir(tmp_path / "out")
+    output.start({"command": "decode", "C": 1.0})
+    names = [f"weights/s_{index}_vs_b.nii.gz" for index in range(8)]
+    output.reserve(names)
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert (manifest["status"], manifest["files"]) == ("running", sorted(names))
+    def write(name: str) -> None:  # an image object each: nibabel's are not thread-safe
+        output.write_image(name, nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.eye(4)))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, names))
+    assert json.loads((tmp_path / "out" / "run.json").read_text()) == manifest  # not rewritten
+    assert all(nib.load(tmp_path / "out" / name).get_fdata().sum() == 8 for name in names)
+    assert not list((tmp_path / "out").rglob(".*"))

@@ -102,3 +102,22 @@ def test_majority_rates_are_the_share_of_the_larger_class_per_test_fold():
     np.testing.assert_allclose(rates, [0.9, 0.6])
     balanced = majority_rates(_design(), "cat", "face", "kfold:2")
     np.testing.assert_array_equal(balanced, [0.5, 0.5])
+
+
+def test_decode_tasks_are_whole_subjects_from_three_subjects_per_worker_thread():
+    import dask
+
+    from nidecode.analyses.decode import _subject_tasks
+    from nidecode.analyses.plan import PairJob
+
+    def jobs(n_subjects):
+        return [PairJob(f"s{s}", "a", b, 12 if s else 10) for s in range(n_subjects)
+                for b in ("b", "c", "d")]
+
+    assert _subject_tasks(jobs(6), n_threads=2) == 36  # the largest subject's fits
+    assert len(batch_jobs(jobs(6), _subject_tasks(jobs(6), n_threads=2))) == 6
+    assert _subject_tasks(jobs(5), n_threads=2) is None  # too few: the default size
+    assert _subject_tasks(jobs(3), n_threads=1) == 36
+    assert _subject_tasks(jobs(6), n_threads=0) is None  # no worker yet (adaptive)
+    with dask.config.set({"nidecode.fits-per-task": 12}):
+        assert _subject_tasks(jobs(6), n_threads=2) is None  # the config decides

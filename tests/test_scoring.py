@@ -205,3 +205,28 @@ def test_scoring_and_class_weight_are_part_of_the_identity(haxby_store, client, 
     # The same scoring written otherwise is the same run (resumed).
     decode(haxby_store["run"], tmp_path / "out", client, categories=["face", "cat"],
            scoring=["accuracy"], class_weight="none", progress=False)
+
+
+def test_scores_table_rows_of_several_pairs():
+    """One row per fold, sorted by subject, pair and fold; each pair's names on its rows."""
+    from nidecode.results import PairResult, scores_table
+
+    def result(subject, class_a, class_b, folds, accuracy, test_a=""):
+        n = len(folds)
+        return PairResult(subject, class_a, class_b, np.array(folds), np.array(accuracy),
+                          np.full(n, 10), np.full(n, 2), np.zeros((n, 3)), np.empty(0, int),
+                          np.empty(0), np.array(accuracy) / 2, np.full(n, np.nan),
+                          np.zeros(3), test_a, "y" if test_a else "")
+
+    results = [result("s2", "a", "b", [1, 0], [0.5, 1.0]),
+               result("s1", "c", "d", [0, 1, 2], [0.25, 0.75, 1.0], test_a="x")]
+    chance = {("s2", "a", "b"): np.array([0.5, 0.6]), ("s1", "c", "d"): np.array([0.5] * 3)}
+    table = scores_table(results, chance, ("accuracy", "roc_auc"))
+    assert list(table.columns) == ["subject", "class_a", "class_b", "test_a", "test_b", "fold",
+                                   "accuracy", "roc_auc", "n_train", "n_test", "chance"]
+    assert table[["subject", "class_a", "test_a", "test_b", "fold"]].values.tolist() == [
+        ["s1", "c", "x", "y", 0], ["s1", "c", "x", "y", 1], ["s1", "c", "x", "y", 2],
+        ["s2", "a", "a", "b", 0], ["s2", "a", "a", "b", 1]]
+    assert table["accuracy"].tolist() == [0.25, 0.75, 1.0, 1.0, 0.5]
+    assert table["chance"].tolist() == [0.5, 0.5, 0.5, 0.6, 0.5]
+    assert table["roc_auc"].isna().all() and table["n_train"].tolist() == [10] * 5

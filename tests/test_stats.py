@@ -16,10 +16,12 @@ from nidecode.errors import InputError
 from nidecode.stats import (
     confusion_matrix_table,
     count_distinct_permutations,
+    fold_metrics,
     group_test,
     label_blocks,
     max_statistic_p_values,
     multiclass_vote,
+    pair_fold_metrics,
     permutation_p_value,
     permutation_p_values,
     permute_within_runs,
@@ -449,3 +451,27 @@ def test_sign_flip_test_takes_each_subjects_chance():
     assert p_fwe.min() > 0.05  # no information: nothing significant against the design's chance
     with pytest.raises(ValueError, match="one per subject"):
         sign_flip_test(maps, chance=chances[:3])
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), n_folds=st.integers(1, 5))
+def test_pair_fold_metrics_equal_fold_metrics(data, n_folds):
+    """All folds at once give fold_metrics' values exactly: one-class folds, ties and
+    decisions of exactly zero included."""
+    sizes = data.draw(st.lists(st.integers(1, 9), min_size=n_folds, max_size=n_folds))
+    y01 = np.array(data.draw(st.lists(st.integers(0, 1), min_size=sum(sizes),
+                                      max_size=sum(sizes))))
+    tests = np.split(np.random.default_rng(sum(sizes)).permutation(sum(sizes)),
+                     np.cumsum(sizes)[:-1])
+    decisions = [np.array(data.draw(st.lists(st.sampled_from([-1.5, -0.25, 0.0, 0.25, 2.0]),
+                                             min_size=size, max_size=size)))
+                 for size in sizes]
+    predicted = [(decision >= 0).astype(float) for decision in decisions]
+    metrics = ("accuracy", "balanced_accuracy", "roc_auc")
+    together = pair_fold_metrics(y01, tests, predicted, decisions, metrics)
+    classes = np.array(["a", "b"])
+    for f, test in enumerate(tests):
+        alone = fold_metrics(classes[y01[test]], classes[predicted[f].astype(int)], decisions[f],
+                             metrics)
+        for metric in metrics:
+            np.testing.assert_array_equal(together[metric][f], alone[metric])

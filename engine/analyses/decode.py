@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 from distributed import Client
@@ -53,6 +55,12 @@ from nidecode.results import (
 )
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, task_key, versions
 from nidecode.stats import confusion_matrix_table
+
+# Whole subjects per task from this many subjects per worker thread on.
+_TASKS_PER_THREAD = 3
+# Threads writing result files: the writes mostly wait on the file system
+# (the maps' compression and renames release the GIL).
+_WRITER_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -146,19 +154,39 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
 
     n_fits = sum(job.n_folds for job in run.jobs)
     done_fits = n_fits - sum(job.n_folds for job in todo)
-    batches = batch_jobs(todo, fits_per_task)
+    batches = batch_jobs(todo, fits_per_task if fits_per_task is not None
+                         else _subject_tasks(todo, sum(client.nthreads().values())))
 
-    def save(results: list[PairResult]) -> None:
-        for result in results:
-            run.output.save_part(result)
-            saved[result.key] = result
+    # Each result is saved, and its maps written, from threads while the next
+    # ones compute (the maps of results saved by an earlier run first). Leaving
+    # the pool waits for the writes of every result handed over, even on an error.
+    geometry = {subject: store.read_geometry(run.store_path, subject,
+                                             checksum=run.designs[subject].checksum)
+                for subject in dict.fromkeys(job.subject for job in run.jobs)}
+    run.output.reserve(name(*job.key) for job in run.jobs for name in (weights_name,
+                                                                        patterns_name))
+    with ThreadPoolExecutor(_WRITER_THREADS) as writers:
+        # The chance levels depend on the plan alone: computed while the fits run.
+        chance = writers.submit(_chance_levels, run)
+        writing = [writers.submit(_write_maps, run.output, saved[job.key],
+                                  geometry[job.subject])
+                   for job in run.jobs if job.key in saved]
 
-    run_tasks(client, [submit(batch) for batch in batches], on_result=save,
-              count=lambda results: sum(len(result.folds) for result in results),
-              total=n_fits, initial=done_fits, progress=progress, unit="fit")
+        def save(results: list[PairResult]) -> None:
+            for result in results:
+                writing.append(writers.submit(run.output.save_part, result))
+                writing.append(writers.submit(_write_maps, run.output, result,
+                                              geometry[result.subject]))
+                saved[result.key] = result
+
+        run_tasks(client, [submit(batch) for batch in batches], on_result=save,
+                  count=lambda results: sum(len(result.folds) for result in results),
+                  total=n_fits, initial=done_fits, progress=progress, unit="fit")
+        for done in writing:
+            done.result()  # an error writing a file is raised here
     computed = time.perf_counter()
 
-    summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs])
+    summary = _write_decode_outputs(run, [saved[job.key] for job in run.jobs], chance.result())
     run.output.write_manifest({
         "status": "complete", "identity": run.identity, "versions": versions(),
         "parameters": {**run.identity, "fits_per_task": fits_per_task},
@@ -236,7 +264,8 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         Show a progress bar of the fits.
     fits_per_task : int
         About how many SVM fits one Dask task does (default: the config's
-        ``nidecode.fits-per-task``, else 96).
+        ``nidecode.fits-per-task``, else one task per subject when there are
+        at least 3 subjects per worker thread, else 96).
     classifier : {"svc", "lda", "gnb", "logreg"}
         ``SVC(kernel="linear", C=C)`` (default),
         ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)``,
@@ -279,24 +308,36 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
     return execute_decode(run, client, progress=progress, fits_per_task=fits_per_task)
 
 
-def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataFrame:
-    jobs = {job.key: job for job in run.jobs}
-    chance = {result.key: job_majority_rates(run.designs[result.subject], jobs[result.key],
-                                             run.identity["cv"])
-              for result in results}
+def _subject_tasks(jobs: Sequence[PairJob], n_threads: int) -> int | None:
+    """A task size of whole subjects when they are enough to keep the workers busy.
+
+    With at least :data:`_TASKS_PER_THREAD` subjects per worker thread, one
+    task per subject: each subject is read, and its kernel computed, once,
+    and the scheduler has fewer tasks to place. Otherwise (or when the config
+    sets ``nidecode.fits-per-task``, or the cluster has no worker yet, as an
+    adaptive one may) ``None``: the configured or default size.
+    """
+    fits: dict[str, int] = {}
+    for job in jobs:
+        fits[job.subject] = fits.get(job.subject, 0) + job.n_folds
+    if (dask.config.get("nidecode.fits-per-task", None) is not None or n_threads < 1
+            or len(fits) < _TASKS_PER_THREAD * n_threads):
+        return None
+    return max(fits.values())
+
+
+def _chance_levels(run: DecodeRun) -> dict[tuple[str, str, str], np.ndarray]:
+    """Each job's chance per fold (:func:`job_majority_rates`), by key."""
+    return {job.key: job_majority_rates(run.designs[job.subject], job, run.identity["cv"])
+            for job in run.jobs}
+
+
+def _write_decode_outputs(run: DecodeRun, results: list[PairResult],
+                          chance: dict[tuple[str, str, str], np.ndarray]) -> pd.DataFrame:
     metrics = run.identity["scoring"]
     scores = scores_table(results, chance, metrics)
     _warn_one_class_folds(scores)
     summary = summary_table(scores)
-    geometry = {}
-    for result in results:
-        if result.subject not in geometry:
-            geometry[result.subject] = store.read_geometry(
-                run.store_path, result.subject, checksum=run.designs[result.subject].checksum)
-        run.output.write_image(weights_name(*result.key),
-                               weight_map(result, *geometry[result.subject]))
-        run.output.write_image(patterns_name(*result.key),
-                               pattern_map(result, *geometry[result.subject]))
     if run.identity["cv"] == "logo" and "train_categories" not in run.identity:
         _write_multiclass(run, results)  # cross-decoding has no held-out scans of every pair
     if len(run.designs) > 1:
@@ -304,6 +345,13 @@ def _write_decode_outputs(run: DecodeRun, results: list[PairResult]) -> pd.DataF
     run.output.write_table("scores.csv", scores)
     run.output.write_table("summary.csv", summary)
     return summary
+
+
+def _write_maps(output: OutputDir, result: PairResult,
+                geometry: tuple[np.ndarray, np.ndarray]) -> None:
+    """A pair's weight and pattern maps (listed in ``run.json`` beforehand)."""
+    output.write_image(weights_name(*result.key), weight_map(result, *geometry))
+    output.write_image(patterns_name(*result.key), pattern_map(result, *geometry))
 
 
 def _write_multiclass(run: DecodeRun, results: list[PairResult]) -> None:

@@ -24,8 +24,13 @@ from nidecode.results import PairResult, PermutationScores, SphereScores
 from nidecode.solvers import sphere_permutation_solver, sphere_solver
 from nidecode.solvers.estimators import cross_validate_estimator, make_estimator
 from nidecode.solvers.libsvm import decision_function_gram, fit_linear_svm_gram
-from nidecode.solvers.svc import cross_validate_svc
-from nidecode.stats import fold_metrics, haufe_pattern, permute_within_runs, sphere_fold_metrics
+from nidecode.solvers.svc import MAX_KERNEL_SAMPLES, cross_validate_svc, linear_kernel
+from nidecode.stats import (
+    haufe_pattern,
+    pair_fold_metrics,
+    permute_within_runs,
+    sphere_fold_metrics,
+)
 
 
 @lru_cache(maxsize=2)
@@ -72,17 +77,23 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
         the Haufe pattern of the fold-mean weights on the pair's scans.
     """
     X, design = _load_subject(store_path, jobs[0].subject, checksum)
+    samples = [pair_samples(design, job, cv) for job in jobs]
+    # The SVM's kernel between the task's scans, computed once for all its pairs
+    # and folds (each fold is fitted on its block).
+    rows, kernel = (_pairs_kernel(X, design.labels, [scans for scans, _, _ in samples])
+                    if classifier == "svc" else (None, None))
     results = []
-    for job in jobs:
-        selected, labels, folds = pair_samples(design, job, cv)
+    for job, (selected, labels, folds) in zip(jobs, samples, strict=True):
         # Leave-one-run-out: also score every categorised scan of the held-out
         # run, so that the pairs' votes give one-vs-one multiclass predictions
         # (not for cross-decoding, whose pairs are tested on other categories).
         extra = ([np.flatnonzero((design.runs == fold.fold) & (design.labels != REST))
                   for fold in folds] if cv == "logo" and not job.is_cross
                  else [np.empty(0, int) for _ in folds])
+        pair_kernel = None if kernel is None else _block(kernel, rows, selected)
         scores = _cross_validate(X[selected], labels, folds, C, class_weight, classifier,
-                                 shrinkage, extra=[X[scans] for scans in extra])
+                                 shrinkage, extra=[X[scans] for scans in extra],
+                                 kernel=pair_kernel)
         metrics = _fold_metrics(labels, folds, scores)
         # The pattern is on the training pair's scans (cross-decoding tests others).
         trained = np.flatnonzero(np.isin(design.labels, (job.class_a, job.class_b)))
@@ -98,29 +109,54 @@ def decode_pairs(store_path: str, jobs: Sequence[PairJob], checksum: str, cv: st
     return results
 
 
+def _pairs_kernel(X: np.ndarray, labels: np.ndarray,
+                  scan_sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The linear kernel between the scans of each set (a pair's), each entry computed once.
+
+    Returns the sorted scans of all sets and the kernel between them; only the
+    blocks between categories that some set holds together are computed
+    (the others are NaN): a task of a few pairs pays for those pairs alone.
+    No kernel (None) above :data:`~nidecode.solvers.svc.MAX_KERNEL_SAMPLES` scans.
+    """
+    rows = np.unique(np.concatenate(scan_sets))
+    if len(rows) > MAX_KERNEL_SAMPLES:  # too large a matrix: each pair makes its own
+        return rows, None
+    names, groups = np.unique(labels[rows], return_inverse=True)
+    needed = np.zeros((len(names), len(names)), bool)
+    for scans in scan_sets:
+        present = np.unique(groups[np.searchsorted(rows, scans)])
+        needed[np.ix_(present, present)] = True
+    return rows, linear_kernel(X[rows], groups, needed)
+
+
+def _block(kernel: np.ndarray, rows: np.ndarray, scans: np.ndarray) -> np.ndarray:
+    """The kernel between ``scans`` (a subset of ``rows``, in their order, repeats kept)."""
+    positions = np.searchsorted(rows, scans)
+    return kernel.take(positions, axis=0).take(positions, axis=1)
+
+
 def _svc_class_weight(class_weight: str) -> str | None:
     return None if class_weight == "none" else class_weight
 
 
 def _cross_validate(X: np.ndarray, y: np.ndarray, folds, C: float, class_weight: str,
-                    classifier: str, shrinkage, extra=None):
-    """The fold fits of a classifier: SVC on its bit-identical libsvm path, others
-    through their scikit-learn estimator."""
+                    classifier: str, shrinkage, extra=None, kernel=None):
+    """The fold fits of a classifier: SVC on its bit-identical libsvm path (on
+    ``kernel``, ``linear_kernel(X)``, if given), others through their
+    scikit-learn estimator."""
     if classifier == "svc":
         return cross_validate_svc(X, y, folds, C, extra=extra,
-                                  class_weight=_svc_class_weight(class_weight))
+                                  class_weight=_svc_class_weight(class_weight),
+                                  kernel=kernel)
     estimator = make_estimator(classifier, C, shrinkage, _svc_class_weight(class_weight))
     return cross_validate_estimator(X, y, folds, estimator, extra=extra)
 
 
 def _fold_metrics(labels: np.ndarray, folds, scores, metrics=METRICS) -> dict[str, np.ndarray]:
     """Each metric per fold, from the predictions and decision values of cross_validate_svc."""
-    classes = np.unique(labels)
-    per_fold = [fold_metrics(labels[fold.test], classes[predicted.astype(int)], decision,
-                             metrics)
-                for fold, predicted, decision in zip(folds, scores.predicted,
-                                                     scores.test_decision, strict=True)]
-    return {metric: np.array([fold[metric] for fold in per_fold]) for metric in metrics}
+    y01 = np.unique(labels, return_inverse=True)[1]
+    return pair_fold_metrics(y01, [fold.test for fold in folds], scores.predicted,
+                             scores.test_decision, metrics)
 
 
 def searchlight_spheres(store_path: str, keys: Sequence[tuple[str, ...]], checksum: str,
