@@ -831,7 +831,9 @@ def searchlight_accuracies(
         Only if ``return_info``: ``"exact"`` (folds solved exactly),
         ``"near_tie"``, ``"non_unique"`` (no unique optimal intercept) and
         ``"failed"`` (all three refitted on libsvm's path), and
-        ``"mean_steps"`` (active-set steps per exact fold).
+        ``"mean_steps"`` (active-set steps per exact fold), ``"libsvm_seeds"``
+        (spheres whose all-scans fit did not finish from the previous sphere's
+        coefficients and started again from scikit-learn's libsvm fit).
     decisions : numpy.ndarray of shape (n_spheres, n_scans)
         Only if ``return_decisions`` (last): as in
         :func:`nidecode.solvers.libsvm.searchlight_accuracies`.
@@ -849,7 +851,7 @@ def searchlight_accuracies(
     rank = np.zeros((n_spheres, n_folds), dtype=np.bool_)
     dec = _decision_array(n_spheres, Xt.shape[1], return_decisions)
     all_C = np.array(_class_bounds(C, y_used, balanced))
-    alpha, b_seed, q = _balanced_start(y_used, all_C), np.nan, 0
+    alpha, b_seed, q, seeds = _balanced_start(y_used, all_C), np.nan, 0, 0
     while q < n_spheres:
         q = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                                 all_C, fold_C, float(tie_margin), float(rank_margin), q, alpha,
@@ -857,13 +859,14 @@ def searchlight_accuracies(
         if q < n_spheres:  # rare: the sphere starts from libsvm's all-scans solution
             alpha, b_seed = _all_scans_libsvm(Xt, y_used, sph_idx[sph_ptr[q]:sph_ptr[q + 1]], C,
                                               tol, balanced)
+            seeds += 1
     todo = np.flatnonzero((outcome < 0) | rank)
     if todo.size and (rank.any() or _replica_ready(todo.size)):
         _refit_kernel(*arrays, fold_C, tol, todo, outcome, accuracy, dec,
                       np.bool_(return_decisions))
     elif todo.size:
         _refit_with_sklearn(arrays, todo, outcome, accuracy, dec, C, tol, balanced)
-    result = (accuracy, _info(outcome)) if return_info else (accuracy,)
+    result = (accuracy, _info(outcome, seeds)) if return_info else (accuracy,)
     if return_decisions:
         result += (_scatter_decisions(dec, folds, n_scans),)
     return result if len(result) > 1 else accuracy
@@ -880,8 +883,12 @@ def _balanced_start(y01: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     small = int(np.argmin(totals))
     alpha = np.where(y01 == small, bound, 0.0)
     other = np.flatnonzero(y01 != small)
-    filled = np.minimum(np.cumsum(bound[other]), totals[small])
-    alpha[other] = np.diff(filled, prepend=0.0)
+    filled = np.cumsum(bound[other])
+    full = int(np.searchsorted(filled, totals[small], side="right"))  # at their bound
+    alpha[other[:full]] = bound[other[:full]]
+    if full < len(other):
+        rest = totals[small] - (filled[full - 1] if full else 0.0)
+        alpha[other[full]] = min(max(rest, 0.0), bound[other[full]])
     return alpha
 
 
@@ -945,12 +952,14 @@ def _refit_with_sklearn(arrays: tuple, todo: np.ndarray, outcome: np.ndarray,
     _sklearn_refits_s[0] += time.perf_counter() - started
 
 
-def _info(outcome: np.ndarray) -> dict:
-    """How the folds were solved, from the kernel's outcome codes."""
+def _info(outcome: np.ndarray, seeds: int) -> dict:
+    """How the folds were solved, from the kernel's outcome codes, and how many
+    spheres' all-scans fits started from libsvm's solution."""
     exact = outcome > 0
     return {
         "exact": int(exact.sum()), "near_tie": int((outcome == _NEAR_TIE).sum()),
         "non_unique": int((outcome == _NON_UNIQUE).sum()),
         "failed": int((outcome == _FAILED).sum()),
         "mean_steps": float(outcome[exact].mean()) if exact.any() else 0.0,
+        "libsvm_seeds": seeds,
     }
