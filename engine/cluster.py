@@ -251,9 +251,15 @@ def warm_up_solvers(client: Client, classifier: str = "svc", solver: str = "batc
 
 
 def _start_warm_up() -> None:
-    """On a worker: compile in a daemon thread, so the worker's event loop stays free."""
+    """On a worker: compile in a daemon thread, so the worker's event loop stays free.
+
+    scipy.sparse is imported here, before the thread starts: imported in the
+    thread, it could be half initialised when the worker unpickles the first
+    task's sphere matrix (a circular-import error that stalls the run)."""
     if any(thread.name == "nidecode-warm-up" for thread in threading.enumerate()):
         return
+    import scipy.sparse  # noqa: F401 - see above
+
     threading.Thread(target=_compile_batched, name="nidecode-warm-up", daemon=True).start()
 
 

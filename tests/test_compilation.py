@@ -96,6 +96,27 @@ def _warm_up_state() -> tuple[bool, int]:
     return running, len(worker_batched._searchlight_kernel.signatures)
 
 
+def _imported() -> bool:
+    """On a worker: whether scipy.sparse is imported (not only being imported: a module
+    is in sys.modules from the start of its import)."""
+    import sys
+
+    return hasattr(sys.modules.get("scipy.sparse"), "csr_matrix")
+
+
+@pytest.mark.slow
+def test_warm_up_imports_scipy_sparse_before_its_thread(client):
+    """The warm-up returns with scipy.sparse imported on every worker: imported by its
+    thread, scipy.sparse could be half initialised when the worker unpickles a
+    task's sphere matrix (a circular-import error, the run stalled)."""
+    from nidecode.cluster import warm_up_solvers
+
+    client.restart()  # workers that never imported it
+    assert not any(client.run(_imported).values())
+    warm_up_solvers(client)
+    assert all(client.run(_imported).values())
+
+
 @pytest.mark.slow
 def test_warm_up_compiles_the_solver_on_every_worker(client):
     """warm_up_solvers returns at once and leaves the batched kernel ready on every worker."""
