@@ -84,12 +84,14 @@ def case(store_path: Path, pair: list[str], centres: slice | None, repeats: int)
     no_tie_s, _ = run(tie_margin=0.0)
     one_fold_s, _ = run(folds[:1], tie_margin=0.0)
     auc_s, _ = run(return_decisions=True)
-    replica_ready = batched._replica_ready
-    batched._replica_ready = lambda n_refits: False  # as before the replica is compiled
-    try:
-        sklearn_s, _ = run()
-    finally:
-        batched._replica_ready = replica_ready
+    sklearn_s = np.nan  # code that refits only on its replica (PYTHONPATH: an older commit)
+    replica_ready = getattr(batched, "_replica_ready", None)
+    if replica_ready is not None:
+        batched._replica_ready = lambda n_refits: False  # as before the replica is compiled
+        try:
+            sklearn_s, _ = run()
+        finally:
+            batched._replica_ready = replica_ready
     n_spheres, n_folds = block.shape[0], len(folds)
     per_fold = (no_tie_s - one_fold_s) / (n_folds - 1)
     values = np.zeros(int(mask.sum()))
@@ -123,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spheres", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="profile_searchlight", help="results file name")
     args = parser.parse_args()
     figures = {"what": __doc__.split("\n\n")[0], "radius_mm": RADIUS}
     with tempfile.TemporaryDirectory(prefix="nidecode-profile-") as directory:
@@ -136,7 +139,8 @@ def main() -> None:
         figures["wholebrain"] = case(work / "brain.zarr", ["face", "house"],
                                      slice(middle, middle + args.spheres), args.repeats)
     figures["machine"] = machine()
-    path = save("profile_searchlight", figures)
+    figures["code"] = batched.__file__
+    path = save(args.name, figures)
     for name in ("slice", "wholebrain"):
         parts = figures[name]["us_per_sphere"]
         print(name, {key: round(value, 1) for key, value in parts.items()})
