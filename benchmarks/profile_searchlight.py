@@ -87,7 +87,7 @@ def case(store_path: Path, pair: list[str], centres: slice | None, repeats: int)
     sklearn_s = np.nan  # code that refits only on its replica (PYTHONPATH: an older commit)
     replica_ready = getattr(batched, "_replica_ready", None)
     if replica_ready is not None:
-        batched._replica_ready = lambda n_refits: False  # as before the replica is compiled
+        batched._replica_ready = lambda: False  # as before the replica is compiled
         try:
             sklearn_s, _ = run()
         finally:

@@ -57,6 +57,7 @@ caches the machine code next to this file.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -861,7 +862,7 @@ def searchlight_accuracies(
                                               tol, balanced)
             seeds += 1
     todo = np.flatnonzero((outcome < 0) | rank)
-    if todo.size and (rank.any() or _replica_ready(todo.size)):
+    if todo.size and (rank.any() or _replica_ready()):
         _refit_kernel(*arrays, fold_C, tol, todo, outcome, accuracy, dec,
                       np.bool_(return_decisions))
     elif todo.size:
@@ -908,22 +909,56 @@ def _all_scans_libsvm(Xt: np.ndarray, y01: np.ndarray, cols: np.ndarray, C: floa
 
 
 #: The time the replica of libsvm's SMO takes to compile (seconds, a quiet 2-core Xeon):
-#: what scikit-learn's refits may cost this process beyond it before it compiles.
+#: what scikit-learn's refits may cost in all beyond it before it compiles.
 _REPLICA_COMPILE_S = 8.0
-_sklearn_refits_s = [0.0]  # scikit-learn's refit time in this process so far
+#: Beside numba's cache of this module: scikit-learn's refit seconds so far, all runs.
+_RENT_FILE = "nidecode-sklearn-refit-seconds"
 
 
-def _replica_ready(n_refits: int) -> bool:
+def _replica_ready(cache: Path | None = None) -> bool:
     """Whether the refits run on the compiled replica of libsvm's path: when it is
-    compiled in this process or in numba's cache, or when scikit-learn's refits
-    (~1 ms each against ~0.3 ms) have cost this process as much as compiling it
-    would (then it compiles: paying twice the cheaper choice at most)."""
-    if _refit_kernel.signatures or _sklearn_refits_s[0] >= _REPLICA_COMPILE_S:
+    compiled in this process or in numba's cache (``cache``: its directory), or when
+    scikit-learn's refits (~1 ms each against ~0.3 ms) have cost this machine's runs
+    as much as compiling it would; then it compiles, once for every later run (the
+    ski-rental rule: at most twice the cheaper choice)."""
+    if _refit_kernel.signatures or _rent_paid(cache) >= _REPLICA_COMPILE_S:
         return True
     try:  # an index of compiled code for the current source, without loading it
         return bool(_refit_kernel._cache._cache_file._load_index())
     except Exception:  # noqa: BLE001 - numba's private cache layout: compile-free answer
         return False
+
+
+def _rent_path(cache: Path | None) -> Path | None:
+    """The file of :func:`_rent_paid`, in ``cache`` or numba's cache directory."""
+    if cache is None:
+        try:
+            cache = Path(_refit_kernel._cache._cache_path)
+        except Exception:  # noqa: BLE001 - no cache: every process starts afresh
+            return None
+    return cache / _RENT_FILE
+
+
+def _rent_paid(cache: Path | None = None) -> float:
+    """Seconds scikit-learn's refits have cost all runs sharing this numba cache."""
+    path = _rent_path(cache)
+    try:
+        return float(path.read_text())
+    except (AttributeError, OSError, ValueError):  # none yet, or unreadable
+        return 0.0
+
+
+def _pay_rent(seconds: float, cache: Path | None = None) -> None:
+    """Add ``seconds`` to :func:`_rent_paid` (best effort: runs that write at once may
+    lose one's share, and a read-only cache keeps none)."""
+    path = _rent_path(cache)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(repr(_rent_paid(cache) + seconds))
+    except OSError:
+        pass
 
 
 def _refit_with_sklearn(arrays: tuple, todo: np.ndarray, outcome: np.ndarray,
@@ -949,7 +984,7 @@ def _refit_with_sklearn(arrays: tuple, todo: np.ndarray, outcome: np.ndarray,
         accuracy[q, f] = np.mean((decision >= 0) == y01[test])
         if dec.size:
             dec[q, test] = decision
-    _sklearn_refits_s[0] += time.perf_counter() - started
+    _pay_rent(time.perf_counter() - started)
 
 
 def _info(outcome: np.ndarray, seeds: int) -> dict:
