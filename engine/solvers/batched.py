@@ -8,7 +8,9 @@ so a step solves a system of that size instead of touching a kernel matrix.
 
 * The all-scans fit starts from the previous sphere's dual coefficients (any
   coefficients in the box that balance the classes are a feasible start,
-  whatever the voxels, and neighbouring spheres are alike) and runs a primal
+  whatever the voxels, and neighbouring spheres are alike; the first sphere
+  from a balanced vertex of the box, :func:`_balanced_start`, and a sphere
+  where this fails from scikit-learn's libsvm fit) and runs a primal
   active-set method on the dual (:func:`_dual_active_set`): a Newton step on the
   free coefficients, a ratio test against the bounds, one change of the free set
   per step, a step of linear descent when the free set outgrows ``d + 1``.
@@ -40,18 +42,26 @@ of folds are refitted and 98.9 % of sphere accuracies equal SVC's (99.6 % with
 ``tie_margin=3e-3``, 91.5 % without refits: how well SVC with ``tol=1e-6``
 agrees with its own default).
 
+The refits run after the kernel, which only marks their folds: so numba
+compiles libsvm's SMO replica (:mod:`nidecode.solvers.libsvm`) only when a run
+uses it, not on every fresh install. They run on the replica when it is
+compiled (in the process or numba's cache), else on scikit-learn's own libsvm
+(the same decisions bit for bit, ~3x slower per refit) until those refits have
+cost as much as compiling the replica (:func:`_replica_ready`).
+
 The AUC needs SVC's order of the test decisions, not only their signs, and the
 exact optimum's order differs from libsvm's in 2.9 % of the slice's folds (on
 30 % of its spheres). A fold with two test scans of different classes whose
-decisions lie within ``rank_margin`` is refitted on libsvm's path. That is the
-AUC's whole cost: a libsvm fit costs about 6 exact folds, and no cheaper test
-finds the flips: libsvm's decisions deviate from the optimum's by 1.7e-3
+decisions lie within ``rank_margin`` is refitted on libsvm's path (always on
+the replica). That is the AUC's whole cost: a libsvm fit costs about 6 exact
+folds, and no cheaper test finds the flips: libsvm's decisions deviate from the optimum's by 1.7e-3
 (median) to 4e-2, so even knowing each fold's largest deviation would flag 23 %
 of the folds. ``rank_margin=5e-3`` flags 27 % (SVC's AUC on 526 of the 530
 spheres), 1e-2 46 % (all 530), 0 none (379).
 
-Pure functions on arrays: no Dask, no I/O; numba compiles on first use and
-caches the machine code next to this file.
+Pure functions on arrays: no Dask; numba compiles on first use and caches the
+machine code next to this file (or in ``NUMBA_CACHE_DIR``), where the only
+file this module writes, the refits' time on scikit-learn's libsvm, is kept.
 """
 
 from __future__ import annotations
