@@ -245,7 +245,7 @@ def warm_up_solvers(client: Client, classifier: str = "svc", solver: str = "batc
     if (classifier, solver) != ("svc", "batched"):
         return
     try:
-        client.run(_start_warm_up)  # returns once each worker has started its thread
+        client.run(_start_warm_up)  # returns once each worker has imported and started
     except Exception:  # noqa: BLE001 - a warm-up that cannot start costs only time
         logging.getLogger(__name__).debug("solver warm-up not started", exc_info=True)
 
@@ -253,12 +253,18 @@ def warm_up_solvers(client: Client, classifier: str = "svc", solver: str = "batc
 def _start_warm_up() -> None:
     """On a worker: compile in a daemon thread, so the worker's event loop stays free.
 
-    scipy.sparse is imported here, before the thread starts: imported in the
-    thread, it could be half initialised when the worker unpickles the first
-    task's sphere matrix (a circular-import error that stalls the run)."""
+    The solver (with numba, scikit-learn and scipy.sparse) is imported here, in
+    the worker's event loop, before the thread starts: imported in the thread, a
+    package could be half initialised when the event loop unpickles the first
+    task, which imports it too (a circular-import error that stalls the run,
+    seen with scipy.sparse and sklearn.base). The worker needs these modules for
+    its first task anyway."""
     if any(thread.name == "nidecode-warm-up" for thread in threading.enumerate()):
         return
     import scipy.sparse  # noqa: F401 - see above
+
+    import nidecode.cv  # noqa: F401 - sklearn.model_selection, for the tasks' unpickling
+    import nidecode.solvers.batched  # noqa: F401 - see above
 
     threading.Thread(target=_compile_batched, name="nidecode-warm-up", daemon=True).start()
 
