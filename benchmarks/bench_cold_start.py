@@ -15,15 +15,19 @@ to exit, as a user feels it:
 
 The three alternate within each repeat so that a busy machine slows them
 alike; with ``--repeats N`` each gets N runs (a new empty cache for every
-cold one). Results in ``benchmarks/results/cold_start.json``. Run::
+cold one). With ``--before REF`` the package as committed at ``REF`` (``git
+archive``, run through ``PYTHONPATH``) runs cold and warm too, alternating
+with the current code: before and after in the same run. Results in
+``benchmarks/results/cold_start.json``. Run::
 
-    python benchmarks/bench_cold_start.py [--repeats 1]
+    python benchmarks/bench_cold_start.py [--repeats 1] [--before COMMIT]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,11 +69,27 @@ print(float(np.nanmean(light.scores_[np.asarray(mask.dataobj) != 0])))
 """
 
 
+STALL_S = 300  # a run this long stalled (the worker's import race, see cluster.py)
+
+
 def wall_time(command: list[str], env: dict | None = None) -> float:
     """Seconds from start to exit of one process (which must succeed)."""
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env, timeout=STALL_S)
     return time.perf_counter() - started
+
+
+def cold_time(command: list[str], env: dict, cache: Path, stalls: list) -> float:
+    """Seconds of a run with a new empty numba cache at ``cache``; a run that stalls
+    (code before the warm-up's import fix could) is counted and run again."""
+    for _ in range(3):
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir()
+        try:
+            return wall_time(command, dict(env, NUMBA_CACHE_DIR=str(cache)))
+        except subprocess.TimeoutExpired:
+            stalls.append(" ".join(command[-9:]))
+    raise RuntimeError(f"{command} stalled three times")
 
 
 def searchlight_command(store: Path, out: Path) -> list[str]:
@@ -79,23 +99,49 @@ def searchlight_command(store: Path, out: Path) -> list[str]:
             "--overwrite"]
 
 
-def one_repeat(work: Path, store: Path, data: Path, index: int) -> dict[str, float]:
-    """Cold, warm and nilearn once each; the cold run gets a new empty cache."""
-    cache = work / f"numba-cache-{index}"
-    cache.mkdir()
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-    return {
-        "nidecode_cold": wall_time(searchlight_command(store, work / f"cold-{index}"), env),
-        "nidecode_warm": wall_time(searchlight_command(store, work / f"warm-{index}"), env),
-        "nilearn": wall_time([sys.executable, "-c", NILEARN_SCRIPT, str(data), str(RADIUS)]),
-    }
+def one_repeat(work: Path, store: Path, data: Path, index: int, stalls: list,
+               before: Path | None = None) -> dict[str, float]:
+    """Cold, warm and nilearn once each, and the ``before`` package's cold and warm
+    first if given; each cold run gets a new empty cache."""
+    times = {}
+    versions = ([("before_", before)] if before else []) + [("", None)]
+    for prefix, package in versions:  # cold runs first, then nilearn, then warm
+        env = dict(os.environ)
+        if package is not None:
+            env["PYTHONPATH"] = str(package)
+        times[f"{prefix}nidecode_cold"] = cold_time(
+            searchlight_command(store, work / f"{prefix}cold-{index}"), env,
+            work / f"numba-cache-{prefix}{index}", stalls)
+    times["nilearn"] = wall_time([sys.executable, "-c", NILEARN_SCRIPT, str(data), str(RADIUS)])
+    for prefix, package in versions:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(work / f"numba-cache-{prefix}{index}"))
+        if package is not None:
+            env["PYTHONPATH"] = str(package)
+        times[f"{prefix}nidecode_warm"] = wall_time(
+            searchlight_command(store, work / f"{prefix}warm-{index}"), env)
+    return times
+
+
+def package_at(commit: str, work: Path) -> Path:
+    """The package as committed at ``commit``, importable as ``nidecode`` from the
+    returned directory (``git archive`` of ``engine``)."""
+    root = work / "before"
+    root.mkdir()
+    archive = subprocess.run(["git", "archive", commit, "engine"], check=True,
+                             capture_output=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    (root / "nidecode").symlink_to("engine")
+    return root
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--before", help="also time the package at this commit")
     args = parser.parse_args()
     from nidecode.datasets import load_haxby_slice
+
+    load_start = os.getloadavg()
 
     data = load_haxby_slice()
     with tempfile.TemporaryDirectory(prefix="nidecode-cold-") as directory:
@@ -103,7 +149,10 @@ def main() -> None:
         store = work / "slice.zarr"
         subprocess.run([sys.executable, "-m", "nidecode.cli", "ingest", str(data), "--store",
                         str(store), "--mask", "mask", "--quiet"], check=True)
-        runs = [one_repeat(work, store, data, index) for index in range(args.repeats)]
+        before = package_at(args.before, work) if args.before else None
+        stalls = []
+        runs = [one_repeat(work, store, data, index, stalls, before)
+                for index in range(args.repeats)]
     times = {key: [run[key] for run in runs] for key in runs[0]}
     best = {key: min(values) for key, values in times.items()}
     figures = {
@@ -114,8 +163,11 @@ def main() -> None:
         "repeats": args.repeats,
         "seconds": {key: spread(values) for key, values in times.items()},
         "best_s": best,
+        "before": args.before,
+        "stalled_runs_repeated": stalls,
         "cold_over_nilearn": best["nidecode_cold"] / best["nilearn"],
         "warm_over_nilearn": best["nidecode_warm"] / best["nilearn"],
+        "load_average_start": load_start,
         "load_average": os.getloadavg(),
         "machine": machine(),
     }

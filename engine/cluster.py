@@ -245,20 +245,35 @@ def warm_up_solvers(client: Client, classifier: str = "svc", solver: str = "batc
     if (classifier, solver) != ("svc", "batched"):
         return
     try:
-        client.run(_start_warm_up)  # returns once each worker has started its thread
+        client.run(_start_warm_up)  # returns once each worker has imported and started
     except Exception:  # noqa: BLE001 - a warm-up that cannot start costs only time
         logging.getLogger(__name__).debug("solver warm-up not started", exc_info=True)
 
 
 def _start_warm_up() -> None:
-    """On a worker: compile in a daemon thread, so the worker's event loop stays free."""
+    """On a worker: compile in a daemon thread, so the worker's event loop stays free.
+
+    The solver (with numba, scikit-learn and scipy.sparse) is imported here, in
+    the worker's event loop, before the thread starts: imported in the thread, a
+    package could be half initialised when the event loop unpickles the first
+    task, which imports it too (a circular-import error that stalls the run,
+    seen with scipy.sparse and sklearn.base). The worker needs these modules for
+    its first task anyway."""
     if any(thread.name == "nidecode-warm-up" for thread in threading.enumerate()):
         return
+    import scipy.sparse  # noqa: F401 - see above
+
+    import nidecode.cv  # noqa: F401 - sklearn.model_selection, for the tasks' unpickling
+    import nidecode.solvers.batched  # noqa: F401 - see above
+
     threading.Thread(target=_compile_batched, name="nidecode-warm-up", daemon=True).start()
 
 
 def _compile_batched() -> None:
-    """Call the batched solver once on a tiny problem with the argument types of a real run."""
+    """Call the batched solver once on a tiny problem with the argument types of a real run.
+
+    Without the ROC AUC's rank refits (``rank_margin=0``): those, and the near-tie
+    refits once they pay for it, compile libsvm's SMO replica when a run needs it."""
     try:
         import numpy as np
         import scipy.sparse as sp
@@ -268,6 +283,6 @@ def _compile_batched() -> None:
         X = np.random.default_rng(0).normal(size=(8, 3))
         folds = [(np.arange(4, 8), np.arange(4)), (np.arange(4), np.arange(4, 8))]
         searchlight_accuracies(X, np.tile([0, 1], 4), sp.csr_matrix(np.ones((1, 3))), folds,
-                               return_decisions=True)
+                               return_decisions=True, rank_margin=0.0)
     except Exception:  # noqa: BLE001 - the real task compiles then, and reports its errors
         logging.getLogger(__name__).debug("solver warm-up failed", exc_info=True)

@@ -127,3 +127,72 @@ def test_balanced_class_weights_on_the_rare_cat_slice(face_cat):
     assert info["failed"] == 0 and info["exact"] + info["near_tie"] == 530 * 12
     unweighted = libsvm.searchlight_accuracies(X, y, d["spheres"], folds)
     assert np.mean(unweighted.mean(1) != on_path.mean(1)) > 0.5  # the weights matter
+
+
+# --------------------------------------------------------------------------------------
+# libsvm's SMO outside the kernel: the refits after it, the first sphere's start
+# --------------------------------------------------------------------------------------
+
+
+def _refit_every_fold_with_sklearn(X, y, spheres, folds, class_weight=None):
+    """Every fold of every sphere through the refit pass that runs while libsvm's
+    replica is not compiled (scikit-learn's libsvm): accuracies and decisions."""
+    X, y, spheres, folds = batched._prepare(X, y, spheres, folds)
+    arrays = batched._kernel_arrays(X, y, spheres, folds)
+    shape = (spheres.shape[0], len(folds))
+    accuracy, outcome = np.empty(shape), np.full(shape, batched._NEAR_TIE)
+    decisions = np.full((shape[0], arrays[0].shape[1]), np.nan)
+    batched._refit_with_sklearn(arrays, np.arange(outcome.size), outcome, accuracy, decisions,
+                                1.0, 1e-3, class_weight == "balanced")
+    return accuracy, batched._scatter_decisions(decisions, folds, len(y))
+
+
+@pytest.mark.parametrize("case", ["slice", "balanced"])
+def test_refits_on_scikit_learns_libsvm_are_libsvm_paths_bit_for_bit(face_cat, case):
+    # A fresh install refits near ties with scikit-learn's libsvm (nothing to compile),
+    # later ones with the compiled replica: the same accuracies and decisions.
+    if case == "slice":
+        d = face_cat
+        X, y, spheres, folds, weights = (d["X"], d["y"], d["spheres"][np.arange(0, 530, 53)],
+                                         d["folds"], None)
+    else:
+        X, y, spheres, folds = unbalanced_searchlight(11)
+        weights = "balanced"
+    accuracy, decisions = _refit_every_fold_with_sklearn(X, y, spheres, folds, weights)
+    on_path, path_decisions = libsvm.searchlight_accuracies(X, y, spheres, folds,
+                                                            return_decisions=True,
+                                                            class_weight=weights)
+    np.testing.assert_array_equal(accuracy, on_path)
+    np.testing.assert_array_equal(decisions, path_decisions)
+
+
+@pytest.mark.parametrize("counts", [(5, 5), (3, 8), (8, 3), (1, 6)])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_the_first_spheres_start_is_a_feasible_vertex(counts, balanced):
+    y01 = np.random.default_rng(sum(counts)).permutation(np.repeat([0, 1], counts))
+    bounds = np.array(batched._class_bounds(2.0, y01, balanced))
+    alpha = batched._balanced_start(y01, bounds)
+    assert (alpha >= 0).all() and (alpha <= bounds[y01]).all()
+    assert alpha[y01 == 0].sum() == pytest.approx(alpha[y01 == 1].sum(), rel=1e-12)
+    assert ((alpha > 0) & (alpha < bounds[y01])).sum() <= 1  # at most one free coefficient
+
+
+def test_spheres_whose_all_scans_fit_fails_start_from_libsvm_and_stay_exact():
+    # Separable spheres at C=5: the dual active set from the previous sphere's
+    # coefficients runs out of steps on two of them; they start again from
+    # scikit-learn's libsvm fit, and every fold still reaches the exact optimum.
+    X, y, spheres, folds = synthetic_searchlight(3, separable=True)
+    ours, info = batched.searchlight_accuracies(X, y, spheres, folds, C=5.0, tie_margin=0.0,
+                                                return_info=True)
+    assert info["libsvm_seeds"] >= 1 and info["failed"] == 0
+    np.testing.assert_array_equal(ours, _exact_reference(X, y, spheres, folds, 5.0))
+
+
+def test_scikit_learns_refits_pay_toward_compiling_the_replica(tmp_path):
+    # Their seconds add up across runs in numba's cache directory; at the replica's
+    # compile time it compiles (ski rental).
+    assert batched._rent_paid(tmp_path / "cache") == 0.0
+    batched._pay_rent(3.0, tmp_path / "cache")
+    batched._pay_rent(batched._REPLICA_COMPILE_S - 2.5, tmp_path / "cache")
+    assert batched._rent_paid(tmp_path / "cache") == batched._REPLICA_COMPILE_S + 0.5
+    assert batched._replica_ready(tmp_path / "cache")

@@ -8,7 +8,9 @@ so a step solves a system of that size instead of touching a kernel matrix.
 
 * The all-scans fit starts from the previous sphere's dual coefficients (any
   coefficients in the box that balance the classes are a feasible start,
-  whatever the voxels, and neighbouring spheres are alike) and runs a primal
+  whatever the voxels, and neighbouring spheres are alike; the first sphere
+  from a balanced vertex of the box, :func:`_balanced_start`, and a sphere
+  where this fails from scikit-learn's libsvm fit) and runs a primal
   active-set method on the dual (:func:`_dual_active_set`): a Newton step on the
   free coefficients, a ratio test against the bounds, one change of the free set
   per step, a step of linear descent when the free set outgrows ``d + 1``.
@@ -40,25 +42,37 @@ of folds are refitted and 98.9 % of sphere accuracies equal SVC's (99.6 % with
 ``tie_margin=3e-3``, 91.5 % without refits: how well SVC with ``tol=1e-6``
 agrees with its own default).
 
+The refits run after the kernel, which only marks their folds: so numba
+compiles libsvm's SMO replica (:mod:`nidecode.solvers.libsvm`) only when a run
+uses it, not on every fresh install. They run on the replica when it is
+compiled (in the process or numba's cache), else on scikit-learn's own libsvm
+(the same decisions bit for bit, ~3x slower per refit) until those refits have
+cost as much as compiling the replica (:func:`_replica_ready`).
+
 The AUC needs SVC's order of the test decisions, not only their signs, and the
 exact optimum's order differs from libsvm's in 2.9 % of the slice's folds (on
 30 % of its spheres). A fold with two test scans of different classes whose
-decisions lie within ``rank_margin`` is refitted on libsvm's path. That is the
-AUC's whole cost: a libsvm fit costs about 6 exact folds, and no cheaper test
-finds the flips: libsvm's decisions deviate from the optimum's by 1.7e-3
+decisions lie within ``rank_margin`` is refitted on libsvm's path (always on
+the replica). That is the AUC's whole cost: a libsvm fit costs about 6 exact
+folds, and no cheaper test finds the flips: libsvm's decisions deviate from the optimum's by 1.7e-3
 (median) to 4e-2, so even knowing each fold's largest deviation would flag 23 %
 of the folds. ``rank_margin=5e-3`` flags 27 % (SVC's AUC on 526 of the 530
 spheres), 1e-2 46 % (all 530), 0 none (379).
 
-Pure functions on arrays: no Dask, no I/O; numba compiles on first use and
-caches the machine code next to this file.
+Pure functions on arrays: no Dask; numba compiles on first use and caches the
+machine code next to this file (or in ``NUMBA_CACHE_DIR``), where the only
+file this module writes, the refits' time on scikit-learn's libsvm, is kept.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
+from sklearn.svm import _libsvm
 
 from nidecode.solvers._common import (
     _check_c_tol,
@@ -67,13 +81,13 @@ from nidecode.solvers._common import (
     _decision_array,
     _fold_bounds,
     _gram,
-    _group_train,
     _kernel_arrays,
     _prepare,
     _scatter_decisions,
     _to_qfloat,
 )
-from nidecode.solvers.libsvm import _alloc_workspace, _fit, _score_fold_libsvm
+from nidecode.solvers.libsvm import _alloc_workspace, _score_fold_libsvm
+from nidecode.solvers.svc import _FIT_PARAMETERS, _LIBSVM_PARAMETERS, _class_weights
 
 __all__ = ["searchlight_accuracies"]
 
@@ -600,24 +614,29 @@ def _intercept(h, ysg, F, p, beta, cb):
 
 
 @njit(cache=True)
-def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr_sign,
-                        te_ptr, te_idx, all_C, fold_C, eps, tie_margin, dec, store,
-                        rank_margin):
-    """Accuracies (n_spheres, n_folds) and fold outcomes; indices are scans.
+def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx, all_C, fold_C,
+                        tie_margin, rank_margin, q_start, alpha_all, b_seed, accuracy, info,
+                        rank, dec, store):
+    """Accuracies and fold outcomes of the spheres from ``q_start`` on; indices are scans.
 
-    ``all_C``: the class upper bounds (``classes_[0]``, ``classes_[1]``) of the
-    all-scans fit, ``fold_C``: of each fold's (n_folds, 2)."""
+    Fills ``accuracy`` and ``info`` (n_spheres, n_folds): folds with ``info < 0``
+    need a refit on libsvm's path, and, if ``store``, ``rank`` marks the exact
+    folds whose test decisions' order needs one (:func:`_refit_kernel` or
+    :func:`_refit_with_sklearn` do both after this returns: libsvm's SMO is not
+    in this kernel's call graph, so a fresh install does not compile it).
+    ``alpha_all``: the all-scans coefficients the sphere ``q_start`` starts
+    from, updated sphere by sphere; ``b_seed``: NaN, or libsvm's intercept if
+    ``alpha_all`` is libsvm's solution for that sphere. Returns the sphere whose
+    all-scans fit failed from the previous sphere's coefficients (the caller
+    starts again there from libsvm's), or n_spheres. ``all_C``: the class upper
+    bounds (``classes_[0]``, ``classes_[1]``) of the all-scans fit, ``fold_C``:
+    of each fold's (n_folds, 2)."""
     N = Xt.shape[1]
     n_spheres = sph_ptr.shape[0] - 1
     n_folds = tr_ptr.shape[0] - 1
-    accuracy = np.empty((n_spheres, n_folds))
-    info = np.zeros((n_spheres, n_folds), dtype=np.int64)
     d_max = 0
     for q in range(n_spheres):
         d_max = max(d_max, sph_ptr[q + 1] - sph_ptr[q])
-    Kd = np.empty((N, N))
-    Kf = np.empty((N, N), dtype=np.float32)
-    ws = _alloc_workspace(N)
     XsT_buffer, Xs_buffer = np.empty((d_max, N)), np.empty((N, d_max))
     ZT_buffer, dw_buffer = np.empty((d_max, N)), np.empty(d_max)
     w_all_buffer, w_buffer = np.empty(d_max), np.empty(d_max)
@@ -627,7 +646,6 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
     for i in range(N):
         ysg[i] = 1.0 if y[i] == 0 else -1.0
         cb_all[i] = all_C[y[i]]
-    alpha_all = np.zeros(N)
     alpha, h, dh, kink, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
     F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
     use = np.empty(N, dtype=np.bool_)
@@ -635,9 +653,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
     r = np.empty(d_max + 2)
     B, u = np.empty((d_max + 2, d_max + 2)), np.empty(2 * d_max + 4)
     A = np.empty((d_max + 1, N))
-    exact_dec = np.empty(N)
-    have_seed = False
-    for q in range(n_spheres):
+    for q in range(q_start, n_spheres):
         cols = sph_idx[sph_ptr[q] : sph_ptr[q + 1]]
         d = cols.shape[0]
         XsT, Xs, ZT = XsT_buffer[:d], Xs_buffer[:, :d], ZT_buffer[:d]
@@ -648,32 +664,19 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
                 Xs[i, k] = voxel[i]
                 ZT[k, i] = ysg[i] * voxel[i]
         w_all, w = w_all_buffer[:d], w_buffer[:d]
-        gram_ready = False
-        # The all-scans fit: exact, from the previous sphere's coefficients, or
-        # (first sphere, failure) from libsvm's SMO on this sphere.
-        exact_seed = False
-        if have_seed:
+        # The all-scans fit: exact, from the previous sphere's coefficients (the
+        # first sphere's: a balanced vertex of the box, see _balanced_start).
+        _copy(alpha, alpha_all, N)
+        b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
+                                        delta, A)
+        if steps < 0:
+            if q > q_start or np.isnan(b_seed):
+                return q  # the caller starts again here from libsvm's solution
+            # libsvm's solution (b_seed) did not reach the optimum: the folds start from it.
             _copy(alpha, alpha_all, N)
-            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
-                                            delta, A)
-            exact_seed = steps > 0
-        if not exact_seed:
-            _gram(Xt, cols, Kd)
-            _to_qfloat(Kd, Kf)
-            gram_ready = True
-            rho, _ = _fit(Kf, Kd, rows, signs, all_C[0], all_C[1], eps, _SHRINK(), _NO_LIMIT(), ws)
-            for j in range(N):
-                alpha[rows[j]] = abs(ws[9][j])
-            _copy(alpha_all, alpha, N)
-            b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
-                                            delta, A)
-            exact_seed = steps > 0
-            if not exact_seed:  # start the folds from libsvm's solution then
-                _copy(alpha, alpha_all, N)
-                _weights(Xs, ysg, alpha, w_all)
-                b_all = -rho
+            _weights(Xs, ysg, alpha, w_all)
+            b_all = b_seed
         _copy(alpha_all, alpha, N)
-        have_seed = True
         for f in range(n_folds):
             train = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
             test = te_idx[te_ptr[f] : te_ptr[f + 1]]
@@ -703,26 +706,12 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, rows, signs, tr_ptr, tr_idx, tr
                     # Positive decisions are libsvm's class +1, classes_[0].
                     if (0 if decision > 0.0 else 1) == y[i]:
                         correct += 1
-                    if store:  # SVC's sign; a near-tie refit below overwrites it
+                    if store:  # SVC's sign; a near-tie refit overwrites it
                         dec[q, i] = -decision
                 accuracy[q, f] = correct / test.shape[0]
             info[q, f] = outcome
-            if outcome < 0:
-                if not gram_ready:
-                    _gram(Xt, cols, Kd)
-                    _to_qfloat(Kd, Kf)
-                    gram_ready = True
-                accuracy[q, f], _ = _score_fold_libsvm(
-                    Kf, Kd, train, tr_sign[tr_ptr[f] : tr_ptr[f + 1]], test, y, Cp, Cn, eps,
-                    _SHRINK(), _NO_LIMIT(), ws, dec, q, store)
-            elif store and _rank_tie(dec[q], test, y, rank_margin):
-                if not gram_ready:
-                    _gram(Xt, cols, Kd)
-                    _to_qfloat(Kd, Kf)
-                    gram_ready = True
-                _rank_refit(Kf, Kd, train, tr_sign[tr_ptr[f] : tr_ptr[f + 1]], test, y, Cp, Cn,
-                            eps, ws, dec, q, exact_dec)
-    return accuracy, info
+            rank[q, f] = outcome > 0 and store and _rank_tie(dec[q], test, y, rank_margin)
+    return n_spheres
 
 
 @njit(cache=True)
@@ -735,6 +724,39 @@ def _rank_tie(dec_row, test, y, margin):
                     and abs(dec_row[test[a]] - dec_row[test[b]]) < margin):
                 return True
     return False
+
+
+@njit(cache=True)
+def _refit_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx, fold_C, eps,
+                  todo, info, accuracy, dec, store):
+    """The refits of the folds ``todo`` (flat indices ``sphere * n_folds + fold``,
+    sorted) with libsvm's SMO replica (:mod:`nidecode.solvers.libsvm`), one Gram
+    matrix per sphere: folds with ``info < 0`` get libsvm's accuracy and
+    decisions, the others libsvm's decisions if their signs are the exact
+    optimum's (:func:`_rank_refit`)."""
+    N = Xt.shape[1]
+    n_folds = tr_ptr.shape[0] - 1
+    Kd = np.empty((N, N))
+    Kf = np.empty((N, N), dtype=np.float32)
+    ws = _alloc_workspace(N)
+    exact_dec = np.empty(N)
+    last = -1
+    for k in range(todo.shape[0]):
+        q, f = todo[k] // n_folds, todo[k] % n_folds
+        if q != last:
+            _gram(Xt, sph_idx[sph_ptr[q] : sph_ptr[q + 1]], Kd)
+            _to_qfloat(Kd, Kf)
+            last = q
+        train = tr_idx[tr_ptr[f] : tr_ptr[f + 1]]
+        signs = tr_sign[tr_ptr[f] : tr_ptr[f + 1]]
+        test = te_idx[te_ptr[f] : te_ptr[f + 1]]
+        if info[q, f] < 0:
+            accuracy[q, f], _ = _score_fold_libsvm(
+                Kf, Kd, train, signs, test, y, fold_C[f, 0], fold_C[f, 1], eps, _SHRINK(),
+                _NO_LIMIT(), ws, dec, q, store)
+        else:
+            _rank_refit(Kf, Kd, train, signs, test, y, fold_C[f, 0], fold_C[f, 1], eps, ws, dec,
+                        q, exact_dec)
 
 
 @njit(cache=True)
@@ -820,7 +842,9 @@ def searchlight_accuracies(
         Only if ``return_info``: ``"exact"`` (folds solved exactly),
         ``"near_tie"``, ``"non_unique"`` (no unique optimal intercept) and
         ``"failed"`` (all three refitted on libsvm's path), and
-        ``"mean_steps"`` (active-set steps per exact fold).
+        ``"mean_steps"`` (active-set steps per exact fold), ``"libsvm_seeds"``
+        (spheres whose all-scans fit did not finish from the previous sphere's
+        coefficients and started again from scikit-learn's libsvm fit).
     decisions : numpy.ndarray of shape (n_spheres, n_scans)
         Only if ``return_decisions`` (last): as in
         :func:`nidecode.solvers.libsvm.searchlight_accuracies`.
@@ -829,28 +853,158 @@ def searchlight_accuracies(
     balanced = _check_class_weight(class_weight)
     n_scans = np.shape(X)[0]
     X, y, spheres, folds = _prepare(X, y, spheres, folds)
-    Xt, y_used, *spheres_and_folds = _kernel_arrays(X, y, spheres, folds)
-    all_C = np.array(_class_bounds(C, y_used, balanced))
+    arrays = _kernel_arrays(X, y, spheres, folds)
+    Xt, y_used, sph_ptr, sph_idx, tr_ptr, tr_idx, tr_sign, te_ptr, te_idx = arrays
     fold_C = _fold_bounds(C, y, folds, balanced)
-    # Every used scan in libsvm's order, for the all-scans fit.
-    rows, signs = _group_train(np.arange(len(y_used)), y_used)
-    sph_ptr, sph_idx, *fold_arrays = spheres_and_folds
-    dec = _decision_array(spheres.shape[0], Xt.shape[1], return_decisions)
-    accuracy, outcome = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, rows, signs,
-                                            *fold_arrays, all_C, fold_C, tol, float(tie_margin),
-                                            dec, bool(return_decisions), float(rank_margin))
-    result = (accuracy, _info(outcome)) if return_info else (accuracy,)
+    n_spheres, n_folds = spheres.shape[0], len(folds)
+    accuracy = np.empty((n_spheres, n_folds))
+    outcome = np.zeros((n_spheres, n_folds), dtype=np.int64)
+    rank = np.zeros((n_spheres, n_folds), dtype=np.bool_)
+    dec = _decision_array(n_spheres, Xt.shape[1], return_decisions)
+    all_C = np.array(_class_bounds(C, y_used, balanced))
+    alpha, b_seed, q, seeds = _balanced_start(y_used, all_C), np.nan, 0, 0
+    while q < n_spheres:
+        q = _searchlight_kernel(Xt, y_used, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
+                                all_C, fold_C, float(tie_margin), float(rank_margin), q, alpha,
+                                b_seed, accuracy, outcome, rank, dec, bool(return_decisions))
+        if q < n_spheres:  # rare: the sphere starts from libsvm's all-scans solution
+            alpha, b_seed = _all_scans_libsvm(Xt, y_used, sph_idx[sph_ptr[q]:sph_ptr[q + 1]], C,
+                                              tol, balanced)
+            seeds += 1
+    todo = np.flatnonzero((outcome < 0) | rank)
+    if todo.size and (rank.any() or _replica_ready()):
+        _refit_kernel(*arrays, fold_C, tol, todo, outcome, accuracy, dec,
+                      np.bool_(return_decisions))
+    elif todo.size:
+        _refit_with_sklearn(arrays, todo, outcome, accuracy, dec, C, tol, balanced)
+    result = (accuracy, _info(outcome, seeds)) if return_info else (accuracy,)
     if return_decisions:
         result += (_scatter_decisions(dec, folds, n_scans),)
     return result if len(result) > 1 else accuracy
 
 
-def _info(outcome: np.ndarray) -> dict:
-    """How the folds were solved, from the kernel's outcome codes."""
+def _balanced_start(y01: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """A feasible start for the first sphere's all-scans fit, whatever its voxels: the
+    class with the smaller total bound at its bounds, the other class's scans at theirs
+    in order until the sums balance (one scan takes the rest). Non-separable spheres
+    have most coefficients at their bound, so the dual active set takes ~30-180 steps
+    from here (from zero it needs more than its limit on the Haxby slice)."""
+    bound = bounds[y01]
+    totals = np.array([bound[y01 == 0].sum(), bound[y01 == 1].sum()])
+    small = int(np.argmin(totals))
+    alpha = np.where(y01 == small, bound, 0.0)
+    other = np.flatnonzero(y01 != small)
+    filled = np.cumsum(bound[other])
+    full = int(np.searchsorted(filled, totals[small], side="right"))  # at their bound
+    alpha[other[:full]] = bound[other[:full]]
+    if full < len(other):
+        rest = totals[small] - (filled[full - 1] if full else 0.0)
+        alpha[other[full]] = min(max(rest, 0.0), bound[other[full]])
+    return alpha
+
+
+def _all_scans_libsvm(Xt: np.ndarray, y01: np.ndarray, cols: np.ndarray, C: float, tol: float,
+                      balanced: bool) -> tuple[np.ndarray, float]:
+    """scikit-learn's libsvm fit of one sphere on all scans (the weights as
+    ``_class_bounds``): its dual coefficients (unsigned) and intercept, in the
+    kernel's sign (libsvm's +1 is ``classes_[0]``)."""
+    codes = y01.astype(np.float64)
+    weights = _class_weights("balanced" if balanced else None, codes)
+    support, _, _, dual_coef, intercept, *_ = _libsvm.fit(
+        np.ascontiguousarray(Xt[cols].T), codes, C=C, class_weight=weights,
+        **_LIBSVM_PARAMETERS, **dict(_FIT_PARAMETERS, tol=tol))
+    alpha = np.zeros(len(y01))
+    alpha[support] = np.abs(dual_coef[0])
+    return alpha, float(intercept[0])  # libsvm's -rho
+
+
+#: The time the replica of libsvm's SMO takes to compile (seconds, a quiet 2-core Xeon):
+#: what scikit-learn's refits may cost in all beyond it before it compiles.
+_REPLICA_COMPILE_S = 8.0
+#: Beside numba's cache of this module: scikit-learn's refit seconds so far, all runs.
+_RENT_FILE = "nidecode-sklearn-refit-seconds"
+
+
+def _replica_ready(cache: Path | None = None) -> bool:
+    """Whether the refits run on the compiled replica of libsvm's path: when it is
+    compiled in this process or in numba's cache (``cache``: its directory), or when
+    scikit-learn's refits (~1 ms each against ~0.3 ms) have cost this machine's runs
+    as much as compiling it would; then it compiles, once for every later run (the
+    ski-rental rule: at most twice the cheaper choice)."""
+    if _refit_kernel.signatures or _rent_paid(cache) >= _REPLICA_COMPILE_S:
+        return True
+    try:  # an index of compiled code for the current source, without loading it
+        return bool(_refit_kernel._cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - numba's private cache layout: compile-free answer
+        return False
+
+
+def _rent_path(cache: Path | None) -> Path | None:
+    """The file of :func:`_rent_paid`, in ``cache`` or numba's cache directory."""
+    if cache is None:
+        try:
+            cache = Path(_refit_kernel._cache._cache_path)
+        except Exception:  # noqa: BLE001 - no cache: every process starts afresh
+            return None
+    return cache / _RENT_FILE
+
+
+def _rent_paid(cache: Path | None = None) -> float:
+    """Seconds scikit-learn's refits have cost all runs sharing this numba cache."""
+    path = _rent_path(cache)
+    try:
+        return float(path.read_text())
+    except (AttributeError, OSError, ValueError):  # none yet, or unreadable
+        return 0.0
+
+
+def _pay_rent(seconds: float, cache: Path | None = None) -> None:
+    """Add ``seconds`` to :func:`_rent_paid` (best effort: runs that write at once may
+    lose one's share, and a read-only cache keeps none)."""
+    path = _rent_path(cache)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(repr(_rent_paid(cache) + seconds))
+    except OSError:
+        pass
+
+
+def _refit_with_sklearn(arrays: tuple, todo: np.ndarray, outcome: np.ndarray,
+                        accuracy: np.ndarray, dec: np.ndarray, C: float, tol: float,
+                        balanced: bool) -> None:
+    """The folds ``todo`` (all with ``outcome < 0``) refitted with scikit-learn's own
+    libsvm, as ``SVC`` calls it: its accuracy and SVC's decisions, nothing to compile."""
+    started = time.perf_counter()
+    Xt, y01, sph_ptr, sph_idx, tr_ptr, tr_idx, _, te_ptr, te_idx = arrays
+    codes = y01.astype(np.float64)
+    n_folds = tr_ptr.shape[0] - 1
+    fit_options = dict(_FIT_PARAMETERS, tol=tol)
+    last, Xs = -1, None
+    for q, f in zip(*np.divmod(todo, n_folds), strict=True):
+        if q != last:
+            Xs, last = np.ascontiguousarray(Xt[sph_idx[sph_ptr[q]:sph_ptr[q + 1]]].T), q
+        train, test = tr_idx[tr_ptr[f]:tr_ptr[f + 1]], te_idx[te_ptr[f]:te_ptr[f + 1]]
+        weights = _class_weights("balanced" if balanced else None, codes[train])
+        model = _libsvm.fit(Xs[train], codes[train], C=C, class_weight=weights,
+                            **_LIBSVM_PARAMETERS, **fit_options)[:7]
+        # SVC.decision_function's sign: libsvm's value negated; >= 0 is classes_[1].
+        decision = -_libsvm.decision_function(Xs[test], *model, **_LIBSVM_PARAMETERS).ravel()
+        accuracy[q, f] = np.mean((decision >= 0) == y01[test])
+        if dec.size:
+            dec[q, test] = decision
+    _pay_rent(time.perf_counter() - started)
+
+
+def _info(outcome: np.ndarray, seeds: int) -> dict:
+    """How the folds were solved, from the kernel's outcome codes, and how many
+    spheres' all-scans fits started from libsvm's solution."""
     exact = outcome > 0
     return {
         "exact": int(exact.sum()), "near_tie": int((outcome == _NEAR_TIE).sum()),
         "non_unique": int((outcome == _NON_UNIQUE).sum()),
         "failed": int((outcome == _FAILED).sum()),
         "mean_steps": float(outcome[exact].mean()) if exact.any() else 0.0,
+        "libsvm_seeds": seeds,
     }
