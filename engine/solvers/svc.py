@@ -111,3 +111,69 @@ def _class_weights(class_weight: str | None, codes: np.ndarray) -> np.ndarray:
     classes = np.unique(codes)
     return np.asarray(compute_class_weight(class_weight, classes=classes, y=codes),
                       dtype=np.float64)
+
+
+# SVC(kernel="precomputed"): libsvm reads the kernel values K[i, j] of the
+# training samples instead of computing dot products.
+_PRECOMPUTED_PARAMETERS = {**_LIBSVM_PARAMETERS, "kernel": "precomputed"}
+
+
+def fit_svc_kernel(K: np.ndarray, codes: np.ndarray, C: float = 1.0,
+                   class_weight: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Fit ``SVC(kernel="precomputed", C=C)`` on a kernel matrix, as ``SVC.fit`` calls libsvm.
+
+    With ``K = X @ X.T`` this is ``SVC(kernel="linear")``'s problem on ``X``:
+    the dual coefficients, support and intercept are bit-identical to
+    ``SVC(kernel="precomputed").fit(K, codes)``'s (tested), and equal the
+    linear SVM's to the precision of the kernel's sums.
+
+    Parameters
+    ----------
+    K : numpy.ndarray, shape (n_samples, n_samples)
+        Kernel between the training samples (converted to float64).
+    codes : numpy.ndarray, shape (n_samples,)
+        Classes coded 0 and 1 (both present); 1 is the positive class.
+    C : float
+        Penalty parameter.
+    class_weight : {None, "balanced"}
+        As ``SVC``'s, computed on ``codes``.
+
+    Returns
+    -------
+    dual_coef : numpy.ndarray, shape (n_support,)
+        ``SVC.dual_coef_[0]``: the signed dual coefficients of the support samples
+        (``coef_ = dual_coef @ X[support]`` for the linear kernel).
+    support : numpy.ndarray of int, shape (n_support,)
+        ``SVC.support_``: indices of the support samples.
+    intercept : float
+        ``SVC.intercept_[0]``.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    if len(np.unique(codes)) != 2:
+        raise ValueError(f"two classes are needed, got {list(np.unique(codes))}")
+    K = np.ascontiguousarray(K, dtype=np.float64)
+    (support, _, _, dual_coef, libsvm_intercept, _, _, _, _) = _libsvm.fit(
+        K, codes, C=C, class_weight=_class_weights(class_weight, codes),
+        **_PRECOMPUTED_PARAMETERS, **_FIT_PARAMETERS)
+    # SVC flips libsvm's signs for two classes: positive favours class 1.
+    return -dual_coef[0], support.astype(np.intp), float(-libsvm_intercept[0])
+
+
+def svc_kernel_decisions(K_rows: np.ndarray, dual_coef: np.ndarray, support: np.ndarray,
+                         intercept: float) -> np.ndarray:
+    """``SVC.decision_function`` of samples from their kernel rows.
+
+    Parameters
+    ----------
+    K_rows : numpy.ndarray, shape (n_test, n_train)
+        Kernel between the test samples and the training samples of the fit.
+    dual_coef, support, intercept
+        As returned by :func:`fit_svc_kernel`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_test,)
+        Positive favours class 1; SVC predicts class 1 for a value >= 0.
+    """
+    K_rows = np.asarray(K_rows, dtype=np.float64)
+    return K_rows[:, support] @ dual_coef + intercept

@@ -1,0 +1,164 @@
+"""Leave one subject out (``--cv loso``): kernel summed over voxel blocks on the cluster."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+from sklearn.svm import SVC
+
+from nidecode import store
+from nidecode.analyses.loso import (
+    ALL_SUBJECTS,
+    kernel_rows,
+    plan_pairs,
+    submit_kernel,
+)
+from nidecode.cli import main
+from nidecode.synth import make_subject, write_subject
+from tests.conftest import one_line_error
+
+PAIRS = [("cat", "face"), ("cat", "house"), ("face", "house")]
+
+
+@pytest.fixture(scope="module")
+def loso_store(tmp_path_factory):
+    """Three synthetic subjects on one grid and mask, ingested into one store."""
+    from nidecode.ingest import ingest
+
+    root = tmp_path_factory.mktemp("loso")
+    directories = [write_subject(make_subject(seed, shape=(10, 12, 6), n_runs=3,
+                                              scans_per_run=28, block_length=3,
+                                              pattern_seed=0), root / f"sub0{seed + 1}")
+                   for seed in range(3)]
+    path = root / "loso.zarr"
+    ingest(directories, path, "mask", standardize="run")
+    return path
+
+
+def _stored_pair(path, class_a, class_b):
+    """The pair's stored scans of every subject, concatenated: X, y, subject of each."""
+    X, y, groups = [], [], []
+    for subject in store.list_subjects(path):
+        design = store.read_design(path, subject)
+        keep = np.isin(design.labels, (class_a, class_b))
+        X.append(store.read_timeseries(path, subject)[keep])
+        y.append(design.labels[keep])
+        groups.append(np.full(keep.sum(), subject))
+    return np.concatenate(X), np.concatenate(y), np.concatenate(groups)
+
+
+def _decode(path, out, *options):
+    return main(["decode", str(path), "--out", str(out), "--cv", "loso", "--quiet",
+                 "--categories", "face,house,cat", "--workers", "1", *options])
+
+
+@pytest.mark.slow
+def test_loso_equals_scikit_learn_and_weights_equal_svc(loso_store, tmp_path):
+    out = tmp_path / "out"
+    assert _decode(loso_store, out, "--scoring", "accuracy,roc_auc") == 0
+    scores = pd.read_csv(out / "scores.csv", dtype={"fold": str})
+    assert set(scores["subject"]) == {ALL_SUBJECTS}
+    import nibabel as nib
+
+    mask, _ = store.read_geometry(loso_store, "sub01")
+    for class_a, class_b in PAIRS:
+        X, y, groups = _stored_pair(loso_store, class_a, class_b)
+        expected = cross_val_score(SVC(kernel="linear"), X, y, groups=groups,
+                                   cv=LeaveOneGroupOut())
+        rows = scores[(scores["class_a"] == class_a) & (scores["class_b"] == class_b)]
+        assert list(rows["fold"]) == ["sub01", "sub02", "sub03"]
+        np.testing.assert_array_equal(rows["accuracy"].to_numpy(), expected)
+        auc = cross_val_score(SVC(kernel="linear"), X, y, groups=groups,
+                              cv=LeaveOneGroupOut(), scoring="roc_auc")
+        np.testing.assert_allclose(rows["roc_auc"].to_numpy(), auc, rtol=0, atol=1e-12)
+        weights = nib.load(out / "weights" / f"all_{class_a}_vs_{class_b}.nii.gz")
+        coef = SVC(kernel="linear").fit(X, y).coef_[0]
+        np.testing.assert_allclose(np.asarray(weights.dataobj)[mask], coef.astype(np.float32),
+                                   rtol=1e-5, atol=1e-6)
+        assert (out / "patterns" / f"all_{class_a}_vs_{class_b}.nii.gz").is_file()
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["n_folds"]) == [3, 3, 3]
+
+
+@pytest.mark.slow
+def test_blockwise_kernel_equals_X_XT(loso_store, client):
+    designs = list(store.read_designs(loso_store).values())
+    rows = kernel_rows(designs, plan_pairs(designs, ["face", "house", "cat"], None))
+    X = np.concatenate([store.read_timeseries(loso_store, design.subject)[scans]
+                        for design, scans in zip(designs, rows.scans, strict=True)])
+    X = X.astype(np.float64)
+    for block_voxels in (50, 4096):
+        kernel = submit_kernel(client, str(loso_store), rows, X.shape[1], block_voxels).result()
+        np.testing.assert_allclose(kernel, X @ X.T, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_same_results_with_one_and_two_workers_and_other_blocks(loso_store, tmp_path):
+    import dask.config
+
+    outputs = []
+    for workers, block in (("1", 64), ("2", 64), ("2", 1000)):
+        out = tmp_path / f"w{workers}-b{block}"
+        with dask.config.set({"nidecode.loso-block-voxels": block}):
+            assert _decode(loso_store, out, "--workers", workers) == 0
+        outputs.append(out)
+    first = pd.read_csv(outputs[0] / "scores.csv")
+    for out in outputs[1:]:
+        pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), first)
+    import nibabel as nib
+
+    same = [np.asarray(nib.load(out / "weights" / "all_cat_vs_face.nii.gz").dataobj)
+            for out in outputs]
+    np.testing.assert_array_equal(same[0], same[1])  # one block size: the same sums
+    np.testing.assert_allclose(same[0], same[2], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_loso_permute_one_kernel_for_every_permutation(loso_store, tmp_path):
+    out = tmp_path / "perm"
+    assert main(["permute", str(loso_store), "--out", str(out), "--cv", "loso", "--quiet",
+                 "--categories", "face,house", "--n-permutations", "20",
+                 "--workers", "1"]) == 0
+    table = pd.read_csv(out / "permutations" / "pvalues.csv")
+    assert list(table["subject"]) == [ALL_SUBJECTS]
+    X, y, groups = _stored_pair(loso_store, "face", "house")
+    expected = cross_val_score(SVC(kernel="linear"), X, y, groups=groups,
+                               cv=LeaveOneGroupOut())
+    assert table["accuracy"].iloc[0] == pytest.approx(expected.mean(), abs=1e-12)
+    assert table["n_permutations"].iloc[0] == 20
+    assert 0 < table["p_value"].iloc[0] <= 1
+    null = np.load(out / "permutations" / "null" / "all_face_vs_house.npy")
+    assert len(null) == 20 and len(np.unique(null)) > 1
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["n_folds"].iloc[0] == 3
+
+
+def test_one_subject_is_refused(tmp_path, capsys):
+    from nidecode.ingest import ingest
+
+    directory = write_subject(make_subject(0, shape=(10, 12, 6), n_runs=2, scans_per_run=28,
+                                           block_length=3), tmp_path / "sub01")
+    ingest([directory], tmp_path / "one.zarr", "mask")
+    status = main(["decode", str(tmp_path / "one.zarr"), "--out", str(tmp_path / "o"),
+                   "--cv", "loso", "--quiet"])
+    one_line_error(capsys, status, r"--cv loso: the store holds 1 subject \(sub01\); "
+                                   r"leave-one-subject-out needs two or more")
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    ({"shape": (10, 12, 7)}, "subject sub02: its grid is 10x12x7, sub01's 10x12x6"),
+    ({"voxel_size": (3.0, 3.75, 3.75)}, "subject sub02: its affine differs from sub01's"),
+])
+def test_subjects_on_different_grids_are_refused(tmp_path, capsys, second, message):
+    from nidecode.ingest import ingest
+
+    options = {"shape": (10, 12, 6), "n_runs": 2, "scans_per_run": 28, "block_length": 3}
+    directories = [write_subject(make_subject(index, **{**options, **extra}),
+                                 tmp_path / f"sub0{index + 1}")
+                   for index, extra in enumerate([{}, second])]
+    ingest(directories, tmp_path / "two.zarr", "mask")
+    for command in (["decode"], ["permute", "--n-permutations", "5"]):
+        status = main([*command, str(tmp_path / "two.zarr"), "--out", str(tmp_path / "o"),
+                       "--cv", "loso", "--quiet"])
+        one_line_error(capsys, status, f"--cv loso: {message}; leave-one-subject-out needs "
+                                       f"every subject on one grid")
