@@ -47,19 +47,26 @@ def _stored_pair(path, class_a, class_b):
     return np.concatenate(X), np.concatenate(y), np.concatenate(groups)
 
 
-def _decode(path, out, *options):
-    return main(["decode", str(path), "--out", str(out), "--cv", "loso", "--quiet",
-                 "--categories", "face,house,cat", "--workers", "1", *options])
+@pytest.fixture(scope="module")
+def one_worker_run(loso_store, tmp_path_factory):
+    """``nidecode decode --cv loso`` on one worker, voxel blocks of 64."""
+    import dask.config
+
+    out = tmp_path_factory.mktemp("loso-run") / "out"
+    with dask.config.set({"nidecode.loso-block-voxels": 64}):
+        assert main(["decode", str(loso_store), "--out", str(out), "--cv", "loso", "--quiet",
+                     "--categories", "face,house,cat", "--workers", "1",
+                     "--scoring", "accuracy,roc_auc"]) == 0
+    return out
 
 
 @pytest.mark.slow
-def test_loso_equals_scikit_learn_and_weights_equal_svc(loso_store, tmp_path):
-    out = tmp_path / "out"
-    assert _decode(loso_store, out, "--scoring", "accuracy,roc_auc") == 0
-    scores = pd.read_csv(out / "scores.csv", dtype={"fold": str})
-    assert set(scores["subject"]) == {ALL_SUBJECTS}
+def test_loso_equals_scikit_learn_and_weights_equal_svc(loso_store, one_worker_run):
     import nibabel as nib
 
+    out = one_worker_run
+    scores = pd.read_csv(out / "scores.csv", dtype={"fold": str})
+    assert set(scores["subject"]) == {ALL_SUBJECTS}
     mask, _ = store.read_geometry(loso_store, "sub01")
     for class_a, class_b in PAIRS:
         X, y, groups = _stored_pair(loso_store, class_a, class_b)
@@ -78,6 +85,7 @@ def test_loso_equals_scikit_learn_and_weights_equal_svc(loso_store, tmp_path):
         assert (out / "patterns" / f"all_{class_a}_vs_{class_b}.nii.gz").is_file()
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["n_folds"]) == [3, 3, 3]
+    assert not (out / "group.csv").exists()  # one "subject": the folds are the subjects
 
 
 @pytest.mark.slow
@@ -93,43 +101,46 @@ def test_blockwise_kernel_equals_X_XT(loso_store, client):
 
 
 @pytest.mark.slow
-def test_same_results_with_one_and_two_workers_and_other_blocks(loso_store, tmp_path):
+def test_same_results_with_one_and_two_workers_and_other_blocks(loso_store, one_worker_run,
+                                                                 client, tmp_path):
     import dask.config
+    import nibabel as nib
 
-    outputs = []
-    for workers, block in (("1", 64), ("2", 64), ("2", 1000)):
-        out = tmp_path / f"w{workers}-b{block}"
+    from nidecode import decode
+
+    outputs = [one_worker_run]
+    for block in (64, 1000):  # two workers
+        out = tmp_path / f"b{block}"
         with dask.config.set({"nidecode.loso-block-voxels": block}):
-            assert _decode(loso_store, out, "--workers", workers) == 0
+            decode(loso_store, out, client, categories=["face", "house", "cat"], cv="loso",
+                   scoring="accuracy,roc_auc", progress=False)
         outputs.append(out)
     first = pd.read_csv(outputs[0] / "scores.csv")
     for out in outputs[1:]:
         pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), first)
-    import nibabel as nib
-
-    same = [np.asarray(nib.load(out / "weights" / "all_cat_vs_face.nii.gz").dataobj)
+    maps = [np.asarray(nib.load(out / "weights" / "all_cat_vs_face.nii.gz").dataobj)
             for out in outputs]
-    np.testing.assert_array_equal(same[0], same[1])  # one block size: the same sums
-    np.testing.assert_allclose(same[0], same[2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(maps[0], maps[1])  # one block size: the same sums
+    np.testing.assert_allclose(maps[0], maps[2], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.slow
-def test_loso_permute_one_kernel_for_every_permutation(loso_store, tmp_path):
-    out = tmp_path / "perm"
-    assert main(["permute", str(loso_store), "--out", str(out), "--cv", "loso", "--quiet",
-                 "--categories", "face,house", "--n-permutations", "20",
-                 "--workers", "1"]) == 0
-    table = pd.read_csv(out / "permutations" / "pvalues.csv")
+def test_loso_permute_one_kernel_for_every_permutation(loso_store, client, tmp_path):
+    from nidecode import permute
+
+    table = permute(loso_store, tmp_path / "perm", client, n_permutations=20,
+                    categories=["face", "house"], cv="loso", progress=False)
     assert list(table["subject"]) == [ALL_SUBJECTS]
     X, y, groups = _stored_pair(loso_store, "face", "house")
     expected = cross_val_score(SVC(kernel="linear"), X, y, groups=groups,
                                cv=LeaveOneGroupOut())
     assert table["accuracy"].iloc[0] == pytest.approx(expected.mean(), abs=1e-12)
     assert table["n_permutations"].iloc[0] == 20
-    assert 0 < table["p_value"].iloc[0] <= 1
-    null = np.load(out / "permutations" / "null" / "all_face_vs_house.npy")
+    null = np.load(tmp_path / "perm" / "permutations" / "null" / "all_face_vs_house.npy")
     assert len(null) == 20 and len(np.unique(null)) > 1
-    summary = pd.read_csv(out / "summary.csv")
+    assert table["p_value"].iloc[0] == pytest.approx((1 + np.sum(null >= expected.mean()))
+                                                     / 21)
+    summary = pd.read_csv(tmp_path / "perm" / "summary.csv")
     assert summary["n_folds"].iloc[0] == 3
 
 
@@ -162,3 +173,39 @@ def test_subjects_on_different_grids_are_refused(tmp_path, capsys, second, messa
                        "--cv", "loso", "--quiet"])
         one_line_error(capsys, status, f"--cv loso: {message}; leave-one-subject-out needs "
                                        f"every subject on one grid")
+
+
+def test_subjects_with_different_masks_are_refused(tmp_path, capsys):
+    import nibabel as nib
+
+    from nidecode.ingest import ingest
+
+    options = {"shape": (10, 12, 6), "n_runs": 2, "scans_per_run": 28, "block_length": 3}
+    directories = [write_subject(make_subject(index, **options), tmp_path / f"sub0{index + 1}")
+                   for index in range(2)]
+    image = nib.load(directories[1] / "mask.nii.gz")
+    mask = np.asarray(image.dataobj).copy()
+    mask[tuple(np.argwhere(mask)[0])] = 0  # one voxel less
+    nib.save(nib.Nifti1Image(mask, image.affine), directories[1] / "mask.nii.gz")
+    ingest(directories, tmp_path / "two.zarr", "mask")
+    status = main(["decode", str(tmp_path / "two.zarr"), "--out", str(tmp_path / "o"),
+                   "--cv", "loso", "--quiet"])
+    n = int(mask.sum())
+    one_line_error(capsys, status, rf"--cv loso: subject sub02: its mask \({n} voxels\) "
+                                   rf"differs from sub01's \({n + 1} voxels\)")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--classifier", "lda"], "--classifier lda: --cv loso fits the linear SVM from the kernel"),
+    (["--categories", "face,dog"], "--categories: no subject has scans labelled 'dog'"),
+])
+def test_bad_loso_options_are_refused(loso_store, tmp_path, capsys, options, message):
+    status = main(["decode", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
+                   "--quiet", *options])
+    one_line_error(capsys, status, message)
+
+
+def test_searchlight_permutations_refuse_loso(loso_store, tmp_path, capsys):
+    status = main(["permute", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
+                   "--quiet", "--n-permutations", "5", "--searchlight", "--radius", "5"])
+    one_line_error(capsys, status, "--cv loso: searchlight permutations do not take")
