@@ -209,3 +209,32 @@ def test_searchlight_permutations_refuse_loso(loso_store, tmp_path, capsys):
     status = main(["permute", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
                    "--quiet", "--n-permutations", "5", "--searchlight", "--radius", "5"])
     one_line_error(capsys, status, "--cv loso: searchlight permutations do not take")
+
+
+@pytest.mark.slow
+def test_report_shows_the_subjects_as_folds(one_worker_run):
+    assert main(["report", str(one_worker_run), "--quiet"]) == 0
+    page = (one_worker_run / "report.html").read_text()
+    assert "Leave-one-subject-out design" in page
+    assert "leave-one-subject-out cross-validation (folds = subjects)" in page
+    assert "held-out subject" in page and "sub03" in page
+    assert "all_cat_vs_face" in page or "Weight maps" in page
+
+
+@pytest.mark.slow
+def test_cross_decoding_across_subjects(loso_store, client, tmp_path):
+    """Trained on face/house of two subjects, tested on the third's cat/chair read as them."""
+    from nidecode import decode
+
+    decode(loso_store, tmp_path / "cross", client, cv="loso", progress=False,
+           train_categories=["face", "house"], test_categories=["cat", "chair"])
+    scores = pd.read_csv(tmp_path / "cross" / "scores.csv", dtype={"fold": str})
+    X, y, groups = _stored_pair(loso_store, "face", "house")
+    X_test, y_test, groups_test = _stored_pair(loso_store, "cat", "chair")
+    y_test = np.where(y_test == "cat", "face", "house")
+    expected = [SVC(kernel="linear").fit(X[groups != subject], y[groups != subject])
+                .score(X_test[groups_test == subject], y_test[groups_test == subject])
+                for subject in ["sub01", "sub02", "sub03"]]
+    assert list(scores["fold"]) == ["sub01", "sub02", "sub03"]
+    assert list(scores["test_a"]) == ["cat"] * 3 and list(scores["test_b"]) == ["chair"] * 3
+    np.testing.assert_array_equal(scores["accuracy"].to_numpy(), expected)
