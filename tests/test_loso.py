@@ -238,3 +238,26 @@ def test_cross_decoding_across_subjects(loso_store, client, tmp_path):
     assert list(scores["fold"]) == ["sub01", "sub02", "sub03"]
     assert list(scores["test_a"]) == ["cat"] * 3 and list(scores["test_b"]) == ["chair"] * 3
     np.testing.assert_array_equal(scores["accuracy"].to_numpy(), expected)
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_fit_svc_kernel_is_svc_precomputed_bit_for_bit(class_weight):
+    from nidecode.solvers.svc import fit_svc_kernel, svc_kernel_decisions
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 30))
+    codes = (rng.random(50) < 0.4).astype(int)
+    K = X @ X.T
+    train, test = np.arange(35), np.arange(35, 50)
+    dual_coef, support, intercept = fit_svc_kernel(K[np.ix_(train, train)], codes[train], 1.0,
+                                                   class_weight)
+    svc = SVC(kernel="precomputed", class_weight=class_weight).fit(K[np.ix_(train, train)],
+                                                                   codes[train])
+    np.testing.assert_array_equal(dual_coef, svc.dual_coef_[0])
+    np.testing.assert_array_equal(support, svc.support_)
+    assert intercept == svc.intercept_[0]
+    decision = svc_kernel_decisions(K[np.ix_(test, train)], dual_coef, support, intercept)
+    np.testing.assert_allclose(decision, svc.decision_function(K[np.ix_(test, train)]),
+                               rtol=0, atol=1e-12)
+    linear = SVC(kernel="linear", class_weight=class_weight).fit(X[train], codes[train])
+    np.testing.assert_allclose(dual_coef @ X[train][support], linear.coef_[0], atol=1e-10)
