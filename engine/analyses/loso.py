@@ -386,25 +386,26 @@ def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: i
 
 @dataclass(frozen=True)
 class LosoFit:
-    """A pair's fold scores and its fit on every subject (what the weight maps need)."""
+    """A pair's fit on every subject: what its weight map and pattern need."""
 
-    metrics: dict[str, np.ndarray]  # name -> per fold
-    n_train: np.ndarray
-    n_test: np.ndarray
-    support_rows: np.ndarray  # kernel rows of the all-subjects fit's support scans
+    support_rows: np.ndarray  # kernel rows of the support scans
     dual_coef: np.ndarray
     train_rows: np.ndarray  # kernel rows of its training scans
     source: np.ndarray  # X w on them, centred (Haufe's pattern: X^T source / |source|^2)
 
 
 def fold_scores(K: np.ndarray, samples: PairSamples, labels: np.ndarray, C: float,
-                class_weight: str, metrics: Sequence[str] = METRICS) -> dict[str, np.ndarray]:
-    """Each metric per fold of one labelling of a pair's samples, from the kernel."""
+                class_weight: str, metrics: Sequence[str] = METRICS,
+                folds: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Each metric per fold (``folds``: their positions, default all) of one labelling
+    of a pair's samples, from the kernel."""
+    folds = range(len(samples.folds)) if folds is None else folds
     classes = np.unique(labels[samples.trainable])
     codes = (labels == classes[1]).astype(np.float64)
-    scores = {metric: np.empty(len(samples.folds)) for metric in metrics}
+    scores = {metric: np.empty(len(folds)) for metric in metrics}
     weights = None if class_weight == "none" else class_weight
-    for index, fold in enumerate(samples.folds):
+    for index, position in enumerate(folds):
+        fold = samples.folds[position]
         train, test = samples.rows[fold.train], samples.rows[fold.test]
         dual_coef, support, intercept = fit_svc_kernel(K[np.ix_(train, train)],
                                                        codes[fold.train], C, weights)
@@ -416,18 +417,22 @@ def fold_scores(K: np.ndarray, samples: PairSamples, labels: np.ndarray, C: floa
     return scores
 
 
-def loso_fit(K: np.ndarray, samples: PairSamples, C: float, class_weight: str) -> LosoFit:
-    """Cross-validate a pair over subjects on the kernel, and fit it on every subject."""
-    scores = fold_scores(K, samples, samples.labels, C, class_weight)
-    train = np.flatnonzero(samples.trainable)
-    rows = samples.rows[train]
-    codes = np.unique(samples.labels[train], return_inverse=True)[1]
+def fold_task(K: np.ndarray, samples: PairSamples, C: float, class_weight: str,
+              position: int) -> dict[str, float]:
+    """One fold of a pair (a task: the folds of one pair run in parallel)."""
+    return {metric: float(values[0]) for metric, values in fold_scores(
+        K, samples, samples.labels, C, class_weight, folds=[position]).items()}
+
+
+def fit_all_subjects(K: np.ndarray, samples: PairSamples, C: float,
+                     class_weight: str) -> LosoFit:
+    """Fit a pair on every subject's training scans (its weight map's model)."""
+    rows = samples.rows[samples.trainable]
+    codes = np.unique(samples.labels[samples.trainable], return_inverse=True)[1]
     dual_coef, support, _ = fit_svc_kernel(K[np.ix_(rows, rows)], codes, C,
                                            None if class_weight == "none" else class_weight)
     source = K[np.ix_(rows, rows[support])] @ dual_coef
-    return LosoFit(scores, np.array([len(fold.train) for fold in samples.folds]),
-                   np.array([len(fold.test) for fold in samples.folds]),
-                   rows[support], dual_coef, rows, source - source.mean())
+    return LosoFit(rows[support], dual_coef, rows, source - source.mean())
 
 
 def weight_block(store_path: str, rows: KernelRows, voxels: slice,
@@ -498,15 +503,20 @@ def execute_loso_decode(run: LosoRun, client: Client, *, progress: bool = True,
         n_blocks = len(blocks)
         kernel = submit_kernel(client, run.store_path, run.rows, int(run.mask.sum()),
                                block_size(block_voxels))
-        fits = client.gather([client.submit(loso_fit, kernel, run.samples[pair.key],
-                                            run.identity["C"], run.identity["class_weight"])
-                              for pair in todo])
-        del kernel  # released on the cluster: the maps read the store again
+        C, class_weight = run.identity["C"], run.identity["class_weight"]
+        folds = {pair.key: [client.submit(fold_task, kernel, run.samples[pair.key], C,
+                                          class_weight, position)
+                            for position in range(len(run.samples[pair.key].folds))]
+                 for pair in todo}
+        fits = [client.submit(fit_all_subjects, kernel, run.samples[pair.key], C, class_weight)
+                for pair in todo]
+        del kernel  # released once its fits are done: the maps read the store again
+        folds, fits = client.gather([folds, fits])
         maps = np.concatenate(client.gather([client.submit(weight_block, run.store_path,
                                                            run.rows, voxels, fits)
                                              for voxels in blocks]), axis=2)
-        for pair, fit, pair_maps in zip(todo, fits, maps, strict=True):
-            result = _pair_result(run, pair, fit, pair_maps)
+        for pair, pair_maps in zip(todo, maps, strict=True):
+            result = _pair_result(run, pair, folds[pair.key], pair_maps)
             run.output.save_part(result)
             saved[pair.key] = result
     computed = time.perf_counter()
@@ -541,13 +551,16 @@ def majority_rates(samples: PairSamples) -> np.ndarray:
                      for fold in samples.folds])
 
 
-def _pair_result(run: LosoRun, pair: LosoPair, fit: LosoFit, maps: np.ndarray) -> PairResult:
+def _pair_result(run: LosoRun, pair: LosoPair, folds: list[dict[str, float]],
+                 maps: np.ndarray) -> PairResult:
     samples = run.samples[pair.key]
     held_out = np.array([run.rows.subjects[fold.fold] for fold in samples.folds])
-    return PairResult(ALL_SUBJECTS, pair.class_a, pair.class_b, held_out,
-                      fit.metrics["accuracy"], fit.n_train, fit.n_test, maps[0][None],
-                      np.empty(0, int), np.empty(0), fit.metrics["balanced_accuracy"],
-                      fit.metrics["roc_auc"], maps[1], *pair.test_pair)
+    scores = {metric: np.array([fold[metric] for fold in folds]) for metric in METRICS}
+    return PairResult(ALL_SUBJECTS, pair.class_a, pair.class_b, held_out, scores["accuracy"],
+                      np.array([len(fold.train) for fold in samples.folds]),
+                      np.array([len(fold.test) for fold in samples.folds]), maps[0][None],
+                      np.empty(0, int), np.empty(0), scores["balanced_accuracy"],
+                      scores["roc_auc"], maps[1], *pair.test_pair)
 
 
 def _write_decode_outputs(run: LosoRun, results: list[PairResult]) -> pd.DataFrame:
