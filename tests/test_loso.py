@@ -14,6 +14,7 @@ from nidecode.analyses.loso import (
     submit_kernel,
 )
 from nidecode.cli import main
+from nidecode.stats import haufe_pattern
 from nidecode.synth import make_subject, write_subject
 from tests.conftest import one_line_error
 
@@ -82,7 +83,10 @@ def test_loso_equals_scikit_learn_and_weights_equal_svc(loso_store, one_worker_r
         coef = SVC(kernel="linear").fit(X, y).coef_[0]
         np.testing.assert_allclose(np.asarray(weights.dataobj)[mask], coef.astype(np.float32),
                                    rtol=1e-5, atol=1e-6)
-        assert (out / "patterns" / f"all_{class_a}_vs_{class_b}.nii.gz").is_file()
+        pattern = nib.load(out / "patterns" / f"all_{class_a}_vs_{class_b}.nii.gz")
+        np.testing.assert_allclose(np.asarray(pattern.dataobj)[mask],
+                                   haufe_pattern(X, coef).astype(np.float32), rtol=1e-4,
+                                   atol=1e-6)
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["n_folds"]) == [3, 3, 3]
     assert not (out / "group.csv").exists()  # one "subject": the folds are the subjects
