@@ -265,3 +265,44 @@ def test_fit_svc_kernel_is_svc_precomputed_bit_for_bit(class_weight):
                                rtol=0, atol=1e-12)
     linear = SVC(kernel="linear", class_weight=class_weight).fit(X[train], codes[train])
     np.testing.assert_allclose(dual_coef @ X[train][support], linear.coef_[0], atol=1e-10)
+
+
+@pytest.mark.slow
+def test_searchlight_across_subjects_equals_svc_per_sphere(loso_store, client, tmp_path):
+    """``--cv loso --solver libsvm``: each sphere's accuracy is LeaveOneGroupOut's SVC on
+    its voxels of the concatenated subjects."""
+    import nibabel as nib
+
+    from nidecode import searchlight
+    from nidecode.spheres import sphere_neighbourhoods
+
+    table = searchlight(loso_store, tmp_path / "sl", client, radius=4.0, cv="loso",
+                        categories=["face", "house"], solver="libsvm", progress=False)
+    assert list(table["subject"]) == [ALL_SUBJECTS]
+    mask, affine = store.read_geometry(loso_store, "sub01")
+    centres, spheres = sphere_neighbourhoods(mask, affine, 4.0)
+    image = nib.load(tmp_path / "sl" / "searchlight" / "all_face_vs_house.nii.gz")
+    values = np.asarray(image.dataobj)[mask][centres]
+    X, y, groups = _stored_pair(loso_store, "face", "house")
+    for centre in np.linspace(0, len(centres) - 1, 6).astype(int):
+        voxels = spheres[centre].indices
+        expected = cross_val_score(SVC(kernel="linear"), X[:, voxels], y, groups=groups,
+                                   cv=LeaveOneGroupOut()).mean()
+        assert values[centre] == pytest.approx(expected, abs=1e-6)
+    assert table["n_spheres"].iloc[0] == len(centres)
+
+
+def test_a_fold_trained_on_one_class_is_refused(tmp_path, capsys):
+    from nidecode.ingest import ingest
+
+    options = {"shape": (10, 12, 6), "n_runs": 2, "scans_per_run": 28, "block_length": 3}
+    directories = [write_subject(make_subject(index, **options), tmp_path / f"sub0{index + 1}")
+                   for index in range(2)]
+    labels = pd.read_csv(directories[1] / "labels.txt", sep=" ")
+    labels.loc[labels["labels"] == "house", "labels"] = "rest"  # sub02: face, no house
+    labels.to_csv(directories[1] / "labels.txt", sep=" ", index=False)
+    ingest(directories, tmp_path / "two.zarr", "mask")
+    status = main(["decode", str(tmp_path / "two.zarr"), "--out", str(tmp_path / "o"),
+                   "--cv", "loso", "--categories", "face,house", "--quiet"])
+    one_line_error(capsys, status, "--cv loso: face vs house, held-out subject sub01: the "
+                                   "other subjects' scans hold one class only")

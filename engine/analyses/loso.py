@@ -255,6 +255,36 @@ def _check_folds(designs: Sequence[store.Design], pair: LosoPair,
             f"{name}" for position, design in enumerate(designs) if position not in tested]
 
 
+def plan_loso(designs: Sequence[store.Design], categories: Sequence[str] | None,
+              mapping: dict[str, str] | None = None
+              ) -> tuple[KernelRows, list[LosoPair], dict, list[str]]:
+    """The kernel rows, the pairs that two or more subjects have, their samples and
+    notes (what is left out), for :func:`prepare_loso` and the searchlight.
+
+    Raises
+    ------
+    InputError
+        No pair in two subjects, or a fold whose training scans hold one class.
+    """
+    pairs, notes = [], []
+    candidates = plan_pairs(designs, categories, mapping)
+    rows = kernel_rows(designs, candidates)
+    for pair in candidates:
+        pair_data = pair_samples(designs, rows, pair)
+        if len({fold.fold for fold in pair_data.folds}
+               | set(pair_data.groups[pair_data.trainable].tolist())) < 2:
+            notes.append(f"{pair.class_a} vs {pair.class_b}: fewer than two subjects have "
+                         f"its scans; skipped")
+            continue
+        notes.extend(_check_folds(designs, pair, pair_data))
+        pairs.append(pair)
+    if not pairs:
+        raise InputError("--cv loso: no pair of categories has scans in two subjects; "
+                         "choose categories the subjects share")
+    rows = kernel_rows(designs, pairs)  # only the scans the kept pairs use
+    return rows, pairs, {pair.key: pair_samples(designs, rows, pair) for pair in pairs}, notes
+
+
 def prepare_loso(store_path: str | Path, out: str | Path, command: str, *,
                  categories: Sequence[str] | None = None, C: float = 1.0,
                  scoring: str | Sequence[str] = "accuracy", class_weight: str | None = None,
@@ -286,24 +316,7 @@ def prepare_loso(store_path: str | Path, out: str | Path, command: str, *,
     store_path = normalise_store_path(store_path)
     designs = store.read_designs(store_path)
     mask, affine = check_common_grid(store_path, designs)
-    ordered = list(designs.values())
-    pairs, notes = [], []
-    candidates = plan_pairs(ordered, categories, mapping)
-    rows = kernel_rows(ordered, candidates)
-    for pair in candidates:
-        pair_data = pair_samples(ordered, rows, pair)
-        if len({fold.fold for fold in pair_data.folds}
-               | set(pair_data.groups[pair_data.trainable].tolist())) < 2:
-            notes.append(f"{pair.class_a} vs {pair.class_b}: fewer than two subjects have "
-                         f"its scans; skipped")
-            continue
-        notes.extend(_check_folds(ordered, pair, pair_data))
-        pairs.append(pair)
-    if not pairs:
-        raise InputError("--cv loso: no pair of categories has scans in two subjects; "
-                         "choose categories the subjects share")
-    rows = kernel_rows(ordered, pairs)
-    samples = {pair.key: pair_samples(ordered, rows, pair) for pair in pairs}
+    rows, pairs, samples, notes = plan_loso(list(designs.values()), categories, mapping)
     design = {} if mapping is None else {"train_categories": list(mapping),
                                          "test_categories": list(mapping.values())}
     study = Study(store_path, designs, [], notes)
