@@ -17,6 +17,7 @@ workers restarted before each run) is reported against the study's array
 and the kernel. Run::
 
     python benchmarks/bench_loso.py [--subjects 10] [--voxels 30000] [--workers 1,2]
+        [--no-sklearn] [--name loso]
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--no-sklearn", action="store_true",
                         help="skip scikit-learn (a study too large for one process)")
+    parser.add_argument("--name", default="loso",
+                        help="results file benchmarks/results/NAME.json (default loso)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nidecode-loso-"))
     started = time.perf_counter()
@@ -155,7 +158,7 @@ def main() -> None:
         for run in runs.values():
             run["speedup_vs_sklearn_fit"] = baseline["fit_s"] / run["command_s"]
     print({key: value for key, value in figures.items() if key != "machine"})
-    print(f"saved {save('loso', figures)}")
+    print(f"saved {save(args.name, figures)}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from nidecode._validation import (
     check_per_task,
     check_radius,
     check_scoring,
+    is_loso,
 )
 from nidecode.analyses._prepare import (
     Geometry,
@@ -110,7 +111,16 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
 
     Parameters are those of :func:`searchlight`; every problem is raised
     here as :class:`~nidecode.errors.InputError`, before any cluster starts.
+    ``cv="loso"``: :mod:`nidecode.analyses.loso_searchlight` plans it.
     """
+    if is_loso(cv):
+        from nidecode.analyses.loso_searchlight import prepare_loso_searchlight
+
+        return prepare_loso_searchlight(
+            store_path, out, radius=radius, categories=categories, process_mask=process_mask,
+            C=C, solver=solver, overwrite=overwrite, spheres_per_task=spheres_per_task,
+            scoring=scoring, classifier=classifier, shrinkage=shrinkage,
+            class_weight=class_weight)
     started = time.perf_counter()
     cv, C = check_cv(cv, "searchlight"), check_C(C, "searchlight")
     radius = check_radius(radius, "searchlight")
@@ -163,6 +173,10 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         One row per subject x pair: spheres, mean and peak accuracy, and the
         peak's world coordinates (mm).
     """
+    if not isinstance(run, SearchlightRun):  # --cv loso
+        from nidecode.analyses.loso_searchlight import execute_loso_searchlight
+
+        return execute_loso_searchlight(run, client, progress=progress)
     identity = run.identity
     # Compile the solver on the workers while the first tasks are planned and read.
     warm_up_solvers(client, identity["classifier"], identity["solver"])
