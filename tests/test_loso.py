@@ -1,5 +1,7 @@
 """Leave one subject out (``--cv loso``): kernel summed over voxel blocks on the cluster."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,6 +124,12 @@ def test_same_results_with_one_and_two_workers_and_other_blocks(loso_store, one_
     first = pd.read_csv(outputs[0] / "scores.csv")
     for out in outputs[1:]:
         pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), first)
+    # The same command again resumes: every pair is read back from parts/.
+    decode(loso_store, outputs[-1], client, categories=["face", "house", "cat"], cv="loso",
+           scoring="accuracy,roc_auc", progress=False)
+    manifest = json.loads((outputs[-1] / "run.json").read_text())
+    assert manifest["counts"]["pairs_computed"] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(outputs[-1] / "scores.csv"), first)
     maps = [np.asarray(nib.load(out / "weights" / "all_cat_vs_face.nii.gz").dataobj)
             for out in outputs]
     np.testing.assert_array_equal(maps[0], maps[1])  # one block size: the same sums
