@@ -57,7 +57,7 @@ from nidecode.results import (
     summary_table,
     to_nifti,
 )
-from nidecode.run import normalise_store_path, phase_timings, versions
+from nidecode.run import normalise_store_path, phase_timings, run_tasks, versions
 from nidecode.solvers.svc import fit_svc_kernel, svc_kernel_decisions
 from nidecode.stats import count_distinct_permutations, fold_metrics, permutation_p_value
 
@@ -431,21 +431,27 @@ def fold_scores(K: np.ndarray, samples: PairSamples, labels: np.ndarray, C: floa
 
 
 def fold_task(K: np.ndarray, samples: PairSamples, C: float, class_weight: str,
-              position: int) -> dict[str, float]:
-    """One fold of a pair (a task: the folds of one pair run in parallel)."""
-    return {metric: float(values[0]) for metric, values in fold_scores(
+              key: tuple[str, ...], position: int) -> tuple[tuple, int, dict[str, float]]:
+    """One fold of a pair (a task: the folds of one pair run in parallel).
+
+    Returns the pair's key, the fold's position and its metrics.
+    """
+    return key, position, {metric: float(values[0]) for metric, values in fold_scores(
         K, samples, samples.labels, C, class_weight, folds=[position]).items()}
 
 
-def fit_all_subjects(K: np.ndarray, samples: PairSamples, C: float,
-                     class_weight: str) -> LosoFit:
-    """Fit a pair on every subject's training scans (its weight map's model)."""
+def fit_all_subjects(K: np.ndarray, samples: PairSamples, C: float, class_weight: str,
+                     key: tuple[str, ...] = ()) -> tuple[tuple, str, LosoFit]:
+    """Fit a pair on every subject's training scans (its weight map's model).
+
+    Returns the pair's key, ``"all"`` and the fit.
+    """
     rows = samples.rows[samples.trainable]
     codes = np.unique(samples.labels[samples.trainable], return_inverse=True)[1]
     dual_coef, support, _ = fit_svc_kernel(K[np.ix_(rows, rows)], codes, C,
                                            None if class_weight == "none" else class_weight)
     source = K[np.ix_(rows, rows[support])] @ dual_coef
-    return LosoFit(rows[support], dual_coef, rows, source - source.mean())
+    return key, ALL_SUBJECTS, LosoFit(rows[support], dual_coef, rows, source - source.mean())
 
 
 def weight_block(store_path: str, rows: KernelRows, voxels: slice,
@@ -517,14 +523,19 @@ def execute_loso_decode(run: LosoRun, client: Client, *, progress: bool = True,
         kernel = submit_kernel(client, run.store_path, run.rows, int(run.mask.sum()),
                                block_size(block_voxels))
         C, class_weight = run.identity["C"], run.identity["class_weight"]
-        folds = {pair.key: [client.submit(fold_task, kernel, run.samples[pair.key], C,
-                                          class_weight, position)
+        futures = [client.submit(fold_task, kernel, run.samples[pair.key], C, class_weight,
+                                 pair.key, position)
+                   for pair in todo for position in range(len(run.samples[pair.key].folds))]
+        futures += [client.submit(fit_all_subjects, kernel, run.samples[pair.key], C,
+                                  class_weight, pair.key) for pair in todo]
+        del kernel  # released once its fits are done: the maps read the store again
+        done: dict = {}
+        run_tasks(client, futures, on_result=lambda item: done.__setitem__(item[:2], item[2]),
+                  count=lambda item: 1, total=len(futures), progress=progress, unit="fit")
+        fits = [done[(pair.key, ALL_SUBJECTS)] for pair in todo]
+        folds = {pair.key: [done[(pair.key, position)]
                             for position in range(len(run.samples[pair.key].folds))]
                  for pair in todo}
-        fits = [client.submit(fit_all_subjects, kernel, run.samples[pair.key], C, class_weight)
-                for pair in todo]
-        del kernel  # released once its fits are done: the maps read the store again
-        folds, fits = client.gather([folds, fits])
         maps = np.concatenate(client.gather([client.submit(weight_block, run.store_path,
                                                            run.rows, voxels, fits)
                                              for voxels in blocks]), axis=2)
@@ -615,9 +626,12 @@ def execute_loso_permute(run: LosoRun, client: Client, *, progress: bool = True,
         futures = [client.submit(permutation_scores, kernel, run.samples[pair.key], key,
                                  identity["C"], identity["class_weight"], identity["seed"],
                                  indices, identity["scoring"]) for pair, key, indices in todo]
-        for part in client.gather(futures):
-            run.output.save_part(part)
-            saved[part.key] = part
+        n_done = sum(len(indices) for _, key, indices in tasks if key in saved)
+        run_tasks(client, futures, on_result=lambda part: (run.output.save_part(part),
+                                                           saved.__setitem__(part.key, part)),
+                  count=lambda part: len(part.indices),
+                  total=sum(len(indices) for _, _, indices in tasks), initial=n_done,
+                  progress=progress, unit="permutation")
     computed = time.perf_counter()
     table = _write_permute_outputs(run, {pair.key: [saved[key] for item, key, _ in tasks
                                                     if item == pair]
