@@ -314,3 +314,9 @@ def test_a_fold_trained_on_one_class_is_refused(tmp_path, capsys):
                    "--cv", "loso", "--categories", "face,house", "--quiet"])
     one_line_error(capsys, status, "--cv loso: face vs house, held-out subject sub01: the "
                                    "other subjects' scans hold one class only")
+
+
+def test_searchlight_per_fold_refuses_loso(loso_store, tmp_path, capsys):
+    status = main(["searchlight", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
+                   "--quiet", "--radius", "5", "--per-fold"])
+    one_line_error(capsys, status, "--per-fold: a searchlight with --cv loso writes no per-fold")

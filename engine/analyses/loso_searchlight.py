@@ -44,6 +44,7 @@ from nidecode.analyses.plan import SPHERES_PER_TASK
 from nidecode.analyses.tasks import fold_mean
 from nidecode.cluster import describe, warm_up_solvers
 from nidecode.cv import LOSO
+from nidecode.errors import InputError
 from nidecode.outdir import OutputDir, searchlight_name
 from nidecode.results import SphereScores, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, versions
@@ -76,7 +77,8 @@ def prepare_loso_searchlight(store_path: str | Path, out: str | Path, *, radius:
                              spheres_per_task: int | None = None,
                              scoring: str | Sequence[str] = "accuracy",
                              classifier: str = "svc", shrinkage: str | float | None = None,
-                             class_weight: str | None = None) -> LosoSearchlightRun:
+                             class_weight: str | None = None,
+                             per_fold: bool = False) -> LosoSearchlightRun:
     """Check the inputs, plan the pairs and sphere batches, claim the output.
 
     Parameters are those of :func:`nidecode.analyses.searchlight.searchlight`
@@ -90,6 +92,9 @@ def prepare_loso_searchlight(store_path: str | Path, out: str | Path, *, radius:
     classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
                                                      "searchlight", solver)
     per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
+    if per_fold:
+        raise InputError("--per-fold: a searchlight with --cv loso writes no per-fold maps "
+                         "yet; drop --per-fold")
     store_path = normalise_store_path(store_path)
     designs = read_designs(store_path)
     check_common_grid(store_path, designs)

@@ -120,7 +120,7 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
             store_path, out, radius=radius, categories=categories, process_mask=process_mask,
             C=C, solver=solver, overwrite=overwrite, spheres_per_task=spheres_per_task,
             scoring=scoring, classifier=classifier, shrinkage=shrinkage,
-            class_weight=class_weight)
+            class_weight=class_weight, per_fold=per_fold)
     started = time.perf_counter()
     cv, C = check_cv(cv, "searchlight"), check_C(C, "searchlight")
     radius = check_radius(radius, "searchlight")
