@@ -113,7 +113,8 @@ class KernelRows:
 
 @dataclass(frozen=True)
 class PairSamples:
-    """The samples of one pair across subjects (a scan tested and trained on is two samples)."""
+    """The samples of one pair across subjects (cross-decoding: a scan of a category of both
+    lists is two samples, one trained on, one tested)."""
 
     rows: np.ndarray  # kernel row of each sample
     labels: np.ndarray  # str; a test sample as the training class it is read as
