@@ -109,6 +109,15 @@ def check_cv(cv, function: str) -> str:
     raise ParameterError(function, "cv", cv, CV_RULE)
 
 
+#: ``cv`` of decoding across subjects: leave one subject out (folds are subjects).
+LOSO = "loso"
+
+
+def is_loso(cv) -> bool:
+    """Whether ``cv`` asks for leave-one-subject-out (``"loso"``, any case)."""
+    return isinstance(cv, str) and cv.strip().lower() == LOSO
+
+
 def check_cross_cv(cv, function: str) -> str:
     """Cross-decoding's ``cv``: :func:`check_cv`'s values or ``"none"`` (no splits)."""
     if isinstance(cv, str) and cv.strip().lower() == "none":

@@ -186,9 +186,10 @@ def _add_analysis(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", metavar="A,B[,...]",
                         help="every pair among these categories, e.g. face,cat (default: "
                         "every pair of each subject's categories but rest)")
-    parser.add_argument("--cv", default="logo", metavar="logo|kfold:K",
+    parser.add_argument("--cv", default="logo", metavar="logo|kfold:K|loso",
                         help="leave one run out (default), or K-fold over scans (leaks "
-                        "across neighbouring scans of a run: optimistic)")
+                        "across neighbouring scans of a run: optimistic); loso: leave one "
+                        "subject out (subjects on one grid)")
     parser.add_argument("--C", type=float, default=1.0, help="SVM penalty (default 1.0)")
     _add_classifier(parser)
     parser.add_argument("--overwrite", action="store_true",
@@ -325,6 +326,8 @@ def check_arguments(args: argparse.Namespace) -> None:
               "scoring": check.check_scoring, "class_weight": check.check_class_weight}
     if getattr(args, "train_categories", None) or getattr(args, "test_categories", None):
         checks["cv"] = check.check_cross_cv  # cross-decoding also takes --cv none
+    if command in ("decode", "permute", "searchlight") and check.is_loso(getattr(args, "cv", None)):
+        del checks["cv"]  # leave one subject out: checked by the API with the store
     for name, check_value in checks.items():
         value = getattr(args, name, None)
         if value is not None:

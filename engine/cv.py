@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 
-from nidecode._validation import check_cv
+from nidecode._validation import LOSO, check_cv, is_loso  # noqa: F401 (LOSO, is_loso: here too)
 from nidecode.errors import InputError
 
 
@@ -107,4 +107,33 @@ def make_cross_folds(scans: np.ndarray, runs: np.ndarray, is_train: np.ndarray,
         test = np.flatnonzero(~is_train & (groups == group))
         if len(test):
             folds.append(Fold(int(group), np.flatnonzero(is_train & (groups != group)), test))
+    return folds
+
+
+def make_subject_folds(groups: np.ndarray, trainable: np.ndarray,
+                       testable: np.ndarray) -> list[Fold]:
+    """Leave-one-subject-out splits: test on a subject's test samples, train on the others'.
+
+    With every sample both trainable and testable this is
+    ``LeaveOneGroupOut().split(X, y, groups)``.
+
+    Parameters
+    ----------
+    groups : numpy.ndarray of int, shape (n_samples,)
+        The subject (its position) of each sample.
+    trainable, testable : numpy.ndarray of bool, shape (n_samples,)
+        Samples a fold may train on, and test on (cross-decoding: the
+        training and the test categories' samples).
+
+    Returns
+    -------
+    list of Fold
+        One per subject with test samples, in the order of ``groups``' values
+        (``fold`` = that value).
+    """
+    folds = []
+    for group in np.unique(groups):
+        test = np.flatnonzero(testable & (groups == group))
+        if len(test):
+            folds.append(Fold(int(group), np.flatnonzero(trainable & (groups != group)), test))
     return folds

@@ -150,7 +150,7 @@ def tiny_store(tmp_path):
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--categories", "face,chair"], "subject sub01: no scans labelled 'chair'"),
-    (["--cv", "loso"], "--cv loso: must be 'logo'"),
+    (["--cv", "loso"], r"--cv loso: the store holds 1 subject \(sub01\)"),
     (["--C", "-1"], "--C -1: must be a positive finite float"),
     (["--categories", "face,cat", "--cv", "kfold:40"], "--cv kfold:40: 40 folds for 12 samples"),
 ])

@@ -29,6 +29,7 @@ from nidecode._validation import (
     check_scoring,
 )
 from nidecode.analyses._prepare import Study, claim_output, plan_study
+from nidecode.analyses.loso import LosoRun, execute_loso_decode, prepare_loso
 from nidecode.analyses.plan import (
     PairJob,
     batch_jobs,
@@ -41,6 +42,7 @@ from nidecode.analyses.plan import (
 )
 from nidecode.analyses.tasks import decode_pairs
 from nidecode.cluster import describe
+from nidecode.cv import is_loso
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import OutputDir, confusion_name, patterns_name, weights_name
 from nidecode.results import (
@@ -82,14 +84,20 @@ def prepare_decode(store_path: str | Path, out: str | Path, *,
                    overwrite: bool = False, classifier: str = "svc",
                    shrinkage: str | float | None = None,
                    train_categories: Sequence[str] | None = None,
-                   test_categories: Sequence[str] | None = None) -> DecodeRun:
+                   test_categories: Sequence[str] | None = None) -> DecodeRun | LosoRun:
     """Check the inputs, plan the jobs and claim the output directory (no cluster needed).
 
     Parameters are those of :func:`decode`. Every problem with the store,
     the categories, the parameters or the output directory is raised here,
     as :class:`~nidecode.errors.InputError` (a parameter out of range as its
     subclass :class:`~nidecode.errors.ParameterError`), before any cluster starts.
+    ``cv="loso"`` plans a :class:`~nidecode.analyses.loso.LosoRun`.
     """
+    if is_loso(cv):
+        return prepare_loso(store_path, out, "decode", categories=categories, C=C,
+                            scoring=scoring, class_weight=class_weight, overwrite=overwrite,
+                            classifier=classifier, shrinkage=shrinkage,
+                            train_categories=train_categories, test_categories=test_categories)
     started = time.perf_counter()
     cross = train_categories is not None or test_categories is not None
     cv = check_cross_cv(cv, "decode") if cross else check_cv(cv, "decode")
@@ -131,7 +139,7 @@ def cross_design(jobs: Sequence[PairJob]) -> list[dict]:
     return [{"train": list(train), "test": list(test)} for train, test in sorted(pairs.items())]
 
 
-def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
+def execute_decode(run: DecodeRun | LosoRun, client: Client, *, progress: bool = True,
                    fits_per_task: int | None = None) -> pd.DataFrame:
     """Compute what the output directory lacks, then write the final files.
 
@@ -140,6 +148,8 @@ def execute_decode(run: DecodeRun, client: Client, *, progress: bool = True,
     pandas.DataFrame
         The summary table (see :func:`decode`).
     """
+    if isinstance(run, LosoRun):
+        return execute_loso_decode(run, client, progress=progress)
     saved = run.output.load_parts(PairResult)
     todo = [job for job in run.jobs if job.key not in saved]
     cv, C = run.identity["cv"], run.identity["C"]
@@ -240,7 +250,14 @@ def decode(store_path: str | Path, out: str | Path, client: Client, *,
         subject lacking one is decoded on the others' pairs, see
         :func:`nidecode.analyses.plan.plan_notes`); default: each subject's pairs.
     cv : str
-        ``"logo"`` (leave one run out) or ``"kfold:K"``.
+        ``"logo"`` (leave one run out), ``"kfold:K"``, or ``"loso"``: leave one
+        subject out (:mod:`nidecode.analyses.loso`; the subjects must share grid,
+        affine and mask). Each pair is trained on its scans of all subjects
+        but one and tested on the held-out subject's; ``scores.csv`` has one
+        row per held-out subject (``subject`` ``all``, ``fold`` that
+        subject's id), ``summary.csv`` one per pair, and the weights and
+        pattern are those of the fit on every subject
+        (``weights/all_{class_a}_vs_{class_b}.nii.gz``). ``svc`` only.
     C : float
         SVM penalty of ``SVC(kernel="linear", C=C)`` (and ``LogisticRegression(C=C)``'s;
         unused by ``lda`` and ``gnb``).

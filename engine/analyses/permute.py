@@ -44,6 +44,7 @@ from nidecode.analyses._prepare import (
     warn_if_unstandardized,
 )
 from nidecode.analyses.decode import cross_design, plan_cross_study
+from nidecode.analyses.loso import LosoRun, execute_loso_permute, prepare_loso
 from nidecode.analyses.plan import (
     SPHERES_PER_TASK,
     PairJob,
@@ -56,6 +57,7 @@ from nidecode.analyses.plan import (
 from nidecode.analyses.searchlight import map_name
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
+from nidecode.cv import is_loso
 from nidecode.errors import NidecodeWarning
 from nidecode.outdir import OutputDir, null_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
@@ -154,11 +156,20 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                     class_weight: str | None = None, classifier: str = "svc",
                     shrinkage: str | float | None = None,
                     train_categories: Sequence[str] | None = None,
-                    test_categories: Sequence[str] | None = None) -> PermuteRun:
+                    test_categories: Sequence[str] | None = None) -> PermuteRun | LosoRun:
     """Check the inputs, plan the tasks and claim the output (no cluster needed).
 
-    Parameters are those of :func:`permute`.
+    Parameters are those of :func:`permute`; ``cv="loso"`` plans a
+    :class:`~nidecode.analyses.loso.LosoRun`.
     """
+    if is_loso(cv):
+        return prepare_loso(store_path, out, "permute", categories=categories, C=C,
+                            scoring=scoring, class_weight=class_weight, overwrite=overwrite,
+                            classifier=classifier, shrinkage=shrinkage,
+                            train_categories=train_categories, test_categories=test_categories,
+                            n_permutations=n_permutations, seed=seed,
+                            permutations_per_task=permutations_per_task, radius=radius,
+                            solver=solver)
     started = time.perf_counter()
     cross = train_categories is not None or test_categories is not None
     cv = check_cross_cv(cv, "permute") if cross else check_cv(cv, "permute")
@@ -223,7 +234,8 @@ def _warn_expected_time(plan: PermutationPlan, classifier: str = "svc") -> None:
                       f"more workers", NidecodeWarning, stacklevel=3)
 
 
-def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -> pd.DataFrame:
+def execute_permute(run: PermuteRun | LosoRun, client: Client, *,
+                    progress: bool = True) -> pd.DataFrame:
     """Compute the permutations the output lacks, then write p-values and nulls.
 
     Returns
@@ -231,6 +243,8 @@ def execute_permute(run: PermuteRun, client: Client, *, progress: bool = True) -
     pandas.DataFrame
         The p-value table (see :func:`permute`).
     """
+    if isinstance(run, LosoRun):
+        return execute_loso_permute(run, client, progress=progress)
     saved = run.output.load_parts(PermutationScores)
     todo = (task for task in run.tasks if task.key not in saved)  # lazy: the plan may be long
     identity = run.identity
@@ -454,7 +468,11 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     categories : sequence of str, optional
         Every pair among these that a subject has; default: each subject's pairs.
     cv : str
-        ``"logo"`` or ``"kfold:K"``.
+        ``"logo"``, ``"kfold:K"`` or (ROI) ``"loso"``: leave one subject out
+        (see :func:`nidecode.analyses.decode.decode`); the labels are permuted
+        within each subject's runs and every permutation reuses one kernel
+        between the scans (``solver`` is unused); p-values per pair, subject
+        ``all`` in the tables.
     C : float
         SVM penalty.
     seed : int

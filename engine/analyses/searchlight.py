@@ -37,6 +37,7 @@ from nidecode._validation import (
     check_per_task,
     check_radius,
     check_scoring,
+    is_loso,
 )
 from nidecode.analyses._prepare import (
     Geometry,
@@ -123,7 +124,16 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
 
     Parameters are those of :func:`searchlight`; every problem is raised
     here as :class:`~nidecode.errors.InputError`, before any cluster starts.
+    ``cv="loso"``: :mod:`nidecode.analyses.loso_searchlight` plans it.
     """
+    if is_loso(cv):
+        from nidecode.analyses.loso_searchlight import prepare_loso_searchlight
+
+        return prepare_loso_searchlight(
+            store_path, out, radius=radius, categories=categories, process_mask=process_mask,
+            C=C, solver=solver, overwrite=overwrite, spheres_per_task=spheres_per_task,
+            scoring=scoring, classifier=classifier, shrinkage=shrinkage,
+            class_weight=class_weight, per_fold=per_fold)
     started = time.perf_counter()
     cross = train_categories is not None or test_categories is not None
     cv = check_cross_cv(cv, "searchlight") if cross else check_cv(cv, "searchlight")
@@ -185,6 +195,10 @@ def execute_searchlight(run: SearchlightRun, client: Client, *,
         One row per subject x pair: spheres, mean and peak accuracy, and the
         peak's world coordinates (mm).
     """
+    if not isinstance(run, SearchlightRun):  # --cv loso
+        from nidecode.analyses.loso_searchlight import execute_loso_searchlight
+
+        return execute_loso_searchlight(run, client, progress=progress)
     identity = run.identity
     # Compile the solver on the workers while the first tasks are planned and read.
     warm_up_solvers(client, identity["classifier"], identity["solver"])

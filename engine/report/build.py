@@ -103,7 +103,9 @@ def write_report(out_dir: str | Path, *, anat: str | Path | None = None,
     if anat is None:
         background, background_note = _run_background(results.manifest, Path(out_dir))
     sections = [("parameters", "Parameters", _parameters(results.manifest))]
-    if results.manifest.get("design") and results.summary is not None:
+    if _is_loso(results.manifest) and results.summary is not None:
+        sections.append(("design", "Leave-one-subject-out design", _loso_design(results)))
+    elif results.manifest.get("design") and results.summary is not None:
         sections.append(("design", "Cross-decoding design", _cross_design(results)))
     elif results.manifest.get("design"):  # a searchlight run: no summary, its maps
         sections.append(("design", "Cross-decoding design", _searchlight_design(results)))
@@ -196,6 +198,8 @@ def _classifier_text(parameters: dict) -> str:
 
 
 def _cv_text(cv: object) -> str:
+    if cv == "loso":
+        return "leave-one-subject-out cross-validation (folds = subjects)"
     if cv == "none":
         return "no cross-validation (trained on every training scan, tested on every test scan)"
     if cv == "logo":
@@ -264,6 +268,37 @@ def _searchlight_design(results: RunResults) -> Html:
     listed = [tag("ul", *(tag("li", text) for text in notes))] if notes else []
     return join_parts(note, table(frame, formats={"mean_accuracy": _three,
                                                   "peak_accuracy": _three}), *listed)
+
+
+def _is_loso(manifest: dict) -> bool:
+    design = manifest.get("design")
+    return isinstance(design, dict) and design.get("cv") == "loso"
+
+
+def _loso_design(results: RunResults) -> Html:
+    """Leave one subject out: the folds are the subjects; each pair's score per held-out one."""
+    design = results.manifest["design"]
+    subjects = design.get("subjects", [])
+    note = tag("p", f"Folds are subjects: each pair is trained on its scans of every subject "
+                    f"but one and tested on the held-out subject's scans ({len(subjects)} "
+                    f"subjects: {', '.join(map(str, subjects))}). The subject column reads "
+                    f"'all'; the fold column names the held-out subject. The weight and "
+                    f"pattern maps are those of the fit on every subject.", class_="note")
+    parts = [note]
+    scores_path = results.path / "scores.csv"
+    if scores_path.is_file():
+        scores = read_table(scores_path, ["class_a", "class_b", "accuracy"])
+        scores["fold"] = pd.read_csv(scores_path, dtype={"fold": str},
+                                     keep_default_na=False)["fold"]
+        columns = [column for column in ("class_a", "class_b", "test_a", "test_b", "fold",
+                                         "accuracy", "chance", "n_train", "n_test")
+                   if column in scores]
+        frame = scores[columns].rename(columns={"fold": "held-out subject"})
+        parts.append(table(frame, formats={"accuracy": _three, "chance": _three}))
+    notes = results.manifest.get("notes") or []
+    if notes:
+        parts.append(tag("ul", *(tag("li", text) for text in notes)))
+    return join_parts(*parts)
 
 
 # --- accuracy, permutations, group ----------------------------------------------------------

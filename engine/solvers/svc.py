@@ -284,3 +284,4 @@ def _class_weights(class_weight: str | None, codes: np.ndarray) -> np.ndarray:
     classes = np.unique(codes)
     return np.asarray(compute_class_weight(class_weight, classes=classes, y=codes),
                       dtype=np.float64)
+
