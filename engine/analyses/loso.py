@@ -20,7 +20,6 @@ block_voxels`` float64) and a few kernels (``n_scans^2`` float64).
 from __future__ import annotations
 
 import itertools
-import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -357,18 +356,37 @@ def voxel_blocks(n_voxels: int, block_voxels: int) -> list[slice]:
 def read_block(store_path: str, rows: KernelRows, voxels: slice) -> np.ndarray:
     """The kernel rows' scans of one voxel block of every subject, float64.
 
-    Each subject is read as the version holding its planned checksum.
+    Each subject is read as the version holding its planned checksum, straight
+    into its rows of one float64 block (no float32 copy of the whole block).
     """
-    return np.concatenate([
-        store.read_timeseries(store_path, subject, voxels=voxels, verify=checksum)[scans]
-        for subject, checksum, scans in zip(rows.subjects, rows.checksums, rows.scans,
-                                            strict=True)]).astype(np.float64)
+    offsets = rows.offsets
+    block = None
+    for position, (subject, checksum, scans) in enumerate(
+            zip(rows.subjects, rows.checksums, rows.scans, strict=True)):
+        data = store.read_timeseries(store_path, subject, voxels=voxels, verify=checksum)
+        if block is None:
+            block = np.empty((rows.n_rows, data.shape[1]), dtype=np.float64)
+        block[offsets[position]:offsets[position + 1]] = data[scans]
+    return block
 
 
 def kernel_block(store_path: str, rows: KernelRows, voxels: slice) -> np.ndarray:
     """One voxel block's share ``X_b X_b^T`` of the linear kernel (float64)."""
     block = read_block(store_path, rows, voxels)
     return block @ block.T
+
+
+def add_shares(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left + right``, summed into ``left``'s buffer when it is writable.
+
+    A worker then holds two kernels during a sum, not three. ``left`` is a
+    share only this sum reads (the tree gives each share one consumer), so
+    overwriting it is safe; the sums are those of ``left + right`` bit for bit.
+    """
+    if not left.flags.writeable:  # e.g. deserialised from a read-only buffer
+        return left + right
+    np.add(left, right, out=left)
+    return left
 
 
 def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: int,
@@ -393,7 +411,7 @@ def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: i
             return client.submit(kernel_block, store_path, rows, blocks[low])
         middle = (low + high) // 2
         left, right = reduce(low, middle), reduce(middle, high)
-        return client.submit(operator.add, left, right)
+        return client.submit(add_shares, left, right)
 
     return reduce(0, len(blocks))
 
