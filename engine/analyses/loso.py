@@ -331,12 +331,10 @@ def prepare_loso(store_path: str | Path, out: str | Path, command: str, *,
 
 def _check_permutations(command: str, n_permutations=None, seed=0, permutations_per_task=None,
                         radius=None, solver=None) -> dict:
-    """The permutation parameters of ``permute`` (``solver``: unused, the kernel's path)."""
+    """The permutation parameters of ``permute`` (``solver``, ``radius``: unused; searchlight
+    permutations are planned by :mod:`nidecode.analyses.loso_searchlight`)."""
     if command != "permute":
         return {}
-    if radius is not None:
-        raise InputError("--cv loso: searchlight permutations do not take leave-one-subject-"
-                         "out yet; drop --searchlight and --radius (ROI permutations do)")
     per_task = check_per_task(permutations_per_task, "permutations_per_task", command)
     return {"n_permutations": check_n_permutations(n_permutations, command),
             "seed": check_seed(seed, command),
