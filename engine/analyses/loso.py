@@ -465,10 +465,20 @@ def fit_all_subjects(K: np.ndarray, samples: PairSamples, C: float, class_weight
     """
     rows = samples.rows[samples.trainable]
     codes = np.unique(samples.labels[samples.trainable], return_inverse=True)[1]
-    dual_coef, support, _ = fit_svc_kernel(K[np.ix_(rows, rows)], codes, C,
+    train = K[np.ix_(rows, rows)]  # the one copy libsvm needs (contiguous)
+    dual_coef, support, _ = fit_svc_kernel(train, codes, C,
                                            None if class_weight == "none" else class_weight)
-    source = K[np.ix_(rows, rows[support])] @ dual_coef
+    # X w on the training scans from the same copy (no second sub-kernel of the supports).
+    source = train @ _spread(dual_coef, support, len(rows))
+    del train
     return key, ALL_SUBJECTS, LosoFit(rows[support], dual_coef, rows, source - source.mean())
+
+
+def _spread(values: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """A length-``size`` vector, zero but ``values`` at ``positions`` (summed if repeated)."""
+    full = np.zeros(size)
+    np.add.at(full, positions, values)
+    return full
 
 
 def weight_block(store_path: str, rows: KernelRows, voxels: slice,
@@ -482,11 +492,12 @@ def weight_block(store_path: str, rows: KernelRows, voxels: slice,
     """
     block = read_block(store_path, rows, voxels)
     maps = np.zeros((len(fits), 2, block.shape[1]))
+    # Products with vectors over all the block's rows: no copy of its support or training rows.
     for index, fit in enumerate(fits):
-        maps[index, 0] = fit.dual_coef @ block[fit.support_rows]
+        maps[index, 0] = _spread(fit.dual_coef, fit.support_rows, len(block)) @ block
         variance = fit.source @ fit.source
         if variance > 0:
-            maps[index, 1] = block[fit.train_rows].T @ fit.source / variance
+            maps[index, 1] = _spread(fit.source, fit.train_rows, len(block)) @ block / variance
     return maps
 
 
