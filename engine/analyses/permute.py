@@ -495,11 +495,12 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     categories : sequence of str, optional
         Every pair among these that a subject has; default: each subject's pairs.
     cv : str
-        ``"logo"``, ``"kfold:K"`` or (ROI) ``"loso"``: leave one subject out
+        ``"logo"``, ``"kfold:K"`` or ``"loso"``: leave one subject out
         (see :func:`nidecode.analyses.decode.decode`); the labels are permuted
         within each subject's runs and every permutation reuses one kernel
-        between the scans (``solver`` is unused); p-values per pair, subject
-        ``all`` in the tables.
+        between the scans (ROI: ``solver`` is unused; searchlight: each
+        sphere batch runs every permutation, accuracy only); p-values per
+        pair, subject ``all`` in the tables and map names.
     C : float
         SVM penalty.
     seed : int
