@@ -104,6 +104,8 @@ def test_blockwise_kernel_equals_X_XT(loso_store, client):
     for block_voxels in (50, 4096):
         kernel = submit_kernel(client, str(loso_store), rows, X.shape[1], block_voxels).result()
         np.testing.assert_allclose(kernel, X @ X.T, rtol=1e-10, atol=1e-9)
+    # One block: one share, packed as its upper triangle and unpacked, is X X^T bit for bit.
+    np.testing.assert_array_equal(kernel, X @ X.T)
 
 
 @pytest.mark.slow

@@ -369,9 +369,34 @@ def read_block(store_path: str, rows: KernelRows, voxels: slice) -> np.ndarray:
 
 
 def kernel_block(store_path: str, rows: KernelRows, voxels: slice) -> np.ndarray:
-    """One voxel block's share ``X_b X_b^T`` of the linear kernel (float64)."""
+    """One voxel block's share ``X_b X_b^T`` of the linear kernel (float64), packed
+    (:func:`pack_upper`): the shares that wait for their sums and travel between
+    workers are half a kernel each."""
     block = read_block(store_path, rows, voxels)
-    return block @ block.T
+    share = block @ block.T  # numpy's syrk: exactly symmetric
+    del block
+    return pack_upper(share)
+
+
+def pack_upper(K: np.ndarray) -> np.ndarray:
+    """The upper triangle of a symmetric matrix, row by row (``n (n + 1) / 2`` values)."""
+    n = len(K)
+    packed = np.empty(n * (n + 1) // 2, dtype=K.dtype)
+    start = 0
+    for row in range(n):
+        packed[start:start + n - row] = K[row, row:]
+        start += n - row
+    return packed
+
+
+def unpack_upper(packed: np.ndarray, n: int) -> np.ndarray:
+    """The symmetric ``(n, n)`` matrix of :func:`pack_upper`'s values."""
+    K = np.empty((n, n), dtype=packed.dtype)
+    start = 0
+    for row in range(n):
+        K[row, row:] = K[row:, row] = packed[start:start + n - row]
+        start += n - row
+    return K
 
 
 def add_shares(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -403,6 +428,7 @@ def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: i
         Of the ``(n_rows, n_rows)`` float64 kernel; it stays on the cluster.
     """
     blocks = voxel_blocks(n_voxels, block_voxels)
+    # Packed upper triangles are summed (the same sums as the full shares', entry by entry).
 
     def reduce(low: int, high: int) -> Future:
         if high - low == 1:
@@ -411,7 +437,7 @@ def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: i
         left, right = reduce(low, middle), reduce(middle, high)
         return client.submit(add_shares, left, right)
 
-    return reduce(0, len(blocks))
+    return client.submit(unpack_upper, reduce(0, len(blocks)), rows.n_rows)
 
 
 @dataclass(frozen=True)
