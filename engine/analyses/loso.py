@@ -14,7 +14,10 @@ The weight map of the fit on all subjects, ``w = sum_i alpha_i x_i``, and its
 activation pattern are accumulated voxel block by voxel block the same way.
 
 A worker holds at most one voxel block of the pair scans (``n_scans x
-block_voxels`` float64) and a few kernels (``n_scans^2`` float64).
+block_voxels`` float64) and two kernels (``n_scans^2`` float64): a block and its
+share, or the kernel and a fold's training copy (libsvm needs it contiguous).
+Shares wait and travel as packed upper triangles (half a kernel) and are
+summed into their first operand's buffer.
 """
 
 from __future__ import annotations
