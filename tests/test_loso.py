@@ -104,6 +104,8 @@ def test_blockwise_kernel_equals_X_XT(loso_store, client):
     for block_voxels in (50, 4096):
         kernel = submit_kernel(client, str(loso_store), rows, X.shape[1], block_voxels).result()
         np.testing.assert_allclose(kernel, X @ X.T, rtol=1e-10, atol=1e-9)
+    # One block: one share, packed as its upper triangle and unpacked, is X X^T bit for bit.
+    np.testing.assert_array_equal(kernel, X @ X.T)
 
 
 @pytest.mark.slow
@@ -217,10 +219,60 @@ def test_bad_loso_options_are_refused(loso_store, tmp_path, capsys, options, mes
     one_line_error(capsys, status, message)
 
 
-def test_searchlight_permutations_refuse_loso(loso_store, tmp_path, capsys):
+@pytest.mark.parametrize("options, message", [
+    (["--scoring", "accuracy,roc_auc"], "--scoring accuracy,roc_auc: searchlight permutations "
+                                        "with --cv loso test accuracy only"),
+    (["--train-categories", "face,house", "--test-categories", "cat,chair"],
+     "--train-categories: searchlight permutations with --cv loso do not cross-decode"),
+])
+def test_searchlight_permutations_refuse_what_loso_lacks(loso_store, tmp_path, capsys,
+                                                         options, message):
     status = main(["permute", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
-                   "--quiet", "--n-permutations", "5", "--searchlight", "--radius", "5"])
-    one_line_error(capsys, status, "--cv loso: searchlight permutations do not take")
+                   "--quiet", "--n-permutations", "5", "--searchlight", "--radius", "5",
+                   *options])
+    one_line_error(capsys, status, message)
+
+
+@pytest.mark.slow
+def test_searchlight_permutations_across_subjects(loso_store, client, tmp_path):
+    """``permute --searchlight --cv loso``: the observed map is the loso searchlight's; a
+    null map is LeaveOneGroupOut's SVC per sphere on the labels permuted within runs."""
+    import nibabel as nib
+
+    from nidecode import permute, searchlight
+    from nidecode.analyses.loso import plan_loso, read_block
+    from nidecode.analyses.tasks import relabel
+    from nidecode.spheres import sphere_neighbourhoods
+
+    options = {"radius": 4.0, "cv": "loso", "categories": ["face", "house"],
+               "solver": "libsvm", "progress": False}
+    table = permute(loso_store, tmp_path / "perm", client, n_permutations=2, seed=3, **options)
+    searchlight(loso_store, tmp_path / "sl", client, **options)
+    assert list(table["subject"]) == [ALL_SUBJECTS] and table["n_permutations"].iloc[0] == 2
+    name = "all_face_vs_house.nii.gz"
+    observed = np.asarray(nib.load(tmp_path / "perm" / "searchlight" / name).dataobj)
+    np.testing.assert_array_equal(
+        observed, np.asarray(nib.load(tmp_path / "sl" / "searchlight" / name).dataobj))
+    for statistic in ("p", "p_fwe"):
+        assert (tmp_path / "perm" / "searchlight" / f"all_face_vs_house_{statistic}.nii.gz"
+                ).exists()
+    null = np.load(tmp_path / "perm" / "permutations" / "null" /
+                   "all_face_vs_house_searchlight.npy")
+    mask, affine = store.read_geometry(loso_store, "sub01")
+    centres, spheres = sphere_neighbourhoods(mask, affine, 4.0)
+    assert null.shape == (2, len(centres))
+    designs = list(store.read_designs(loso_store).values())
+    rows, _, samples, _ = plan_loso(designs, ["face", "house"])
+    pair = samples[(ALL_SUBJECTS, "face", "house")]
+    X = read_block(str(loso_store), rows, slice(0, int(mask.sum())))[pair.rows]
+    permuted = relabel(pair.labels, pair.permutation_groups, (ALL_SUBJECTS, "face", "house"),
+                       3, 1)
+    assert not np.array_equal(permuted, pair.labels)
+    for centre in np.linspace(0, len(centres) - 1, 4).astype(int):
+        voxels = spheres[centre].indices
+        expected = cross_val_score(SVC(kernel="linear"), X[:, voxels], permuted,
+                                   groups=pair.groups, cv=LeaveOneGroupOut()).mean()
+        assert null[1, centre] == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -14,13 +14,15 @@ The weight map of the fit on all subjects, ``w = sum_i alpha_i x_i``, and its
 activation pattern are accumulated voxel block by voxel block the same way.
 
 A worker holds at most one voxel block of the pair scans (``n_scans x
-block_voxels`` float64) and a few kernels (``n_scans^2`` float64).
+block_voxels`` float64) and two kernels (``n_scans^2`` float64): a block and its
+share, or the kernel and a fold's training copy (libsvm needs it contiguous).
+Shares wait and travel as packed upper triangles (half a kernel) and are
+summed into their first operand's buffer.
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -332,12 +334,10 @@ def prepare_loso(store_path: str | Path, out: str | Path, command: str, *,
 
 def _check_permutations(command: str, n_permutations=None, seed=0, permutations_per_task=None,
                         radius=None, solver=None) -> dict:
-    """The permutation parameters of ``permute`` (``solver``: unused, the kernel's path)."""
+    """The permutation parameters of ``permute`` (``solver``, ``radius``: unused; searchlight
+    permutations are planned by :mod:`nidecode.analyses.loso_searchlight`)."""
     if command != "permute":
         return {}
-    if radius is not None:
-        raise InputError("--cv loso: searchlight permutations do not take leave-one-subject-"
-                         "out yet; drop --searchlight and --radius (ROI permutations do)")
     per_task = check_per_task(permutations_per_task, "permutations_per_task", command)
     return {"n_permutations": check_n_permutations(n_permutations, command),
             "seed": check_seed(seed, command),
@@ -357,18 +357,62 @@ def voxel_blocks(n_voxels: int, block_voxels: int) -> list[slice]:
 def read_block(store_path: str, rows: KernelRows, voxels: slice) -> np.ndarray:
     """The kernel rows' scans of one voxel block of every subject, float64.
 
-    Each subject is read as the version holding its planned checksum.
+    Each subject is read as the version holding its planned checksum, straight
+    into its rows of one float64 block (no float32 copy of the whole block).
     """
-    return np.concatenate([
-        store.read_timeseries(store_path, subject, voxels=voxels, verify=checksum)[scans]
-        for subject, checksum, scans in zip(rows.subjects, rows.checksums, rows.scans,
-                                            strict=True)]).astype(np.float64)
+    offsets = rows.offsets
+    block = None
+    for position, (subject, checksum, scans) in enumerate(
+            zip(rows.subjects, rows.checksums, rows.scans, strict=True)):
+        data = store.read_timeseries(store_path, subject, voxels=voxels, verify=checksum)
+        if block is None:
+            block = np.empty((rows.n_rows, data.shape[1]), dtype=np.float64)
+        block[offsets[position]:offsets[position + 1]] = data[scans]
+    return block
 
 
 def kernel_block(store_path: str, rows: KernelRows, voxels: slice) -> np.ndarray:
-    """One voxel block's share ``X_b X_b^T`` of the linear kernel (float64)."""
+    """One voxel block's share ``X_b X_b^T`` of the linear kernel (float64), packed
+    (:func:`pack_upper`): the shares that wait for their sums and travel between
+    workers are half a kernel each."""
     block = read_block(store_path, rows, voxels)
-    return block @ block.T
+    share = block @ block.T  # numpy's syrk: exactly symmetric
+    del block
+    return pack_upper(share)
+
+
+def pack_upper(K: np.ndarray) -> np.ndarray:
+    """The upper triangle of a symmetric matrix, row by row (``n (n + 1) / 2`` values)."""
+    n = len(K)
+    packed = np.empty(n * (n + 1) // 2, dtype=K.dtype)
+    start = 0
+    for row in range(n):
+        packed[start:start + n - row] = K[row, row:]
+        start += n - row
+    return packed
+
+
+def unpack_upper(packed: np.ndarray, n: int) -> np.ndarray:
+    """The symmetric ``(n, n)`` matrix of :func:`pack_upper`'s values."""
+    K = np.empty((n, n), dtype=packed.dtype)
+    start = 0
+    for row in range(n):
+        K[row, row:] = K[row:, row] = packed[start:start + n - row]
+        start += n - row
+    return K
+
+
+def add_shares(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left + right``, summed into ``left``'s buffer when it is writable.
+
+    A worker then holds two kernels during a sum, not three. ``left`` is a
+    share only this sum reads (the tree gives each share one consumer), so
+    overwriting it is safe; the sums are those of ``left + right`` bit for bit.
+    """
+    if not left.flags.writeable:  # e.g. deserialised from a read-only buffer
+        return left + right
+    np.add(left, right, out=left)
+    return left
 
 
 def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: int,
@@ -387,15 +431,16 @@ def submit_kernel(client: Client, store_path: str, rows: KernelRows, n_voxels: i
         Of the ``(n_rows, n_rows)`` float64 kernel; it stays on the cluster.
     """
     blocks = voxel_blocks(n_voxels, block_voxels)
+    # Packed upper triangles are summed (the same sums as the full shares', entry by entry).
 
     def reduce(low: int, high: int) -> Future:
         if high - low == 1:
             return client.submit(kernel_block, store_path, rows, blocks[low])
         middle = (low + high) // 2
         left, right = reduce(low, middle), reduce(middle, high)
-        return client.submit(operator.add, left, right)
+        return client.submit(add_shares, left, right)
 
-    return reduce(0, len(blocks))
+    return client.submit(unpack_upper, reduce(0, len(blocks)), rows.n_rows)
 
 
 @dataclass(frozen=True)
@@ -449,10 +494,20 @@ def fit_all_subjects(K: np.ndarray, samples: PairSamples, C: float, class_weight
     """
     rows = samples.rows[samples.trainable]
     codes = np.unique(samples.labels[samples.trainable], return_inverse=True)[1]
-    dual_coef, support, _ = fit_svc_kernel(K[np.ix_(rows, rows)], codes, C,
+    train = K[np.ix_(rows, rows)]  # the one copy libsvm needs (contiguous)
+    dual_coef, support, _ = fit_svc_kernel(train, codes, C,
                                            None if class_weight == "none" else class_weight)
-    source = K[np.ix_(rows, rows[support])] @ dual_coef
+    # X w on the training scans from the same copy (no second sub-kernel of the supports).
+    source = train @ _spread(dual_coef, support, len(rows))
+    del train
     return key, ALL_SUBJECTS, LosoFit(rows[support], dual_coef, rows, source - source.mean())
+
+
+def _spread(values: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """A length-``size`` vector, zero but ``values`` at ``positions`` (summed if repeated)."""
+    full = np.zeros(size)
+    np.add.at(full, positions, values)
+    return full
 
 
 def weight_block(store_path: str, rows: KernelRows, voxels: slice,
@@ -466,11 +521,12 @@ def weight_block(store_path: str, rows: KernelRows, voxels: slice,
     """
     block = read_block(store_path, rows, voxels)
     maps = np.zeros((len(fits), 2, block.shape[1]))
+    # Products with vectors over all the block's rows: no copy of its support or training rows.
     for index, fit in enumerate(fits):
-        maps[index, 0] = fit.dual_coef @ block[fit.support_rows]
+        maps[index, 0] = _spread(fit.dual_coef, fit.support_rows, len(block)) @ block
         variance = fit.source @ fit.source
         if variance > 0:
-            maps[index, 1] = block[fit.train_rows].T @ fit.source / variance
+            maps[index, 1] = _spread(fit.source, fit.train_rows, len(block)) @ block / variance
     return maps
 
 

@@ -25,9 +25,11 @@ from nidecode._validation import (
     check_choice,
     check_class_weight,
     check_classifier_options,
+    check_n_permutations,
     check_per_task,
     check_radius,
     check_scoring,
+    check_seed,
 )
 from nidecode.analyses._prepare import Geometry, Study, claim_output, subject_geometry
 from nidecode.analyses.loso import (
@@ -41,12 +43,12 @@ from nidecode.analyses.loso import (
     read_block,
 )
 from nidecode.analyses.plan import SPHERES_PER_TASK
-from nidecode.analyses.tasks import fold_mean
+from nidecode.analyses.tasks import fold_mean, relabel
 from nidecode.cluster import describe, warm_up_solvers
 from nidecode.cv import LOSO
 from nidecode.errors import InputError
 from nidecode.outdir import OutputDir, searchlight_name
-from nidecode.results import SphereScores, to_nifti
+from nidecode.results import PermutationScores, SphereScores, to_nifti
 from nidecode.run import normalise_store_path, phase_timings, run_tasks, versions
 from nidecode.solvers import SPHERE_SOLVERS, sphere_solver
 from nidecode.spheres import batch_centres, batch_voxel_block
@@ -78,20 +80,23 @@ def prepare_loso_searchlight(store_path: str | Path, out: str | Path, *, radius:
                              scoring: str | Sequence[str] = "accuracy",
                              classifier: str = "svc", shrinkage: str | float | None = None,
                              class_weight: str | None = None,
-                             per_fold: bool = False) -> LosoSearchlightRun:
+                             per_fold: bool = False, command: str = "searchlight",
+                             **permutations) -> LosoSearchlightRun:
     """Check the inputs, plan the pairs and sphere batches, claim the output.
 
     Parameters are those of :func:`nidecode.analyses.searchlight.searchlight`
-    with ``cv="loso"``.
+    with ``cv="loso"``; ``command="permute"`` plans searchlight permutations
+    (``n_permutations`` and ``seed`` in ``permutations``).
     """
     started = time.perf_counter()
-    C, radius = check_C(C, "searchlight"), check_radius(radius, "searchlight")
-    solver = check_choice(solver, "solver", "searchlight", tuple(SPHERE_SOLVERS))
-    scoring = check_scoring(scoring, "searchlight")
-    class_weight = check_class_weight(class_weight, "searchlight")
+    C, radius = check_C(C, command), check_radius(radius, command)
+    solver = check_choice(solver, "solver", command, tuple(SPHERE_SOLVERS))
+    scoring = check_scoring(scoring, command)
+    class_weight = check_class_weight(class_weight, command)
     classifier, shrinkage = check_classifier_options(classifier, shrinkage, class_weight,
-                                                     "searchlight", solver)
-    per_task = check_per_task(spheres_per_task, "spheres_per_task", "searchlight")
+                                                     command, solver)
+    per_task = check_per_task(spheres_per_task, "spheres_per_task", command)
+    extra = _check_permutations(command, scoring, **permutations)
     if per_fold:
         raise InputError("--per-fold: a searchlight with --cv loso writes no per-fold maps "
                          "yet; drop --per-fold")
@@ -108,13 +113,25 @@ def prepare_loso_searchlight(store_path: str | Path, out: str | Path, *, radius:
     batches = batch_centres(len(geometry.centres),
                             max(1, per_task // (len(ordered) * max(1, len(pairs)))))
     identity, output = claim_output(
-        out, Study(store_path, designs, [], notes), "searchlight", overwrite=overwrite,
+        out, Study(store_path, designs, [], notes), command, overwrite=overwrite,
         categories=categories, cv=LOSO, C=C, radius=radius, solver=solver,
         spheres_per_task=per_task, process_mask=str(process_mask) if process_mask else None,
         scoring=list(scoring), classifier=classifier, shrinkage=shrinkage,
-        class_weight=class_weight)
+        class_weight=class_weight, **extra)
     return LosoSearchlightRun(store_path, output, rows, pairs, samples, geometry, batches,
                               identity, started, notes)
+
+
+def _check_permutations(command: str, scoring: Sequence[str], n_permutations=None,
+                        seed=0) -> dict:
+    """``permute``'s parameters (none for ``searchlight``); accuracy is the one statistic."""
+    if command != "permute":
+        return {}
+    if list(scoring) != ["accuracy"]:
+        raise InputError(f"--scoring {','.join(scoring)}: searchlight permutations with --cv "
+                         f"loso test accuracy only; drop --scoring")
+    return {"n_permutations": check_n_permutations(n_permutations, command),
+            "seed": check_seed(seed, command)}
 
 
 def loso_spheres(store_path: str, rows: KernelRows, voxels: np.ndarray,
@@ -143,6 +160,119 @@ def loso_spheres(store_path: str, rows: KernelRows, voxels: np.ndarray,
         results.append(SphereScores(key, accuracy,
                                     np.array([fold.fold for fold in samples.folds]), scores))
     return results
+
+
+def loso_sphere_permutations(store_path: str, rows: KernelRows, voxels: np.ndarray,
+                             spheres: sp.csr_matrix,
+                             pairs: Sequence[tuple[tuple[str, ...], PairSamples]], C: float,
+                             solver: str, seed: int, indices: Sequence[int], classifier: str,
+                             shrinkage, class_weight: str) -> list[PermutationScores]:
+    """Sphere accuracies (means over held-out subjects) of a batch of spheres under every
+    labelling ``indices`` (-1: the observed one), for every pair.
+
+    The voxel block is read from every subject once and serves every pair and
+    labelling. Labels move within each subject's runs; permutation ``i`` of a
+    pair is the same in every batch (:func:`nidecode.analyses.tasks.relabel`
+    reads the pair from ``key[:3]``), so the maps' maximum statistic is valid.
+
+    Returns
+    -------
+    list of PermutationScores
+        One per pair: ``accuracy`` of shape (len(indices), n_spheres).
+    """
+    block = read_block(store_path, rows, voxels)
+    fit = sphere_solver(classifier, solver, C=C, shrinkage=shrinkage,
+                        class_weight=None if class_weight == "none" else class_weight)
+    results = []
+    for key, samples in pairs:
+        X, groups = block[samples.rows], samples.permutation_groups
+        splits = [(fold.train, fold.test) for fold in samples.folds]
+        accuracy = np.empty((len(indices), spheres.shape[0]))
+        for row, index in enumerate(indices):
+            labels = relabel(samples.labels, groups, key, seed, index)
+            accuracy[row] = fit(X, labels, spheres, splits).mean(axis=1)
+        results.append(PermutationScores(key, np.asarray(indices), accuracy, {}))
+    return results
+
+
+def execute_loso_searchlight_permute(run: LosoSearchlightRun, client: Client, *,
+                                     progress: bool = True) -> pd.DataFrame:
+    """Searchlight permutations across subjects: one task per sphere batch runs every
+    labelling on its voxel block; then null maps and p maps per pair.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``permutations/searchlight.csv``: one row per pair (subject ``all``).
+    """
+    identity = run.identity
+    warm_up_solvers(client, identity["classifier"], identity["solver"])
+    saved = run.output.load_parts(PermutationScores)
+    indices = range(-1, identity["n_permutations"])
+    submitted = time.perf_counter()
+    futures = []
+    for index, centres in enumerate(run.batches):
+        keys = [_permutation_key(pair, index) for pair in run.pairs]
+        if all(key in saved for key in keys):
+            continue
+        voxels, spheres = batch_voxel_block(run.geometry.spheres, centres)
+        futures.append(client.submit(
+            loso_sphere_permutations, run.store_path, run.rows, voxels, spheres,
+            [(key, run.samples[pair.key]) for key, pair in zip(keys, run.pairs, strict=True)],
+            identity["C"], identity["solver"], identity["seed"], indices,
+            identity["classifier"], identity["shrinkage"], identity["class_weight"]))
+    per_batch = len(indices) * len(run.pairs)
+    run_tasks(client, futures, on_result=lambda results: [run.output.save_part(part)
+                                                          for part in results],
+              count=lambda results: per_batch, total=per_batch * len(run.batches),
+              initial=per_batch * (len(run.batches) - len(futures)), progress=progress,
+              unit="permutation")
+    computed = time.perf_counter()
+    table = _write_permutation_maps(run, run.output.load_parts(PermutationScores))
+    run.output.write_manifest({
+        "status": "complete", "identity": identity, "versions": versions(),
+        "counts": {"subjects": len(run.rows.subjects), "batches": len(run.batches),
+                   "tasks": len(run.batches), "tasks_computed": len(futures)},
+        "timings": phase_timings(run.started, submitted, computed),
+        "cluster": describe(client),
+        "background": run.output.write_background(run.store_path, run.rows.subjects[0],
+                                                  run.rows.checksums[0]),
+        "notes": run.notes, "design": _design(run),
+    })
+    return table
+
+
+def _permutation_key(pair: LosoPair, batch: int) -> tuple[str, ...]:
+    """(``all``, class_a, class_b, sphere batch, chunk): the key searchlight permutations use."""
+    return (*pair.key, f"{batch:06d}", "00000")
+
+
+def _write_permutation_maps(run: LosoSearchlightRun, saved: dict) -> pd.DataFrame:
+    from types import SimpleNamespace
+
+    from nidecode.analyses.permute import _searchlight_metric
+    from nidecode.analyses.plan import PairJob
+
+    # _searchlight_metric reads the output and the subject's geometry only.
+    view = SimpleNamespace(output=run.output, geometry={ALL_SUBJECTS: run.geometry})
+    rows = []
+    for pair in run.pairs:
+        by_batch = {f"{index:06d}": [saved[_permutation_key(pair, index)]]
+                    for index in range(len(run.batches))}
+        job = PairJob(ALL_SUBJECTS, pair.class_a, pair.class_b,
+                      len(run.samples[pair.key].folds))
+        rows.append({"subject": ALL_SUBJECTS, "class_a": pair.class_a, "class_b": pair.class_b,
+                     "test_a": "", "test_b": "",
+                     **_searchlight_metric(view, job, by_batch, "accuracy")})
+    table = pd.DataFrame(rows)
+    run.output.write_table("permutations/searchlight.csv", table)
+    return table
+
+
+def _design(run: LosoSearchlightRun) -> dict:
+    return {"cv": LOSO, "folds": "subjects", "subjects": list(run.rows.subjects),
+            "pairs": [{"train": [pair.class_a, pair.class_b],
+                       "test": [pair.class_a, pair.class_b]} for pair in run.pairs]}
 
 
 def execute_loso_searchlight(run: LosoSearchlightRun, client: Client, *,
@@ -184,10 +314,7 @@ def execute_loso_searchlight(run: LosoSearchlightRun, client: Client, *,
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, run.rows.subjects[0],
                                                   run.rows.checksums[0]),
-        "notes": run.notes,
-        "design": {"cv": LOSO, "folds": "subjects", "subjects": list(run.rows.subjects),
-                   "pairs": [{"train": [pair.class_a, pair.class_b],
-                              "test": [pair.class_a, pair.class_b]} for pair in run.pairs]},
+        "notes": run.notes, "design": _design(run),
     })
     return table
 

@@ -45,6 +45,11 @@ from nidecode.analyses._prepare import (
 )
 from nidecode.analyses.decode import cross_design, plan_cross_study
 from nidecode.analyses.loso import LosoRun, execute_loso_permute, prepare_loso
+from nidecode.analyses.loso_searchlight import (
+    LosoSearchlightRun,
+    execute_loso_searchlight_permute,
+    prepare_loso_searchlight,
+)
 from nidecode.analyses.plan import (
     SPHERES_PER_TASK,
     PairJob,
@@ -58,7 +63,7 @@ from nidecode.analyses.searchlight import map_name
 from nidecode.analyses.tasks import permutation_accuracies, permutation_sphere_accuracies
 from nidecode.cluster import describe
 from nidecode.cv import is_loso
-from nidecode.errors import NidecodeWarning
+from nidecode.errors import InputError, NidecodeWarning
 from nidecode.outdir import OutputDir, null_name
 from nidecode.results import PermutationScores, group_table, summary_table, to_nifti
 from nidecode.run import phase_timings, run_tasks, task_key, versions
@@ -156,12 +161,18 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                     class_weight: str | None = None, classifier: str = "svc",
                     shrinkage: str | float | None = None,
                     train_categories: Sequence[str] | None = None,
-                    test_categories: Sequence[str] | None = None) -> PermuteRun | LosoRun:
+                    test_categories: Sequence[str] | None = None
+                    ) -> PermuteRun | LosoRun | LosoSearchlightRun:
     """Check the inputs, plan the tasks and claim the output (no cluster needed).
 
     Parameters are those of :func:`permute`; ``cv="loso"`` plans a
     :class:`~nidecode.analyses.loso.LosoRun`.
     """
+    if is_loso(cv) and radius is not None:
+        return _prepare_loso_searchlight(store_path, out, radius, n_permutations, categories,
+                                         C, seed, solver, overwrite, scoring, class_weight,
+                                         classifier, shrinkage, train_categories,
+                                         test_categories)
     if is_loso(cv):
         return prepare_loso(store_path, out, "permute", categories=categories, C=C,
                             scoring=scoring, class_weight=class_weight, overwrite=overwrite,
@@ -219,6 +230,20 @@ def prepare_permute(store_path: str | Path, out: str | Path, *, n_permutations: 
                       study.notes)
 
 
+def _prepare_loso_searchlight(store_path, out, radius, n_permutations, categories, C, seed,
+                              solver, overwrite, scoring, class_weight, classifier, shrinkage,
+                              train_categories, test_categories) -> LosoSearchlightRun:
+    """``permute --searchlight --cv loso``: every sphere task runs all the labellings."""
+    if train_categories is not None or test_categories is not None:
+        raise InputError("--train-categories: searchlight permutations with --cv loso do not "
+                         "cross-decode yet; drop --train-categories and --test-categories")
+    return prepare_loso_searchlight(store_path, out, radius=radius, categories=categories,
+                                    C=C, solver=solver, overwrite=overwrite, scoring=scoring,
+                                    classifier=classifier, shrinkage=shrinkage,
+                                    class_weight=class_weight, command="permute",
+                                    n_permutations=n_permutations, seed=seed)
+
+
 def _warn_expected_time(plan: PermutationPlan, classifier: str = "svc") -> None:
     """Warn when the permutations take more than :data:`WARN_CORE_HOURS` of one core."""
     spheres = SPHERE_FOLDS_PER_FIT * SPHERE_SPEED_VS_SVC[classifier]
@@ -234,7 +259,7 @@ def _warn_expected_time(plan: PermutationPlan, classifier: str = "svc") -> None:
                       f"more workers", NidecodeWarning, stacklevel=3)
 
 
-def execute_permute(run: PermuteRun | LosoRun, client: Client, *,
+def execute_permute(run: PermuteRun | LosoRun | LosoSearchlightRun, client: Client, *,
                     progress: bool = True) -> pd.DataFrame:
     """Compute the permutations the output lacks, then write p-values and nulls.
 
@@ -245,6 +270,8 @@ def execute_permute(run: PermuteRun | LosoRun, client: Client, *,
     """
     if isinstance(run, LosoRun):
         return execute_loso_permute(run, client, progress=progress)
+    if isinstance(run, LosoSearchlightRun):
+        return execute_loso_searchlight_permute(run, client, progress=progress)
     saved = run.output.load_parts(PermutationScores)
     todo = (task for task in run.tasks if task.key not in saved)  # lazy: the plan may be long
     identity = run.identity
@@ -468,11 +495,12 @@ def permute(store_path: str | Path, out: str | Path, client: Client, *, n_permut
     categories : sequence of str, optional
         Every pair among these that a subject has; default: each subject's pairs.
     cv : str
-        ``"logo"``, ``"kfold:K"`` or (ROI) ``"loso"``: leave one subject out
+        ``"logo"``, ``"kfold:K"`` or ``"loso"``: leave one subject out
         (see :func:`nidecode.analyses.decode.decode`); the labels are permuted
         within each subject's runs and every permutation reuses one kernel
-        between the scans (``solver`` is unused); p-values per pair, subject
-        ``all`` in the tables.
+        between the scans (ROI: ``solver`` is unused; searchlight: each
+        sphere batch runs every permutation, accuracy only); p-values per
+        pair, subject ``all`` in the tables and map names.
     C : float
         SVM penalty.
     seed : int
