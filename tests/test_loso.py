@@ -372,3 +372,10 @@ def test_searchlight_per_fold_refuses_loso(loso_store, tmp_path, capsys):
     status = main(["searchlight", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
                    "--quiet", "--radius", "5", "--per-fold"])
     one_line_error(capsys, status, "--per-fold: a searchlight with --cv loso writes no per-fold")
+
+
+def test_searchlight_refuses_a_cross_design_across_subjects(loso_store, tmp_path, capsys):
+    status = main(["searchlight", str(loso_store), "--out", str(tmp_path / "o"), "--cv", "loso",
+                   "--quiet", "--radius", "5", "--train-categories", "face,house",
+                   "--test-categories", "house,face"])
+    one_line_error(capsys, status, "a searchlight with --cv loso does not cross-decode yet")

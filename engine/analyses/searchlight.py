@@ -57,7 +57,7 @@ from nidecode.analyses.plan import (
 )
 from nidecode.analyses.tasks import fold_mean, searchlight_spheres
 from nidecode.cluster import describe, warm_up_solvers
-from nidecode.errors import NidecodeWarning
+from nidecode.errors import InputError, NidecodeWarning
 from nidecode.outdir import (
     OutputDir,
     cross_group_map_name,
@@ -129,6 +129,10 @@ def prepare_searchlight(store_path: str | Path, out: str | Path, *, radius: floa
     if is_loso(cv):
         from nidecode.analyses.loso_searchlight import prepare_loso_searchlight
 
+        if train_categories is not None or test_categories is not None:
+            raise InputError("--train-categories: a searchlight with --cv loso does not "
+                             "cross-decode yet; drop --train-categories and --test-categories "
+                             "(decode --cv loso does)")
         return prepare_loso_searchlight(
             store_path, out, radius=radius, categories=categories, process_mask=process_mask,
             C=C, solver=solver, overwrite=overwrite, spheres_per_task=spheres_per_task,
