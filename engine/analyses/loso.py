@@ -45,7 +45,13 @@ from nidecode._validation import (
     check_seed,
 )
 from nidecode.analyses._prepare import Study, claim_output
-from nidecode.analyses.plan import category_list, category_pairs, cross_mapping, used_categories
+from nidecode.analyses.plan import (
+    PairJob,
+    category_list,
+    category_pairs,
+    cross_mapping,
+    used_categories,
+)
 from nidecode.analyses.tasks import relabel
 from nidecode.cluster import describe
 from nidecode.cv import LOSO, Fold, make_subject_folds
@@ -71,28 +77,6 @@ BLOCK_VOXELS = 4096
 PERMUTATIONS_PER_TASK = 50
 _GRID_ADVICE = ("leave-one-subject-out needs every subject on one grid, affine and mask; "
                 "resample the subjects to one template and ingest them with one mask")
-
-
-@dataclass(frozen=True)
-class LosoPair:
-    """One category pair decoded across subjects (``test_a``: cross-decoding's test category)."""
-
-    class_a: str
-    class_b: str
-    test_a: str = ""
-    test_b: str = ""
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (ALL_SUBJECTS, self.class_a, self.class_b)
-
-    @property
-    def is_cross(self) -> bool:
-        return bool(self.test_a)
-
-    @property
-    def test_pair(self) -> tuple[str, str]:
-        return (self.test_a, self.test_b) if self.is_cross else (self.class_a, self.class_b)
 
 
 @dataclass(frozen=True)
@@ -142,7 +126,7 @@ class LosoRun:
     output: OutputDir
     designs: dict[str, store.Design]
     rows: KernelRows
-    pairs: list[LosoPair]
+    pairs: list[PairJob]
     samples: dict[tuple[str, str, str], PairSamples]
     mask: np.ndarray
     affine: np.ndarray
@@ -188,16 +172,18 @@ def check_common_grid(store_path: str, designs: dict[str, store.Design]
 
 
 def plan_pairs(designs: Sequence[store.Design], categories: Sequence[str] | None,
-               mapping: dict[str, str] | None) -> list[LosoPair]:
+               mapping: dict[str, str] | None) -> list[PairJob]:
     """Every pair of the requested (or all) categories, or of a cross design's training ones."""
     present = set().union(*(set(design.labels.tolist()) for design in designs)) - {REST}
     if mapping is not None:
         _check_present(present, list(mapping), "--train-categories")
         _check_present(present, list(mapping.values()), "--test-categories")
-        return [LosoPair(a, b, mapping[a], mapping[b]) for a, b in category_pairs(mapping)]
+        return [PairJob(ALL_SUBJECTS, a, b, len(designs), mapping[a], mapping[b])
+                for a, b in category_pairs(mapping)]
     if categories is not None:
         _check_present(present, categories, "--categories")
-    return [LosoPair(a, b) for a, b in category_pairs(categories or present)]
+    return [PairJob(ALL_SUBJECTS, a, b, len(designs))
+            for a, b in category_pairs(categories or present)]
 
 
 def _check_present(present: set[str], names: Sequence[str], option: str) -> None:
@@ -207,7 +193,7 @@ def _check_present(present: set[str], names: Sequence[str], option: str) -> None
                          f"present: {', '.join(sorted(present))}")
 
 
-def kernel_rows(designs: Sequence[store.Design], pairs: Sequence[LosoPair]) -> KernelRows:
+def kernel_rows(designs: Sequence[store.Design], pairs: Sequence[PairJob]) -> KernelRows:
     """Per subject, the scans of the categories the pairs train or test on."""
     used = {name for pair in pairs for name in (pair.class_a, pair.class_b, *pair.test_pair)}
     return KernelRows(tuple(design.subject for design in designs),
@@ -217,7 +203,7 @@ def kernel_rows(designs: Sequence[store.Design], pairs: Sequence[LosoPair]) -> K
 
 
 def pair_samples(designs: Sequence[store.Design], rows: KernelRows,
-                 pair: LosoPair) -> PairSamples:
+                 pair: PairJob) -> PairSamples:
     """The samples and leave-one-subject-out folds of one pair.
 
     Ordinary decoding: each subject's scans of the pair, trained and tested
@@ -244,7 +230,7 @@ def pair_samples(designs: Sequence[store.Design], rows: KernelRows,
                        folds)
 
 
-def _check_folds(designs: Sequence[store.Design], pair: LosoPair,
+def _check_folds(designs: Sequence[store.Design], pair: PairJob,
                  samples: PairSamples) -> list[str]:
     """Refuse a fold whose training scans hold one class; notes on subjects left out."""
     name = f"{pair.class_a} vs {pair.class_b}"
@@ -260,7 +246,7 @@ def _check_folds(designs: Sequence[store.Design], pair: LosoPair,
 
 def plan_loso(designs: Sequence[store.Design], categories: Sequence[str] | None,
               mapping: dict[str, str] | None = None
-              ) -> tuple[KernelRows, list[LosoPair], dict, list[str]]:
+              ) -> tuple[KernelRows, list[PairJob], dict, list[str]]:
     """The kernel rows, the pairs that two or more subjects have, their samples and
     notes (what is left out), for :func:`prepare_loso` and the searchlight.
 
@@ -604,19 +590,28 @@ def execute_loso_decode(run: LosoRun, client: Client, *, progress: bool = True,
     results = [saved[pair.key] for pair in run.pairs]
     summary = _write_decode_outputs(run, results)
     n_fits = sum(len(result.folds) + 1 for result in results)
+    write_complete_manifest(
+        run, run.identity, client, submitted, computed, design=loso_design(run),
+        parameters={**run.identity, "block_voxels": block_size(block_voxels)},
+        counts={"subjects": len(run.designs), "pairs": len(run.pairs),
+                "pairs_computed": len(todo), "fits": n_fits,
+                "kernel_rows": run.rows.n_rows, "voxel_blocks": n_blocks})
+    return summary
+
+
+def write_complete_manifest(run, identity: dict, client, submitted: float, computed: float, *,
+                            design: dict, counts: dict, **fields) -> None:
+    """run.json of a finished leave-one-subject-out run (decode, permute, searchlight).
+
+    ``fields`` (e.g. ``parameters``) come after the identity and versions."""
     run.output.write_manifest({
-        "status": "complete", "identity": run.identity, "versions": versions(),
-        "parameters": {**run.identity, "block_voxels": block_size(block_voxels)},
-        "counts": {"subjects": len(run.designs), "pairs": len(run.pairs),
-                   "pairs_computed": len(todo), "fits": n_fits,
-                   "kernel_rows": run.rows.n_rows, "voxel_blocks": n_blocks},
-        "timings": phase_timings(run.started, submitted, computed),
+        "status": "complete", "identity": identity, "versions": versions(), **fields,
+        "counts": counts, "timings": phase_timings(run.started, submitted, computed),
         "cluster": describe(client),
         "background": run.output.write_background(run.store_path, run.rows.subjects[0],
                                                   run.rows.checksums[0]),
-        "notes": run.notes, "design": loso_design(run),
+        "notes": run.notes, "design": design,
     })
-    return summary
 
 
 def loso_design(run: LosoRun) -> dict:
@@ -633,7 +628,7 @@ def majority_rates(samples: PairSamples) -> np.ndarray:
                      for fold in samples.folds])
 
 
-def _pair_result(run: LosoRun, pair: LosoPair, folds: list[dict[str, float]],
+def _pair_result(run: LosoRun, pair: PairJob, folds: list[dict[str, float]],
                  maps: np.ndarray) -> PairResult:
     samples = run.samples[pair.key]
     held_out = np.array([run.rows.subjects[fold.fold] for fold in samples.folds])
@@ -693,20 +688,14 @@ def execute_loso_permute(run: LosoRun, client: Client, *, progress: bool = True,
     table = _write_permute_outputs(run, {pair.key: [saved[key] for item, key, _ in tasks
                                                     if item == pair]
                                          for pair in run.pairs})
-    run.output.write_manifest({
-        "status": "complete", "identity": identity, "versions": versions(),
-        "counts": {"subjects": len(run.designs), "tasks": len(tasks),
-                   "tasks_computed": len(todo), "kernel_rows": run.rows.n_rows},
-        "timings": phase_timings(run.started, submitted, computed),
-        "cluster": describe(client),
-        "background": run.output.write_background(run.store_path, run.rows.subjects[0],
-                                                  run.rows.checksums[0]),
-        "notes": run.notes, "design": loso_design(run),
-    })
+    write_complete_manifest(
+        run, identity, client, submitted, computed, design=loso_design(run),
+        counts={"subjects": len(run.designs), "tasks": len(tasks),
+                "tasks_computed": len(todo), "kernel_rows": run.rows.n_rows})
     return table
 
 
-def _chunk_key(pair: LosoPair, number: int) -> tuple[str, ...]:
+def _chunk_key(pair: PairJob, number: int) -> tuple[str, ...]:
     return (*pair.key, f"{number:05d}")
 
 

@@ -35,21 +35,21 @@ from nidecode.analyses._prepare import Geometry, Study, claim_output, subject_ge
 from nidecode.analyses.loso import (
     ALL_SUBJECTS,
     KernelRows,
-    LosoPair,
     PairSamples,
     check_common_grid,
     majority_rates,
     plan_loso,
     read_block,
+    write_complete_manifest,
 )
-from nidecode.analyses.plan import SPHERES_PER_TASK
+from nidecode.analyses.plan import SPHERES_PER_TASK, PairJob
 from nidecode.analyses.tasks import fold_mean, relabel
-from nidecode.cluster import describe, warm_up_solvers
+from nidecode.cluster import warm_up_solvers
 from nidecode.cv import LOSO
 from nidecode.errors import InputError
 from nidecode.outdir import OutputDir, searchlight_name
 from nidecode.results import PermutationScores, SphereScores, to_nifti
-from nidecode.run import normalise_store_path, phase_timings, run_tasks, versions
+from nidecode.run import normalise_store_path, run_tasks
 from nidecode.solvers import SPHERE_SOLVERS, sphere_solver
 from nidecode.spheres import batch_centres, batch_voxel_block
 from nidecode.stats import sphere_fold_metrics
@@ -63,7 +63,7 @@ class LosoSearchlightRun:
     store_path: str
     output: OutputDir
     rows: KernelRows
-    pairs: list[LosoPair]
+    pairs: list[PairJob]
     samples: dict[tuple[str, str, str], PairSamples]
     geometry: Geometry
     batches: list[slice]
@@ -229,20 +229,14 @@ def execute_loso_searchlight_permute(run: LosoSearchlightRun, client: Client, *,
               unit="permutation")
     computed = time.perf_counter()
     table = _write_permutation_maps(run, run.output.load_parts(PermutationScores))
-    run.output.write_manifest({
-        "status": "complete", "identity": identity, "versions": versions(),
-        "counts": {"subjects": len(run.rows.subjects), "batches": len(run.batches),
-                   "tasks": len(run.batches), "tasks_computed": len(futures)},
-        "timings": phase_timings(run.started, submitted, computed),
-        "cluster": describe(client),
-        "background": run.output.write_background(run.store_path, run.rows.subjects[0],
-                                                  run.rows.checksums[0]),
-        "notes": run.notes, "design": _design(run),
-    })
+    write_complete_manifest(
+        run, identity, client, submitted, computed, design=_design(run),
+        counts={"subjects": len(run.rows.subjects), "batches": len(run.batches),
+                "tasks": len(run.batches), "tasks_computed": len(futures)})
     return table
 
 
-def _permutation_key(pair: LosoPair, batch: int) -> tuple[str, ...]:
+def _permutation_key(pair: PairJob, batch: int) -> tuple[str, ...]:
     """(``all``, class_a, class_b, sphere batch, chunk): the key searchlight permutations use."""
     return (*pair.key, f"{batch:06d}", "00000")
 
@@ -306,16 +300,10 @@ def execute_loso_searchlight(run: LosoSearchlightRun, client: Client, *,
               total=total, progress=progress, unit="sphere")
     computed = time.perf_counter()
     table = _write_maps(run, run.output.load_parts(SphereScores))
-    run.output.write_manifest({
-        "status": "complete", "identity": identity, "versions": versions(),
-        "counts": {"subjects": len(run.rows.subjects), "batches": len(run.batches),
-                   "spheres": total, "tasks": len(futures)},
-        "timings": phase_timings(run.started, submitted, computed),
-        "cluster": describe(client),
-        "background": run.output.write_background(run.store_path, run.rows.subjects[0],
-                                                  run.rows.checksums[0]),
-        "notes": run.notes, "design": _design(run),
-    })
+    write_complete_manifest(
+        run, identity, client, submitted, computed, design=_design(run),
+        counts={"subjects": len(run.rows.subjects), "batches": len(run.batches),
+                "spheres": total, "tasks": len(futures)})
     return table
 
 
