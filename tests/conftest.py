@@ -112,6 +112,16 @@ def tiny_subject(directory, n_runs=3, scans_per_run=6, shape=(4, 3, 2), seed=0):
     return directory
 
 
+def slice_centres(haxby_slice_dir, step):
+    """Every ``step``-th voxel of the real slice's mask as an image (a process mask of
+    few centres, so that nilearn's per-sphere fits take seconds)."""
+    mask = nib.load(haxby_slice_dir / "mask.nii.gz")
+    data = np.asarray(mask.dataobj) > 0
+    keep = np.zeros(data.size, bool)
+    keep[np.flatnonzero(data)[::step]] = True
+    return nib.Nifti1Image(keep.reshape(data.shape).astype(np.uint8), mask.affine)
+
+
 def one_line_error(capsys, status, pattern):
     """The command failed as bad input should: exit 2, one stderr line matching ``pattern``."""
     err = capsys.readouterr().err

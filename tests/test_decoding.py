@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import nidecode
 from nidecode.errors import InputError
+from tests.conftest import slice_centres
 
 RADIUS = 5.6
 
@@ -40,24 +41,16 @@ def face_cat(haxby_slice_dir):
     return _scans(haxby_slice_dir, ["face", "cat"])
 
 
-def _every(haxby_slice_dir, step):
-    mask = nib.load(haxby_slice_dir / "mask.nii.gz")
-    data = np.asarray(mask.dataobj) > 0
-    keep = np.zeros(data.size, bool)
-    keep[np.flatnonzero(data)[::step]] = True
-    return nib.Nifti1Image(keep.reshape(data.shape).astype(np.uint8), mask.affine)
-
-
 @pytest.fixture(scope="module")
 def process_mask(haxby_slice_dir):
     """Every ninth voxel of the slice's mask (59 centres): nilearn takes seconds."""
-    return _every(haxby_slice_dir, 9)
+    return slice_centres(haxby_slice_dir, 9)
 
 
 @pytest.fixture(scope="module")
 def few_centres(haxby_slice_dir):
     """Every 53rd voxel of the slice's mask (10 centres)."""
-    return _every(haxby_slice_dir, 53)
+    return slice_centres(haxby_slice_dir, 53)
 
 
 def _nilearn(data, estimator, process_mask=None):

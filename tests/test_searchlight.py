@@ -17,17 +17,14 @@ from nidecode.errors import InputError
 from nidecode.ingest import ingest
 from nidecode.report import write_report
 from nidecode.synth import make_dataset
+from tests.conftest import slice_centres
 
 
 @pytest.fixture(scope="module")
 def process_mask(haxby_slice_dir, tmp_path_factory):
     """A process mask of 59 centres of the slice, so nilearn finishes in seconds."""
-    mask = nib.load(haxby_slice_dir / "mask.nii.gz")
-    data = np.asarray(mask.dataobj) > 0
-    keep = np.zeros(data.size, bool)
-    keep[np.flatnonzero(data)[::9]] = True
     path = tmp_path_factory.mktemp("process") / "process.nii.gz"
-    nib.save(nib.Nifti1Image(keep.reshape(data.shape).astype(np.uint8), mask.affine), path)
+    nib.save(slice_centres(haxby_slice_dir, 9), path)
     return path
 
 

@@ -30,7 +30,7 @@ from nidecode.outdir import (
 )
 from nidecode.report import write_report
 from nidecode.synth import make_subject
-from tests.conftest import one_line_error, tiny_subject
+from tests.conftest import one_line_error, slice_centres, tiny_subject
 from tests.test_cross_decoding import READ_AS, ab_store  # noqa: F401 (a fixture)
 
 CROSS = {"train_categories": ["faceA", "catA"], "test_categories": ["faceB", "catB"]}
@@ -41,12 +41,8 @@ RADIUS = 5.6
 @pytest.fixture(scope="module")
 def process_mask(haxby_slice_dir, tmp_path_factory):
     """59 centres of the slice, so that nilearn's per-sphere fits take seconds."""
-    mask = nib.load(haxby_slice_dir / "mask.nii.gz")
-    data = np.asarray(mask.dataobj) > 0
-    keep = np.zeros(data.size, bool)
-    keep[np.flatnonzero(data)[::9]] = True
     path = tmp_path_factory.mktemp("process") / "process.nii.gz"
-    nib.save(nib.Nifti1Image(keep.reshape(data.shape).astype(np.uint8), mask.affine), path)
+    nib.save(slice_centres(haxby_slice_dir, 9), path)
     return path
 
 
@@ -132,12 +128,8 @@ def test_cross_searchlight_equals_nilearn_by_hand(ab_store, stored, process_mask
 @pytest.fixture(scope="module")
 def few_centres(haxby_slice_dir, tmp_path_factory):
     """7 of the 59 centres of ``process_mask``, for the slower solvers."""
-    mask = nib.load(haxby_slice_dir / "mask.nii.gz")
-    data = np.asarray(mask.dataobj) > 0
-    keep = np.zeros(data.size, bool)
-    keep[np.flatnonzero(data)[::81]] = True
     path = tmp_path_factory.mktemp("few") / "few.nii.gz"
-    nib.save(nib.Nifti1Image(keep.reshape(data.shape).astype(np.uint8), mask.affine), path)
+    nib.save(slice_centres(haxby_slice_dir, 81), path)
     return path
 
 
