@@ -8,7 +8,7 @@ from sklearn.svm import SVC
 
 from nidecode.solvers import SPHERE_SOLVERS
 from nidecode.stats import sphere_fold_metrics
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, slice_centres
 
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 
@@ -243,9 +243,9 @@ def test_estimator_scoring_matches_nilearn_on_the_real_slice(slice_imgs, scoring
 @pytest.mark.parametrize("scoring", ["balanced_accuracy", "roc_auc"])
 def test_estimator_scoring_matches_nilearn_exactly(slice_imgs, haxby_slice_dir, solver,
                                                    scoring):
-    from .test_decoding import _every, _ours
+    from .test_decoding import _ours
 
-    centres = _every(haxby_slice_dir, 53)
+    centres = slice_centres(haxby_slice_dir, 53)
     reference = _nilearn_scored(slice_imgs, scoring, centres)
     light = _ours(slice_imgs, SVC(kernel="linear"), centres, solver=solver, scoring=scoring)
     assert light.method_ == solver
@@ -325,10 +325,10 @@ def test_class_weighted_maps_match_nilearn_on_rare_cat(rare_cat_imgs, haxby_slic
                                                        scoring):
     # Every third centre keeps nilearn to seconds. On all 530 spheres: 522
     # (accuracy, balanced accuracy) and 529 (AUC) equal nilearn's.
-    from .test_decoding import _every, _ours
+    from .test_decoding import _ours
 
     balanced = SVC(kernel="linear", class_weight="balanced")
-    centres = _every(haxby_slice_dir, 3)
+    centres = slice_centres(haxby_slice_dir, 3)
     reference = _nilearn_scored(rare_cat_imgs, scoring, centres, balanced)
     light = _ours(rare_cat_imgs, balanced, centres, scoring=scoring)
     assert light.method_ == "batched"
@@ -339,10 +339,10 @@ def test_class_weighted_maps_match_nilearn_on_rare_cat(rare_cat_imgs, haxby_slic
 
 
 def test_class_weighted_estimator_takes_the_solvers_exactly(rare_cat_imgs, haxby_slice_dir):
-    from .test_decoding import _every, _ours
+    from .test_decoding import _ours
 
     balanced = SVC(kernel="linear", class_weight="balanced")
-    centres = _every(haxby_slice_dir, 53)
+    centres = slice_centres(haxby_slice_dir, 53)
     reference = _nilearn_scored(rare_cat_imgs, "roc_auc", centres, balanced)
     light = _ours(rare_cat_imgs, balanced, centres, solver="libsvm", scoring="roc_auc")
     assert light.method_ == "libsvm"
@@ -358,10 +358,10 @@ def test_class_weighted_searchlight_maps_equal_svc_on_rare_cat(rare_cat_store, h
     from nidecode.analyses._prepare import subject_geometry
     from nidecode.analyses.searchlight import searchlight
 
-    from .test_decoding import RADIUS, _every
+    from .test_decoding import RADIUS
 
     centres_path = tmp_path / "centres.nii.gz"
-    nib.save(_every(haxby_slice_dir, 53), centres_path)
+    nib.save(slice_centres(haxby_slice_dir, 53), centres_path)
     searchlight(rare_cat_store, tmp_path / "out", client, radius=RADIUS,
                 categories=["face", "cat"], process_mask=centres_path, solver="libsvm",
                 scoring=list(METRICS), class_weight="balanced", progress=False)
@@ -458,10 +458,10 @@ def test_report_draws_metric_maps_above_their_own_chance(rare_cat_store, haxby_s
     from nidecode.analyses.searchlight import searchlight
     from nidecode.report import write_report
 
-    from .test_decoding import RADIUS, _every
+    from .test_decoding import RADIUS
 
     centres = tmp_path / "centres.nii.gz"
-    nib.save(_every(haxby_slice_dir, 53), centres)
+    nib.save(slice_centres(haxby_slice_dir, 53), centres)
     table = searchlight(rare_cat_store, tmp_path / "out", client, radius=RADIUS,
                         categories=["face", "cat"], process_mask=centres,
                         scoring="balanced_accuracy,roc_auc", progress=False)
