@@ -211,14 +211,9 @@ def execute_loso_searchlight_permute(run: LosoSearchlightRun, client: Client, *,
     indices = range(-1, identity["n_permutations"])
     submitted = time.perf_counter()
     futures = []
-    for index, centres in enumerate(run.batches):
-        keys = [_permutation_key(pair, index) for pair in run.pairs]
-        if all(key in saved for key in keys):
-            continue
-        voxels, spheres = batch_voxel_block(run.geometry.spheres, centres)
+    for voxels, spheres, samples in _pending_batches(run, saved, _permutation_key):
         futures.append(client.submit(
-            loso_sphere_permutations, run.store_path, run.rows, voxels, spheres,
-            [(key, run.samples[pair.key]) for key, pair in zip(keys, run.pairs, strict=True)],
+            loso_sphere_permutations, run.store_path, run.rows, voxels, spheres, samples,
             identity["C"], identity["solver"], identity["seed"], indices,
             identity["classifier"], identity["shrinkage"], identity["class_weight"]))
     per_batch = len(indices) * len(run.pairs)
@@ -234,6 +229,22 @@ def execute_loso_searchlight_permute(run: LosoSearchlightRun, client: Client, *,
         counts={"subjects": len(run.rows.subjects), "batches": len(run.batches),
                 "tasks": len(run.batches), "tasks_computed": len(futures)})
     return table
+
+
+def _sphere_key(pair: PairJob, batch: int) -> tuple[str, ...]:
+    """(``all``, class_a, class_b, sphere batch): the key of a batch's sphere scores."""
+    return (*pair.key, f"{batch:06d}")
+
+
+def _pending_batches(run: LosoSearchlightRun, saved: dict, key_of):
+    """Each sphere batch with a pair not saved yet: its voxel block of the spheres, the
+    spheres on it, and per pair (its key, its samples) for the task."""
+    for index, centres in enumerate(run.batches):
+        keys = [key_of(pair, index) for pair in run.pairs]
+        if not all(key in saved for key in keys):
+            voxels, spheres = batch_voxel_block(run.geometry.spheres, centres)
+            yield voxels, spheres, [(key, run.samples[pair.key])
+                                    for key, pair in zip(keys, run.pairs, strict=True)]
 
 
 def _permutation_key(pair: PairJob, batch: int) -> tuple[str, ...]:
@@ -283,14 +294,9 @@ def execute_loso_searchlight(run: LosoSearchlightRun, client: Client, *,
     saved = run.output.load_parts(SphereScores)
     submitted = time.perf_counter()
     futures = []
-    for index, centres in enumerate(run.batches):
-        keys = [(*pair.key, f"{index:06d}") for pair in run.pairs]
-        if all(key in saved for key in keys):
-            continue
-        voxels, spheres = batch_voxel_block(run.geometry.spheres, centres)
+    for voxels, spheres, samples in _pending_batches(run, saved, _sphere_key):
         futures.append(client.submit(
-            loso_spheres, run.store_path, run.rows, voxels, spheres,
-            [(key, run.samples[pair.key]) for key, pair in zip(keys, run.pairs, strict=True)],
+            loso_spheres, run.store_path, run.rows, voxels, spheres, samples,
             identity["C"], identity["solver"], identity["scoring"], identity["classifier"],
             identity["shrinkage"], identity["class_weight"]))
     total = len(run.geometry.centres) * len(run.pairs)
@@ -310,7 +316,7 @@ def execute_loso_searchlight(run: LosoSearchlightRun, client: Client, *,
 def _write_maps(run: LosoSearchlightRun, saved: dict) -> pd.DataFrame:
     geometry, rows = run.geometry, []
     for pair in run.pairs:
-        parts = [saved[(*pair.key, f"{index:06d}")] for index in range(len(run.batches))]
+        parts = [saved[_sphere_key(pair, index)] for index in range(len(run.batches))]
         means = {}
         for metric in run.identity["scoring"]:
             folds = np.concatenate([part.metric(metric) for part in parts])
