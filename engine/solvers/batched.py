@@ -121,6 +121,18 @@ def _copy(dst, src, n):
         dst[k] = src[k]
 
 
+@njit(cache=True, inline="always")
+def _matvec(B, u, m, out):
+    """out[:m] = B[:m, :m] u[:m], each row's sum in column order but the rows
+    summed side by side (see :func:`_bordered_join`)."""
+    for a in range(m):
+        out[a] = 0.0
+    for c in range(m):
+        uc = u[c]
+        for a in range(m):
+            out[a] += B[a, c] * uc
+
+
 @njit(cache=True)
 def _bordered_join(Xs, F, p, B, u):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
@@ -132,24 +144,24 @@ def _bordered_join(Xs, F, p, B, u):
     i = F[p]
     m = p + 1
     u[0] = 1.0  # the new column, then B times it
+    # Loops ordered so that the innermost one fills independent sums: each sum
+    # still adds its terms in order, so the values are those of one dot
+    # product after another, without each waiting on the last addition.
     for a in range(p):
-        kij = 0.0
-        for k in range(d):
-            kij += Xs[i, k] * Xs[F[a], k]
-        u[a + 1] = kij
+        u[a + 1] = 0.0
     kii = 0.0
     for k in range(d):
-        kii += Xs[i, k] * Xs[i, k]
+        xik = Xs[i, k]
+        kii += xik * xik
+        for a in range(p):
+            u[a + 1] += xik * Xs[F[a], k]
     if p == 0:
         B[0, 0], B[0, 1], B[1, 0], B[1, 1] = -kii, 1.0, 1.0, 0.0
         return True
+    _matvec(B, u, m, u[m:])
     schur = kii
     for a in range(m):
-        total = 0.0
-        for c in range(m):
-            total += B[a, c] * u[c]
-        schur -= u[a] * total
-        u[m + a] = total
+        schur -= u[a] * u[m + a]
     if not schur > 1e-10 * (kii + 1.0):
         return False
     inverse = 1.0 / schur
@@ -202,16 +214,14 @@ def _bordered_solve(Xs, ysg, F, p, B, v, balance, u, r):
     d = Xs.shape[1]
     u[0] = balance
     for a in range(p):
-        i = F[a]
-        xv = 0.0
-        for k in range(d):
-            xv += Xs[i, k] * v[k]
-        u[a + 1] = ysg[i] - xv
-    for a in range(p + 1):
-        total = 0.0
-        for c in range(p + 1):
-            total += B[a, c] * u[c]
-        r[a] = total
+        u[a + 1] = 0.0  # x_a . v, summed as in _bordered_join
+    for k in range(d):
+        vk = v[k]
+        for a in range(p):
+            u[a + 1] += Xs[F[a], k] * vk
+    for a in range(p):
+        u[a + 1] = ysg[F[a]] - u[a + 1]
+    _matvec(B, u, p + 1, r)
 
 
 @njit(cache=True, inline="always")
@@ -247,6 +257,33 @@ def _accumulate(rows, coef, out):
         for i in range(n):
             out[i] += ak * rk[i]
         k += 1
+
+
+@njit(cache=True, inline="always")
+def _first_min(values):
+    """The smallest value and the first index holding it (-1 if none is below
+    inf): four running minima, not one, so that the comparisons do not wait on
+    each other (the line search's hot loop)."""
+    n = values.shape[0]
+    m0 = m1 = m2 = m3 = np.inf
+    i = 0
+    while i + 4 <= n:
+        v0, v1, v2, v3 = values[i], values[i + 1], values[i + 2], values[i + 3]
+        m0 = v0 if v0 < m0 else m0
+        m1 = v1 if v1 < m1 else m1
+        m2 = v2 if v2 < m2 else m2
+        m3 = v3 if v3 < m3 else m3
+        i += 4
+    while i < n:
+        m0 = values[i] if values[i] < m0 else m0
+        i += 1
+    m = min(min(m0, m1), min(m2, m3))
+    if not m < np.inf:
+        return np.inf, -1
+    for i in range(n):
+        if values[i] == m:
+            return m, i
+    return np.inf, -1
 
 
 @njit(cache=True)
@@ -507,10 +544,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             else:
                 t_prev = 0.0
                 while True:
-                    t_k, k_min = np.inf, -1
-                    for i in range(N):
-                        if kink[i] < t_k:
-                            t_k, k_min = kink[i], i
+                    t_k, k_min = _first_min(kink)
                     if t_k >= t_max:
                         break
                     left = slope + (t_k - t_prev) * nn
@@ -639,7 +673,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     d_max = 0
     for q in range(n_spheres):
         d_max = max(d_max, sph_ptr[q + 1] - sph_ptr[q])
-    XsT_buffer, Xs_buffer = np.empty((d_max, N)), np.empty((N, d_max))
+    XsT_buffer, Xs_buffer = np.empty((d_max, N)), np.empty(N * d_max)
     ZT_buffer, dw_buffer = np.empty((d_max, N)), np.empty(d_max)
     w_all_buffer, w_buffer = np.empty(d_max), np.empty(d_max)
     wV_buffer, w_new_buffer = np.empty(d_max), np.empty(d_max)
@@ -658,7 +692,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     for q in range(q_start, n_spheres):
         cols = sph_idx[sph_ptr[q] : sph_ptr[q + 1]]
         d = cols.shape[0]
-        XsT, Xs, ZT = XsT_buffer[:d], Xs_buffer[:, :d], ZT_buffer[:d]
+        # Xs contiguous (not a column slice): its rows' loops need no stride checks.
+        XsT, Xs, ZT = XsT_buffer[:d], Xs_buffer[: N * d].reshape((N, d)), ZT_buffer[:d]
         for k in range(d):
             voxel = Xt[cols[k]]
             for i in range(N):
