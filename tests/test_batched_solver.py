@@ -177,14 +177,32 @@ def test_the_first_spheres_start_is_a_feasible_vertex(counts, balanced):
     assert ((alpha > 0) & (alpha < bounds[y01])).sum() <= 1  # at most one free coefficient
 
 
-def test_spheres_whose_all_scans_fit_fails_start_from_libsvm_and_stay_exact():
+def test_separable_spheres_all_scans_fits_need_no_libsvm_start():
     # Separable spheres at C=5: the dual active set from the previous sphere's
-    # coefficients runs out of steps on two of them; they start again from
-    # scikit-learn's libsvm fit, and every fold still reaches the exact optimum.
+    # coefficients ran out of steps on two of them; the primal method reaches
+    # every all-scans optimum, and every fold is exact.
     X, y, spheres, folds = synthetic_searchlight(3, separable=True)
     ours, info = batched.searchlight_accuracies(X, y, spheres, folds, C=5.0, tie_margin=0.0,
                                                 return_info=True)
-    assert info["libsvm_seeds"] >= 1 and info["failed"] == 0
+    assert info["libsvm_seeds"] == 0 and info["failed"] == 0
+    np.testing.assert_array_equal(ours, _exact_reference(X, y, spheres, folds, 5.0))
+
+
+def test_a_sphere_whose_all_scans_fit_fails_starts_from_libsvm_and_stays_exact(monkeypatch):
+    # The kernel stops at the sphere whose all-scans fit failed (here: it is handed
+    # the first two spheres only, as if the third failed); the caller starts it
+    # again there from scikit-learn's libsvm fit, and every fold is still exact.
+    X, y, spheres, folds = synthetic_searchlight(3, separable=True)
+    kernel, calls = batched._searchlight_kernel, []
+
+    def stop_at_the_third_sphere(Xt, y01, sph_ptr, *args):
+        calls.append(args[9])  # q_start
+        return kernel(Xt, y01, sph_ptr[:3] if len(calls) == 1 else sph_ptr, *args)
+
+    monkeypatch.setattr(batched, "_searchlight_kernel", stop_at_the_third_sphere)
+    ours, info = batched.searchlight_accuracies(X, y, spheres, folds, C=5.0, tie_margin=0.0,
+                                                return_info=True)
+    assert calls == [0, 2] and info["libsvm_seeds"] == 1 and info["failed"] == 0
     np.testing.assert_array_equal(ours, _exact_reference(X, y, spheres, folds, 5.0))
 
 
