@@ -3,13 +3,17 @@
 Real processes with their own ``NUMBA_CACHE_DIR`` (numba reads it at import).
 """
 
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import nidecode
 
 GROUPS = ["batched searchlight", "batched refits (libsvm replica)", "libsvm searchlight",
           "gnb searchlight", "lda searchlight", "roi decode", "group inference"]
@@ -60,6 +64,22 @@ print(json.dumps({"ready": ready, "rent": rent, "compiled": compiled,
 """
 
 
+def _kernels() -> set[str]:
+    """``module.function`` of every numba kernel of nidecode that is not inlined (in any
+    module of the package that decorates one: a new one is found too)."""
+    from numba.core.dispatcher import Dispatcher
+
+    root = Path(nidecode.__file__).parent
+    names = [".".join(("nidecode", *path.relative_to(root).with_suffix("").parts))
+             for path in root.rglob("*.py") if "@njit" in path.read_text()]
+    modules = [importlib.import_module(name) for name in names]
+    return {f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+            for module in modules
+            for name, value in vars(module).items()
+            if isinstance(value, Dispatcher) and value.py_func.__module__ == module.__name__
+            and value.targetoptions.get("inline") != "always"}
+
+
 def _run(args, cache, check=True):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -86,6 +106,9 @@ def test_compile_fills_the_cache_that_later_runs_load(tmp_path):
     assert cold.stdout.strip().splitlines()[-1] == f"numba cache: {tmp_path} (NUMBA_CACHE_DIR)"
     assert cold.stderr.strip().splitlines() == [
         "compiling nidecode's numba kernels (about a minute on an empty cache)"]
+    # Every kernel of nidecode has its index in the cache (those inlined have none).
+    indexed = {path.name.split("-")[0] for path in tmp_path.rglob("*.nbi")}
+    assert indexed == _kernels()
 
     checked = json.loads(_run(["-c", CHECK_SCRIPT], tmp_path).stdout)
     assert checked["compiled"] == []
