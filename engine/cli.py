@@ -139,9 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster(demo)
     _add_quiet(demo)
 
+    compile_kernels = commands.add_parser(
+        "compile", help="compile the numba kernels into numba's cache (NUMBA_CACHE_DIR) "
+        "before the first run", description="Call every compiled kernel (searchlight "
+        "solvers, libsvm's replica, GaussianNB, LDA, the ROI decode, group inference) once on "
+        "a tiny problem so that numba's cache holds them: run it where NUMBA_CACHE_DIR points "
+        "(an image build, a job before the workers start).")
+    _add_quiet(compile_kernels)
+
     bench_cli.add_parser(commands)
     for name, command in commands.choices.items():
-        if name != "bench":
+        if name not in ("bench", "compile"):
             _add_storage_options(command)
     return parser
 
@@ -539,9 +547,31 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile(args: argparse.Namespace) -> int:
+    from nidecode.precompile import cache_location, compile_all
+    from nidecode.solvers.warm import check_cache_directory
+
+    check_cache_directory()  # the one error line comes before any output
+    _say(args, "compiling nidecode's numba kernels (about a minute on an empty cache)")
+    width = 34
+
+    def show(group: dict) -> None:
+        if not args.quiet:
+            print(f"{group['group']:<{width}} compiled {group['compiled']}, "
+                  f"loaded {group['loaded']}, {group['seconds']:.1f} s", flush=True)
+
+    compile_all(progress=show)
+    directories, chosen = cache_location()
+    if not args.quiet:
+        where = ", ".join(str(directory) for directory in directories)
+        print(f"numba cache: {where}" + (" (NUMBA_CACHE_DIR)" if chosen else
+                                         " (numba's default; NUMBA_CACHE_DIR moves it)"))
+    return 0
+
+
 COMMANDS = {"ingest": _ingest, "decode": _decode, "searchlight": _searchlight,
             "permute": _permute, "group": _group, "report": _report, "demo": _demo,
-            "bench": bench_cli.run}
+            "bench": bench_cli.run, "compile": _compile}
 
 
 if __name__ == "__main__":
