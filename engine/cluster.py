@@ -265,24 +265,20 @@ def _start_warm_up() -> None:
 
     import nidecode.cv  # noqa: F401 - sklearn.model_selection, for the tasks' unpickling
     import nidecode.solvers.batched  # noqa: F401 - see above
+    import nidecode.solvers.warm  # noqa: F401 - the thread's problem, imported here too
 
     threading.Thread(target=_compile_batched, name="nidecode-warm-up", daemon=True).start()
 
 
 def _compile_batched() -> None:
-    """Call the batched solver once on a tiny problem with the argument types of a real run.
+    """Call the batched solver once on a tiny problem with the argument types of a real run
+    (``nidecode compile``'s first group, :mod:`nidecode.solvers.warm`).
 
-    Without the ROC AUC's rank refits (``rank_margin=0``): those, and the near-tie
-    refits once they pay for it, compile libsvm's SMO replica when a run needs it."""
+    Without the ROC AUC's rank refits: those, and the near-tie refits once they pay
+    for it, compile libsvm's SMO replica when a run needs it."""
     try:
-        import numpy as np
-        import scipy.sparse as sp
+        from nidecode.solvers.warm import solver_groups
 
-        from nidecode.solvers.batched import searchlight_accuracies
-
-        X = np.random.default_rng(0).normal(size=(8, 3))
-        folds = [(np.arange(4, 8), np.arange(4)), (np.arange(4), np.arange(4, 8))]
-        searchlight_accuracies(X, np.tile([0, 1], 4), sp.csr_matrix(np.ones((1, 3))), folds,
-                               return_decisions=True, rank_margin=0.0)
+        solver_groups()["batched searchlight"]()
     except Exception:  # noqa: BLE001 - the real task compiles then, and reports its errors
         logging.getLogger(__name__).debug("solver warm-up failed", exc_info=True)
