@@ -690,6 +690,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     alpha, h, dh, kink, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
     F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
     use = np.empty(N, dtype=np.bool_)
+    xnorm = np.empty(N)  # each scan's |x| on the sphere's voxels
     use_all = np.empty(N, dtype=np.bool_)
     use_all[:] = True  # (np.ones: one more numba compilation on a fresh install)
     C_all = max(all_C[0], all_C[1])
@@ -710,6 +711,11 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                 Xs[i, k] = voxel[i]
                 ZT[k, i] = ysg[i] * voxel[i]
         w_all, w = w_all_buffer[:d], w_buffer[:d]
+        for i in range(N):
+            total = 0.0
+            for k in range(d):
+                total += Xs[i, k] * Xs[i, k]
+            xnorm[i] = np.sqrt(total)
         # The all-scans fit, exact: the primal method from the weights of the
         # previous sphere's coefficients on these voxels (the first sphere's: a
         # balanced vertex of the box), the dual method from them if it fails.
@@ -757,9 +763,14 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                     outcome = _NON_UNIQUE
             if outcome > 0:
                 correct = 0
+                # A cheap bound of every test scan's sensitivity: the exact one
+                # only where the decision is that close to zero.
+                bound = _sensitivity_bound(B, p, xnorm, F)
                 for i in test:
                     decision = h[i] + b
-                    if abs(decision) < tie_margin:
+                    margin = abs(decision)
+                    if (margin < tie_margin * bound * (1.0 + xnorm[i])
+                            and margin < tie_margin * _sensitivity(Xs, F, p, B, i, u)):
                         outcome = _NEAR_TIE
                         break
                     # Positive decisions are libsvm's class +1, classes_[0].
@@ -771,6 +782,45 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
             info[q, f] = outcome
             rank[q, f] = outcome > 0 and store and _rank_tie(dec[q], test, y, rank_margin)
     return n_spheres
+
+
+@njit(cache=True)
+def _sensitivity(Xs, F, p, B, i, u):
+    """How far test scan ``i``'s decision can move when the margins of the margin set
+    ``F[:p]`` move by at most 1: ``|B [1; X_F x_i]|_1`` (``B``: the inverse of the
+    set's bordered Gram matrix, at the fold's optimum). libsvm stops with those
+    margins within about its ``tol`` of 1, so its decision is near the exact one
+    where this is small. ``u``: scratch of 2 (p + 1)."""
+    d = Xs.shape[1]
+    u[0] = 1.0
+    for a in range(p):
+        u[a + 1] = 0.0
+    for k in range(d):
+        xik = Xs[i, k]
+        for a in range(p):
+            u[a + 1] += xik * Xs[F[a], k]
+    _matvec(B, u, p + 1, u[p + 1:])
+    total = 0.0
+    for a in range(p + 1):
+        total += abs(u[p + 1 + a])
+    return total
+
+
+@njit(cache=True)
+def _sensitivity_bound(B, p, xnorm, F):
+    """c with ``_sensitivity(x_i) <= c (1 + |x_i|)`` for every scan: the largest column
+    sum of ``|B|`` times ``max(1, sum_F |x_a|)`` (so each test scan's exact sensitivity
+    is computed only where its decision is near zero)."""
+    largest = 0.0  # the largest column sum of |B|: the l1 norm of B as an operator
+    for c in range(p + 1):
+        total = 0.0
+        for a in range(p + 1):
+            total += abs(B[a, c])
+        largest = max(largest, total)
+    spread = 0.0
+    for a in range(p):
+        spread += xnorm[F[a]]
+    return largest * max(1.0, spread)
 
 
 @njit(cache=True)
@@ -841,7 +891,7 @@ def searchlight_accuracies(
     C: float = 1.0,
     tol: float = 1e-3,
     *,
-    tie_margin: float = 3e-3,
+    tie_margin: float = 2.5e-4,
     return_info: bool = False,
     return_decisions: bool = False,
     rank_margin: float = 5e-3,
