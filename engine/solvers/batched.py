@@ -36,18 +36,26 @@ so a step solves a system of that size instead of touching a kernel matrix.
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
-test scan with a decision value that close to zero may fall on either side. So
-every fold with a test decision within ``tie_margin`` of zero is refitted on
-libsvm's own path (:func:`nidecode.solvers.libsvm.searchlight_accuracies`), which
-gives SVC's predictions exactly. So is a fold whose optimal intercept is not
-unique (no scan strictly inside the box on its margin: then any intercept in an
-interval is optimal, and SVC's depends on its path), and one whose solver fails
-(neither seen on the Haxby data). With the default ``tie_margin=3e-3``, 99.6 % of
-the Haxby slice's sphere accuracies (face vs cat, 5.6 mm) equal SVC's, and 292 of
-301 evenly spread spheres of a whole-brain synthetic subject (97.0 %); with 2e-3
-(2.7 % of the slice's folds refitted, about 4 % less time on whole-brain spheres)
-98.9 % and 285 of 301 (94.7 %, under issue #18's 95 %); without refits 91.5 % of
-the slice's: how well SVC with ``tol=1e-6`` agrees with its own default.
+test scan with a decision value that close to zero may fall on either side. How
+close depends on the scan: libsvm stops with the margin scans' margins within
+about ``tol`` of 1, and moving those margins by at most ``e`` moves the decision
+``f(x)`` by at most ``e S(x)``, ``S(x) = |B [1; X_F x]|_1`` (:func:`_sensitivity`;
+``B``: the inverse of the margin set's bordered Gram matrix, which the fold's
+solve leaves). So every fold with a test decision ``|f(x)| < tie_margin S(x)``
+is refitted on libsvm's own path
+(:func:`nidecode.solvers.libsvm.searchlight_accuracies`), which gives SVC's
+predictions exactly; libsvm's decisions deviate from the optimum's in step with
+``S`` (correlation 0.72-0.75 on whole-brain and slice spheres, 0.16 with
+``|x|``). So is a fold whose optimal intercept is not unique (no scan strictly
+inside the box on its margin: then any intercept in an interval is optimal, and
+SVC's depends on its path), and one whose solver fails (neither seen on the
+Haxby data). With the default ``tie_margin=2.5e-4``, 99.2 % of the Haxby slice's
+sphere accuracies (face vs cat, 5.6 mm; 124 of 6360 folds refitted) equal SVC's,
+and 98.8 % of 2000 consecutive whole-brain spheres of a synthetic subject (2.9 %
+of the folds); the rule before, a decision within 3e-3 of zero, refitted 3.7 %
+and 3.1 % of the folds for 99.4 % and 97.0 % (see docs/performance.md). Without
+refits 91.5 % of the slice's: how well SVC with ``tol=1e-6`` agrees with its own
+default.
 
 The refits run after the kernel, which only marks their folds: so numba
 compiles libsvm's SMO replica (:mod:`nidecode.solvers.libsvm`) only when a run
@@ -903,7 +911,7 @@ def searchlight_accuracies(
     Same problem, inputs and output as
     :func:`nidecode.solvers.libsvm.searchlight_accuracies`; each fold's SVM is
     the exact optimum, reached from the sphere's all-scans solution, and folds
-    with a test decision within ``tie_margin`` of zero are refitted on libsvm's
+    with a test decision near zero (``tie_margin``) are refitted on libsvm's
     path.
 
     Parameters
@@ -920,9 +928,11 @@ def searchlight_accuracies(
         Penalty parameter.
     tol : float, default=1e-3
         libsvm's tolerance for the refits on its path (SVC's ``tol``).
-    tie_margin : float, default=3e-3
-        Refit a fold on libsvm's path when a test decision is closer to zero
-        than this (0: never; the exact optimum's predictions).
+    tie_margin : float, default=2.5e-4
+        Refit a fold on libsvm's path when a test decision ``f(x)`` is closer to
+        zero than this times the scan's sensitivity ``S(x)`` (how far the decision
+        moves when the margin scans' margins move by 1; libsvm stops with them
+        within about ``tol``). 0: never; the exact optimum's predictions.
     return_info : bool, default=False
         Also return how the folds were solved.
     return_decisions : bool, default=False
