@@ -78,8 +78,9 @@ def test_fresh_install_compiles_each_kernel_once(tmp_path):
     assert not REPLICA & set(compiled["ours"])
     assert {name: n for name, n in compiled["ours"].items() if n > 1} == {
         "_bordered_leave": 2}  # left: an int/bool mix
-    # 28 at the last stop (54 before); +2: the near-tie rule's _sensitivity and its bound
-    assert sum(compiled["ours"].values()) + sum(compiled["library"].values()) == 30
+    # 28 at the last stop (54 before); +4: the near-tie rule's _sensitivity and its bound,
+    # and _first_min and _matvec compiled apart (inlined, the kernel took ~1.5 s longer)
+    assert sum(compiled["ours"].values()) + sum(compiled["library"].values()) == 32
     assert not [name for name in compiled["library"]
                 if "shape_context" in name or "str" in name or "repr" in name]
     # Their time is kept beside numba's cache, for every later run to count on.

@@ -134,7 +134,7 @@ def _copy(dst, src, n):
         dst[k] = src[k]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _matvec(B, u, m, out):
     """out[:m] = B[:m, :m] u[:m], each row's sum in column order but the rows
     summed side by side (see :func:`_bordered_join`)."""
@@ -272,11 +272,12 @@ def _accumulate(rows, coef, out):
         k += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _first_min(values):
     """The smallest value and the first index holding it (-1 if none is below
     inf): four running minima, not one, so that the comparisons do not wait on
-    each other (the line search's hot loop)."""
+    each other (the line search's hot loop). Not inlined: as fast, and the
+    kernel compiles faster."""
     n = values.shape[0]
     m0 = m1 = m2 = m3 = np.inf
     i = 0
