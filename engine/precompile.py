@@ -1,6 +1,6 @@
 """``nidecode compile``: every numba kernel of nidecode compiled into numba's cache at once.
 
-:func:`nidecode.solvers.warm.compile_kernels` covers the solvers; group
+:func:`nidecode.solvers.warm.solver_groups` covers the solvers; group
 inference's kernels (:mod:`nidecode.inference`) sit above the solvers in the
 layers, so this module, above both, adds them. No Dask: it runs in the
 process that calls it, e.g. an image build or a job before the workers start.

@@ -26,8 +26,8 @@ sphere at a time, :func:`nidecode.solvers.reference.searchlight_scores_estimator
 
 :mod:`nidecode.solvers._common` holds the private helpers the searchlight
 solvers share (input checks, labels, kernel arrays, the Gram matrix).
-:func:`compile_kernels` (:mod:`nidecode.solvers.warm`) compiles every solver
-kernel into numba's cache ahead of a run (``nidecode compile``).
+:mod:`nidecode.solvers.warm` calls every solver kernel once on a tiny problem, for
+``nidecode compile`` (:func:`nidecode.precompile.compile_all`).
 Modules are imported on first use: :data:`SPHERE_SOLVERS` lists the names
 without loading numba or scikit-learn.
 """
@@ -38,8 +38,7 @@ import functools
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["SPHERE_SOLVERS", "compile_kernels", "has_closed_form", "sphere_permutation_solver",
-           "sphere_solver"]
+__all__ = ["SPHERE_SOLVERS", "has_closed_form", "sphere_permutation_solver", "sphere_solver"]
 
 #: ``--solver`` choice -> the module (in this package) whose function it runs.
 _SPHERE_SOLVER_MODULES = {"batched": "batched", "libsvm": "libsvm", "sklearn": "reference"}
@@ -131,11 +130,3 @@ def has_closed_form(classifier: str, solver: str) -> bool:
     """Whether the classifier's searchlight runs its closed form (without importing it)."""
     return classifier in _FAST_CLASSIFIERS and solver != "sklearn"
 
-
-def __getattr__(name: str):
-    """``compile_kernels`` from :mod:`nidecode.solvers.warm`, imported on first use (numba)."""
-    if name == "compile_kernels":
-        from nidecode.solvers.warm import compile_kernels
-
-        return compile_kernels
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

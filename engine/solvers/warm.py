@@ -2,7 +2,7 @@
 
 A fresh install compiles the solvers' numba kernels on their first call (about
 16 s for the batched SVC, 8 s more for libsvm's SMO replica, a few seconds for
-the others). :func:`compile_kernels` calls each public entry point once on a
+the others). :func:`solver_groups` calls each public entry point once on a
 tiny problem, through the same argument checks and conversions a real run's
 call goes through, so the kernels compile with the argument types real runs
 use and numba's cache holds the entries they load. Run it where the cache is
@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from nidecode.errors import InputError
 
-__all__ = ["cache_directory", "check_cache_directory", "compile_groups", "compile_kernels",
+__all__ = ["cache_directory", "check_cache_directory", "compile_groups",
            "kernel_directories", "solver_groups", "solver_modules"]
 
 #: The solver modules that hold numba kernels (``@njit(cache=True)``).
@@ -37,7 +37,7 @@ _KERNEL_MODULES = ("_common", "batched", "libsvm", "gnb", "lda", "svc")
 
 
 def solver_modules() -> list[ModuleType]:
-    """The solver modules whose numba kernels :func:`compile_kernels` compiles."""
+    """The solver modules whose numba kernels :func:`solver_groups` compiles."""
     return [importlib.import_module(f"nidecode.solvers.{name}") for name in _KERNEL_MODULES]
 
 
@@ -152,27 +152,6 @@ def compile_groups(groups: Mapping[str, Callable[[], object]], modules: Iterable
         if progress is not None:
             progress(results[-1])
     return results
-
-
-def compile_kernels(progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """Compile (or load) every solver kernel once, with the argument types of real runs.
-
-    The searchlight solvers (``batched``, its libsvm replica for the refits,
-    ``libsvm``, GaussianNB and LDA with their permutation paths) and the ROI
-    decode's kernels, each called on a tiny problem. Group inference's kernels
-    are not in this layer: :func:`nidecode.precompile.compile_all` adds them.
-
-    Parameters
-    ----------
-    progress : callable, optional
-        Called with each group's dict as soon as the group is done.
-
-    Returns
-    -------
-    list of dict
-        As :func:`compile_groups`.
-    """
-    return compile_groups(solver_groups(), solver_modules(), progress)
 
 
 def solver_groups() -> dict[str, Callable[[], object]]:
