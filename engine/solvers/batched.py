@@ -136,21 +136,27 @@ def _copy(dst, src, n):
 
 @njit(cache=True)
 def _matvec(B, u, m, out):
-    """out[:m] = B[:m, :m] u[:m], each row's sum in column order but the rows
-    summed side by side (see :func:`_bordered_join`)."""
+    """out[:m] = B[:m, :m]' u[:m] (``B`` is stored transposed: see
+    :func:`_bordered_join`), each sum in order but the sums side by side, each
+    pass over a contiguous row of ``B``."""
     for a in range(m):
         out[a] = 0.0
     for c in range(m):
         uc = u[c]
         for a in range(m):
-            out[a] += B[a, c] * uc
+            out[a] += B[c, a] * uc
 
 
 @njit(cache=True)
 def _bordered_join(Xs, F, p, B, u):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
     ``[[0, 1'], [1, G]]`` (``G``: the set's Gram matrix), by bordering, in
-    O(p^2). False if the scan lies on the affine hull of the set (singular)."""
+    O(p^2). False if the scan lies on the affine hull of the set (singular).
+
+    The inverse is symmetric but its updates round it unevenly, so which of
+    ``B[a, c]`` and ``B[c, a]`` is which matters for the values: ``B`` holds
+    the transpose of the updated inverse, so that :func:`_matvec`, the hot
+    product, reads it row by row."""
     d = Xs.shape[1]
     if p > d:
         return False  # d + 1 scans span the space already
@@ -179,11 +185,14 @@ def _bordered_join(Xs, F, p, B, u):
         return False
     inverse = 1.0 / schur
     for a in range(m):
-        ua = u[m + a] * inverse
-        for c in range(m):
-            B[a, c] += ua * u[m + c]
-        B[a, m] = -ua
-        B[m, a] = -ua
+        u[a] = u[m + a] * inverse  # u[:m] is spent: the new column, scaled
+    for c in range(m):
+        uc = u[m + c]
+        for a in range(m):
+            B[c, a] += u[a] * uc
+    for a in range(m):
+        B[m, a] = -u[a]
+        B[a, m] = -u[a]
     B[m, m] = inverse
     return True
 
@@ -202,9 +211,11 @@ def _bordered_leave(F, p, B, a):
     if p > 1:
         pivot = B[last, last]
         for x in range(last):
-            factor = B[x, last] / pivot
-            for c in range(last):
-                B[x, c] -= factor * B[last, c]
+            B[last, x] /= pivot  # the factors, where the row that leaves was
+        for c in range(last):
+            bc = B[c, last]
+            for x in range(last):
+                B[c, x] -= B[last, x] * bc
     F[a] = F[p - 1]
     return p - 1
 
@@ -824,7 +835,7 @@ def _sensitivity_bound(B, p, xnorm, F):
     for c in range(p + 1):
         total = 0.0
         for a in range(p + 1):
-            total += abs(B[a, c])
+            total += abs(B[c, a])  # stored transposed
         largest = max(largest, total)
     spread = 0.0
     for a in range(p):
