@@ -559,8 +559,9 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             for i in range(N):
                 dm[i] = ysg[i] * db
             _accumulate(ZT, dw, dm)
-            for i in range(N):
-                t = max(gap[i] / dm[i], 0.0)
+            for i in range(N):  # written to vectorise (no max(), no branch)
+                t = gap[i] / dm[i]
+                t = t if t > 0.0 else 0.0
                 kink[i] = t if side[i] * dm[i] > 0.0 else np.inf  # moving toward its margin
             t_star = -1.0
             n_crossed = 0
