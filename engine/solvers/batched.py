@@ -148,7 +148,7 @@ def _matvec(B, u, m, out):
 
 
 @njit(cache=True)
-def _bordered_join(Xs, F, p, B, u):
+def _bordered_join(Xs, F, p, B, u, XF):
     """Scan ``F[p]`` joins the margin set ``F[:p]``: update ``B``, the inverse of
     ``[[0, 1'], [1, G]]`` (``G``: the set's Gram matrix), by bordering, in
     O(p^2). False if the scan lies on the affine hull of the set (singular).
@@ -156,12 +156,16 @@ def _bordered_join(Xs, F, p, B, u):
     The inverse is symmetric but its updates round it unevenly, so which of
     ``B[a, c]`` and ``B[c, a]`` is which matters for the values: ``B`` holds
     the transpose of the updated inverse, so that :func:`_matvec`, the hot
-    product, reads it row by row."""
+    product, reads it row by row. ``XF`` holds the set's scans as columns
+    (voxels by scans), so that the products with them read contiguous rows
+    too: column ``p`` is filled here."""
     d = Xs.shape[1]
     if p > d:
         return False  # d + 1 scans span the space already
     i = F[p]
     m = p + 1
+    for k in range(d):
+        XF[k, p] = Xs[i, k]
     u[0] = 1.0  # the new column, then B times it
     # Loops ordered so that the innermost one fills independent sums: each sum
     # still adds its terms in order, so the values are those of one dot
@@ -173,7 +177,7 @@ def _bordered_join(Xs, F, p, B, u):
         xik = Xs[i, k]
         kii += xik * xik
         for a in range(p):
-            u[a + 1] += xik * Xs[F[a], k]
+            u[a + 1] += xik * XF[k, a]
     if p == 0:
         B[0, 0], B[0, 1], B[1, 0], B[1, 1] = -kii, 1.0, 1.0, 0.0
         return True
@@ -198,7 +202,7 @@ def _bordered_join(Xs, F, p, B, u):
 
 
 @njit(cache=True)
-def _bordered_leave(F, p, B, a):
+def _bordered_leave(F, p, B, a, XF):
     """Scan ``F[a]`` leaves the margin set of ``p`` scans, the last one takes
     its place; ``B`` is updated by the Schur complement. Returns the new size."""
     last = p  # the matrix index of the last scan
@@ -217,32 +221,34 @@ def _bordered_leave(F, p, B, a):
             for x in range(last):
                 B[c, x] -= B[last, x] * bc
     F[a] = F[p - 1]
+    for k in range(XF.shape[0]):
+        XF[k, a] = XF[k, p - 1]
     return p - 1
 
 
 @njit(cache=True)
-def _bordered_rebuild(Xs, F, p, B, u):
+def _bordered_rebuild(Xs, F, p, B, u, XF):
     """``B`` for the set ``F[:p]`` from scratch; False if it is singular."""
     for a in range(p):
-        if not _bordered_join(Xs, F, a, B, u):
+        if not _bordered_join(Xs, F, a, B, u, XF):
             return False
     return True
 
 
 @njit(cache=True, inline="always")
-def _bordered_solve(Xs, ysg, F, p, B, v, balance, u, r):
+def _bordered_solve(XF, ysg, F, p, B, v, balance, u, r):
     """Put the scans ``F[:p]`` on their margins: ``beta`` (= y alpha over ``F``)
     and ``b`` with ``x_a . (v + sum_c beta_c x_c) + b = y_a`` and
     ``sum beta = balance``, that is ``[b; beta] = B [balance; y_F - X_F v]``,
     into ``r[:p+1]`` (``u``: scratch)."""
-    d = Xs.shape[1]
+    d = v.shape[0]
     u[0] = balance
     for a in range(p):
         u[a + 1] = 0.0  # x_a . v, summed as in _bordered_join
     for k in range(d):
         vk = v[k]
         for a in range(p):
-            u[a + 1] += Xs[F[a], k] * vk
+            u[a + 1] += XF[k, a] * vk
     for a in range(p):
         u[a + 1] = ysg[F[a]] - u[a + 1]
     _matvec(B, u, p + 1, r)
@@ -396,12 +402,12 @@ def _null_direction(Xs, F, p, A, z):
 
 
 @njit(cache=True)
-def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
+def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A, XF):
     """Exact optimum over every scan from a feasible ``alpha`` (in the box
     ``[0, cb]``, ``cb``: each scan's upper bound; sum y alpha = 0): a primal
     active-set method on the dual. Updates ``alpha``, leaves the weights in
     ``w`` and ``h = X w``; returns ``(b, steps)``, ``steps < 0`` on failure.
-    ``B``, ``u``, ``r``, ``delta``, ``A``: scratch."""
+    ``B``, ``u``, ``r``, ``delta``, ``A``, ``XF``: scratch."""
     N, d = Xs.shape
     _weights(Xs, ysg, alpha, w)
     p = np.int64(0)  # not a literal 0: one specialisation of the callees
@@ -411,14 +417,14 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
             p += 1
     # B: the inverse of the free set's bordered Gram matrix while the set is
     # affinely independent (a Newton step exists).
-    independent = _bordered_rebuild(Xs, F, p, B, u)
+    independent = _bordered_rebuild(Xs, F, p, B, u, XF)
     released = -1
     for step in range(1, _MAX_STEPS + 1):
         b = 0.0
         if p > 0:
             if independent:
                 # Newton step: the free scans onto their margins, the sum kept.
-                _bordered_solve(Xs, ysg, F, p, B, w, 0.0, u, r)
+                _bordered_solve(XF, ysg, F, p, B, w, 0.0, u, r)
                 _copy(delta, r[1:], p)
                 b = r[0]
                 t, block = _ratio_step(alpha, ysg, F, p, delta, cb, 1.0)
@@ -445,11 +451,11 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
                 i = F[block]
                 alpha[i] = cb[i] if ysg[i] * delta[block] > 0.0 else 0.0
                 if independent:
-                    p = _bordered_leave(F, p, B, block)
+                    p = _bordered_leave(F, p, B, block, XF)
                 else:
                     p -= 1
                     F[block] = F[p]
-                    independent = _bordered_rebuild(Xs, F, p, B, u)
+                    independent = _bordered_rebuild(Xs, F, p, B, u, XF)
                 continue
         _scores(XsT, w, h)
         if p == 0:
@@ -480,14 +486,14 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A):
         released = worst
         F[p] = worst
         if independent:
-            independent = _bordered_join(Xs, F, p, B, u)
+            independent = _bordered_join(Xs, F, p, B, u, XF)
         p += 1
     return 0.0, -1
 
 
 @njit(cache=True, error_model="numpy")
 def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, crossed, wV, w_new,
-                       dw, B, u, r):
+                       dw, B, u, r, XF):
     """Exact optimum over the scans ``use`` from any ``(w, b)``.
 
     Returns ``(b, p, steps)``, ``steps < 0`` on failure. On success ``w`` holds
@@ -495,7 +501,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
     ``y alpha`` in ``r[1:p+1]``, and ``side`` 1 for the scans at alpha = cb
     (inside their margin), -1 for the others outside the margin set, 0 for the
     set and unused scans. ``ZT``: the scans' y_i x_i, voxels by scans. ``dm``,
-    ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``: scratch.
+    ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``, ``XF``: scratch.
     """
     N, d = Xs.shape
     p = np.int64(0)  # scans in the margin set F (not a literal: one specialisation)
@@ -519,7 +525,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
         _copy(w_new, wV, d)
         b_new = b
         if p > 0:
-            _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
+            _bordered_solve(XF, ysg, F, p, B, wV, -sV, u, r)
             b_new = r[0]
             for a in range(p):
                 _add_scan(w_new, Xs, F[a], r[a + 1])
@@ -613,7 +619,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             if add >= 0:
                 side[add] = 0.0
                 F[p] = add
-                if not _bordered_join(Xs, F, p, B, u):
+                if not _bordered_join(Xs, F, p, B, u, XF):
                     return b, p, -1
                 p += 1
                 fresh = False
@@ -631,9 +637,9 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             if not fresh:
                 # Updates of B drift: confirm with B rebuilt, else go on from it.
                 _copy(kink, r, p + 1)
-                if not _bordered_rebuild(Xs, F, p, B, u):
+                if not _bordered_rebuild(Xs, F, p, B, u, XF):
                     return b, p, -1
-                _bordered_solve(Xs, ysg, F, p, B, wV, -sV, u, r)
+                _bordered_solve(XF, ysg, F, p, B, wV, -sV, u, r)
                 fresh = True
                 change = 0.0
                 for a in range(p + 1):
@@ -653,7 +659,7 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
         if side[i] > 0.0:
             sV += cb[i] * ysg[i]
             _add_scan(wV, Xs, i, cb[i] * ysg[i])
-        p = _bordered_leave(F, p, B, worst)
+        p = _bordered_leave(F, p, B, worst, XF)
         fresh = False
         dropped = i
     return b, p, -1
@@ -720,6 +726,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     r = np.empty(d_max + 2)
     B, u = np.empty((d_max + 2, d_max + 2)), np.empty(2 * d_max + 4)
     A = np.empty((d_max + 1, N))
+    XF_buffer = np.empty((d_max, d_max + 1))  # the margin set's scans, voxels by scans
     for q in range(q_start, n_spheres):
         cols = sph_idx[sph_ptr[q] : sph_ptr[q + 1]]
         d = cols.shape[0]
@@ -743,7 +750,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         _weights(Xs, ysg, alpha_all, w_all)
         b_all, p, steps = _primal_active_set(Xs, ZT, ysg, use_all, cb_all, C_all, w_all, b_prev,
                                              F, side, h, dh, kink, crossed, wV_buffer[:d],
-                                             w_new_buffer[:d], dw_buffer[:d], B, u, r)
+                                             w_new_buffer[:d], dw_buffer[:d], B, u, r,
+                                             XF_buffer[:d])
         if steps > 0:
             for i in range(N):
                 alpha[i] = cb_all[i] if side[i] > 0.0 else 0.0
@@ -753,7 +761,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         else:
             _copy(alpha, alpha_all, N)
             b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
-                                            delta, A)
+                                            delta, A, XF_buffer[:d])
         if steps < 0:
             if q > q_start or np.isnan(b_seed):
                 return q  # the caller starts again here from libsvm's solution
@@ -775,7 +783,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
             _copy(w, w_all, d)
             b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, cb, max(Cp, Cn), w, b_all, F,
                                                side, h, dh, kink, crossed, wV_buffer[:d],
-                                               w_new_buffer[:d], dw_buffer[:d], B, u, r)
+                                               w_new_buffer[:d], dw_buffer[:d], B, u, r,
+                                               XF_buffer[:d])
             if outcome < 0:
                 outcome = _FAILED
             else:
