@@ -329,9 +329,9 @@ def _gaps(ZT, ysg, w, b, gap):
     """gap_i = 1 - y_i (x_i . w + b) for every scan (``ZT``: y_i x_i, voxels
     by scans)."""
     gap[:] = 0.0
-    _accumulate(ZT, -w, gap)
+    _accumulate(ZT, w, gap)  # y x . w, then 1 - y b minus it (w not negated: no copy)
     for i in range(gap.shape[0]):
-        gap[i] += 1.0 - ysg[i] * b
+        gap[i] = (1.0 - ysg[i] * b) - gap[i]
 
 
 @njit(cache=True)
