@@ -291,30 +291,37 @@ def _accumulate(rows, coef, out):
 
 @njit(cache=True)
 def _first_min(values):
-    """The smallest value and the first index holding it (-1 if none is below
-    inf): four running minima, not one, so that the comparisons do not wait on
-    each other (the line search's hot loop). Not inlined: as fast, and the
-    kernel compiles faster."""
+    """The smallest value and the first index holding it (inf and -1 if none is
+    below inf), in one pass: four running minima with their indices, not one,
+    so that the comparisons do not wait on each other (the line search's hot
+    loop). Not inlined: as fast, and the kernel compiles faster."""
     n = values.shape[0]
     m0 = m1 = m2 = m3 = np.inf
+    i0 = i1 = i2 = i3 = -1
     i = 0
     while i + 4 <= n:
         v0, v1, v2, v3 = values[i], values[i + 1], values[i + 2], values[i + 3]
+        i0 = i if v0 < m0 else i0
         m0 = v0 if v0 < m0 else m0
+        i1 = i + 1 if v1 < m1 else i1
         m1 = v1 if v1 < m1 else m1
+        i2 = i + 2 if v2 < m2 else i2
         m2 = v2 if v2 < m2 else m2
+        i3 = i + 3 if v3 < m3 else i3
         m3 = v3 if v3 < m3 else m3
         i += 4
     while i < n:
+        i0 = i if values[i] < m0 else i0
         m0 = values[i] if values[i] < m0 else m0
         i += 1
-    m = min(min(m0, m1), min(m2, m3))
-    if not m < np.inf:
-        return np.inf, -1
-    for i in range(n):
-        if values[i] == m:
-            return m, i
-    return np.inf, -1
+    # The first index among equal minima (the tail's indices follow chain 0's).
+    if m1 < m0 or (m1 == m0 and 0 <= i1 < i0):
+        m0, i0 = m1, i1
+    if m2 < m0 or (m2 == m0 and 0 <= i2 < i0):
+        m0, i0 = m2, i2
+    if m3 < m0 or (m3 == m0 and 0 <= i3 < i0):
+        m0, i0 = m3, i3
+    return m0, i0
 
 
 @njit(cache=True)
