@@ -548,11 +548,10 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
         slope -= sV * db
         t_max = 1.0
         if p == d + 1:
-            # d + 1 margin scans pin (w, b): the point is there but for rounding.
+            # d + 1 margin scans pin (w, b), and the set's scans are on their
+            # margins at every point the steps reach: the point is there but
+            # for rounding, so it stays (no pass over the scans).
             t_max = 0.0
-            _copy(w, w_new, d)
-            b = b_new
-            _gaps(ZT, ysg, w, b, gap)
         elif nn <= 1e-24 * (scale + 1.0) and abs(db) <= 1e-12 * (abs(b) + 1.0):
             if p > 0:
                 t_max = 0.0  # already there: check the multipliers
