@@ -78,9 +78,10 @@ def test_fresh_install_compiles_each_kernel_once(tmp_path):
     assert not REPLICA & set(compiled["ours"])
     assert {name: n for name, n in compiled["ours"].items() if n > 1} == {
         "_bordered_leave": 2}  # left: an int/bool mix
-    # 28 at the last stop (54 before); +4: the near-tie rule's _sensitivity and its bound,
-    # and _first_min and _matvec compiled apart (inlined, the kernel took ~1.5 s longer)
-    assert sum(compiled["ours"].values()) + sum(compiled["library"].values()) == 32
+    # 54 two stops ago, then 28; +4: the near-tie rule's _sensitivity and its bound,
+    # and _first_min and _matvec compiled apart (inlined, the kernel took ~1.5 s longer);
+    # +1: _accurate, the check that spares most folds the rebuild of their B
+    assert sum(compiled["ours"].values()) + sum(compiled["library"].values()) == 33
     assert not [name for name in compiled["library"]
                 if "shape_context" in name or "str" in name or "repr" in name]
     # Their time is kept beside numba's cache, for every later run to count on.

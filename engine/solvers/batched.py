@@ -641,7 +641,8 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             if violation > worst_violation:
                 worst, worst_violation = a, violation
         if worst < 0:
-            if not fresh:
+            if not fresh and not (p > 0 and _accurate(XF, ysg, F, p, B, w_new, sV, r,
+                                                      1e-9 * (C + 1.0))):
                 # Updates of B drift: confirm with B rebuilt, else go on from it.
                 _copy(kink, r, p + 1)
                 if not _bordered_rebuild(Xs, F, p, B, u, XF):
@@ -657,6 +658,9 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
                 _copy(w, wV, d)
                 for a in range(p):
                     _add_scan(w, Xs, F[a], r[a + 1])
+            else:
+                b = r[0]  # the set's solve, confirmed
+                _copy(w, w_new, d)
             _scores(ZT, w, h)
             for i in range(N):
                 h[i] *= ysg[i]  # X w: the rows of ZT are y_i x_i
@@ -670,6 +674,31 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
         fresh = False
         dropped = i
     return b, p, -1
+
+
+@njit(cache=True)
+def _accurate(XF, ysg, F, p, B, w_new, sV, r, tol):
+    """Whether the margin set's solve ``r`` (``w_new``: its weights) is within
+    ``tol`` of the one a ``B`` rebuilt from scratch would give: its residuals
+    (the set's margins minus 1, the balance) times a bound of ``|B|``'s rows.
+    Cheaper than the rebuild, which then runs only where this fails."""
+    d = w_new.shape[0]
+    total = sV
+    for a in range(p):
+        total += r[a + 1]
+    worst = abs(total)  # sum y alpha = 0 over the set and the bound scans
+    for a in range(p):
+        margin = r[0]
+        for k in range(d):
+            margin += XF[k, a] * w_new[k]
+        worst = max(worst, abs(margin - ysg[F[a]]))
+    largest = 0.0  # |B|'s largest row sum: |dr| <= largest * worst
+    for c in range(p + 1):
+        row = 0.0
+        for a in range(p + 1):
+            row += abs(B[c, a])
+        largest = max(largest, row)
+    return largest * worst <= tol
 
 
 @njit(cache=True)
