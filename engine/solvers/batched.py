@@ -676,6 +676,20 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
     return b, p, -1
 
 
+@njit(cache=True, inline="always")
+def _norm(B, m):
+    """The l1 norm of the inverse ``B[:m, :m]`` holds (stored transposed: see
+    :func:`_bordered_join`) as an operator: its largest column sum of ``|B|``
+    (row sum, the inverse being symmetric but for rounding)."""
+    largest = 0.0
+    for c in range(m):
+        total = 0.0
+        for a in range(m):
+            total += abs(B[c, a])
+        largest = max(largest, total)
+    return largest
+
+
 @njit(cache=True)
 def _accurate(XF, ysg, F, p, B, w_new, sV, r, tol):
     """Whether the margin set's solve ``r`` (``w_new``: its weights) is within
@@ -692,13 +706,7 @@ def _accurate(XF, ysg, F, p, B, w_new, sV, r, tol):
         for k in range(d):
             margin += XF[k, a] * w_new[k]
         worst = max(worst, abs(margin - ysg[F[a]]))
-    largest = 0.0  # |B|'s largest row sum: |dr| <= largest * worst
-    for c in range(p + 1):
-        row = 0.0
-        for a in range(p + 1):
-            row += abs(B[c, a])
-        largest = max(largest, row)
-    return largest * worst <= tol
+    return _norm(B, p + 1) * worst <= tol  # |dr| <= |B| |residual|
 
 
 @njit(cache=True)
@@ -877,12 +885,7 @@ def _sensitivity_bound(B, p, xnorm, F):
     """c with ``_sensitivity(x_i) <= c (1 + |x_i|)`` for every scan: the largest column
     sum of ``|B|`` times ``max(1, sum_F |x_a|)`` (so each test scan's exact sensitivity
     is computed only where its decision is near zero)."""
-    largest = 0.0  # the largest column sum of |B|: the l1 norm of B as an operator
-    for c in range(p + 1):
-        total = 0.0
-        for a in range(p + 1):
-            total += abs(B[c, a])  # stored transposed
-        largest = max(largest, total)
+    largest = _norm(B, p + 1)
     spread = 0.0
     for a in range(p):
         spread += xnorm[F[a]]
