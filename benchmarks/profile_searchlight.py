@@ -74,7 +74,7 @@ def case(store_path: Path, pair: list[str], centres: slice | None, repeats: int)
     block = spheres[:, voxels]  # the task's re-indexed spheres
     folds = list(LeaveOneGroupOut().split(X, y, runs))
     # numba's compiled code, the refits' replica included, not timed
-    searchlight_accuracies(X, y, block[:2], folds[:2], return_decisions=True, rank_margin=1.0)
+    searchlight_accuracies(X, y, block[:2], folds[:2], return_decisions=True, rank_margin=np.inf)
 
     def run(use_folds=folds, **options):
         return best(lambda: searchlight_accuracies(X, y, block, use_folds, return_info=True,

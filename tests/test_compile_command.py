@@ -43,7 +43,7 @@ runs = np.repeat(np.arange(4), 6)
 folds = list(LeaveOneGroupOut().split(X, y, runs))
 spheres = sp.csr_matrix((rng.uniform(size=(5, 7)) < 0.5) | np.eye(5, 7, dtype=bool))
 with event.install_recorder("numba:compile") as recorder:
-    batched.searchlight_accuracies(X, y, spheres, folds, return_decisions=True, rank_margin=1.0)
+    batched.searchlight_accuracies(X, y, spheres, folds, return_decisions=True, rank_margin=np.inf)
     libsvm.searchlight_accuracies(X, y, spheres, folds)
     gnb.searchlight_accuracies(X, y, spheres, folds, return_decisions=True)
     gnb.permutation_accuracies(X, np.stack([y, y[::-1]]), spheres, folds)

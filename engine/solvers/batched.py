@@ -68,12 +68,13 @@ cost as much as compiling the replica (:func:`_replica_ready`).
 The AUC needs SVC's order of the test decisions, not only their signs, and the
 exact optimum's order differs from libsvm's in 2.9 % of the slice's folds (on
 30 % of its spheres). A fold with two test scans of different classes whose
-decisions lie within ``rank_margin`` is refitted on libsvm's path (always on
-the replica). That is the AUC's whole cost: a libsvm fit costs about 6 exact
-folds, and no cheaper test finds the flips: libsvm's decisions deviate from the optimum's by 1.7e-3
-(median) to 4e-2, so even knowing each fold's largest deviation would flag 23 %
-of the folds. ``rank_margin=5e-3`` flags 27 % (SVC's AUC on 526 of the 530
-spheres), 1e-2 46 % (all 530), 0 none (379).
+decisions are closer than ``rank_margin`` times the pair's sensitivity (that
+of a test decision, for the difference of two: the intercept, which libsvm's
+stop moves alike for both, drops out) is refitted on libsvm's path (always on
+the replica). That is the AUC's whole cost: a libsvm fit costs about 20 exact
+folds. The default 5e-4 refits 13 % of the slice's folds for SVC's AUC on 528
+of its 530 spheres, where the absolute rule before (decisions within 5e-3)
+refitted 27 % for 526.
 
 Pure functions on arrays: no Dask; numba compiles on first use and caches the
 machine code next to this file (or in ``NUMBA_CACHE_DIR``), where the only
@@ -111,6 +112,7 @@ _KKT_TOL = 1e-7  # on margins (scale 1), for the all-scans fit
 _MAX_STEPS = 400  # active-set steps per fit before giving up
 # Fold outcomes (``info``): > 0 active-set steps; refitted on libsvm's path otherwise.
 _FAILED, _NEAR_TIE, _NON_UNIQUE = -1, -2, -3
+_ALONE = np.int64(-1)  # _sensitivity of one decision (an int64, as scan indices are: one copy)
 
 
 @njit(cache=True, inline="always")
@@ -844,7 +846,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                     decision = h[i] + b
                     margin = abs(decision)
                     if (margin < tie_margin * bound * (1.0 + xnorm[i])
-                            and margin < tie_margin * _sensitivity(Xs, F, p, B, i, u)):
+                            and margin < tie_margin * _sensitivity(Xs, F, p, B, i, _ALONE, u)):
                         outcome = _NEAR_TIE
                         break
                     # Positive decisions are libsvm's class +1, classes_[0].
@@ -853,24 +855,30 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                     if store:  # SVC's sign; a near-tie refit overwrites it
                         dec[q, i] = -decision
                 accuracy[q, f] = correct / test.shape[0]
+                rank[q, f] = (outcome > 0 and store and rank_margin > 0.0
+                              and _rank_tie(Xs, F, p, B, u, dec[q], test, y, rank_margin,
+                                            bound, xnorm))
+            else:
+                rank[q, f] = False
             info[q, f] = outcome
-            rank[q, f] = outcome > 0 and store and _rank_tie(dec[q], test, y, rank_margin)
     return n_spheres
 
 
 @njit(cache=True)
-def _sensitivity(Xs, F, p, B, i, u):
+def _sensitivity(Xs, F, p, B, i, j, u):
     """How far test scan ``i``'s decision can move when the margins of the margin set
     ``F[:p]`` move by at most 1: ``|B [1; X_F x_i]|_1`` (``B``: the inverse of the
     set's bordered Gram matrix, at the fold's optimum). libsvm stops with those
     margins within about its ``tol`` of 1, so its decision is near the exact one
-    where this is small. ``u``: scratch of 2 (p + 1)."""
+    where this is small. With ``j >= 0``, how far the difference of scans ``i``
+    and ``j``'s decisions can move: ``|B [0; X_F (x_i - x_j)]|_1``, without the
+    intercept, which moves both alike. ``u``: scratch of 2 (p + 1)."""
     d = Xs.shape[1]
-    u[0] = 1.0
+    u[0] = 1.0 if j < 0 else 0.0
     for a in range(p):
         u[a + 1] = 0.0
     for k in range(d):
-        xik = Xs[i, k]
+        xik = Xs[i, k] - (Xs[j, k] if j >= 0 else 0.0)
         for a in range(p):
             u[a + 1] += xik * Xs[F[a], k]
     _matvec(B, u, p + 1, u[p + 1:])
@@ -893,13 +901,24 @@ def _sensitivity_bound(B, p, xnorm, F):
 
 
 @njit(cache=True)
-def _rank_tie(dec_row, test, y, margin):
-    """Whether two test scans of different classes have decisions within ``margin``:
-    their order (the AUC) may differ on libsvm's path."""
-    for a in range(test.shape[0]):
-        for b in range(a):
-            if (y[test[a]] != y[test[b]]
-                    and abs(dec_row[test[a]] - dec_row[test[b]]) < margin):
+def _rank_tie(Xs, F, p, B, u, dec_row, test, y, margin, bound, xnorm):
+    """Whether two test scans ``a``, ``b`` of different classes have decisions
+    closer than ``margin S(x_a, x_b)``: their order (the AUC) may differ on
+    libsvm's path, as a decision's sign may at a near tie (:func:`_sensitivity`
+    of the pair: how far the difference of their decisions moves). The exact
+    sensitivity only where the cheap bound (``bound (|x_a| + |x_b|)``) allows a
+    tie. ``margin=inf``: every fold with both classes."""
+    for ka in range(test.shape[0]):
+        a = test[ka]
+        for kb in range(ka):
+            b = test[kb]
+            if y[a] == y[b]:
+                continue
+            if margin == np.inf:
+                return True
+            gap = abs(dec_row[a] - dec_row[b])
+            if (gap < margin * bound * (xnorm[a] + xnorm[b])
+                    and gap < margin * _sensitivity(Xs, F, p, B, a, b, u)):
                 return True
     return False
 
@@ -963,7 +982,7 @@ def searchlight_accuracies(
     tie_margin: float = 2.5e-4,
     return_info: bool = False,
     return_decisions: bool = False,
-    rank_margin: float = 5e-3,
+    rank_margin: float = 5e-4,
     class_weight: str | None = None,
 ) -> np.ndarray | tuple:
     """Cross-validated accuracy of a linear C-SVC in every sphere, from the
@@ -999,15 +1018,17 @@ def searchlight_accuracies(
     return_decisions : bool, default=False
         Also return every test scan's decision value (the one whose sign
         scored it: the libsvm refit's at near ties).
-    rank_margin : float, default=5e-3
+    rank_margin : float, default=5e-4
         Only with ``return_decisions``: where two test scans of different
-        classes have decisions closer than this, the fold is refitted on
+        classes have decisions closer than this times the pair's sensitivity
+        (how far the difference of their decisions moves when the margin
+        scans' margins move by 1, as ``tie_margin``), the fold is refitted on
         libsvm's path and its decisions kept if their signs are the exact
         optimum's (the accuracies never change), so that their order (the
-        AUC) is SVC's: 5e-3 gives SVC's AUC on 526 of the Haxby slice's 530
-        spheres (face vs cat; 527 with cat made rare and balanced class
-        weights), 1e-2 on all 530 at 1.4 times the cost, 0 (never refit; the
-        exact optimum's order) on 379, 2.6 times faster. Only the AUC needs it.
+        AUC) is SVC's: 5e-4 refits 13 % of the Haxby slice's folds and gives
+        SVC's AUC on 528 of its 530 spheres (face vs cat), 1e-3 23 % and all
+        530, 3e-4 9 % and 517, 0 (never refit; the exact optimum's order) 380
+        at no cost; ``np.inf`` refits every fold. Only the AUC needs it.
     class_weight : {None, "none", "balanced"}, default=None
         ``"balanced"``: each class's penalty is ``C * n / (2 * n_class)`` of the
         fold's training scans, as ``SVC(class_weight="balanced")``: per-class
@@ -1057,7 +1078,7 @@ def searchlight_accuracies(
                       np.bool_(return_decisions))
     elif todo.size:
         _refit_with_sklearn(arrays, todo, outcome, accuracy, dec, C, tol, balanced)
-    result = (accuracy, _info(outcome, seeds)) if return_info else (accuracy,)
+    result = (accuracy, _info(outcome, seeds, rank)) if return_info else (accuracy,)
     if return_decisions:
         result += (_scatter_decisions(dec, folds, n_scans),)
     return result if len(result) > 1 else accuracy
@@ -1178,9 +1199,10 @@ def _refit_with_sklearn(arrays: tuple, todo: np.ndarray, outcome: np.ndarray,
     _pay_rent(time.perf_counter() - started)
 
 
-def _info(outcome: np.ndarray, seeds: int) -> dict:
-    """How the folds were solved, from the kernel's outcome codes, and how many
-    spheres' all-scans fits started from libsvm's solution."""
+def _info(outcome: np.ndarray, seeds: int, rank: np.ndarray) -> dict:
+    """How the folds were solved, from the kernel's outcome codes, how many
+    spheres' all-scans fits started from libsvm's solution and how many exact
+    folds were refitted for their decisions' order (``rank``)."""
     exact = outcome > 0
     return {
         "exact": int(exact.sum()), "near_tie": int((outcome == _NEAR_TIE).sum()),
@@ -1188,4 +1210,5 @@ def _info(outcome: np.ndarray, seeds: int) -> dict:
         "failed": int((outcome == _FAILED).sum()),
         "mean_steps": float(outcome[exact].mean()) if exact.any() else 0.0,
         "libsvm_seeds": seeds,
+        "rank_refits": int(rank.sum()),
     }

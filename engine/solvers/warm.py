@@ -182,9 +182,9 @@ def _batched() -> None:
 def _replica() -> None:
     from nidecode.solvers import batched
 
-    # rank_margin=1: every fold's AUC is refitted, always on the replica.
+    # rank_margin=inf: every fold's AUC is refitted, always on the replica.
     batched.searchlight_accuracies(*_problem(), return_decisions=True, tie_margin=0.0,
-                                   rank_margin=1.0)
+                                   rank_margin=np.inf)
 
 
 def _libsvm() -> None:
