@@ -32,8 +32,8 @@ so a step solves a system of that size instead of touching a kernel matrix.
   19), and starting from the all-scans set took more steps (66 against 51
   there). The inverse of the set's bordered Gram matrix is updated as scans join
   and leave (O(d^2) a step) and checked by one rebuilt from scratch at the end.
-  A fold takes about 26 steps of about 1 us on the Haxby slice's spheres (8
-  voxels), 52 of about 1.7 us on whole-brain ones (18).
+  A fold takes about 26 steps of about 0.9 us on the Haxby slice's spheres (8
+  voxels), 51 of about 1.4 us on whole-brain ones (18).
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
