@@ -136,8 +136,10 @@ class OutputDir:
             raise OutputDirError(f"--out {self.path}: cannot create the directory "
                                  f"({error.strerror}); give a directory path you can "
                                  f"write") from None
-        for leftover in [*self.path.rglob(f"{TEMPORARY}*"), *(self.path / PARTS).glob(".*")]:
-            leftover.unlink()  # temporary files of a killed write
+        # Temporary files of a killed write. A part's (parts/.nidecode-*) matches
+        # both patterns: a set, so it is removed once.
+        for leftover in {*self.path.rglob(f"{TEMPORARY}*"), *(self.path / PARTS).glob(".*")}:
+            leftover.unlink()
         self.write_manifest({**manifest, "status": "running", "identity": identity})
 
     def _check_path(self, overwrite: bool) -> None:

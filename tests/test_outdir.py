@@ -27,6 +27,9 @@ def test_parts_round_trip_and_leftovers_are_removed(tmp_path):
                         np.array([4, 7]))
     output.save_part(part)
     (tmp_path / "out" / "parts" / ".tmp123.npz").write_bytes(b"half a file")
+    # A part written atomically and killed mid-write (matched by both leftover
+    # patterns: a SIGKILL during a part's write once made the resume fail).
+    (tmp_path / "out" / "parts" / ".nidecode-x1y2.npz").write_bytes(b"half a part")
     loaded = output.load_parts(SphereScores)
     assert list(loaded) == [part.key]
     np.testing.assert_array_equal(loaded[part.key].accuracy, part.accuracy)
