@@ -1027,8 +1027,9 @@ def searchlight_accuracies(
         libsvm's path and its decisions kept if their signs are the exact
         optimum's (the accuracies never change), so that their order (the
         AUC) is SVC's: 5e-4 refits 13 % of the Haxby slice's folds and gives
-        SVC's AUC on 528 of its 530 spheres (face vs cat), 1e-3 23 % and all
-        530, 3e-4 9 % and 517, 0 (never refit; the exact optimum's order) 380
+        SVC's AUC on 528 of its 530 spheres (face vs cat; all 530 with cat
+        made rare and balanced class weights), 1e-3 23 % and all 530, 3e-4 9 %
+        and 517, 0 (never refit; the exact optimum's order) 380
         at no cost; ``np.inf`` refits every fold. Only the AUC needs it.
     class_weight : {None, "none", "balanced"}, default=None
         ``"balanced"``: each class's penalty is ``C * n / (2 * n_class)`` of the
