@@ -779,6 +779,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         d = cols.shape[0]
         # Xs contiguous (not a column slice): its rows' loops need no stride checks.
         XsT, Xs, ZT = XsT_buffer[:d], Xs_buffer[: N * d].reshape((N, d)), ZT_buffer[:d]
+        XF = XF_buffer[:d]
         for k in range(d):
             voxel = Xt[cols[k]]
             for i in range(N):
@@ -797,8 +798,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         _weights(Xs, ysg, alpha_all, w_all)
         b_all, p, steps = _primal_active_set(Xs, ZT, ysg, use_all, cb_all, C_all, w_all, b_prev,
                                              F, side, h, dh, kink, crossed, wV_buffer[:d],
-                                             w_new_buffer[:d], dw_buffer[:d], B, u, r,
-                                             XF_buffer[:d])
+                                             w_new_buffer[:d], dw_buffer[:d], B, u, r, XF)
         if steps > 0:
             for i in range(N):
                 alpha[i] = cb_all[i] if side[i] > 0.0 else 0.0
@@ -808,7 +808,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         else:
             _copy(alpha, alpha_all, N)
             b_all, steps = _dual_active_set(Xs, XsT, ysg, alpha, cb_all, w_all, h, F, B, u, r,
-                                            delta, A, XF_buffer[:d])
+                                            delta, A, XF)
         if steps < 0:
             if q > q_start or np.isnan(b_seed):
                 return q  # the caller starts again here from libsvm's solution
@@ -830,8 +830,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
             _copy(w, w_all, d)
             b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, cb, max(Cp, Cn), w, b_all, F,
                                                side, h, dh, kink, crossed, wV_buffer[:d],
-                                               w_new_buffer[:d], dw_buffer[:d], B, u, r,
-                                               XF_buffer[:d])
+                                               w_new_buffer[:d], dw_buffer[:d], B, u, r, XF)
             if outcome < 0:
                 outcome = _FAILED
             else:
@@ -847,7 +846,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                     decision = h[i] + b
                     margin = abs(decision)
                     if (margin < tie_margin * bound * (1.0 + xnorm[i])
-                            and margin < tie_margin * _sensitivity(Xs, F, p, B, i, _ALONE, u)):
+                            and margin < tie_margin * _sensitivity(Xs, XF, p, B, i, _ALONE, u)):
                         outcome = _NEAR_TIE
                         break
                     # Positive decisions are libsvm's class +1, classes_[0].
@@ -857,8 +856,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                         dec[q, i] = -decision
                 accuracy[q, f] = correct / test.shape[0]
                 rank[q, f] = (outcome > 0 and store and rank_margin > 0.0
-                              and _rank_tie(Xs, F, p, B, u, dec[q], test, y, rank_margin,
-                                            bound, xnorm))
+                              and _rank_tie(Xs, XF, p, B, u, dec[q], test, y,
+                                            rank_margin, bound, xnorm))
             else:
                 rank[q, f] = False
             info[q, f] = outcome
@@ -866,9 +865,10 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
 
 
 @njit(cache=True)
-def _sensitivity(Xs, F, p, B, i, j, u):
+def _sensitivity(Xs, XF, p, B, i, j, u):
     """How far test scan ``i``'s decision can move when the margins of the margin set
-    ``F[:p]`` move by at most 1: ``|B [1; X_F x_i]|_1`` (``B``: the inverse of the
+    (``XF``: its scans' columns, as :func:`_bordered_join` keeps them) move by at most
+    1: ``|B [1; X_F x_i]|_1`` (``B``: the inverse of the
     set's bordered Gram matrix, at the fold's optimum). libsvm stops with those
     margins within about its ``tol`` of 1, so its decision is near the exact one
     where this is small. With ``j >= 0``, how far the difference of scans ``i``
@@ -881,7 +881,7 @@ def _sensitivity(Xs, F, p, B, i, j, u):
     for k in range(d):
         xik = Xs[i, k] - (Xs[j, k] if j >= 0 else 0.0)
         for a in range(p):
-            u[a + 1] += xik * Xs[F[a], k]
+            u[a + 1] += xik * XF[k, a]
     _matvec(B, u, p + 1, u[p + 1:])
     total = 0.0
     for a in range(p + 1):
@@ -902,7 +902,7 @@ def _sensitivity_bound(B, p, xnorm, F):
 
 
 @njit(cache=True)
-def _rank_tie(Xs, F, p, B, u, dec_row, test, y, margin, bound, xnorm):
+def _rank_tie(Xs, XF, p, B, u, dec_row, test, y, margin, bound, xnorm):
     """Whether two test scans ``a``, ``b`` of different classes have decisions
     closer than ``margin S(x_a, x_b)``: their order (the AUC) may differ on
     libsvm's path, as a decision's sign may at a near tie (:func:`_sensitivity`
@@ -919,7 +919,7 @@ def _rank_tie(Xs, F, p, B, u, dec_row, test, y, margin, bound, xnorm):
                 return True
             gap = abs(dec_row[a] - dec_row[b])
             if (gap < margin * bound * (xnorm[a] + xnorm[b])
-                    and gap < margin * _sensitivity(Xs, F, p, B, a, b, u)):
+                    and gap < margin * _sensitivity(Xs, XF, p, B, a, b, u)):
                 return True
     return False
 
