@@ -160,18 +160,19 @@ def _kernel_arrays(X: np.ndarray, y: np.ndarray, spheres: sp.csr_matrix, folds) 
 def _gram(Xt, cols, K):
     """K = Xs @ Xs.T for Xs = X[:, cols] (``Xt`` is X transposed), float64.
 
-    Sums over voxels in order, like libsvm's dense dot.
+    Sums over voxels in order, like libsvm's dense dot; one row of the lower
+    triangle at a time (it stays in cache while the voxels pass), then mirrored.
     """
     n = Xt.shape[1]
     for a in range(n):
+        Ka = K[a]
         for b in range(a + 1):
-            K[a, b] = 0.0
-    for k in range(cols.shape[0]):
-        row = Xt[cols[k]]
-        for a in range(n):
+            Ka[b] = 0.0
+        for k in range(cols.shape[0]):
+            row = Xt[cols[k]]
             xa = row[a]
             for b in range(a + 1):
-                K[a, b] += xa * row[b]
+                Ka[b] += xa * row[b]
     for a in range(n):
         for b in range(a):
             K[b, a] = K[a, b]

@@ -276,56 +276,72 @@ def _weights(Xs, ysg, alpha, w):
 
 @njit(cache=True, inline="always")
 def _accumulate(rows, coef, out):
-    """out += sum_k coef_k rows[k], four rows per pass over ``out``."""
+    """out += sum_k coef_k rows[k]: each term added as ``(c0 r0 + c1 r1) + (c2 r2 +
+    c3 r3)`` for each four rows in order, then one by one for the last ones, in
+    few passes over ``out`` (eight rows per pass, the last ones in one): its
+    loads and stores, not the products, bound the loop."""
     n = out.shape[0]
     d = rows.shape[0]
     k = 0
-    while k + 4 <= d:
+    while k + 8 <= d:
+        a0, a1, a2, a3 = coef[k], coef[k + 1], coef[k + 2], coef[k + 3]
+        a4, a5, a6, a7 = coef[k + 4], coef[k + 5], coef[k + 6], coef[k + 7]
+        r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+        r4, r5, r6, r7 = rows[k + 4], rows[k + 5], rows[k + 6], rows[k + 7]
+        for i in range(n):
+            total = out[i] + ((a0 * r0[i] + a1 * r1[i]) + (a2 * r2[i] + a3 * r3[i]))
+            out[i] = total + ((a4 * r4[i] + a5 * r5[i]) + (a6 * r6[i] + a7 * r7[i]))
+        k += 8
+    if k + 4 <= d:
         a0, a1, a2, a3 = coef[k], coef[k + 1], coef[k + 2], coef[k + 3]
         r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
         for i in range(n):
             out[i] += (a0 * r0[i] + a1 * r1[i]) + (a2 * r2[i] + a3 * r3[i])
         k += 4
-    while k < d:
-        ak, rk = coef[k], rows[k]
+    left = d - k  # 0 to 3 rows, one pass, added one after the other
+    if left == 1:
+        a0, r0 = coef[k], rows[k]
         for i in range(n):
-            out[i] += ak * rk[i]
-        k += 1
+            out[i] += a0 * r0[i]
+    elif left == 2:
+        a0, a1, r0, r1 = coef[k], coef[k + 1], rows[k], rows[k + 1]
+        for i in range(n):
+            out[i] = (out[i] + a0 * r0[i]) + a1 * r1[i]
+    elif left == 3:
+        a0, a1, a2 = coef[k], coef[k + 1], coef[k + 2]
+        r0, r1, r2 = rows[k], rows[k + 1], rows[k + 2]
+        for i in range(n):
+            out[i] = ((out[i] + a0 * r0[i]) + a1 * r1[i]) + a2 * r2[i]
+
+
+_INF_BITS = np.int32(0x7F800000)  # float32 +inf as int32 bits
 
 
 @njit(cache=True)
 def _first_min(values):
-    """The smallest value and the first index holding it (inf and -1 if none is
-    below inf), in one pass: four running minima with their indices, not one,
-    so that the comparisons do not wait on each other (the line search's hot
-    loop). Not inlined: as fast, and the kernel compiles faster."""
-    n = values.shape[0]
-    m0 = m1 = m2 = m3 = np.inf
-    i0 = i1 = i2 = i3 = -1
+    """The first index holding the smallest of ``values`` (float32, -1 if none is
+    below inf): the line search's hot loop. The values are in ``[+0, +inf]``,
+    whose bits, read as integers, order as the numbers do: the minimum of the
+    integers vectorises (a float minimum does not without fast-math, whose NaN
+    rules it would change), and the search for its first index reads eight
+    values per test. Not inlined: as fast, and the kernel compiles faster."""
+    bits = values.view(np.int32)
+    n = bits.shape[0]
+    m = _INF_BITS
+    for i in range(n):
+        m = bits[i] if bits[i] < m else m
+    if m == _INF_BITS:
+        return -1
     i = 0
-    while i + 4 <= n:
-        v0, v1, v2, v3 = values[i], values[i + 1], values[i + 2], values[i + 3]
-        i0 = i if v0 < m0 else i0
-        m0 = v0 if v0 < m0 else m0
-        i1 = i + 1 if v1 < m1 else i1
-        m1 = v1 if v1 < m1 else m1
-        i2 = i + 2 if v2 < m2 else i2
-        m2 = v2 if v2 < m2 else m2
-        i3 = i + 3 if v3 < m3 else i3
-        m3 = v3 if v3 < m3 else m3
-        i += 4
-    while i < n:
-        i0 = i if values[i] < m0 else i0
-        m0 = values[i] if values[i] < m0 else m0
+    while i + 8 <= n:
+        if ((bits[i] == m) | (bits[i + 1] == m) | (bits[i + 2] == m) | (bits[i + 3] == m)
+                | (bits[i + 4] == m) | (bits[i + 5] == m) | (bits[i + 6] == m)
+                | (bits[i + 7] == m)):
+            break
+        i += 8
+    while bits[i] != m:
         i += 1
-    # The first index among equal minima (the tail's indices follow chain 0's).
-    if m1 < m0 or (m1 == m0 and 0 <= i1 < i0):
-        m0, i0 = m1, i1
-    if m2 < m0 or (m2 == m0 and 0 <= i2 < i0):
-        m0, i0 = m2, i2
-    if m3 < m0 or (m3 == m0 and 0 <= i3 < i0):
-        m0, i0 = m3, i3
-    return m0, i0
+    return i
 
 
 @njit(cache=True)
@@ -575,26 +591,35 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             for i in range(N):
                 dm[i] = ysg[i] * db
             _accumulate(ZT, dw, dm)
+            # The kinks' order in float32 (cheaper to divide and to search); the
+            # step takes each one's exact value (kinks within float32's rounding
+            # of each other may be taken in either order, as rounding could).
             for i in range(N):  # written to vectorise (no max(), no branch)
-                t = gap[i] / dm[i]
-                t = t if t > 0.0 else 0.0
-                kink[i] = t if side[i] * dm[i] > 0.0 else np.inf  # moving toward its margin
+                t = np.float32(gap[i]) / np.float32(dm[i])
+                t = t if t > np.float32(0.0) else np.float32(0.0)
+                kink[i] = t if side[i] * dm[i] > 0.0 else np.float32(np.inf)  # toward its margin
             t_star = -1.0
             n_crossed = 0
             if slope >= 0.0 and t_max == 1.0:
                 t_star = 1.0  # no descent left but rounding: take the new point
             else:
                 t_prev = 0.0
+                beyond = t_max * (1.0 + 1e-6)  # float32 kinks there are past t_max
                 while True:
-                    t_k, k_min = _first_min(kink)
-                    if t_k >= t_max:
+                    k_min = _first_min(kink)
+                    if k_min < 0 or kink[k_min] >= beyond:
                         break
+                    t_k = gap[k_min] / dm[k_min]
+                    t_k = max(t_k if t_k > 0.0 else 0.0, t_prev)
+                    if t_k >= t_max:
+                        kink[k_min] = np.float32(np.inf)  # not reached after all
+                        continue
                     left = slope + (t_k - t_prev) * nn
                     if left >= 0.0:
                         t_star = t_prev - slope / nn  # minimum between kinks
                         break
                     right = left + cb[k_min] * abs(dm[k_min])
-                    kink[k_min] = np.inf
+                    kink[k_min] = np.float32(np.inf)
                     crossed[n_crossed] = k_min
                     n_crossed += 1
                     if right >= 0.0:
@@ -647,14 +672,14 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             if not fresh and not (p > 0 and _accurate(XF, ysg, F, p, B, w_new, sV, r,
                                                       1e-9 * (C + 1.0))):
                 # Updates of B drift: confirm with B rebuilt, else go on from it.
-                _copy(kink, r, p + 1)
+                _copy(dm, r, p + 1)  # (dm: free until the next step)
                 if not _bordered_rebuild(Xs, F, p, B, u, XF):
                     return b, p, -1
                 _bordered_solve(XF, ysg, F, p, B, wV, -sV, u, r)
                 fresh = True
                 change = 0.0
                 for a in range(p + 1):
-                    change = max(change, abs(r[a] - kink[a]))
+                    change = max(change, abs(r[a] - dm[a]))
                 if change > 1e-9 * (C + 1.0):
                     continue
                 b = r[0]
@@ -761,7 +786,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     for i in range(N):
         ysg[i] = 1.0 if y[i] == 0 else -1.0
         cb_all[i] = all_C[y[i]]
-    alpha, h, dh, kink, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
+    alpha, h, dh, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N)
+    kink = np.empty(N, dtype=np.float32)
     F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
     use = np.empty(N, dtype=np.bool_)
     xnorm = np.empty(N)  # each scan's |x| on the sphere's voxels
