@@ -32,8 +32,14 @@ so a step solves a system of that size instead of touching a kernel matrix.
   19), and starting from the all-scans set took more steps (66 against 51
   there). The inverse of the set's bordered Gram matrix is updated as scans join
   and leave (O(d^2) a step) and checked by one rebuilt from scratch at the end.
-  A fold takes about 26 steps of about 0.9 us on the Haxby slice's spheres (8
-  voxels), 51 of about 1.4 us on whole-brain ones (18).
+  The line search moves the scans' margins in float32 (the scans x voxels
+  product is most of a step: half the bytes) and orders their kinks in
+  float32, each kink taken at its float64 value; at the set's optimum every
+  scan's side is checked against its exact (float64) margin and the steps go on
+  where one is on the wrong side by more than 1e-9, so the result is the same
+  exact optimum (decisions within 1e-10 of the float64 line search's on 2000
+  whole-brain spheres). A fold takes about 26 steps of about 0.8 us on the Haxby
+  slice's spheres (8 voxels), 52 of about 1.1 us on whole-brain ones (18).
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
@@ -110,6 +116,7 @@ from nidecode.solvers.svc import _FIT_PARAMETERS, _LIBSVM_PARAMETERS, _class_wei
 __all__ = ["searchlight_accuracies"]
 
 _KKT_TOL = 1e-7  # on margins (scale 1), for the all-scans fit
+_SIDE_TOL = 1e-9  # on margins: a scan on the wrong side of its margin by more is moved
 _MAX_STEPS = 400  # active-set steps per fit before giving up
 # Fold outcomes (``info``): > 0 active-set steps; refitted on libsvm's path otherwise.
 _FAILED, _NEAR_TIE, _NON_UNIQUE = -1, -2, -3
@@ -318,14 +325,14 @@ _INF_BITS = np.int32(0x7F800000)  # float32 +inf as int32 bits
 
 
 @njit(cache=True)
-def _first_min(values):
-    """The first index holding the smallest of ``values`` (float32, -1 if none is
-    below inf): the line search's hot loop. The values are in ``[+0, +inf]``,
-    whose bits, read as integers, order as the numbers do: the minimum of the
-    integers vectorises (a float minimum does not without fast-math, whose NaN
-    rules it would change), and the search for its first index reads eight
-    values per test. Not inlined: as fast, and the kernel compiles faster."""
-    bits = values.view(np.int32)
+def _first_min(bits):
+    """The first index holding the smallest of float32 values in ``[+0, +inf]``
+    given as their bits (``int32``; -1 if none is below inf): the line search's
+    hot loop. Such values' bits, read as integers, order as the numbers do: the
+    minimum of the integers vectorises (a float minimum does not without
+    fast-math, whose NaN rules it would change), and the search for its first
+    index tests sixteen values at a time. Not inlined: as fast, and the kernel
+    compiles faster."""
     n = bits.shape[0]
     m = _INF_BITS
     for i in range(n):
@@ -333,12 +340,13 @@ def _first_min(values):
     if m == _INF_BITS:
         return -1
     i = 0
-    while i + 8 <= n:
-        if ((bits[i] == m) | (bits[i + 1] == m) | (bits[i + 2] == m) | (bits[i + 3] == m)
-                | (bits[i + 4] == m) | (bits[i + 5] == m) | (bits[i + 6] == m)
-                | (bits[i + 7] == m)):
+    while i + 16 <= n:
+        hit = 0
+        for k in range(16):
+            hit |= np.int32(bits[i + k] == m)
+        if hit:
             break
-        i += 8
+        i += 16
     while bits[i] != m:
         i += 1
     return i
@@ -518,22 +526,32 @@ def _dual_active_set(Xs, XsT, ysg, alpha, cb, w, h, F, B, u, r, delta, A, XF):
     return 0.0, -1
 
 
+@njit(cache=True, inline="always")
+def _new_point(Xs, F, p, r, wV, w_new):
+    """w_new = wV + sum_a r[a + 1] x_{F[a]}: the weights of the margin set's solve."""
+    _copy(w_new, wV, w_new.shape[0])
+    for a in range(p):
+        _add_scan(w_new, Xs, F[a], r[a + 1])
+
+
 @njit(cache=True, error_model="numpy")
-def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, crossed, wV, w_new,
-                       dw, B, u, r, XF):
+def _primal_active_set(Xs, ZT, ZT32, ysg, use, cb, C, w, b, F, side, h, gap, dm, kink, crossed,
+                       wV, w_new, dw, dw32, B, u, r, r_old, XF):
     """Exact optimum over the scans ``use`` from any ``(w, b)``.
 
     Returns ``(b, p, steps)``, ``steps < 0`` on failure. On success ``w`` holds
     the weights, ``h = X w`` for every scan, ``F[:p]`` the margin scans with
     ``y alpha`` in ``r[1:p+1]``, and ``side`` 1 for the scans at alpha = cb
     (inside their margin), -1 for the others outside the margin set, 0 for the
-    set and unused scans. ``ZT``: the scans' y_i x_i, voxels by scans. ``dm``,
-    ``kink``, ``crossed``, ``wV``, ``w_new``, ``dw``, ``B``, ``u``, ``XF``: scratch.
+    set and unused scans. ``ZT``: the scans' y_i x_i, voxels by scans, and
+    ``ZT32`` the same in float32. ``gap``, ``dm``, ``kink`` (float32, one per
+    scan), ``crossed``, ``wV``, ``w_new``, ``dw``, ``dw32``, ``B``, ``u``,
+    ``r_old``, ``XF``: scratch.
     """
     N, d = Xs.shape
     p = np.int64(0)  # scans in the margin set F (not a literal: one specialisation)
-    gap = h  # 1 - margin while iterating, X w at the end
-    _gaps(ZT, ysg, w, b, gap)
+    _gaps(ZT, ysg, w, b, h)  # 1 - margin; then X w at the end
+    kink_bits = kink.view(np.int32)
     # wV = sum_V cb_i y_i x_i and sV = sum_V cb_i y_i over the violated scans V
     # (cb: each scan's upper bound, C times its class weight; C: the largest).
     wV[:] = 0.0
@@ -541,7 +559,8 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
     for i in range(N):
         side[i] = 0.0
         if use[i]:
-            side[i] = 1.0 if gap[i] > 0.0 else -1.0
+            side[i] = 1.0 if h[i] > 0.0 else -1.0
+        gap[i] = np.float32(h[i])  # the margins move in float32: see the end
         if side[i] > 0.0:
             sV += cb[i] * ysg[i]
             _add_scan(wV, Xs, i, cb[i] * ysg[i])
@@ -549,29 +568,29 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
     fresh = False  # B was just rebuilt from scratch
     for step in range(1, _MAX_STEPS + 1):
         # The optimum with F on the margin and V, the rest fixed: (w_new, b_new).
-        _copy(w_new, wV, d)
-        b_new = b
         if p > 0:
             _bordered_solve(XF, ysg, F, p, B, wV, -sV, u, r)
-            b_new = r[0]
-            for a in range(p):
-                _add_scan(w_new, Xs, F[a], r[a + 1])
-        nn = slope = 0.0  # |dw|^2 and the objective's slope at t = 0
-        scale = 0.0
-        for k in range(d):
-            dw[k] = w_new[k] - w[k]
-            nn += dw[k] * dw[k]
-            slope += (w[k] - wV[k]) * dw[k]
-            scale += w[k] * w[k]
-        db = b_new - b
-        slope -= sV * db
         t_max = 1.0
+        nn = slope = scale = db = 0.0  # |dw|^2, the objective's slope at t = 0
+        b_new = b
         if p == d + 1:
             # d + 1 margin scans pin (w, b), and the set's scans are on their
             # margins at every point the steps reach: the point is there but
-            # for rounding, so it stays (no pass over the scans).
+            # for rounding, so it stays (no pass over the scans, and w_new is
+            # needed only if it is the optimum).
             t_max = 0.0
-        elif nn <= 1e-24 * (scale + 1.0) and abs(db) <= 1e-12 * (abs(b) + 1.0):
+        else:
+            _new_point(Xs, F, p, r, wV, w_new)
+            if p > 0:
+                b_new = r[0]
+            for k in range(d):
+                dw[k] = w_new[k] - w[k]
+                nn += dw[k] * dw[k]
+                slope += (w[k] - wV[k]) * dw[k]
+                scale += w[k] * w[k]
+            db = b_new - b
+            slope -= sV * db
+        if t_max > 0.0 and nn <= 1e-24 * (scale + 1.0) and abs(db) <= 1e-12 * (abs(b) + 1.0):
             if p > 0:
                 t_max = 0.0  # already there: check the multipliers
             elif sV == 0.0:
@@ -588,14 +607,16 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             # Exact line search along (dw, db) on the true objective: the slope
             # rises by cb_i |dm_i| where scan i crosses its margin (dm_i: the
             # change of its margin per unit of t).
+            for k in range(d):
+                dw32[k] = np.float32(dw[k])
             for i in range(N):
-                dm[i] = ysg[i] * db
-            _accumulate(ZT, dw, dm)
-            # The kinks' order in float32 (cheaper to divide and to search); the
-            # step takes each one's exact value (kinks within float32's rounding
-            # of each other may be taken in either order, as rounding could).
+                dm[i] = np.float32(ysg[i] * db)
+            _accumulate(ZT32, dw32, dm)  # in float32: see the end
+            # The kinks' order in float32 (cheaper to divide and to search), each
+            # taken at its float64 value: two within float32's rounding of each
+            # other may be taken in either order (the sides are checked at the end).
             for i in range(N):  # written to vectorise (no max(), no branch)
-                t = np.float32(gap[i]) / np.float32(dm[i])
+                t = gap[i] / dm[i]
                 t = t if t > np.float32(0.0) else np.float32(0.0)
                 kink[i] = t if side[i] * dm[i] > 0.0 else np.float32(np.inf)  # toward its margin
             t_star = -1.0
@@ -606,10 +627,10 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
                 t_prev = 0.0
                 beyond = t_max * (1.0 + 1e-6)  # float32 kinks there are past t_max
                 while True:
-                    k_min = _first_min(kink)
+                    k_min = _first_min(kink_bits)
                     if k_min < 0 or kink[k_min] >= beyond:
                         break
-                    t_k = gap[k_min] / dm[k_min]
+                    t_k = np.float64(gap[k_min]) / dm[k_min]
                     t_k = max(t_k if t_k > 0.0 else 0.0, t_prev)
                     if t_k >= t_max:
                         kink[k_min] = np.float32(np.inf)  # not reached after all
@@ -641,8 +662,9 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
                 for k in range(d):
                     w[k] += t_star * dw[k]
                 b += t_star * db
+            t32 = np.float32(t_star)
             for i in range(N):
-                gap[i] -= t_star * dm[i]
+                gap[i] -= t32 * dm[i]
             for e in range(n_crossed):
                 i = crossed[e]
                 if i == add and side[i] < 0.0:
@@ -669,17 +691,19 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             if violation > worst_violation:
                 worst, worst_violation = a, violation
         if worst < 0:
+            if p == d + 1:
+                _new_point(Xs, F, p, r, wV, w_new)
             if not fresh and not (p > 0 and _accurate(XF, ysg, F, p, B, w_new, sV, r,
                                                       1e-9 * (C + 1.0))):
                 # Updates of B drift: confirm with B rebuilt, else go on from it.
-                _copy(dm, r, p + 1)  # (dm: free until the next step)
+                _copy(r_old, r, p + 1)
                 if not _bordered_rebuild(Xs, F, p, B, u, XF):
                     return b, p, -1
                 _bordered_solve(XF, ysg, F, p, B, wV, -sV, u, r)
                 fresh = True
                 change = 0.0
                 for a in range(p + 1):
-                    change = max(change, abs(r[a] - dm[a]))
+                    change = max(change, abs(r[a] - r_old[a]))
                 if change > 1e-9 * (C + 1.0):
                     continue
                 b = r[0]
@@ -689,7 +713,25 @@ def _primal_active_set(Xs, ZT, ysg, use, cb, C, w, b, F, side, h, dm, kink, cros
             else:
                 b = r[0]  # the set's solve, confirmed
                 _copy(w, w_new, d)
-            _scores(ZT, w, h)
+            _scores(ZT, w, h)  # y_i x_i . w, exact
+            # The line search moved the margins in float32 (dm): every scan's
+            # side is checked against its exact margin; where one is on the
+            # wrong side, the steps go on from the exact margins.
+            wrong = 0
+            for i in range(N):
+                gap_i = (1.0 - ysg[i] * b) - h[i]
+                wrong += side[i] * gap_i < -_SIDE_TOL
+            if wrong:
+                for i in range(N):
+                    gap_i = (1.0 - ysg[i] * b) - h[i]
+                    gap[i] = np.float32(gap_i)
+                    if side[i] * gap_i < -_SIDE_TOL:
+                        side[i] = -side[i]
+                        change = cb[i] * ysg[i] * side[i]
+                        sV += change
+                        _add_scan(wV, Xs, i, change)
+                fresh = False
+                continue
             for i in range(N):
                 h[i] *= ysg[i]  # X w: the rows of ZT are y_i x_i
             return b, p, step
@@ -779,6 +821,8 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         d_max = max(d_max, sph_ptr[q + 1] - sph_ptr[q])
     XsT_buffer, Xs_buffer = np.empty((d_max, N)), np.empty(N * d_max)
     ZT_buffer, dw_buffer = np.empty((d_max, N)), np.empty(d_max)
+    ZT32_buffer = np.empty((d_max, N), dtype=np.float32)
+    dw32_buffer = np.empty(d_max, dtype=np.float32)
     w_all_buffer, w_buffer = np.empty(d_max), np.empty(d_max)
     wV_buffer, w_new_buffer = np.empty(d_max), np.empty(d_max)
     ysg = np.empty(N)
@@ -786,8 +830,9 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     for i in range(N):
         ysg[i] = 1.0 if y[i] == 0 else -1.0
         cb_all[i] = all_C[y[i]]
-    alpha, h, dh, delta = np.empty(N), np.empty(N), np.empty(N), np.empty(N)
-    kink = np.empty(N, dtype=np.float32)
+    alpha, h, delta = np.empty(N), np.empty(N), np.empty(N)
+    dh, kink, gap = (np.empty(N, dtype=np.float32), np.empty(N, dtype=np.float32),
+                     np.empty(N, dtype=np.float32))
     F, crossed = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
     use = np.empty(N, dtype=np.bool_)
     xnorm = np.empty(N)  # each scan's |x| on the sphere's voxels
@@ -796,7 +841,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
     C_all = max(all_C[0], all_C[1])
     b_prev = 0.0 if np.isnan(b_seed) else b_seed
     side = np.empty(N)
-    r = np.empty(d_max + 2)
+    r, r_old = np.empty(d_max + 2), np.empty(d_max + 2)
     B, u = np.empty((d_max + 2, d_max + 2)), np.empty(2 * d_max + 4)
     A = np.empty((d_max + 1, N))
     XF_buffer = np.empty((d_max, d_max + 1))  # the margin set's scans, voxels by scans
@@ -805,6 +850,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         d = cols.shape[0]
         # Xs contiguous (not a column slice): its rows' loops need no stride checks.
         XsT, Xs, ZT = XsT_buffer[:d], Xs_buffer[: N * d].reshape((N, d)), ZT_buffer[:d]
+        ZT32 = ZT32_buffer[:d]
         XF = XF_buffer[:d]
         for k in range(d):
             voxel = Xt[cols[k]]
@@ -812,6 +858,7 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
                 XsT[k, i] = voxel[i]
                 Xs[i, k] = voxel[i]
                 ZT[k, i] = ysg[i] * voxel[i]
+                ZT32[k, i] = np.float32(ZT[k, i])
         w_all, w = w_all_buffer[:d], w_buffer[:d]
         for i in range(N):
             total = 0.0
@@ -822,9 +869,10 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         # previous sphere's coefficients on these voxels (the first sphere's: a
         # balanced vertex of the box), the dual method from them if it fails.
         _weights(Xs, ysg, alpha_all, w_all)
-        b_all, p, steps = _primal_active_set(Xs, ZT, ysg, use_all, cb_all, C_all, w_all, b_prev,
-                                             F, side, h, dh, kink, crossed, wV_buffer[:d],
-                                             w_new_buffer[:d], dw_buffer[:d], B, u, r, XF)
+        b_all, p, steps = _primal_active_set(
+            Xs, ZT, ZT32, ysg, use_all, cb_all, C_all, w_all, b_prev, F, side, h, gap, dh, kink,
+            crossed, wV_buffer[:d], w_new_buffer[:d], dw_buffer[:d], dw32_buffer[:d], B, u, r,
+            r_old, XF)
         if steps > 0:
             for i in range(N):
                 alpha[i] = cb_all[i] if side[i] > 0.0 else 0.0
@@ -854,9 +902,10 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
             for i in range(N):
                 cb[i] = Cp if y[i] == 0 else Cn
             _copy(w, w_all, d)
-            b, p, outcome = _primal_active_set(Xs, ZT, ysg, use, cb, max(Cp, Cn), w, b_all, F,
-                                               side, h, dh, kink, crossed, wV_buffer[:d],
-                                               w_new_buffer[:d], dw_buffer[:d], B, u, r, XF)
+            b, p, outcome = _primal_active_set(
+                Xs, ZT, ZT32, ysg, use, cb, max(Cp, Cn), w, b_all, F, side, h, gap, dh, kink,
+                crossed, wV_buffer[:d], w_new_buffer[:d], dw_buffer[:d], dw32_buffer[:d], B, u,
+                r, r_old, XF)
             if outcome < 0:
                 outcome = _FAILED
             else:
