@@ -853,11 +853,19 @@ def _searchlight_kernel(Xt, y, sph_ptr, sph_idx, tr_ptr, tr_idx, te_ptr, te_idx,
         ZT32 = ZT32_buffer[:d]
         XF = XF_buffer[:d]
         for k in range(d):
+            # Each voxel centred on its mean over the scans: the same optimal
+            # weights and decisions (the intercept absorbs the shift), without
+            # the rounding a large baseline (raw BOLD) brings to every product.
             voxel = Xt[cols[k]]
+            mean = 0.0
             for i in range(N):
-                XsT[k, i] = voxel[i]
-                Xs[i, k] = voxel[i]
-                ZT[k, i] = ysg[i] * voxel[i]
+                mean += voxel[i]
+            mean /= N
+            for i in range(N):
+                value = voxel[i] - mean
+                XsT[k, i] = value
+                Xs[i, k] = value
+                ZT[k, i] = ysg[i] * value
                 ZT32[k, i] = np.float32(ZT[k, i])
         w_all, w = w_all_buffer[:d], w_buffer[:d]
         for i in range(N):
