@@ -285,8 +285,8 @@ def _weights(Xs, ysg, alpha, w):
 def _accumulate(rows, coef, out):
     """out += sum_k coef_k rows[k]: each term added as ``(c0 r0 + c1 r1) + (c2 r2 +
     c3 r3)`` for each four rows in order, then one by one for the last ones, in
-    few passes over ``out`` (eight rows per pass, the last ones in one): its
-    loads and stores, not the products, bound the loop."""
+    few passes over ``out`` (eight rows per pass): its loads and stores, not the
+    products, bound the loop."""
     n = out.shape[0]
     d = rows.shape[0]
     k = 0
@@ -305,20 +305,11 @@ def _accumulate(rows, coef, out):
         for i in range(n):
             out[i] += (a0 * r0[i] + a1 * r1[i]) + (a2 * r2[i] + a3 * r3[i])
         k += 4
-    left = d - k  # 0 to 3 rows, one pass, added one after the other
-    if left == 1:
-        a0, r0 = coef[k], rows[k]
+    while k < d:
+        ak, rk = coef[k], rows[k]
         for i in range(n):
-            out[i] += a0 * r0[i]
-    elif left == 2:
-        a0, a1, r0, r1 = coef[k], coef[k + 1], rows[k], rows[k + 1]
-        for i in range(n):
-            out[i] = (out[i] + a0 * r0[i]) + a1 * r1[i]
-    elif left == 3:
-        a0, a1, a2 = coef[k], coef[k + 1], coef[k + 2]
-        r0, r1, r2 = rows[k], rows[k + 1], rows[k + 2]
-        for i in range(n):
-            out[i] = ((out[i] + a0 * r0[i]) + a1 * r1[i]) + a2 * r2[i]
+            out[i] += ak * rk[i]
+        k += 1
 
 
 _INF_BITS = np.int32(0x7F800000)  # float32 +inf as int32 bits
@@ -356,15 +347,17 @@ def _first_min(bits):
 def _scores(XsT, w, h):
     """h = X w for every scan (``XsT``: voxels by scans)."""
     h[:] = 0.0
-    _accumulate(XsT, w, h)
+    for k in range(XsT.shape[0]):
+        wk, row = w[k], XsT[k]
+        for i in range(h.shape[0]):
+            h[i] += wk * row[i]
 
 
 @njit(cache=True)
 def _gaps(ZT, ysg, w, b, gap):
     """gap_i = 1 - y_i (x_i . w + b) for every scan (``ZT``: y_i x_i, voxels
     by scans)."""
-    gap[:] = 0.0
-    _accumulate(ZT, w, gap)  # y x . w, then 1 - y b minus it (w not negated: no copy)
+    _scores(ZT, w, gap)  # y x . w, then 1 - y b minus it (w not negated: no copy)
     for i in range(gap.shape[0]):
         gap[i] = (1.0 - ysg[i] * b) - gap[i]
 
