@@ -6,6 +6,10 @@ fold starts from that solution. Both solvers below are active-set methods that
 use the small number of voxels ``d``: at most ``d + 1`` scans lie on the margin,
 so a step solves a system of that size instead of touching a kernel matrix.
 
+* Each sphere's voxels are first centred on their mean over the scans: the
+  same optimal weights and decisions (the intercept absorbs the shift),
+  without the precision a raw baseline (~1000 in BOLD) takes from every
+  product. The refits below run on the data as given, as SVC does.
 * The all-scans fit starts from the previous sphere's dual coefficients: the
   weights ``sum alpha_i y_i x_i`` they give on this sphere's voxels and the
   previous intercept, a valid point of the primal problem whatever the voxels
@@ -33,13 +37,13 @@ so a step solves a system of that size instead of touching a kernel matrix.
   there). The inverse of the set's bordered Gram matrix is updated as scans join
   and leave (O(d^2) a step) and checked by one rebuilt from scratch at the end.
   The line search moves the scans' margins in float32 (the scans x voxels
-  product is most of a step: half the bytes) and orders their kinks in
+  product is a step's largest: half the bytes) and orders their kinks in
   float32, each kink taken at its float64 value; at the set's optimum every
   scan's side is checked against its exact (float64) margin and the steps go on
   where one is on the wrong side by more than 1e-9, so the result is the same
   exact optimum (decisions within 1e-10 of the float64 line search's on 2000
-  whole-brain spheres). A fold takes about 26 steps of about 0.8 us on the Haxby
-  slice's spheres (8 voxels), 52 of about 1.1 us on whole-brain ones (18).
+  whole-brain spheres). A fold takes about 26 steps of about 0.7 us on the Haxby
+  slice's spheres (8 voxels), 52 of about 1.0 us on whole-brain ones (18).
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
