@@ -349,7 +349,9 @@ def _first_min(bits):
 
 @njit(cache=True)
 def _scores(XsT, w, h):
-    """h = X w for every scan (``XsT``: voxels by scans)."""
+    """h = X w for every scan (``XsT``: voxels by scans), one row per pass: called
+    a few times per fit, where a copy of :func:`_accumulate` would cost the first
+    run ~1 s of compilation for no measurable speed."""
     h[:] = 0.0
     for k in range(XsT.shape[0]):
         wk, row = w[k], XsT[k]
@@ -714,19 +716,17 @@ def _primal_active_set(Xs, ZT, ZT32, ysg, use, cb, C, w, b, F, side, h, gap, dm,
             # The line search moved the margins in float32 (dm): every scan's
             # side is checked against its exact margin; where one is on the
             # wrong side, the steps go on from the exact margins.
-            wrong = 0
+            wrong = False
             for i in range(N):
                 gap_i = (1.0 - ysg[i] * b) - h[i]
-                wrong += side[i] * gap_i < -_SIDE_TOL
+                gap[i] = np.float32(gap_i)
+                if side[i] * gap_i < -_SIDE_TOL:
+                    side[i] = -side[i]
+                    change = cb[i] * ysg[i] * side[i]
+                    sV += change
+                    _add_scan(wV, Xs, i, change)
+                    wrong = True
             if wrong:
-                for i in range(N):
-                    gap_i = (1.0 - ysg[i] * b) - h[i]
-                    gap[i] = np.float32(gap_i)
-                    if side[i] * gap_i < -_SIDE_TOL:
-                        side[i] = -side[i]
-                        change = cb[i] * ysg[i] * side[i]
-                        sV += change
-                        _add_scan(wV, Xs, i, change)
                 fresh = False
                 continue
             for i in range(N):
