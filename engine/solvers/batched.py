@@ -706,9 +706,7 @@ def _primal_active_set(Xs, ZT, ZT32, ysg, use, cb, C, w, b, F, side, h, gap, dm,
                 if change > 1e-9 * (C + 1.0):
                     continue
                 b = r[0]
-                _copy(w, wV, d)
-                for a in range(p):
-                    _add_scan(w, Xs, F[a], r[a + 1])
+                _new_point(Xs, F, p, r, wV, w)
             else:
                 b = r[0]  # the set's solve, confirmed
                 _copy(w, w_new, d)
