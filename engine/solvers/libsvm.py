@@ -58,6 +58,7 @@ from nidecode.solvers._common import (
     _scatter_decisions,
     _to_qfloat,
 )
+from nidecode.solvers._smo_passes import gain_select, update_select
 
 __all__ = [
     "decision_function_gram",
@@ -83,8 +84,9 @@ _TAU = 1e-12  # libsvm's TAU: stands in for a non-positive curvature
 #   grad_diff = Gmax - F_j,  quad_coef = QD_i + QD_j - 2 Kf_ij,
 #   F_k -= Kf_ik y_i dalpha_i + Kf_jk y_j dalpha_j.
 # Membership is stored as additive penalties (0 or -inf: ``pen_up``, ``pen_low``) so
-# the per-iteration loops are branch-free and vectorise; eight interleaved running
-# extrema replace the serial max/min scans. Variables keep libsvm's positions
+# the per-iteration passes are branch-free; each runs in LLVM vectors with its scan
+# for the working set fused in (:mod:`nidecode.solvers._smo_passes`: the gradient
+# update with Gmax, Gmax2 and i, the gains with j). Variables keep libsvm's positions
 # (shrinking swaps them exactly as libsvm does), so ties break the same way (the last
 # index wins). Kernel rows are read in place from one float32 buffer ``qb``: the
 # training block in the original order, a compact position-ordered copy of the
@@ -261,7 +263,7 @@ def _calculate_rho(F, pen_up, pen_low, active_size):
 @njit(cache=True)
 def _smo(
     Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter,
-    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
+    F, Fbar, alpha, QD, pen_up, pen_low, out, aset, y, st, qb,
 ):  # fmt: skip
     """libsvm ``Solver::Solve`` for C-SVC (p = -1), from alpha = 0.
 
@@ -275,7 +277,7 @@ def _smo(
     ``n_iter < 0`` if ``max_iter`` stopped the solver.
     """
     n_tr = tr.shape[0]
-    lmax = V.shape[0]
+    lmax = F.shape[0]
     qa_off = lmax * lmax
     ri_off = 2 * lmax * lmax  # scratch rows for i and j
     rj_off = ri_off + lmax
@@ -302,8 +304,10 @@ def _smo(
     it = 0
     counter = min(n_tr, 1000) + 1
     timed_out = False
-    # V = F + pen_up (candidates for i), MF = pen_low - F (for Gmax2), over the active
-    # set; kept up to date by the gradient update, recomputed after shrinking.
+    # Gmax = max over I_up of F (i: the last index reaching it), Gmax2 = max over I_low
+    # of -F: computed with each gradient update (``update_select``), fresh until
+    # shrinking or a reconstructed gradient changes the active set.
+    gmax, i, gmax2 = -math.inf, -1, -math.inf
     fresh = False
     while True:
         if max_iter != -1 and it >= max_iter:
@@ -327,67 +331,12 @@ def _smo(
         # reconstruct the gradient, reactivate everything and select once more.
         recheck = False
         while True:
-            if not fresh:
-                for t in range(active_size):
-                    V[t] = F[t] + pen_up[t]
-                    MF[t] = pen_low[t] - F[t]
+            if not fresh:  # the gradient as it is (e_i = e_j = 0: F unchanged)
+                gmax, i, gmax2 = update_select(F, pen_up, pen_low, qb, 0, 0, 0.0, 0.0,
+                                               active_size)
                 fresh = True
-            # Gmax = max V (i: last index reaching it, libsvm's ">="), Gmax2 = max MF.
-            # Eight interleaved running extrema break the loop-carried dependency;
-            # the last index overall is the largest lane index reaching the maximum.
-            n8 = active_size - active_size % 8
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = -math.inf
-            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = -1
-            b0 = b1 = b2 = b3 = -math.inf
-            for t in range(0, n8, 8):
-                if V[t] >= a0:
-                    a0 = V[t]
-                    i0 = t
-                if V[t + 1] >= a1:
-                    a1 = V[t + 1]
-                    i1 = t + 1
-                if V[t + 2] >= a2:
-                    a2 = V[t + 2]
-                    i2 = t + 2
-                if V[t + 3] >= a3:
-                    a3 = V[t + 3]
-                    i3 = t + 3
-                if V[t + 4] >= a4:
-                    a4 = V[t + 4]
-                    i4 = t + 4
-                if V[t + 5] >= a5:
-                    a5 = V[t + 5]
-                    i5 = t + 5
-                if V[t + 6] >= a6:
-                    a6 = V[t + 6]
-                    i6 = t + 6
-                if V[t + 7] >= a7:
-                    a7 = V[t + 7]
-                    i7 = t + 7
-                b0 = max(b0, max(MF[t], MF[t + 4]))
-                b1 = max(b1, max(MF[t + 1], MF[t + 5]))
-                b2 = max(b2, max(MF[t + 2], MF[t + 6]))
-                b3 = max(b3, max(MF[t + 3], MF[t + 7]))
-            for t in range(n8, active_size):
-                if V[t] >= a0:
-                    a0 = V[t]
-                    i0 = t
-                b0 = max(b0, MF[t])
-            gmax = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-            gmax2 = max(max(b0, b1), max(b2, b3))
-            i = -1
             j = -1
             if gmax > -math.inf:  # else I_up is empty
-                i = max(
-                    max(
-                        max(i0 if a0 == gmax else -1, i1 if a1 == gmax else -1),
-                        max(i2 if a2 == gmax else -1, i3 if a3 == gmax else -1),
-                    ),
-                    max(
-                        max(i4 if a4 == gmax else -1, i5 if a5 == gmax else -1),
-                        max(i6 if a6 == gmax else -1, i7 if a7 == gmax else -1),
-                    ),
-                )
                 # Kernel row of i over the active set (libsvm's get_Q): qb[oi + k].
                 if ident:
                     oi = i * n_tr
@@ -398,61 +347,12 @@ def _smo(
                     base = aset[i] * n_tr
                     for k in range(active_size):
                         qb[_u(oi) + _u(k)] = qb[_u(base) + _u(aset[k])]
-                # obj_diff for t in I_low with grad_diff > 0, +inf elsewhere.
-                qd_i = QD[i]
-                for t in range(active_size):
-                    grad_diff = gmax - F[t]
-                    quad_coef = qd_i + QD[t] - 2.0 * qb[_u(oi) + _u(t)]
-                    if not quad_coef > 0.0:
-                        quad_coef = _TAU
-                    od = -(grad_diff * grad_diff) / quad_coef
-                    if not grad_diff > 0.0:
-                        od = math.inf
-                    OD[t] = od - pen_low[t]
-                # j: last index reaching the minimum (libsvm's "<="), as above.
-                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = math.inf
-                j0 = j1 = j2 = j3 = j4 = j5 = j6 = j7 = -1
-                for t in range(0, n8, 8):
-                    if OD[t] <= c0:
-                        c0 = OD[t]
-                        j0 = t
-                    if OD[t + 1] <= c1:
-                        c1 = OD[t + 1]
-                        j1 = t + 1
-                    if OD[t + 2] <= c2:
-                        c2 = OD[t + 2]
-                        j2 = t + 2
-                    if OD[t + 3] <= c3:
-                        c3 = OD[t + 3]
-                        j3 = t + 3
-                    if OD[t + 4] <= c4:
-                        c4 = OD[t + 4]
-                        j4 = t + 4
-                    if OD[t + 5] <= c5:
-                        c5 = OD[t + 5]
-                        j5 = t + 5
-                    if OD[t + 6] <= c6:
-                        c6 = OD[t + 6]
-                        j6 = t + 6
-                    if OD[t + 7] <= c7:
-                        c7 = OD[t + 7]
-                        j7 = t + 7
-                for t in range(n8, active_size):
-                    if OD[t] <= c0:
-                        c0 = OD[t]
-                        j0 = t
-                omin = min(min(min(c0, c1), min(c2, c3)), min(min(c4, c5), min(c6, c7)))
+                # j: the smallest obj_diff -grad_diff^2 / quad_coef over t in I_low
+                # with grad_diff > 0, its last index (libsvm's "<=").
+                omin, last = gain_select(F, QD, pen_low, qb, oi, gmax, QD[i], _TAU,
+                                         active_size)
                 if omin < math.inf and gmax + gmax2 >= eps:
-                    j = max(
-                        max(
-                            max(j0 if c0 == omin else -1, j1 if c1 == omin else -1),
-                            max(j2 if c2 == omin else -1, j3 if c3 == omin else -1),
-                        ),
-                        max(
-                            max(j4 if c4 == omin else -1, j5 if c5 == omin else -1),
-                            max(j6 if c6 == omin else -1, j7 if c7 == omin else -1),
-                        ),
-                    )
+                    j = last
             if j != -1 or recheck:
                 break
             _reconstruct_gradient(
@@ -553,11 +453,8 @@ def _smo(
         # ---- gradient: G_k += Q_ik da_i + Q_jk da_j  <=>  F_k -= Kf_ik e_i + Kf_jk e_j
         e_i = yi * (a_i - old_alpha_i)
         e_j = yj * (a_j - old_alpha_j)
-        for k in range(active_size):
-            fk = F[k] - (qb[_u(oi) + _u(k)] * e_i + qb[_u(oj) + _u(k)] * e_j)
-            F[k] = fk
-            V[k] = fk + pen_up[k]
-            MF[k] = pen_low[k] - fk
+        # The selection of the next iteration's i comes with the update.
+        gmax, i, gmax2 = update_select(F, pen_up, pen_low, qb, oi, oj, e_i, e_j, active_size)
         fresh = True
 
     if timed_out and active_size < n_tr:
@@ -574,10 +471,10 @@ def _smo(
 @njit(cache=True)
 def _alloc_workspace(lmax):
     """Scratch arrays for fits of up to ``lmax`` training samples (see ``_fit``)."""
-    f64 = np.empty((10, lmax), dtype=np.float64)
+    f64 = np.empty((7, lmax), dtype=np.float64)
     i8 = np.empty((2, lmax), dtype=np.int8)
     return (
-        f64[0], f64[1], f64[2], f64[3], f64[4], f64[5], f64[6], f64[7], f64[8], f64[9],
+        f64[0], f64[1], f64[2], f64[3], f64[4], f64[5], f64[6],
         np.empty(lmax, dtype=np.int64), i8[0], i8[1],
         np.empty(2 * lmax * lmax + 2 * lmax, dtype=np.float32),
     )  # fmt: skip
@@ -585,11 +482,11 @@ def _alloc_workspace(lmax):
 
 @njit(cache=True)
 def _fit(Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter, ws):
-    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[9]``."""
-    F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb = ws
+    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[6]``."""
+    F, Fbar, alpha, QD, pen_up, pen_low, out, aset, y, st, qb = ws
     return _smo(
         Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter,
-        F, Fbar, alpha, QD, pen_up, pen_low, V, MF, OD, out, aset, y, st, qb,
+        F, Fbar, alpha, QD, pen_up, pen_low, out, aset, y, st, qb,
     )  # fmt: skip
 
 
@@ -601,7 +498,7 @@ def _fit_gram(Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter):
     _to_qfloat(Kd, Kf)
     ws = _alloc_workspace(tr.shape[0])
     rho, it = _fit(Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter, ws)
-    return ws[9][: tr.shape[0]].copy(), rho, it
+    return ws[6][: tr.shape[0]].copy(), rho, it
 
 
 @njit(cache=True)
@@ -640,7 +537,7 @@ def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, Cp, Cn, eps, shrinking, max_iter, 
     If ``store``, ``dec[s, scan]`` receives each test scan's decision in
     ``SVC.decision_function``'s sign (libsvm's negated)."""
     rho, it = _fit(Kf, Kd, tr, ys, Cp, Cn, eps, shrinking, max_iter, ws)
-    coef = ws[9]
+    coef = ws[6]
     correct = 0
     for t in range(te.shape[0]):
         krow = Kd[te[t]]
