@@ -161,18 +161,28 @@ def _gram(Xt, cols, K):
     """K = Xs @ Xs.T for Xs = X[:, cols] (``Xt`` is X transposed), float64.
 
     Sums over voxels in order, like libsvm's dense dot; one row of the lower
-    triangle at a time (it stays in cache while the voxels pass), then mirrored.
+    triangle at a time (it stays in cache while the voxels pass, four at a
+    time), then mirrored.
     """
     n = Xt.shape[1]
+    d = cols.shape[0]
     for a in range(n):
         Ka = K[a]
         for b in range(a + 1):
             Ka[b] = 0.0
-        for k in range(cols.shape[0]):
+        k = 0
+        while k + 4 <= d:  # each sum still adds its terms in order
+            r0, r1, r2, r3 = Xt[cols[k]], Xt[cols[k + 1]], Xt[cols[k + 2]], Xt[cols[k + 3]]
+            x0, x1, x2, x3 = r0[a], r1[a], r2[a], r3[a]
+            for b in range(a + 1):
+                Ka[b] = (((Ka[b] + x0 * r0[b]) + x1 * r1[b]) + x2 * r2[b]) + x3 * r3[b]
+            k += 4
+        while k < d:
             row = Xt[cols[k]]
             xa = row[a]
             for b in range(a + 1):
                 Ka[b] += xa * row[b]
+            k += 1
     for a in range(n):
         for b in range(a):
             K[b, a] = K[a, b]
