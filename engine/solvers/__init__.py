@@ -25,7 +25,9 @@ picks any classifier's searchlight function (a closed form where
 sphere at a time, :func:`nidecode.solvers.reference.searchlight_scores_estimator`).
 
 :mod:`nidecode.solvers._common` holds the private helpers the searchlight
-solvers share (input checks, labels, kernel arrays, the Gram matrix).
+solvers share (input checks, labels, kernel arrays, the Gram matrix);
+:mod:`nidecode.solvers._smo_passes` the passes of libsvm's SMO iteration in
+LLVM vectors (numba intrinsics).
 :mod:`nidecode.solvers.warm` calls every solver kernel once on a tiny problem, for
 ``nidecode compile`` (:func:`nidecode.precompile.compile_all`).
 Modules are imported on first use: :data:`SPHERE_SOLVERS` lists the names
