@@ -120,11 +120,21 @@ def _reduce(b, vector, largest: bool):
 
 
 def _merge(b, best, where, largest: bool):
-    """The lanes' extremum and the largest index among the lanes reaching it."""
-    extreme = _reduce(b, best, largest)
-    reach = b.fcmp_ordered("==", best, _splat(b, extreme, _VF))
-    last = _call(b, "llvm.vector.reduce.smax.v4i64", _I64, [b.select(reach, where, _NONE)])
-    return extreme, last
+    """The lanes' extremum and the largest index among the lanes reaching it: two
+    rounds of pairing each lane with another (a lane takes its partner's value if
+    larger (smaller), or equal with a larger index)."""
+    op = ">" if largest else "<"
+    for pairing in ([2, 3, 0, 1], [1, 0, 3, 2]):
+        order = ir.Constant(ir.VectorType(_I32, _W), pairing)
+        other = b.shuffle_vector(best, ir.Constant(_VF, ir.Undefined), order)
+        other_where = b.shuffle_vector(where, ir.Constant(_VI, ir.Undefined), order)
+        later = b.and_(b.fcmp_ordered("==", other, best),
+                       b.icmp_signed(">", other_where, where))
+        take = b.or_(b.fcmp_ordered(op, other, best), later)
+        best = b.select(take, other, best)
+        where = b.select(take, other_where, where)
+    zero = ir.Constant(_I32, 0)
+    return b.extract_element(best, zero), b.extract_element(where, zero)
 
 
 def _data(context, b, array_type, value):
