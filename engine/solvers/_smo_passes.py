@@ -17,7 +17,7 @@ The arithmetic is the loops' own, operation for operation in the same order
 (``fmul``/``fadd`` without contraction), so the SMO's iterates are the same bit
 for bit; only the order in which lanes compare changes, and the last index
 reaching an extremum does not depend on it. An iteration of the near-tie refits
-on whole-brain spheres took 16 % less time (157 -> 131 ns, ~7 500 iterations a fit).
+on whole-brain spheres took 20 % less time (157 -> 126 ns, ~7 500 iterations a fit).
 
 Numba intrinsics: callable from ``@njit`` code only; arrays contiguous and
 1-d, ``n`` no larger than any of them (``qb`` holds ``n`` values from each

@@ -21,7 +21,7 @@ Gram matrix (same iteration counts, dual coefficients equal to ~1e-13), so accur
 match SVC's exactly in practice, not just within ``tol``. The price is libsvm's
 iteration count (about 1 700 SMO steps per fit on the Haxby slice); the speed comes
 from compiled, vectorised, allocation-free iterations (see the comment above
-``_smo``), over 6x the per-sphere ``SVC`` loop and 12x nilearn's ``SearchLight`` on
+``_smo``), over 6x the per-sphere ``SVC`` loop and 13x nilearn's ``SearchLight`` on
 one core (the Haxby slice, ``benchmarks/bench_searchlight_solver.py``). The default
 searchlight solver (:mod:`nidecode.solvers.batched`) solves the folds exactly without
 SMO and refits with this module's SMO where libsvm's answer matters.
