@@ -113,10 +113,9 @@ def _track(b, values, k, mask, best, where, largest: bool):
     return b.select(take, values, best), b.select(take, index, where)
 
 
-def _reduce(b, vector, largest: bool):
-    """The extremum of the lanes (exact: no NaN, and which zero is kept is moot)."""
-    name = "llvm.vector.reduce.fmax.v4f64" if largest else "llvm.vector.reduce.fmin.v4f64"
-    return _call(b, name, _F64, [vector], flags=("nnan", "nsz"))
+def _maximum(b, vector):
+    """The largest lane (exact: no NaN, and which zero is kept is moot)."""
+    return _call(b, "llvm.vector.reduce.fmax.v4f64", _F64, [vector], flags=("nnan", "nsz"))
 
 
 def _merge(b, best, where, largest: bool):
@@ -184,7 +183,7 @@ def update_select(typingctx, F, pen_up, pen_low, qb, oi, oj, e_i, e_j, n):
 
         best, where, best2 = _over_blocks(b, count, body, [minus_inf, _NONE, minus_inf])
         gmax, i = _merge(b, best, where, largest=True)
-        gmax2 = _reduce(b, best2, largest=True)
+        gmax2 = _maximum(b, best2)
         return context.make_tuple(b, signature.return_type, [gmax, i, gmax2])
 
     return signature, codegen
