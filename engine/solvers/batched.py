@@ -114,6 +114,7 @@ from nidecode.solvers._common import (
     _scatter_decisions,
     _to_qfloat,
 )
+from nidecode.solvers._vector_min import first_min
 from nidecode.solvers.libsvm import _alloc_workspace, _score_fold_libsvm
 from nidecode.solvers.svc import _FIT_PARAMETERS, _LIBSVM_PARAMETERS, _class_weights
 
@@ -314,37 +315,6 @@ def _accumulate(rows, coef, out):
         for i in range(n):
             out[i] += ak * rk[i]
         k += 1
-
-
-_INF_BITS = np.int32(0x7F800000)  # float32 +inf as int32 bits
-
-
-@njit(cache=True)
-def _first_min(bits):
-    """The first index holding the smallest of float32 values in ``[+0, +inf]``
-    given as their bits (``int32``; -1 if none is below inf): the line search's
-    hot loop. Such values' bits, read as integers, order as the numbers do: the
-    minimum of the integers vectorises (a float minimum does not without
-    fast-math, whose NaN rules it would change), and the search for its first
-    index tests sixteen values at a time. Not inlined: as fast, and the kernel
-    compiles faster."""
-    n = bits.shape[0]
-    m = _INF_BITS
-    for i in range(n):
-        m = bits[i] if bits[i] < m else m
-    if m == _INF_BITS:
-        return -1
-    i = 0
-    while i + 16 <= n:
-        hit = 0
-        for k in range(16):
-            hit |= np.int32(bits[i + k] == m)
-        if hit:
-            break
-        i += 16
-    while bits[i] != m:
-        i += 1
-    return i
 
 
 @njit(cache=True)
@@ -626,7 +596,7 @@ def _primal_active_set(Xs, ZT, ZT32, ysg, use, cb, C, w, b, F, side, h, gap, dm,
                 t_prev = 0.0
                 beyond = t_max * (1.0 + 1e-6)  # float32 kinks there are past t_max
                 while True:
-                    k_min = _first_min(kink_bits)
+                    k_min = first_min(kink_bits)
                     if k_min < 0 or kink[k_min] >= beyond:
                         break
                     t_k = np.float64(gap[k_min]) / dm[k_min]
