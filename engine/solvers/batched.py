@@ -102,6 +102,7 @@ import scipy.sparse as sp
 from numba import njit
 from sklearn.svm import _libsvm
 
+from nidecode.solvers._borrow import borrow
 from nidecode.solvers._common import (
     _check_c_tol,
     _check_class_weight,
@@ -517,6 +518,14 @@ def _primal_active_set(Xs, ZT, ZT32, ysg, use, cb, C, w, b, F, side, h, gap, dm,
     scan), ``crossed``, ``wV``, ``w_new``, ``dw``, ``dw32``, ``B``, ``u``,
     ``r_old``, ``XF``: scratch.
     """
+    # The caller owns every array for the whole call: borrowed, the calls each
+    # step makes skip the atomic reference counts (see nidecode.solvers._borrow).
+    Xs, ZT, ZT32, ysg, cb, F, side, h, gap, dm, kink, crossed = (
+        borrow(Xs), borrow(ZT), borrow(ZT32), borrow(ysg), borrow(cb), borrow(F), borrow(side),
+        borrow(h), borrow(gap), borrow(dm), borrow(kink), borrow(crossed))
+    w, wV, w_new, dw, dw32, B, u, r, r_old, XF = (
+        borrow(w), borrow(wV), borrow(w_new), borrow(dw), borrow(dw32), borrow(B), borrow(u),
+        borrow(r), borrow(r_old), borrow(XF))
     N, d = Xs.shape
     p = np.int64(0)  # scans in the margin set F (not a literal: one specialisation)
     _gaps(ZT, ysg, w, b, h)  # 1 - margin; then X w at the end
