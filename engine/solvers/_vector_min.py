@@ -34,6 +34,7 @@ _I1, _I32, _I64, _MASK = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntTy
 _VI = ir.VectorType(_I32, _W)
 _LANES = ir.Constant(ir.VectorType(_I64, _W), list(range(_W)))
 _NONE = ir.Constant(_VI, [INF_BITS] * _W)
+_SMIN = f"llvm.smin.v{_W}i32"
 
 
 def _call(b, name, return_type, args):
@@ -100,10 +101,11 @@ def first_min(typingctx, bits):
         whole = b.mul(b.sdiv(n, width), width)
         zero = ir.Constant(_I64, 0)
 
-        (lanes,) = _loop(b, "min", zero, whole, width, [_NONE],
-                         lambda k, acc: [_call(b, f"llvm.smin.v{_W}i32", _VI,
-                                               [acc[0], _load(b, data, k)])])
-        lanes = _call(b, f"llvm.smin.v{_W}i32", _VI, [lanes, _load(b, data, whole, n)])
+        def smaller(k, carried):
+            return [_call(b, _SMIN, _VI, [carried[0], _load(b, data, k)])]
+
+        (lanes,) = _loop(b, "min", zero, whole, width, [_NONE], smaller)
+        lanes = _call(b, _SMIN, _VI, [lanes, _load(b, data, whole, n)])
         smallest = _call(b, f"llvm.vector.reduce.smin.v{_W}i32", _I32, [lanes])
         result = cgutils.alloca_once_value(b, ir.Constant(_I64, -1))
         target = _splat(b, smallest, _VI)

@@ -38,12 +38,14 @@ so a step solves a system of that size instead of touching a kernel matrix.
   and leave (O(d^2) a step) and checked by one rebuilt from scratch at the end.
   The line search moves the scans' margins in float32 (the scans x voxels
   product is a step's largest: half the bytes) and orders their kinks in
-  float32, each kink taken at its float64 value; at the set's optimum every
+  float32 (the next one found by a vector scan of their bits,
+  :func:`nidecode.solvers._vector_min.first_min`), each kink taken at its
+  float64 value; at the set's optimum every
   scan's side is checked against its exact (float64) margin and the steps go on
   where one is on the wrong side by more than 1e-9, so the result is the same
   exact optimum (decisions within 1e-10 of the float64 line search's on 2000
-  whole-brain spheres). A fold takes about 26 steps of about 0.7 us on the Haxby
-  slice's spheres (8 voxels), 52 of about 1.0 us on whole-brain ones (18).
+  whole-brain spheres). A fold takes about 26 steps of about 0.6 us on the Haxby
+  slice's spheres (8 voxels), 52 of about 0.9 us on whole-brain ones (18).
 
 The result is the exact optimum of ``SVC(kernel="linear", C)``'s problem (KKT
 conditions to 1e-9 C), whereas libsvm stops at ``tol=1e-3`` short of it, and a
@@ -81,7 +83,7 @@ exact optimum's order differs from libsvm's in 2.9 % of the slice's folds (on
 decisions are closer than ``rank_margin`` times the pair's sensitivity (that
 of a test decision, for the difference of two: the intercept, which libsvm's
 stop moves alike for both, drops out) is refitted on libsvm's path (always on
-the replica). That is the AUC's whole cost: a libsvm fit costs about 20 exact
+the replica). That is the AUC's whole cost: a libsvm fit costs about 25 exact
 folds. The default 5e-4 refits 13 % of the slice's folds for SVC's AUC on 528
 of its 530 spheres, where the absolute rule before (decisions within 5e-3)
 refitted 27 % for 526; on 400 whole-brain spheres it refits 25 % for 99 %,
