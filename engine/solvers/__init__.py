@@ -29,7 +29,8 @@ solvers share (input checks, labels, kernel arrays, the Gram matrix);
 :mod:`nidecode.solvers._smo_passes` the passes of libsvm's SMO iteration in
 LLVM vectors, :mod:`nidecode.solvers._vector_min` the exact line search's scan
 for its next kink, and :mod:`nidecode.solvers._borrow` arrays without reference
-counts for the exact solver's hot calls (numba intrinsics).
+counts for the exact solver's hot calls (numba intrinsics, built with
+:mod:`nidecode.solvers._llvm_ir`).
 :mod:`nidecode.solvers.warm` calls every solver kernel once on a tiny problem, for
 ``nidecode compile`` (:func:`nidecode.precompile.compile_all`).
 Modules are imported on first use: :data:`SPHERE_SOLVERS` lists the names

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
+
+from nidecode.solvers._llvm_ir import call, loop, splat
 
 __all__ = ["gain_select", "update_select"]
 
@@ -40,20 +41,8 @@ _LANES = ir.Constant(_VI, list(range(_W)))
 _NONE = ir.Constant(_VI, [-1] * _W)
 
 
-def _splat(b, value, vector_type):
-    """``value`` in every lane."""
-    lane0 = b.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
-    zeros = ir.Constant(ir.VectorType(_I32, _W), [0] * _W)
-    return b.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), zeros)
-
-
 def _constant(value, vector_type=_VF):
     return ir.Constant(vector_type, [value] * _W)
-
-
-def _call(b, name, return_type, args, flags=()):
-    fn_type = ir.FunctionType(return_type, [a.type for a in args])
-    return b.call(cgutils.get_or_insert_function(b.module, fn_type, name), args, fastmath=flags)
 
 
 def _load(b, base, k, vector_type, mask):
@@ -62,8 +51,8 @@ def _load(b, base, k, vector_type, mask):
     if mask is None:
         return b.load(pointer, align=4)
     kind = "v4f64" if vector_type == _VF else "v4f32"
-    return _call(b, f"llvm.masked.load.{kind}.p0", vector_type,
-                 [pointer, ir.Constant(_I32, 4), mask, _constant(0.0, vector_type)])
+    return call(b, f"llvm.masked.load.{kind}.p0", vector_type,
+                [pointer, ir.Constant(_I32, 4), mask, _constant(0.0, vector_type)])
 
 
 def _store(b, value, base, k, mask):
@@ -71,36 +60,19 @@ def _store(b, value, base, k, mask):
     if mask is None:
         b.store(value, pointer, align=4)
     else:
-        _call(b, "llvm.masked.store.v4f64.p0", ir.VoidType(),
-              [value, pointer, ir.Constant(_I32, 4), mask])
+        call(b, "llvm.masked.store.v4f64.p0", ir.VoidType(),
+             [value, pointer, ir.Constant(_I32, 4), mask])
 
 
 def _over_blocks(b, n, body, start):
     """``carried = body(k, mask, carried)`` for k = 0, 4, ... below ``n``: whole
     vectors (``mask`` None), then one masked vector for the rest. Returns the
     values carried out."""
-    whole = b.mul(b.sdiv(n, ir.Constant(_I64, _W)), ir.Constant(_I64, _W))
-    entry = b.block
-    head = b.append_basic_block("blocks.head")
-    loop = b.append_basic_block("blocks.body")
-    rest = b.append_basic_block("blocks.rest")
-    b.branch(head)
-    b.position_at_end(head)
-    k = b.phi(_I64)
-    carried = [b.phi(value.type) for value in start]
-    b.cbranch(b.icmp_signed("<", k, whole), loop, rest)
-    b.position_at_end(loop)
-    after = body(k, None, carried)
-    next_k = b.add(k, ir.Constant(_I64, _W))
-    end = b.block
-    b.branch(head)
-    k.add_incoming(ir.Constant(_I64, 0), entry)
-    k.add_incoming(next_k, end)
-    for phi, first, later in zip(carried, start, after, strict=True):
-        phi.add_incoming(first, entry)
-        phi.add_incoming(later, end)
-    b.position_at_end(rest)
-    inside = b.icmp_signed("<", b.add(_splat(b, whole, _VI), _LANES), _splat(b, n, _VI))
+    width = ir.Constant(_I64, _W)
+    whole = b.mul(b.sdiv(n, width), width)
+    carried = loop(b, "blocks", ir.Constant(_I64, 0), whole, width, start,
+                   lambda k, values: body(k, None, values))
+    inside = b.icmp_signed("<", b.add(splat(b, whole, _VI), _LANES), splat(b, n, _VI))
     return body(whole, inside, carried)
 
 
@@ -109,13 +81,13 @@ def _track(b, values, k, mask, best, where, largest: bool):
     take = b.fcmp_ordered(">=" if largest else "<=", values, best)
     if mask is not None:
         take = b.and_(take, mask)
-    index = b.add(_splat(b, k, _VI), _LANES)
+    index = b.add(splat(b, k, _VI), _LANES)
     return b.select(take, values, best), b.select(take, index, where)
 
 
 def _maximum(b, vector):
     """The largest lane (exact: no NaN, and which zero is kept is moot)."""
-    return _call(b, "llvm.vector.reduce.fmax.v4f64", _F64, [vector], flags=("nnan", "nsz"))
+    return call(b, "llvm.vector.reduce.fmax.v4f64", _F64, [vector], flags=("nnan", "nsz"))
 
 
 def _merge(b, best, where, largest: bool):
@@ -162,7 +134,7 @@ def update_select(typingctx, F, pen_up, pen_low, qb, oi, oj, e_i, e_j, n):
         f_data, up_data, low_data, q_data = (_data(context, b, kinds[a], args[a])
                                              for a in range(4))
         row_i, row_j = _int(context, b, args[4], kinds[4]), _int(context, b, args[5], kinds[5])
-        step_i, step_j = _splat(b, args[6], _VF), _splat(b, args[7], _VF)
+        step_i, step_j = splat(b, args[6], _VF), splat(b, args[7], _VF)
         count = _int(context, b, args[8], kinds[8])
         minus_inf = _constant(float("-inf"))
 
@@ -206,7 +178,7 @@ def gain_select(typingctx, F, QD, pen_low, qb, oi, gmax, qd_i, tau, n):
         f_data, qd_data, low_data, q_data = (_data(context, b, kinds[a], args[a])
                                              for a in range(4))
         row_i = _int(context, b, args[4], kinds[4])
-        top, diagonal, floor = (_splat(b, args[a], _VF) for a in (5, 6, 7))
+        top, diagonal, floor = (splat(b, args[a], _VF) for a in (5, 6, 7))
         count = _int(context, b, args[8], kinds[8])
         zero, infinity = _constant(0.0), _constant(float("inf"))
 

@@ -26,6 +26,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from nidecode.solvers._llvm_ir import call, loop, splat
+
 __all__ = ["INF_BITS", "first_min"]
 
 INF_BITS = 0x7F800000  # float32 +inf as int32 bits
@@ -37,52 +39,15 @@ _NONE = ir.Constant(_VI, [INF_BITS] * _W)
 _SMIN = f"llvm.smin.v{_W}i32"
 
 
-def _call(b, name, return_type, args):
-    fn_type = ir.FunctionType(return_type, [a.type for a in args])
-    return b.call(cgutils.get_or_insert_function(b.module, fn_type, name), args)
-
-
-def _splat(b, value, vector_type):
-    lane0 = b.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
-    zeros = ir.Constant(ir.VectorType(_I32, _W), [0] * _W)
-    return b.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), zeros)
-
-
 def _load(b, data, k, n=None):
     """``data[k:k + 16]``; with ``n``, lanes from ``n`` on are not read (+inf)."""
     pointer = b.bitcast(b.gep(data, [k]), _VI.as_pointer())
     if n is None:
         return b.load(pointer, align=4)
-    inside = b.icmp_signed("<", b.add(_splat(b, k, _LANES.type), _LANES),
-                           _splat(b, n, _LANES.type))
-    return _call(b, f"llvm.masked.load.v{_W}i32.p0", _VI,
-                 [pointer, ir.Constant(_I32, 4), inside, _NONE])
-
-
-def _loop(b, name, start, stop, step, carried, body):
-    """``carried = body(k, carried)`` for ``k`` from ``start`` below ``stop``;
-    ``body`` may branch away. Returns the values carried out."""
-    entry = b.block
-    head = b.append_basic_block(f"{name}.head")
-    loop = b.append_basic_block(f"{name}.body")
-    after = b.append_basic_block(f"{name}.after")
-    b.branch(head)
-    b.position_at_end(head)
-    k = b.phi(_I64)
-    phis = [b.phi(value.type) for value in carried]
-    b.cbranch(b.icmp_signed("<", k, stop), loop, after)
-    b.position_at_end(loop)
-    later = body(k, phis)
-    next_k = b.add(k, step)
-    end = b.block
-    b.branch(head)
-    k.add_incoming(start, entry)
-    k.add_incoming(next_k, end)
-    for phi, first, value in zip(phis, carried, later, strict=True):
-        phi.add_incoming(first, entry)
-        phi.add_incoming(value, end)
-    b.position_at_end(after)
-    return phis
+    inside = b.icmp_signed("<", b.add(splat(b, k, _LANES.type), _LANES),
+                           splat(b, n, _LANES.type))
+    return call(b, f"llvm.masked.load.v{_W}i32.p0", _VI,
+                [pointer, ir.Constant(_I32, 4), inside, _NONE])
 
 
 @intrinsic
@@ -102,13 +67,13 @@ def first_min(typingctx, bits):
         zero = ir.Constant(_I64, 0)
 
         def smaller(k, carried):
-            return [_call(b, _SMIN, _VI, [carried[0], _load(b, data, k)])]
+            return [call(b, _SMIN, _VI, [carried[0], _load(b, data, k)])]
 
-        (lanes,) = _loop(b, "min", zero, whole, width, [_NONE], smaller)
-        lanes = _call(b, _SMIN, _VI, [lanes, _load(b, data, whole, n)])
-        smallest = _call(b, f"llvm.vector.reduce.smin.v{_W}i32", _I32, [lanes])
+        (lanes,) = loop(b, "min", zero, whole, width, [_NONE], smaller)
+        lanes = call(b, _SMIN, _VI, [lanes, _load(b, data, whole, n)])
+        smallest = call(b, f"llvm.vector.reduce.smin.v{_W}i32", _I32, [lanes])
         result = cgutils.alloca_once_value(b, ir.Constant(_I64, -1))
-        target = _splat(b, smallest, _VI)
+        target = splat(b, smallest, _VI)
         done = b.append_basic_block("done")
 
         def found_in(k, vector):
@@ -117,7 +82,7 @@ def first_min(typingctx, bits):
             hit, miss = b.append_basic_block("hit"), b.append_basic_block("miss")
             b.cbranch(b.icmp_unsigned("!=", hits, ir.Constant(_MASK, 0)), hit, miss)
             b.position_at_end(hit)
-            lane = _call(b, f"llvm.cttz.i{_W}", _MASK, [hits, ir.Constant(_I1, 1)])
+            lane = call(b, f"llvm.cttz.i{_W}", _MASK, [hits, ir.Constant(_I1, 1)])
             b.store(b.add(k, b.zext(lane, _I64)), result)
             b.branch(done)
             b.position_at_end(miss)
@@ -127,7 +92,7 @@ def first_min(typingctx, bits):
                 found_in(k, _load(b, data, k))
                 return carried
 
-            _loop(b, "search", zero, whole, width, [], search)
+            loop(b, "search", zero, whole, width, [], search)
             found_in(whole, _load(b, data, whole, n))
         b.branch(done)
         b.position_at_end(done)
