@@ -468,6 +468,9 @@ def _smo(
     return rho, (-it if timed_out else it)
 
 
+_COEF = 6  # ws[_COEF]: alpha_a y_a after ``_fit`` (``_smo``'s ``out``)
+
+
 @njit(cache=True)
 def _alloc_workspace(lmax):
     """Scratch arrays for fits of up to ``lmax`` training samples (see ``_fit``)."""
@@ -482,7 +485,7 @@ def _alloc_workspace(lmax):
 
 @njit(cache=True)
 def _fit(Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter, ws):
-    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[6]``."""
+    """Run ``_smo`` with workspace ``ws``; alpha_a y_a end up in ``ws[_COEF]``."""
     F, Fbar, alpha, QD, pen_up, pen_low, out, aset, y, st, qb = ws
     return _smo(
         Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter,
@@ -498,7 +501,7 @@ def _fit_gram(Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter):
     _to_qfloat(Kd, Kf)
     ws = _alloc_workspace(tr.shape[0])
     rho, it = _fit(Kf, Kd, tr, ysign, Cp, Cn, eps, shrinking, max_iter, ws)
-    return ws[6][: tr.shape[0]].copy(), rho, it
+    return ws[_COEF][: tr.shape[0]].copy(), rho, it
 
 
 @njit(cache=True)
@@ -537,7 +540,7 @@ def _score_fold_libsvm(Kf, Kd, tr, ys, te, y, Cp, Cn, eps, shrinking, max_iter, 
     If ``store``, ``dec[s, scan]`` receives each test scan's decision in
     ``SVC.decision_function``'s sign (libsvm's negated)."""
     rho, it = _fit(Kf, Kd, tr, ys, Cp, Cn, eps, shrinking, max_iter, ws)
-    coef = ws[6]
+    coef = ws[_COEF]
     correct = 0
     for t in range(te.shape[0]):
         krow = Kd[te[t]]
